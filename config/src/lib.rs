@@ -1,0 +1,1 @@
+//! esprit configuration: the TOML schema, its validation and the diff between two versions.

@@ -1,0 +1,1 @@
+//! esprit control plane: IKEv2, tunnel epochs and pings, timers, control socket.

@@ -1,0 +1,38 @@
+//! Packet I/O behind one batch trait. A worker owns one outside port (ESP
+//! towards the peers) and one inside port (cleartext towards the protected
+//! network); each is a queue of some device that belongs to that worker only.
+//!
+//! - [`mem`]: in-memory rings, for tests and pure data-plane benchmarks;
+//! - `udp`: ESP-in-UDP and raw ESP sockets (outside);
+//! - `tun`: a multi-queue TUN device (inside).
+
+pub mod mem;
+
+use std::io;
+use std::os::fd::RawFd;
+
+use crate::packet::{Packet, PacketPool};
+
+/// Batch packet I/O for one worker.
+pub trait Port: Send {
+    /// Receives up to `max` packets into buffers taken from `pool`, appending
+    /// them to `out`. Never blocks; returns how many were received.
+    fn rx_burst(
+        &mut self,
+        pool: &mut PacketPool,
+        out: &mut Vec<Packet>,
+        max: usize,
+    ) -> io::Result<usize>;
+
+    /// Transmits every packet in `pkts` (draining it) and returns the buffers
+    /// to `pool`. Returns how many were handed to the device; the rest were
+    /// dropped and the caller counts them.
+    fn tx_burst(&mut self, pkts: &mut Vec<Packet>, pool: &mut PacketPool) -> io::Result<usize>;
+
+    /// A file descriptor that polls readable when `rx_burst` would return
+    /// packets, so an idle worker can sleep instead of spinning. `None` for
+    /// ports without one (the worker then naps briefly).
+    fn readable_fd(&self) -> Option<RawFd> {
+        None
+    }
+}

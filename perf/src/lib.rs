@@ -1,0 +1,1 @@
+//! esprit performance tooling: the demo, the pktgen load generator, reports.
