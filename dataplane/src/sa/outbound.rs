@@ -1,0 +1,109 @@
+//! An outbound SA: what a worker needs to seal packets into one tunnel.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use zeroize::Zeroize;
+
+use super::counters::{HardLimits, SaCounters};
+use super::{TunnelId, WorkerId};
+use crate::crypto::{AesGcm, CryptoError};
+use crate::packet::Encap;
+
+/// What the control plane (or a manual config) says about an outbound SA.
+pub struct OutboundSpec<'a> {
+    pub spi: u32,
+    pub tunnel: TunnelId,
+    pub owner: WorkerId,
+    pub key: &'a [u8],
+    pub salt: [u8; 4],
+    pub esn: bool,
+    /// The peer's outer address (port 4500 for ESP-in-UDP, ignored for raw ESP).
+    pub remote: SocketAddr,
+    pub encap: Encap,
+    pub limits: HardLimits,
+}
+
+/// Immutable keys and addresses plus the owner-written sequence counter.
+pub struct OutboundSa {
+    pub spi: u32,
+    pub tunnel: TunnelId,
+    pub owner: WorkerId,
+    pub(crate) cipher: AesGcm,
+    pub(crate) salt: [u8; 4],
+    pub esn: bool,
+    pub remote: SocketAddr,
+    pub encap: Encap,
+    /// Last sequence number used; 0 before the first packet.
+    last_seq: AtomicU64,
+    pub limits: HardLimits,
+    pub counters: SaCounters,
+    exhausted: AtomicU64,
+}
+
+impl OutboundSa {
+    pub fn new(spec: OutboundSpec<'_>) -> Result<OutboundSa, CryptoError> {
+        Ok(OutboundSa {
+            spi: spec.spi,
+            tunnel: spec.tunnel,
+            owner: spec.owner,
+            cipher: AesGcm::new(spec.key)?,
+            salt: spec.salt,
+            esn: spec.esn,
+            remote: spec.remote,
+            encap: spec.encap,
+            last_seq: AtomicU64::new(0),
+            limits: spec.limits,
+            counters: SaCounters::default(),
+            exhausted: AtomicU64::new(0),
+        })
+    }
+
+    /// Takes the next sequence number, or `None` once the space is used up:
+    /// a sequence number must never cycle (RFC 4303 3.3.3), so the SA stops
+    /// sending until it is rekeyed. Owner worker only.
+    #[inline]
+    pub fn next_seq(&self) -> Option<u64> {
+        let last = self.last_seq.load(Relaxed);
+        let max = if self.esn { u64::MAX } else { u32::MAX as u64 };
+        if last >= max {
+            self.exhausted
+                .store(self.exhausted.load(Relaxed) + 1, Relaxed);
+            return None;
+        }
+        self.last_seq.store(last + 1, Relaxed);
+        Some(last + 1)
+    }
+
+    /// Last sequence number sent.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq.load(Relaxed)
+    }
+
+    /// Packets refused because the sequence space was used up.
+    pub fn exhausted_drops(&self) -> u64 {
+        self.exhausted.load(Relaxed)
+    }
+
+    /// Test and tool hook: continue numbering after `seq`.
+    pub fn set_last_seq(&self, seq: u64) {
+        self.last_seq.store(seq, Relaxed);
+    }
+}
+
+impl Drop for OutboundSa {
+    fn drop(&mut self) {
+        self.salt.zeroize();
+    }
+}
+
+impl std::fmt::Debug for OutboundSa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundSa")
+            .field("spi", &format_args!("{:#010x}", self.spi))
+            .field("tunnel", &self.tunnel)
+            .field("owner", &self.owner)
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
+    }
+}

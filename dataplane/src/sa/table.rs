@@ -1,0 +1,135 @@
+//! SA table snapshots and their RCU-style publication.
+//!
+//! The control plane edits its private [`SaTables`] and publishes a snapshot
+//! with one atomic pointer swap; workers pick the new snapshot up at their
+//! next burst and never wait. Every part of a snapshot is persistent, so a
+//! publication copies only what changed. Old snapshots are retired to the
+//! publisher and freed there once no worker holds them, so deallocation
+//! never lands on a worker's fast path.
+
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Cache};
+
+use super::inbound::InboundSa;
+use super::outbound::OutboundSa;
+use super::radix::RadixArray;
+use super::routes::RouteTable;
+use super::spi::slot_of;
+use super::TunnelId;
+
+/// One immutable view of all SAs and routes.
+#[derive(Clone, Default)]
+pub struct SaTables {
+    /// Inbound SAs by SPI slot.
+    pub inbound: RadixArray<Arc<InboundSa>>,
+    /// Each tunnel's current outbound SA, by tunnel id.
+    pub outbound: RadixArray<Arc<OutboundSa>>,
+    pub routes: RouteTable,
+    /// Incremented at every publication.
+    pub version: u64,
+}
+
+impl SaTables {
+    /// The inbound SA for `spi`: slot index, then a full-SPI compare so a
+    /// stale generation misses.
+    #[inline]
+    pub fn inbound_sa(&self, spi: u32) -> Option<&Arc<InboundSa>> {
+        self.inbound.get(slot_of(spi)).filter(|sa| sa.spi == spi)
+    }
+
+    /// The outbound SA currently used by `tunnel`.
+    #[inline]
+    pub fn outbound_sa(&self, tunnel: TunnelId) -> Option<&Arc<OutboundSa>> {
+        self.outbound.get(tunnel as usize)
+    }
+
+    /// Installs an inbound SA in its slot, returning what was there.
+    pub fn install_inbound(&mut self, sa: Arc<InboundSa>) -> Option<Arc<InboundSa>> {
+        self.inbound.set(slot_of(sa.spi), Some(sa))
+    }
+
+    /// Removes the inbound SA with exactly this SPI.
+    pub fn remove_inbound(&mut self, spi: u32) -> Option<Arc<InboundSa>> {
+        self.inbound_sa(spi)?;
+        self.inbound.set(slot_of(spi), None)
+    }
+
+    /// Makes `sa` its tunnel's outbound SA (the epoch switch).
+    pub fn install_outbound(&mut self, sa: Arc<OutboundSa>) -> Option<Arc<OutboundSa>> {
+        self.outbound.set(sa.tunnel as usize, Some(sa))
+    }
+
+    pub fn remove_outbound(&mut self, tunnel: TunnelId) -> Option<Arc<OutboundSa>> {
+        self.outbound.set(tunnel as usize, None)
+    }
+}
+
+/// The control plane's side: edit, then publish.
+pub struct SaPublisher {
+    editing: SaTables,
+    shared: Arc<ArcSwap<SaTables>>,
+    retired: Vec<Arc<SaTables>>,
+}
+
+impl Default for SaPublisher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SaPublisher {
+    pub fn new() -> SaPublisher {
+        SaPublisher {
+            editing: SaTables::default(),
+            shared: Arc::new(ArcSwap::from_pointee(SaTables::default())),
+            retired: Vec::new(),
+        }
+    }
+
+    /// The private copy to edit; workers see nothing until `publish`.
+    pub fn edit(&mut self) -> &mut SaTables {
+        &mut self.editing
+    }
+
+    /// What the workers see now.
+    pub fn published(&self) -> Arc<SaTables> {
+        self.shared.load_full()
+    }
+
+    /// Swaps the edited tables in for the workers. Costs a clone of the
+    /// snapshot's root pointers, whatever the number of SAs.
+    pub fn publish(&mut self) {
+        self.editing.version += 1;
+        let old = self.shared.swap(Arc::new(self.editing.clone()));
+        self.retired.push(old);
+        self.reclaim();
+    }
+
+    /// Frees retired snapshots no worker holds any more; returns how many
+    /// are still held.
+    pub fn reclaim(&mut self) -> usize {
+        self.retired.retain(|s| Arc::strong_count(s) > 1);
+        self.retired.len()
+    }
+
+    /// A handle for one worker.
+    pub fn reader(&self) -> SaReader {
+        SaReader {
+            cache: Cache::new(self.shared.clone()),
+        }
+    }
+}
+
+/// A worker's view: reloads only when a new snapshot was published.
+pub struct SaReader {
+    cache: Cache<Arc<ArcSwap<SaTables>>, Arc<SaTables>>,
+}
+
+impl SaReader {
+    /// The current snapshot; call once per burst.
+    #[inline]
+    pub fn load(&mut self) -> &Arc<SaTables> {
+        self.cache.load()
+    }
+}
