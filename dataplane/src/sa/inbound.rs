@@ -35,6 +35,7 @@ pub struct InboundSa {
     pub(crate) cipher: AesGcm,
     pub(crate) salt: [u8; 4],
     pub(crate) replay: ReplayWindow,
+    esn: bool,
     allowed_sources: Box<[IpPrefix]>,
     pub limits: HardLimits,
     pub counters: SaCounters,
@@ -49,6 +50,7 @@ impl InboundSa {
             cipher: AesGcm::new(spec.key)?,
             salt: spec.salt,
             replay: ReplayWindow::new(spec.replay_window, spec.esn),
+            esn: spec.esn,
             allowed_sources: spec.allowed_sources.into_boxed_slice(),
             limits: spec.limits,
             counters: SaCounters::default(),
@@ -64,6 +66,12 @@ impl InboundSa {
 
     pub fn allowed_sources(&self) -> &[IpPrefix] {
         &self.allowed_sources
+    }
+
+    /// Whether the SA uses extended sequence numbers.
+    #[inline]
+    pub fn replay_esn(&self) -> bool {
+        self.esn
     }
 
     /// Highest sequence number received.
