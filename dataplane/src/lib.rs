@@ -10,6 +10,7 @@ pub mod esp;
 pub mod packet;
 pub mod port;
 pub mod sa;
+pub mod testkit;
 pub mod wire;
 pub mod worker;
 

@@ -60,6 +60,16 @@ pub struct Packet {
     pub meta: Meta,
 }
 
+impl std::fmt::Debug for Packet {
+    /// Length and metadata only: packet contents may be secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packet")
+            .field("len", &self.len())
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
 impl Default for Packet {
     fn default() -> Self {
         Self::new()

@@ -24,7 +24,7 @@ pub fn open(sa: &InboundSa, pkt: &mut Packet) -> Result<Opened, DropReason> {
     let len = data.len();
     // Smallest valid packet: header, IV, pad length, next header, ICV; the
     // encrypted part is a multiple of 4 (RFC 4303 2.4).
-    if len < FRONT_OVERHEAD + 2 + ICV_LEN || (len - FRONT_OVERHEAD - ICV_LEN) % 4 != 0 {
+    if len < FRONT_OVERHEAD + 2 + ICV_LEN || !(len - FRONT_OVERHEAD - ICV_LEN).is_multiple_of(4) {
         return Err(DropReason::Malformed);
     }
     let (spi, seq_low) = {

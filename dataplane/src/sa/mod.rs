@@ -2,6 +2,7 @@
 
 pub mod counters;
 pub mod inbound;
+pub mod manual;
 pub mod outbound;
 pub mod prefix;
 pub mod radix;

@@ -51,7 +51,7 @@ fn offset_in(pool: &IpPrefix, ip: IpAddr) -> Option<usize> {
 impl RouteTable {
     /// Declares an address pool whose host routes get O(1) lookup.
     pub fn add_pool(&mut self, prefix: IpPrefix) -> Result<(), RouteError> {
-        let host_bits = if prefix.addr().is_ipv4() { 32 } else { 128 } - prefix.len() as u32;
+        let host_bits = if prefix.addr().is_ipv4() { 32 } else { 128 } - prefix.prefix_len() as u32;
         if host_bits > 24 {
             return Err(RouteError::PoolTooLarge(prefix));
         }
@@ -82,7 +82,7 @@ impl RouteTable {
         let list = Arc::make_mut(&mut self.prefixes);
         list.retain(|(p, _)| *p != prefix);
         // Longest first so the scan finds the most specific route.
-        let at = list.partition_point(|(p, _)| p.len() >= prefix.len());
+        let at = list.partition_point(|(p, _)| p.prefix_len() >= prefix.prefix_len());
         list.insert(at, (prefix, tunnel));
     }
 
@@ -101,7 +101,7 @@ impl RouteTable {
                 return;
             }
         }
-        if self.prefixes.iter().any(|r| *r == (prefix, tunnel)) {
+        if self.prefixes.contains(&(prefix, tunnel)) {
             Arc::make_mut(&mut self.prefixes).retain(|r| *r != (prefix, tunnel));
         }
     }

@@ -1,0 +1,104 @@
+//! Manually keyed tunnels (like `ip xfrm state` or ipsec-secgw's SA file):
+//! both SAs and the routes of one tunnel, installed without IKE.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use super::table::SaTables;
+use super::{
+    owner_of_spi, HardLimits, InboundSa, InboundSpec, IpPrefix, OutboundSa, OutboundSpec, TunnelId,
+};
+use crate::crypto::CryptoError;
+use crate::packet::Encap;
+
+/// Keys of one direction.
+pub struct ManualSaKeys {
+    pub spi: u32,
+    /// 16 or 32 bytes.
+    pub key: Zeroizing<Vec<u8>>,
+    pub salt: [u8; 4],
+    pub esn: bool,
+}
+
+/// One manually keyed tunnel.
+pub struct ManualTunnel {
+    pub tunnel: TunnelId,
+    /// The peer's outer address.
+    pub remote: SocketAddr,
+    pub encap: Encap,
+    /// Networks behind the peer: routed into the tunnel, and the only inner
+    /// sources accepted from it.
+    pub remote_ts: Vec<IpPrefix>,
+    /// The SA the peer sends on (its SPI is ours to pick).
+    pub inbound: ManualSaKeys,
+    pub outbound: ManualSaKeys,
+    pub replay_window: u32,
+}
+
+/// Installs `t` into `tables` for a data plane of `workers` workers. The
+/// tunnel belongs to the worker its inbound SPI steers to.
+pub fn install(tables: &mut SaTables, t: &ManualTunnel, workers: usize) -> Result<(), CryptoError> {
+    let owner = owner_of_spi(t.inbound.spi, workers);
+    let inbound = InboundSa::new(InboundSpec {
+        spi: t.inbound.spi,
+        tunnel: t.tunnel,
+        owner,
+        key: &t.inbound.key,
+        salt: t.inbound.salt,
+        esn: t.inbound.esn,
+        replay_window: t.replay_window,
+        allowed_sources: t.remote_ts.clone(),
+        limits: HardLimits::default(),
+    })?;
+    let outbound = OutboundSa::new(OutboundSpec {
+        spi: t.outbound.spi,
+        tunnel: t.tunnel,
+        owner,
+        key: &t.outbound.key,
+        salt: t.outbound.salt,
+        esn: t.outbound.esn,
+        remote: t.remote,
+        encap: t.encap,
+        limits: HardLimits::default(),
+    })?;
+    tables.install_inbound(Arc::new(inbound));
+    tables.install_outbound(Arc::new(outbound));
+    for p in &t.remote_ts {
+        tables.routes.insert(*p, t.tunnel);
+    }
+    Ok(())
+}
+
+/// Removes what [`install`] put in for `t`.
+pub fn remove(tables: &mut SaTables, t: &ManualTunnel) {
+    tables.remove_inbound(t.inbound.spi);
+    tables.remove_outbound(t.tunnel);
+    for p in &t.remote_ts {
+        tables.routes.remove(*p, t.tunnel);
+    }
+}
+
+impl ManualTunnel {
+    /// The same tunnel seen from the peer: SAs swapped, remote set to
+    /// `peer_remote`, the peer's remote selectors being `our_ts`. Handy for
+    /// tests, the demo and pktgen, which run both ends.
+    pub fn mirrored(&self, peer_remote: SocketAddr, our_ts: Vec<IpPrefix>) -> ManualTunnel {
+        let copy = |k: &ManualSaKeys| ManualSaKeys {
+            spi: k.spi,
+            key: k.key.clone(),
+            salt: k.salt,
+            esn: k.esn,
+        };
+        ManualTunnel {
+            tunnel: self.tunnel,
+            remote: peer_remote,
+            encap: self.encap,
+            remote_ts: our_ts,
+            inbound: copy(&self.outbound),
+            outbound: copy(&self.inbound),
+            replay_window: self.replay_window,
+        }
+    }
+}
