@@ -18,11 +18,19 @@ use super::routes::RouteTable;
 use super::spi::slot_of;
 use super::TunnelId;
 
+/// An inbound table entry. The SPI is kept next to the pointer so the
+/// lookup's compare reads the same cache line as the index, not the SA.
+#[derive(Clone)]
+pub struct InboundSlot {
+    pub spi: u32,
+    pub sa: Arc<InboundSa>,
+}
+
 /// One immutable view of all SAs and routes.
 #[derive(Clone, Default)]
 pub struct SaTables {
     /// Inbound SAs by SPI slot.
-    pub inbound: RadixArray<Arc<InboundSa>>,
+    pub inbound: RadixArray<InboundSlot>,
     /// Each tunnel's current outbound SA, by tunnel id.
     pub outbound: RadixArray<Arc<OutboundSa>>,
     pub routes: RouteTable,
@@ -35,7 +43,20 @@ impl SaTables {
     /// stale generation misses.
     #[inline]
     pub fn inbound_sa(&self, spi: u32) -> Option<&Arc<InboundSa>> {
-        self.inbound.get(slot_of(spi)).filter(|sa| sa.spi == spi)
+        match self.inbound.get(slot_of(spi)) {
+            Some(slot) if slot.spi == spi => Some(&slot.sa),
+            _ => None,
+        }
+    }
+
+    /// Starts loading the table entry for `spi` into the cache. A worker
+    /// calls this for a whole burst before looking any of it up, so the
+    /// cache misses of many SAs overlap instead of queueing (the DPDK way).
+    #[inline]
+    pub fn prefetch_inbound(&self, spi: u32) {
+        if let Some(p) = self.inbound.entry_ptr(slot_of(spi)) {
+            prefetch(p as *const u8);
+        }
     }
 
     /// The outbound SA currently used by `tunnel`.
@@ -46,13 +67,16 @@ impl SaTables {
 
     /// Installs an inbound SA in its slot, returning what was there.
     pub fn install_inbound(&mut self, sa: Arc<InboundSa>) -> Option<Arc<InboundSa>> {
-        self.inbound.set(slot_of(sa.spi), Some(sa))
+        let slot = InboundSlot { spi: sa.spi, sa };
+        self.inbound
+            .set(slot_of(slot.spi), Some(slot))
+            .map(|old| old.sa)
     }
 
     /// Removes the inbound SA with exactly this SPI.
     pub fn remove_inbound(&mut self, spi: u32) -> Option<Arc<InboundSa>> {
         self.inbound_sa(spi)?;
-        self.inbound.set(slot_of(spi), None)
+        self.inbound.set(slot_of(spi), None).map(|old| old.sa)
     }
 
     /// Makes `sa` its tunnel's outbound SA (the epoch switch).
@@ -63,6 +87,17 @@ impl SaTables {
     pub fn remove_outbound(&mut self, tunnel: TunnelId) -> Option<Arc<OutboundSa>> {
         self.outbound.set(tunnel as usize, None)
     }
+}
+
+#[inline]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// The control plane's side: edit, then publish.

@@ -156,6 +156,13 @@ impl<O: Port, I: Port> Core<O, I> {
         }
         self.handoff.recv(&mut self.rx, burst);
         work += self.rx.len();
+        for p in &self.rx {
+            if p.meta.encap != Encap::Inner {
+                if let Some(spi) = p.data().get(..4) {
+                    t.prefetch_inbound(u32::from_be_bytes([spi[0], spi[1], spi[2], spi[3]]));
+                }
+            }
+        }
         let mut rx = std::mem::take(&mut self.rx);
         for p in rx.drain(..) {
             match p.meta.encap {
