@@ -1,0 +1,155 @@
+//! The gateway process: builds the data plane from the config, runs its
+//! workers, and owns everything that changes SAs (manual tunnels now; IKE,
+//! epochs and the control socket as they arrive).
+
+mod manual;
+mod ports;
+mod stats_log;
+
+pub use manual::to_dataplane;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use dataplane::port::tun::TunDevice;
+use dataplane::sa::SaPublisher;
+use dataplane::worker::{handoff_mesh, ControlLink, StatsSnapshot, Worker, WorkerConfig, WorkerStats};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("manual tunnel {name:?}: {message}")]
+    Tunnel { name: String, message: String },
+    #[error("unsupported configuration: {0}")]
+    Unsupported(String),
+}
+
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let what = what.into();
+    move |source| DaemonError::Io { what, source }
+}
+
+/// A running data plane.
+pub struct Daemon {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    stats: Vec<Arc<WorkerStats>>,
+    publisher: SaPublisher,
+    _tun: TunDevice,
+    _control: Vec<ControlLink>,
+}
+
+impl Daemon {
+    /// Opens the ports, installs the manual tunnels and starts the workers.
+    pub fn start(cfg: &config::Config) -> Result<Daemon, DaemonError> {
+        let n = cfg.dataplane.workers.max(1);
+        let (outside, inside, tun) = ports::open(cfg, n)?;
+
+        let mut publisher = SaPublisher::new();
+        for (i, t) in cfg.manual_tunnels.iter().enumerate() {
+            let tunnel = to_dataplane(t, i as u32 + 1).map_err(|message| DaemonError::Tunnel {
+                name: t.name.clone(),
+                message,
+            })?;
+            dataplane::sa::manual::install(publisher.edit(), &tunnel, n).map_err(|e| {
+                DaemonError::Tunnel {
+                    name: t.name.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            for prefix in &t.remote_ts {
+                ports::add_route(tun.name(), &prefix.to_string())
+                    .map_err(io_err(format!("route {prefix} into {}", tun.name())))?;
+            }
+            tracing::info!(
+                tunnel = %t.name,
+                inbound_spi = format_args!("{:#010x}", t.inbound.spi),
+                outbound_spi = format_args!("{:#010x}", t.outbound.spi),
+                remote = %t.remote,
+                "manual tunnel installed"
+            );
+        }
+        publisher.publish();
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let mut stats = Vec::new();
+        let mut control = Vec::new();
+        let mesh = handoff_mesh(n, cfg.dataplane.ring_size.max(64));
+        for (id, ((out, ins), handoff)) in outside.into_iter().zip(inside).zip(mesh).enumerate() {
+            let link = ControlLink::new(1024);
+            let wcfg = WorkerConfig {
+                id: id as u16,
+                burst: cfg.dataplane.burst,
+                core: cfg.dataplane.cores.as_ref().and_then(|c| c.get(id).copied()),
+                ..WorkerConfig::default()
+            };
+            let worker = Worker::new(wcfg, out, ins, publisher.reader(), handoff, link.clone());
+            stats.push(worker.stats());
+            control.push(link);
+            threads.push(
+                worker
+                    .spawn(stop.clone())
+                    .map_err(io_err(format!("spawn worker {id}")))?,
+            );
+        }
+        tracing::info!(workers = n, inside = tun.name(), "data plane running");
+        Ok(Daemon {
+            stop,
+            threads,
+            stats,
+            publisher,
+            _tun: tun,
+            _control: control,
+        })
+    }
+
+    /// Counters summed over all workers.
+    pub fn totals(&self) -> StatsSnapshot {
+        let mut t = StatsSnapshot::default();
+        for s in &self.stats {
+            t.add(&s.snapshot());
+        }
+        t
+    }
+
+    /// Runs until SIGINT or SIGTERM, logging stats every `every`.
+    pub fn run_until_signal(mut self, every: Duration) -> Result<(), DaemonError> {
+        let term = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(sig, term.clone())
+                .map_err(io_err("install signal handler"))?;
+        }
+        let mut log = stats_log::StatsLog::new(every);
+        while !term.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+            log.maybe_log(&self.totals(), &self.publisher.published());
+            self.publisher.reclaim();
+        }
+        tracing::info!("shutting down");
+        self.shutdown();
+        Ok(())
+    }
+
+    /// Stops the workers and waits for them.
+    pub fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,73 @@
+//! Opens the ports the config asks for: one outside and one inside queue
+//! per worker.
+
+use std::process::Command;
+
+use dataplane::port::tun::{TunDevice, TunPort};
+use dataplane::port::udp::{UdpConfig, UdpPort};
+
+use super::{io_err, DaemonError};
+
+/// Outside sockets, inside queues and the TUN device, in worker order.
+pub fn open(
+    cfg: &config::Config,
+    workers: usize,
+) -> Result<(Vec<UdpPort>, Vec<TunPort>, TunDevice), DaemonError> {
+    use config::schema::dataplane::{InsideKind, PortKind};
+    if cfg.dataplane.port != PortKind::Udp {
+        return Err(DaemonError::Unsupported(format!(
+            "dataplane.port = {:?}: espritd runs the udp port so far",
+            cfg.dataplane.port
+        )));
+    }
+    if cfg.dataplane.inside.kind != InsideKind::Tun {
+        return Err(DaemonError::Unsupported(
+            "dataplane.inside.kind: espritd needs a tun inside (mem is for tests and the demo)"
+                .into(),
+        ));
+    }
+    if cfg.gateway.raw_esp {
+        return Err(DaemonError::Unsupported(
+            "gateway.raw_esp: raw ESP is not wired into espritd yet".into(),
+        ));
+    }
+    let addr = match cfg.gateway.outside.as_slice() {
+        [one] => *one,
+        [] => return Err(DaemonError::Unsupported("gateway.outside is empty".into())),
+        _ => {
+            return Err(DaemonError::Unsupported(
+                "gateway.outside: one address per daemon so far".into(),
+            ))
+        }
+    };
+    let outside = UdpPort::bind_group(addr, workers, UdpConfig::default())
+        .map_err(io_err(format!("outside UDP {addr}")))?;
+
+    let inside = &cfg.dataplane.inside;
+    let (tun, queues) = TunDevice::open(&inside.name, workers)
+        .map_err(io_err(format!("TUN device {}", inside.name)))?;
+    tun.set_mtu(inside.mtu as u32)
+        .map_err(io_err(format!("MTU of {}", inside.name)))?;
+    for a in &inside.addresses {
+        tun.add_address(a.addr(), a.prefix_len())
+            .map_err(io_err(format!("address {a} on {}", inside.name)))?;
+    }
+    tun.set_up()
+        .map_err(io_err(format!("bring {} up", inside.name)))?;
+    Ok((outside, queues, tun))
+}
+
+/// Routes `prefix` into the TUN device so the kernel hands its traffic to
+/// the workers.
+pub fn add_route(dev: &str, prefix: &str) -> std::io::Result<()> {
+    let out = Command::new("ip")
+        .args(["route", "replace", prefix, "dev", dev])
+        .output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
+}

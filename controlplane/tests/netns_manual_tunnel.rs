@@ -1,0 +1,145 @@
+//! Two espritd with manually keyed SAs, each with a TUN inside, joined by a
+//! veth in network namespaces: ping and a TCP transfer whose content is
+//! checked cross the tunnel. Root only (CI runs it as root).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::netns::{privileged_or_skip, veth, NetNs};
+
+const KEY_AB: &str = "00112233445566778899aabbccddeeff";
+const KEY_BA: &str = "ffeeddccbbaa99887766554433221100";
+
+fn config(outside: &str, inside_addr: &str, remote: &str, local_ts: &str, remote_ts: &str, in_spi: u32, in_key: &str, out_spi: u32, out_key: &str) -> String {
+    format!(
+        r#"
+[gateway]
+outside = ["{outside}:4500"]
+
+[dataplane]
+workers = 2
+burst = 32
+
+[dataplane.inside]
+kind = "tun"
+name = "esprit0"
+mtu = 1400
+addresses = ["{inside_addr}"]
+
+[[manual_tunnel]]
+name = "peer"
+remote = "{remote}:4500"
+local_ts = ["{local_ts}"]
+remote_ts = ["{remote_ts}"]
+[manual_tunnel.inbound]
+spi = {in_spi}
+algorithm = "aes128gcm16"
+key = "{in_key}"
+salt = "01020304"
+[manual_tunnel.outbound]
+spi = {out_spi}
+algorithm = "aes128gcm16"
+key = "{out_key}"
+salt = "01020304"
+"#
+    )
+}
+
+/// A daemon killed (SIGTERM, then SIGKILL) when dropped.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(ns: &NetNs, cfg_path: &std::path::Path) -> Daemon {
+    let child = ns
+        .command(env!("CARGO_BIN_EXE_espritd"))
+        .arg("--config")
+        .arg(cfg_path)
+        .arg("--stats-interval")
+        .arg("1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn espritd");
+    let d = Daemon(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = ns.try_exec(&["ip", "-o", "link", "show", "esprit0"]);
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).contains(",UP") {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "espritd in {} did not bring esprit0 up", ns.name);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ping_and_tcp_cross_a_manual_tunnel_between_two_espritd() {
+    if !privileged_or_skip("ping_and_tcp_cross_a_manual_tunnel_between_two_espritd") {
+        return;
+    }
+    let tag = std::process::id();
+    let a = NetNs::new(&format!("esprit-ma-{tag}"));
+    let b = NetNs::new(&format!("esprit-mb-{tag}"));
+    veth(&a, "veth-a", "192.0.2.1/24", &b, "veth-b", "192.0.2.2/24");
+
+    let dir = std::env::temp_dir().join(format!("esprit-manual-{tag}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg_a = dir.join("a.toml");
+    let cfg_b = dir.join("b.toml");
+    std::fs::write(&cfg_a, config("192.0.2.1", "10.1.0.1/24", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24", 0x1001, KEY_BA, 0x2002, KEY_AB)).unwrap();
+    std::fs::write(&cfg_b, config("192.0.2.2", "10.2.0.1/24", "192.0.2.1", "10.2.0.0/24", "10.1.0.0/24", 0x2002, KEY_AB, 0x1001, KEY_BA)).unwrap();
+
+    let _da = start(&a, &cfg_a);
+    let _db = start(&b, &cfg_b);
+
+    let ping = a.try_exec(&["ping", "-c", "5", "-i", "0.2", "-W", "2", "-I", "10.1.0.1", "10.2.0.1"]);
+    let text = String::from_utf8_lossy(&ping.stdout);
+    assert!(ping.status.success(), "ping through the tunnel failed:\n{text}");
+    assert!(text.contains("5 received"), "{text}");
+
+    // 4 MiB of patterned data, A -> B, compared byte for byte at B.
+    let data: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let expected = data.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = b.run(move || {
+        let l = TcpListener::bind("10.2.0.1:5001").expect("bind in ns b");
+        ready_tx.send(()).unwrap();
+        let (mut s, _) = l.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).expect("read");
+        got
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).expect("server ready");
+    let client = a.run(move || {
+        let to: SocketAddr = "10.2.0.1:5001".parse().unwrap();
+        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5)).expect("connect through the tunnel");
+        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(&data).expect("send");
+    });
+    client.join().expect("client");
+    let got = server.join().expect("server");
+    assert_eq!(got.len(), expected.len(), "bytes received");
+    assert!(got == expected, "content differs");
+
+    let _ = std::fs::remove_dir_all(&dir);
+}
