@@ -61,7 +61,7 @@ impl AesGcm {
         check_key_len(key)?;
         #[cfg(target_arch = "x86_64")]
         if x86::AesNiKey::supported() {
-            if let Some(k) = x86::AesNiKey::new(key) {
+            if let Some(k) = x86::AesNiKey::new(key, true) {
                 return Ok(AesGcm {
                     inner: Inner::AesNi(k),
                     key_len: key.len(),
@@ -81,6 +81,29 @@ impl AesGcm {
             inner: Inner::Portable(k),
             key_len: key.len(),
         })
+    }
+
+    /// One instance per backend this CPU can run, fastest first, the
+    /// portable one last: for tests and benchmarks that must cover them all.
+    #[doc(hidden)]
+    pub fn all_backends(key: &[u8]) -> Result<Vec<AesGcm>, CryptoError> {
+        check_key_len(key)?;
+        let mut out = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if x86::AesNiKey::wide_supported() {
+                out.extend(x86::AesNiKey::new(key, true).map(|k| AesGcm {
+                    inner: Inner::AesNi(k),
+                    key_len: key.len(),
+                }));
+            }
+            out.extend(x86::AesNiKey::new(key, false).map(|k| AesGcm {
+                inner: Inner::AesNi(k),
+                key_len: key.len(),
+            }));
+        }
+        out.push(Self::new_portable(key)?);
+        Ok(out)
     }
 
     /// Key length in bytes (16 or 32).

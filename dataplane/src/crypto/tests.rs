@@ -114,11 +114,11 @@ fn h(s: &str) -> Vec<u8> {
     hex::decode(s).unwrap_or_else(|e| panic!("bad hex in test vector: {e}"))
 }
 
-/// The default backend and the portable one (the same on CPUs without AES-NI).
+/// Every backend this CPU runs, plus the default choice.
 fn backends(key: &[u8]) -> Vec<AesGcm> {
-    let fast = AesGcm::new(key).expect("valid key length");
-    let portable = AesGcm::new_portable(key).expect("valid key length");
-    vec![fast, portable]
+    let mut all = AesGcm::all_backends(key).expect("valid key length");
+    all.push(AesGcm::new(key).expect("valid key length"));
+    all
 }
 
 #[test]
@@ -238,5 +238,17 @@ fn shared_across_threads() {
 fn fast_backend_chosen_when_cpu_supports_it() {
     let g = AesGcm::new(&[1u8; 16]).expect("valid key length");
     let has = is_x86_feature_detected!("aes") && is_x86_feature_detected!("pclmulqdq");
-    assert_eq!(g.backend().starts_with("aes-ni"), has, "{}", g.backend());
+    let wide = has && is_x86_feature_detected!("vaes") && is_x86_feature_detected!("vpclmulqdq");
+    let b = g.backend();
+    assert_eq!(!b.starts_with("portable"), has, "{b}");
+    assert_eq!(
+        b.starts_with("vaes"),
+        wide && is_x86_feature_detected!("avx2"),
+        "{b}"
+    );
+    let n = AesGcm::all_backends(&[1u8; 16]).map(|v| v.len());
+    assert_eq!(
+        n,
+        Ok(1 + usize::from(has) + usize::from(b.starts_with("vaes")))
+    );
 }

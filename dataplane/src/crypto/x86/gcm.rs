@@ -13,7 +13,7 @@ use super::ghash::{rev, Ghash, Powers};
 use super::key_schedule::{encrypt, RoundKeys};
 use crate::crypto::{counter_block, length_block, TAG_LEN};
 
-const BATCH: usize = 128;
+pub(super) const BATCH: usize = 128;
 
 /// The counter in `rev` form: lane 0 holds the 32-bit block counter, so
 /// inc32 is one `paddd`.
@@ -119,7 +119,7 @@ unsafe fn tail<const M: usize, const NR: usize, const OPEN: bool>(
 
 #[inline]
 #[target_feature(enable = "aes,pclmulqdq,ssse3,sse2")]
-unsafe fn finish_tail<const NR: usize, const OPEN: bool>(
+pub(super) unsafe fn finish_tail<const NR: usize, const OPEN: bool>(
     rk: &RoundKeys,
     ctr: &mut __m128i,
     j0: __m128i,

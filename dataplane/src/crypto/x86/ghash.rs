@@ -193,6 +193,20 @@ impl<'k> Ghash<'k> {
         self.acc = reduce(r, f);
     }
 
+    /// The accumulator, for kernels that hash whole batches themselves
+    /// (nothing may be pending).
+    #[inline]
+    pub(super) fn acc(&self) -> __m128i {
+        debug_assert_eq!(self.n, 0);
+        self.acc
+    }
+
+    #[inline]
+    pub(super) fn set_acc(&mut self, acc: __m128i) {
+        debug_assert_eq!(self.n, 0);
+        self.acc = acc;
+    }
+
     /// The GHASH value S in GCM byte order.
     #[inline]
     #[target_feature(enable = "pclmulqdq,ssse3,sse2")]

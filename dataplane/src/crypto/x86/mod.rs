@@ -3,6 +3,7 @@
 mod gcm;
 mod ghash;
 mod key_schedule;
+mod wide;
 
 use zeroize::Zeroize;
 
@@ -13,8 +14,11 @@ use super::TAG_LEN;
 pub(in crate::crypto) struct AesNiKey {
     rk: key_schedule::RoundKeys,
     powers: ghash::Powers,
+    /// Used only when `use_wide`.
+    wide: wide::WideKey,
     /// 10 (AES-128) or 14 (AES-256).
     rounds: usize,
+    use_wide: bool,
 }
 
 impl AesNiKey {
@@ -26,11 +30,21 @@ impl AesNiKey {
             && is_x86_feature_detected!("sse4.1")
     }
 
+    /// Whether this CPU also runs the 256-bit VAES/VPCLMULQDQ kernel.
+    pub(in crate::crypto) fn wide_supported() -> bool {
+        Self::supported()
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("vaes")
+            && is_x86_feature_detected!("vpclmulqdq")
+    }
+
     /// `None` if the CPU lacks the features or the key length is wrong.
-    pub(in crate::crypto) fn new(key: &[u8]) -> Option<Box<AesNiKey>> {
+    /// `allow_wide` = false pins the 128-bit kernel (tests, benchmarks).
+    pub(in crate::crypto) fn new(key: &[u8], allow_wide: bool) -> Option<Box<AesNiKey>> {
         if !Self::supported() {
             return None;
         }
+        let use_wide = allow_wide && Self::wide_supported();
         // SAFETY: the features were checked just above.
         unsafe {
             let (rk, rounds) = match key.len() {
@@ -49,12 +63,27 @@ impl AesNiKey {
             let powers = ghash::Powers::new(&h_bytes);
             h_bytes.zeroize();
             h.zeroize();
-            Some(Box::new(AesNiKey { rk, powers, rounds }))
+            let wide = if use_wide {
+                wide::WideKey::new(&rk, &powers)
+            } else {
+                wide::WideKey::zeroed()
+            };
+            Some(Box::new(AesNiKey {
+                rk,
+                powers,
+                wide,
+                rounds,
+                use_wide,
+            }))
         }
     }
 
     pub(in crate::crypto) fn name(&self) -> &'static str {
-        "aes-ni+pclmulqdq (stitched, 8 blocks)"
+        if self.use_wide {
+            "vaes+vpclmulqdq avx2 (stitched, 8 blocks)"
+        } else {
+            "aes-ni+pclmulqdq (stitched, 8 blocks)"
+        }
     }
 
     pub(in crate::crypto) fn seal(
@@ -63,8 +92,15 @@ impl AesNiKey {
         aad: &[u8],
         data: &mut [u8],
     ) -> [u8; TAG_LEN] {
-        // SAFETY: an AesNiKey only exists if `supported()` held in `new`.
+        // SAFETY: an AesNiKey only exists if `supported()` held in `new`,
+        // and `use_wide` only if `wide_supported()` did.
         unsafe {
+            let (rk, p, w) = (&self.rk, &self.powers, &self.wide);
+            match (self.use_wide, self.rounds) {
+                (true, 10) => return wide::seal::<10>(rk, p, w, nonce, aad, data),
+                (true, _) => return wide::seal::<14>(rk, p, w, nonce, aad, data),
+                _ => {}
+            }
             if self.rounds == 10 {
                 gcm::seal::<10>(&self.rk, &self.powers, nonce, aad, data)
             } else {
@@ -81,6 +117,12 @@ impl AesNiKey {
     ) -> [u8; TAG_LEN] {
         // SAFETY: as in `seal`.
         unsafe {
+            let (rk, p, w) = (&self.rk, &self.powers, &self.wide);
+            match (self.use_wide, self.rounds) {
+                (true, 10) => return wide::open::<10>(rk, p, w, nonce, aad, data),
+                (true, _) => return wide::open::<14>(rk, p, w, nonce, aad, data),
+                _ => {}
+            }
             if self.rounds == 10 {
                 gcm::open::<10>(&self.rk, &self.powers, nonce, aad, data)
             } else {
@@ -95,5 +137,8 @@ impl Drop for AesNiKey {
         self.rk.zeroize();
         self.powers.h.zeroize();
         self.powers.d.zeroize();
+        self.wide.rk.zeroize();
+        self.wide.h.zeroize();
+        self.wide.d.zeroize();
     }
 }
