@@ -7,6 +7,10 @@
 //! - `tun`: a multi-queue TUN device (inside).
 
 pub mod mem;
+mod mmsg;
+pub mod steering;
+mod sys;
+pub mod udp;
 
 use std::io;
 use std::os::fd::RawFd;
