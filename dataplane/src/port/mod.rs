@@ -10,6 +10,7 @@ pub mod mem;
 mod mmsg;
 pub mod steering;
 mod sys;
+pub mod tun;
 pub mod udp;
 
 use std::io;
