@@ -7,6 +7,11 @@
 //! - `tun`: a multi-queue TUN device (inside).
 
 pub mod mem;
+mod mmsg;
+pub mod steering;
+mod sys;
+pub mod tun;
+pub mod udp;
 
 use std::io;
 use std::os::fd::RawFd;

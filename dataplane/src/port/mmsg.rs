@@ -1,0 +1,403 @@
+//! Batched datagram I/O with `recvmmsg`/`sendmmsg`, shared by the UDP and
+//! raw ESP ports. The header, iovec, address and control arrays are
+//! allocated once; a burst only rewrites their pointers.
+
+use std::fmt::Display;
+use std::io;
+use std::mem;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::ptr;
+
+use super::sys::{errno, from_raw, last_error, to_raw, would_block};
+use crate::packet::{Packet, PacketPool};
+
+/// Most segments the kernel takes in one UDP GSO send (`UDP_MAX_SEGMENTS`
+/// was 64 before Linux 6.9 raised it to 128).
+pub(crate) const GSO_MAX_SEGMENTS: usize = 64;
+/// Most payload bytes in one GSO super-datagram: under the 64 KiB IP limit
+/// with room for IPv6 and UDP headers.
+pub(crate) const GSO_MAX_BYTES: usize = 60_000;
+/// Room for a GRO super-datagram beyond the packet buffer (64 KiB total).
+pub(crate) const GRO_SPILL: usize = 65_536;
+
+/// Room for one `UDP_GRO`/`UDP_SEGMENT` control message (an int or u16
+/// after the cmsghdr), aligned for `cmsghdr`.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct CmsgBuf([u8; 64]);
+
+/// What the kernel said about one received datagram.
+pub(crate) struct Received<'a> {
+    /// Bytes in the datagram (or GRO super-datagram).
+    pub len: usize,
+    /// It did not fit the buffers (`MSG_TRUNC`): the tail is lost.
+    pub truncated: bool,
+    pub source: Option<SocketAddr>,
+    /// `UDP_GRO` segment size: `len` bytes are several datagrams of this size
+    /// (the last may be shorter).
+    pub gro_segment: Option<usize>,
+    /// The bytes beyond the packet buffer (only with a GRO spill area).
+    pub spill: &'a [u8],
+}
+
+/// Preallocated `recvmmsg` state for up to `batch` datagrams.
+pub(crate) struct RxBatch {
+    /// Buffers armed for the next burst; slot `i` receives datagram `i`.
+    staged: Vec<Packet>,
+    hdrs: Vec<libc::mmsghdr>,
+    iovs: Vec<[libc::iovec; 2]>,
+    names: Vec<libc::sockaddr_storage>,
+    ctrl: Vec<CmsgBuf>,
+    /// `spill_each` bytes per slot after the packet buffer (GRO only).
+    spill: Vec<u8>,
+    spill_each: usize,
+}
+
+// SAFETY: the raw pointers inside `hdrs` and `iovs` point only into buffers
+// this struct owns (and the heap buffers of `staged`), and are rewritten
+// right before each syscall; nothing else aliases them.
+unsafe impl Send for RxBatch {}
+
+impl RxBatch {
+    /// Room for `batch` datagrams, each with `spill_each` bytes beyond the
+    /// packet buffer (0 without GRO).
+    pub(crate) fn new(batch: usize, spill_each: usize) -> RxBatch {
+        let batch = batch.max(1);
+        let iov = libc::iovec {
+            iov_base: ptr::null_mut(),
+            iov_len: 0,
+        };
+        RxBatch {
+            staged: Vec::with_capacity(batch),
+            // SAFETY: an all-zero mmsghdr (null pointers, zero lengths) is valid.
+            hdrs: vec![unsafe { mem::zeroed() }; batch],
+            iovs: vec![[iov, iov]; batch],
+            // SAFETY: an all-zero sockaddr_storage is valid.
+            names: vec![unsafe { mem::zeroed() }; batch],
+            ctrl: vec![CmsgBuf([0; 64]); batch],
+            spill: vec![0; batch * spill_each],
+            spill_each,
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.hdrs.len()
+    }
+
+    /// Returns the armed buffers to `pool` (when the port goes away).
+    pub(crate) fn release(&mut self, pool: &mut PacketPool) {
+        pool.put_all(&mut self.staged);
+    }
+
+    /// Receives up to `n` datagrams (at most the batch size) with one
+    /// `recvmmsg` and hands each to `f` in arrival order. Returns how many
+    /// datagrams arrived; 0 when none were waiting.
+    pub(crate) fn recv<F>(
+        &mut self,
+        fd: RawFd,
+        what: &dyn Display,
+        pool: &mut PacketPool,
+        n: usize,
+        mut f: F,
+    ) -> io::Result<usize>
+    where
+        F: FnMut(&mut PacketPool, Packet, Received<'_>),
+    {
+        let n = n.min(self.hdrs.len());
+        if n == 0 {
+            return Ok(0);
+        }
+        while self.staged.len() < n {
+            self.staged.push(pool.get());
+        }
+        let spill_each = self.spill_each;
+        let slots = self
+            .staged
+            .iter_mut()
+            .zip(self.hdrs.iter_mut())
+            .zip(self.iovs.iter_mut())
+            .zip(self.names.iter_mut())
+            .zip(self.ctrl.iter_mut())
+            .zip(
+                self.spill
+                    .chunks_mut(spill_each.max(1))
+                    .map(Some)
+                    .chain(std::iter::repeat_with(|| None)),
+            );
+        for (((((pkt, hdr), iov), name), ctrl), spill) in slots.take(n) {
+            let space = pkt.rx_space();
+            iov[0] = libc::iovec {
+                iov_base: space.as_mut_ptr().cast(),
+                iov_len: space.len(),
+            };
+            let mut iovlen = 1;
+            if let Some(spill) = spill.filter(|_| spill_each > 0) {
+                iov[1] = libc::iovec {
+                    iov_base: spill.as_mut_ptr().cast(),
+                    iov_len: spill.len(),
+                };
+                iovlen = 2;
+            }
+            hdr.msg_len = 0;
+            hdr.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
+            hdr.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_hdr.msg_iov = iov.as_mut_ptr();
+            hdr.msg_hdr.msg_iovlen = iovlen;
+            hdr.msg_hdr.msg_control = ctrl.0.as_mut_ptr().cast();
+            hdr.msg_hdr.msg_controllen = ctrl.0.len() as _;
+            hdr.msg_hdr.msg_flags = 0;
+        }
+        let got = loop {
+            // SAFETY: the first `n` headers were just pointed at live buffers
+            // owned by `self` (names, iovecs, control, spill) and by the
+            // staged packets' heap buffers, with their true lengths.
+            let rc = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    self.hdrs.as_mut_ptr(),
+                    n as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    ptr::null_mut(),
+                )
+            };
+            if rc >= 0 {
+                break rc as usize;
+            }
+            match errno() {
+                libc::EINTR => continue,
+                e if would_block(e) => return Ok(0),
+                _ => return Err(last_error(format_args!("recvmmsg on {what}"))),
+            }
+        };
+        let got = got.min(n);
+        for (i, mut pkt) in self.staged.drain(..got).enumerate() {
+            let (Some(hdr), Some(name)) = (self.hdrs.get(i), self.names.get(i)) else {
+                pool.put(pkt);
+                continue;
+            };
+            let len = hdr.msg_len as usize;
+            let cap = pkt.rx_space().len();
+            pkt.set_received_len(len);
+            let spill_len = len.saturating_sub(cap).min(spill_each);
+            let spill_start = i * spill_each;
+            let spill = self
+                .spill
+                .get(spill_start..spill_start + spill_len)
+                .unwrap_or(&[]);
+            let received = Received {
+                len,
+                truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+                source: from_raw(name, hdr.msg_hdr.msg_namelen),
+                gro_segment: gro_segment(&hdr.msg_hdr),
+                spill,
+            };
+            f(pool, pkt, received);
+        }
+        Ok(got)
+    }
+}
+
+/// The `UDP_GRO` segment size in a received message's control data.
+fn gro_segment(hdr: &libc::msghdr) -> Option<usize> {
+    // SAFETY: `hdr` is a message the kernel just filled: msg_control and
+    // msg_controllen describe our control buffer, and the CMSG_* macros stay
+    // within them. The int payload is read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
+                let size = libc::CMSG_DATA(c).cast::<i32>().read_unaligned();
+                return usize::try_from(size).ok().filter(|&s| s > 0);
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    None
+}
+
+/// Preallocated `sendmmsg` state: up to `batch` packets per syscall.
+pub(crate) struct TxBatch {
+    hdrs: Vec<libc::mmsghdr>,
+    /// One per packet of the current round; a GSO message spans several.
+    iovs: Vec<libc::iovec>,
+    names: Vec<libc::sockaddr_storage>,
+    ctrl: Vec<CmsgBuf>,
+    /// Packets carried by each message of the current round.
+    counts: Vec<usize>,
+}
+
+// SAFETY: as for `RxBatch`: the pointers in `hdrs`/`iovs` are rewritten
+// before each syscall and point into `self` or the packets being sent.
+unsafe impl Send for TxBatch {}
+
+/// How a port wants its packets sent.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TxMode {
+    /// The socket is AF_INET6: IPv4 peers are written IPv4-mapped.
+    pub v6_socket: bool,
+    /// Join same-destination, same-size runs with `UDP_SEGMENT`.
+    pub gso: bool,
+}
+
+impl TxBatch {
+    pub(crate) fn new(batch: usize) -> TxBatch {
+        let batch = batch.max(1);
+        TxBatch {
+            // SAFETY: all-zero mmsghdr and sockaddr_storage are valid.
+            hdrs: vec![unsafe { mem::zeroed() }; batch],
+            iovs: vec![
+                libc::iovec {
+                    iov_base: ptr::null_mut(),
+                    iov_len: 0
+                };
+                batch
+            ],
+            // SAFETY: as above.
+            names: vec![unsafe { mem::zeroed() }; batch],
+            ctrl: vec![CmsgBuf([0; 64]); batch],
+            counts: vec![0; batch],
+        }
+    }
+
+    /// Sends every packet of `pkts` to its `meta.remote`. Returns how many
+    /// the kernel took; the others were dropped (socket buffer full, or the
+    /// kernel refused that one packet). Fails only if the socket itself is
+    /// unusable. With `mode.gso`, a GSO send the kernel refuses is retried
+    /// without GSO, and `EIO` (device without UDP checksum offload) turns
+    /// GSO off in `mode` for good.
+    pub(crate) fn send(
+        &mut self,
+        fd: RawFd,
+        what: &dyn Display,
+        pkts: &[Packet],
+        mode: &mut TxMode,
+    ) -> io::Result<usize> {
+        let mut next = 0; // first packet neither sent nor dropped
+        let mut sent = 0;
+        let mut gso_now = mode.gso;
+        'rounds: while next < pkts.len() {
+            let msgs = self.build(pkts, next, mode.v6_socket, gso_now);
+            let mut m = 0;
+            while m < msgs {
+                // SAFETY: headers `m..msgs` were just built pointing at live
+                // addresses and control data in `self` and at the packets'
+                // data, which `pkts` keeps borrowed for this call.
+                let rc = unsafe {
+                    libc::sendmmsg(
+                        fd,
+                        self.hdrs.as_mut_ptr().add(m),
+                        (msgs - m) as libc::c_uint,
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if rc > 0 {
+                    for c in self.counts.iter().skip(m).take(rc as usize) {
+                        next += c;
+                        sent += c;
+                    }
+                    m += rc as usize;
+                    continue;
+                }
+                let e = errno();
+                let carried = self.counts.get(m).copied().unwrap_or(1);
+                match e {
+                    libc::EINTR => continue,
+                    e if would_block(e) || e == libc::ENOBUFS => break 'rounds,
+                    libc::EBADF | libc::ENOTSOCK | libc::EFAULT => {
+                        return Err(last_error(format_args!("sendmmsg on {what}")))
+                    }
+                    _ if carried > 1 => {
+                        // The kernel refused the super-datagram (path MTU
+                        // below the segment size, no checksum offload...):
+                        // send the rest of this burst one by one.
+                        if e == libc::EIO {
+                            mode.gso = false;
+                        }
+                        gso_now = false;
+                        continue 'rounds;
+                    }
+                    _ => {
+                        // This one packet is refused (no route, bad address
+                        // family, too big): drop it and go on.
+                        next += carried;
+                        m += 1;
+                    }
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Points the headers at `pkts[first..]`, as many as one round holds;
+    /// returns the number of messages.
+    fn build(&mut self, pkts: &[Packet], first: usize, v6_socket: bool, gso: bool) -> usize {
+        let rest = pkts.get(first..).unwrap_or(&[]);
+        let rest = &rest[..rest.len().min(self.iovs.len())];
+        for (iov, p) in self.iovs.iter_mut().zip(rest) {
+            let data = p.data();
+            *iov = libc::iovec {
+                iov_base: data.as_ptr() as *mut libc::c_void,
+                iov_len: data.len(),
+            };
+        }
+        let mut m = 0;
+        let mut j = 0;
+        while j < rest.len() && m < self.hdrs.len() {
+            let head = &rest[j];
+            let seg = head.len();
+            let mut k = j + 1;
+            if gso && seg > 0 {
+                let mut total = seg;
+                while let Some(q) = rest.get(k) {
+                    let len = q.len();
+                    if k - j >= GSO_MAX_SEGMENTS
+                        || q.meta.remote != head.meta.remote
+                        || len == 0
+                        || len > seg
+                        || total + len > GSO_MAX_BYTES
+                    {
+                        break;
+                    }
+                    total += len;
+                    k += 1;
+                    if len < seg {
+                        break; // only the last segment may be shorter
+                    }
+                }
+            }
+            let (storage, namelen) = to_raw(&head.meta.remote, v6_socket);
+            self.names[m] = storage;
+            let hdr = &mut self.hdrs[m].msg_hdr;
+            hdr.msg_name = (&mut self.names[m] as *mut libc::sockaddr_storage).cast();
+            hdr.msg_namelen = namelen;
+            hdr.msg_iov = self.iovs[j..].as_mut_ptr();
+            hdr.msg_iovlen = (k - j) as _;
+            hdr.msg_flags = 0;
+            if k - j > 1 {
+                let ctrl = &mut self.ctrl[m];
+                hdr.msg_control = ctrl.0.as_mut_ptr().cast();
+                // SAFETY: CMSG_SPACE of a u16 is 24 bytes, within the buffer.
+                hdr.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as _;
+                // SAFETY: the header points at our aligned control buffer,
+                // which holds one cmsghdr plus a u16.
+                unsafe {
+                    let c = libc::CMSG_FIRSTHDR(hdr);
+                    if !c.is_null() {
+                        (*c).cmsg_level = libc::SOL_UDP;
+                        (*c).cmsg_type = libc::UDP_SEGMENT;
+                        (*c).cmsg_len = libc::CMSG_LEN(2) as _;
+                        libc::CMSG_DATA(c).cast::<u16>().write_unaligned(seg as u16);
+                    }
+                }
+            } else {
+                hdr.msg_control = ptr::null_mut();
+                hdr.msg_controllen = 0;
+            }
+            self.counts[m] = k - j;
+            m += 1;
+            j = k;
+        }
+        m
+    }
+}

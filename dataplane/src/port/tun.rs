@@ -1,0 +1,291 @@
+//! The inside port: a multi-queue TUN device (`IFF_MULTI_QUEUE`), one queue
+//! fd per worker, carrying bare IP packets (`IFF_NO_PI`).
+//!
+//! A TUN fd hands out one packet per `read()`; `readv` only scatters one
+//! packet over several buffers, it does not batch packets, so a burst is a
+//! loop of reads. Batching would need `IFF_VNET_HDR` offloads (TSO/GRO
+//! super-packets), which this port does not use.
+
+use std::ffi::CStr;
+use std::fmt;
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::process::Command;
+
+use super::sys::{errno, last_error, would_block};
+use super::Port;
+use crate::packet::{Encap, Packet, PacketPool, BUF_CAPACITY, HEADROOM};
+
+/// `struct ifreq` as TUNSETIFF reads it: a name and the flags, padded to
+/// the kernel's 40 bytes.
+#[repr(C)]
+struct IfReqFlags {
+    name: [u8; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// A TUN interface; its queues are the [`TunPort`]s [`TunDevice::open`]
+/// returned. The interface goes away when every queue is closed.
+#[derive(Clone, Debug)]
+pub struct TunDevice {
+    name: String,
+}
+
+/// Counters only the port can see.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TunPortStats {
+    /// Packets larger than a packet buffer (MTU set too high), dropped.
+    pub rx_oversize: u64,
+    /// Packets the kernel refused on write, dropped.
+    pub tx_dropped: u64,
+}
+
+/// One queue of a TUN device, owned by one worker.
+pub struct TunPort {
+    fd: OwnedFd,
+    name: String,
+    queue: usize,
+    stats: TunPortStats,
+}
+
+/// Names the queue in error messages.
+struct Name<'a>(&'a str, usize);
+
+impl fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TUN {} queue {}", self.0, self.1)
+    }
+}
+
+impl TunDevice {
+    /// Creates (or attaches to) the TUN interface `name` with `queues`
+    /// queues. `name` may hold a `%d` for the kernel to number; the real
+    /// name is in the returned device. Needs CAP_NET_ADMIN.
+    pub fn open(name: &str, queues: usize) -> io::Result<(TunDevice, Vec<TunPort>)> {
+        if name.is_empty()
+            || name.len() >= libc::IFNAMSIZ
+            || name
+                .bytes()
+                .any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace())
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad TUN interface name {name:?}"),
+            ));
+        }
+        let mut resolved = name.to_string();
+        let mut ports = Vec::with_capacity(queues);
+        for queue in 0..queues {
+            let fd = open_queue(&resolved, queue)?;
+            // The kernel filled in the name, which matters for "%d" names.
+            resolved = fd.1;
+            ports.push(TunPort {
+                fd: fd.0,
+                name: resolved.clone(),
+                queue,
+                stats: TunPortStats::default(),
+            });
+        }
+        Ok((TunDevice { name: resolved }, ports))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Brings the interface up.
+    pub fn set_up(&self) -> io::Result<()> {
+        ip(&["link", "set", "dev", &self.name, "up"])
+    }
+
+    /// Sets the MTU. Inner packets must fit a packet buffer with room for
+    /// ESP around them, so keep it well under the buffer size.
+    pub fn set_mtu(&self, mtu: u32) -> io::Result<()> {
+        ip(&["link", "set", "dev", &self.name, "mtu", &mtu.to_string()])
+    }
+
+    /// Adds `addr/prefix` to the interface (and so a connected route).
+    pub fn add_address(&self, addr: IpAddr, prefix: u8) -> io::Result<()> {
+        ip(&[
+            "addr",
+            "add",
+            &format!("{addr}/{prefix}"),
+            "dev",
+            &self.name,
+        ])
+    }
+}
+
+/// Opens one queue of TUN `name`; returns it and the name the kernel used.
+fn open_queue(name: &str, queue: usize) -> io::Result<(OwnedFd, String)> {
+    let what = Name(name, queue);
+    let path = c"/dev/net/tun";
+    // SAFETY: `path` is a NUL-terminated string; plain open(2).
+    let raw = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if raw < 0 {
+        return Err(last_error(format_args!("open /dev/net/tun for {what}")));
+    }
+    // SAFETY: `raw` was just returned by open() and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut req = IfReqFlags {
+        name: [0; libc::IFNAMSIZ],
+        flags: (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE) as libc::c_short,
+        _pad: [0; 22],
+    };
+    // The name was checked shorter than IFNAMSIZ, so a NUL stays at the end.
+    for (d, s) in req.name.iter_mut().zip(name.bytes()) {
+        *d = s;
+    }
+    // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `req`
+    // matches in layout and size.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReqFlags) };
+    if rc < 0 {
+        return Err(last_error(format_args!("TUNSETIFF for {what}")));
+    }
+    let resolved = CStr::from_bytes_until_nul(&req.name)
+        .ok()
+        .and_then(|c| c.to_str().ok())
+        .unwrap_or(name)
+        .to_string();
+    Ok((fd, resolved))
+}
+
+/// Runs `ip args...`; an error carries its stderr.
+fn ip(args: &[&str]) -> io::Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("running ip {}: {e}", args.join(" "))))?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "ip {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+impl TunPort {
+    /// The interface this queue belongs to.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This queue's index on the device.
+    pub fn queue(&self) -> usize {
+        self.queue
+    }
+
+    pub fn stats(&self) -> TunPortStats {
+        self.stats
+    }
+}
+
+impl Port for TunPort {
+    fn rx_burst(
+        &mut self,
+        pool: &mut PacketPool,
+        out: &mut Vec<Packet>,
+        max: usize,
+    ) -> io::Result<usize> {
+        let cap = BUF_CAPACITY - HEADROOM;
+        let mut n = 0;
+        let mut pkt = pool.get();
+        // Bounded by reads, not packets, so a flood of oversize packets
+        // cannot keep the worker here.
+        for _ in 0..max {
+            let space = pkt.rx_space();
+            // TUN's read returns min(packet, buffer) and drops the rest, so
+            // one spare byte after the buffer tells a cut packet from a full one.
+            let mut spare = [0u8; 1];
+            let iov = [
+                libc::iovec {
+                    iov_base: space.as_mut_ptr().cast(),
+                    iov_len: space.len(),
+                },
+                libc::iovec {
+                    iov_base: spare.as_mut_ptr().cast(),
+                    iov_len: spare.len(),
+                },
+            ];
+            // SAFETY: both iovecs describe live, writable buffers of their lengths.
+            let rc =
+                unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int) };
+            if rc < 0 {
+                match errno() {
+                    libc::EINTR => continue,
+                    e if would_block(e) => break,
+                    _ => {
+                        pool.put(pkt);
+                        return Err(last_error(format_args!(
+                            "read from {}",
+                            Name(&self.name, self.queue)
+                        )));
+                    }
+                }
+            }
+            let len = rc as usize;
+            if len > cap {
+                self.stats.rx_oversize += 1;
+                continue;
+            }
+            pkt.set_received_len(len);
+            pkt.meta.encap = Encap::Inner;
+            out.push(pkt);
+            n += 1;
+            pkt = pool.get();
+        }
+        pool.put(pkt);
+        Ok(n)
+    }
+
+    fn tx_burst(&mut self, pkts: &mut Vec<Packet>, pool: &mut PacketPool) -> io::Result<usize> {
+        let mut sent = 0;
+        let mut failed = None;
+        for p in pkts.iter() {
+            if failed.is_some() {
+                break;
+            }
+            let data = p.data();
+            loop {
+                // SAFETY: `data` is a live buffer of `data.len()` bytes.
+                let rc =
+                    unsafe { libc::write(self.fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+                if rc >= 0 {
+                    sent += 1;
+                    break;
+                }
+                match errno() {
+                    libc::EINTR => continue,
+                    libc::EBADF | libc::EFAULT => {
+                        failed = Some(last_error(format_args!(
+                            "write to {}",
+                            Name(&self.name, self.queue)
+                        )));
+                    }
+                    // Not an IP packet, interface down, no memory: this one is lost.
+                    _ => {}
+                }
+                break;
+            }
+        }
+        self.stats.tx_dropped += (pkts.len() - sent) as u64;
+        pool.put_all(pkts);
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(sent),
+        }
+    }
+
+    fn readable_fd(&self) -> Option<RawFd> {
+        Some(self.fd.as_raw_fd())
+    }
+}

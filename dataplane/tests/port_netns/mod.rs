@@ -1,0 +1,82 @@
+//! Runs a test body in a fresh network namespace of its own.
+//!
+//! A network namespace belongs to a thread (`unshare(CLONE_NEWNET)` moves
+//! only the caller), so the body runs on a new thread that unshares first;
+//! commands it spawns (`ip ...`) inherit that thread's namespace. Nothing is
+//! named or mounted, so nothing is left behind: the namespace dies with the
+//! thread and the fds opened in it, whether the body passes or panics.
+
+#![allow(dead_code)]
+
+use std::io;
+use std::process::Command;
+
+/// Runs `body` on a thread in a new network namespace with `lo` up, and
+/// returns its result (a panic in `body` fails the calling test).
+pub fn in_new_netns<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    let handle = std::thread::spawn(move || {
+        // SAFETY: plain syscall; CLONE_NEWNET moves only this thread.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(
+            rc,
+            0,
+            "unshare(CLONE_NEWNET) (needs root): {}",
+            io::Error::last_os_error()
+        );
+        ip(&["link", "set", "lo", "up"]);
+        body()
+    });
+    match handle.join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// Runs `ip args...` in the caller's namespace, panicking with its stderr.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The Internet checksum (RFC 1071) of `data`.
+pub fn checksum(data: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for chunk in data.chunks(2) {
+        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A 20-byte IPv4 header (no options) with a valid checksum.
+pub fn ipv4_header(src: [u8; 4], dst: [u8; 4], proto: u8, payload_len: usize) -> Vec<u8> {
+    let total = (20 + payload_len) as u16;
+    let mut h = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0];
+    h[2..4].copy_from_slice(&total.to_be_bytes());
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    let c = checksum(&h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h
+}
+
+/// An IPv4/UDP packet (UDP checksum 0: none, allowed for IPv4).
+pub fn ipv4_udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&sport.to_be_bytes());
+    udp.extend_from_slice(&dport.to_be_bytes());
+    udp.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    let mut p = ipv4_header(src, dst, 17, udp.len());
+    p.extend_from_slice(&udp);
+    p
+}
