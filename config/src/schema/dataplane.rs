@@ -1,0 +1,82 @@
+//! `[dataplane]`: workers, cores, batches, queues and the packet I/O on both sides.
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// How packets reach the outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortKind {
+    /// UDP sockets (recvmmsg/sendmmsg) at the gateway's outside addresses.
+    #[default]
+    Udp,
+    /// In-memory rings, for tests and pure data-plane benchmarks.
+    Mem,
+}
+
+/// How clear packets reach the protected side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InsideKind {
+    /// A multi-queue TUN device.
+    #[default]
+    Tun,
+    /// In-memory rings.
+    Mem,
+}
+
+/// The data plane: polled workers, one per core.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dataplane {
+    /// Number of workers, default 1.
+    pub workers: usize,
+    /// Cores to pin the workers to, one per worker; unpinned when absent.
+    pub cores: Option<Vec<usize>>,
+    /// Packets per rx/tx burst, 1..=256, default 32.
+    pub burst: usize,
+    /// Outside port kind, default `udp`.
+    pub port: PortKind,
+    /// Descriptors per queue, a power of two, default 1024.
+    pub ring_size: usize,
+    /// The inside interface.
+    pub inside: Inside,
+}
+
+impl Default for Dataplane {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            cores: None,
+            burst: 32,
+            port: PortKind::Udp,
+            ring_size: 1024,
+            inside: Inside::default(),
+        }
+    }
+}
+
+/// `[dataplane.inside]`: the interface that carries clear traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Inside {
+    /// Default `tun`.
+    pub kind: InsideKind,
+    /// Interface name, default `esprit0` (at most 15 bytes, the kernel's IFNAMSIZ - 1).
+    pub name: String,
+    /// Interface MTU, default 1400.
+    pub mtu: u16,
+    /// Addresses to put on the interface, with their prefix length (`10.1.0.1/24`).
+    pub addresses: Vec<IpNet>,
+}
+
+impl Default for Inside {
+    fn default() -> Self {
+        Self {
+            kind: InsideKind::Tun,
+            name: "esprit0".to_owned(),
+            mtu: 1400,
+            addresses: Vec::new(),
+        }
+    }
+}

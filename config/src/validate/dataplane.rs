@@ -1,0 +1,171 @@
+//! Checks of `[gateway]`, `[dataplane]` and `[control]`.
+
+use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt;
+
+use crate::error::Problem;
+use crate::keypath::KeyPath;
+use crate::schema::control::ControlSocket;
+use crate::schema::dataplane::Dataplane;
+use crate::schema::gateway::Gateway;
+
+pub(super) fn check_gateway(gateway: &Gateway, path: &KeyPath, problems: &mut Vec<Problem>) {
+    let outside = path.key("outside");
+    if gateway.outside.is_empty() {
+        problems.push(
+            Problem::new(outside.clone(), "at least one outside address is needed")
+                .hint("write outside = [\"0.0.0.0:4500\"]"),
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, addr) in gateway.outside.iter().enumerate() {
+        if addr.port() == 0 {
+            problems.push(
+                Problem::new(outside.index(i), format!("{addr} has no port"))
+                    .hint("the NAT-T port is 4500 (RFC 3948)"),
+            );
+        }
+        if !seen.insert(addr) {
+            problems.push(Problem::new(
+                outside.index(i),
+                format!("{addr} is listed twice"),
+            ));
+        }
+        if addr.port() == gateway.ike_port {
+            problems.push(
+                Problem::new(outside.index(i), format!("port {} is also the ike_port", addr.port()))
+                    .hint("IKE on the NAT-T port is already served there (non-ESP marker, RFC 3948 §2.2); use ike_port = 500"),
+            );
+        }
+    }
+    if gateway.ike_port == 0 {
+        problems.push(
+            Problem::new(path.key("ike_port"), "port 0 is not a listen port").hint("IKE uses 500"),
+        );
+    }
+}
+
+pub(super) fn check_dataplane(dataplane: &Dataplane, path: &KeyPath, problems: &mut Vec<Problem>) {
+    if dataplane.workers == 0 {
+        problems.push(Problem::new(
+            path.key("workers"),
+            "at least one worker is needed",
+        ));
+    }
+    if let Some(cores) = &dataplane.cores {
+        if cores.len() != dataplane.workers {
+            problems.push(
+                Problem::new(
+                    path.key("cores"),
+                    format!(
+                        "{} cores listed for {} workers",
+                        cores.len(),
+                        dataplane.workers
+                    ),
+                )
+                .hint("list one core per worker, or remove cores to leave the workers unpinned"),
+            );
+        }
+        let mut seen = HashSet::new();
+        for (i, core) in cores.iter().enumerate() {
+            if !seen.insert(core) {
+                problems.push(
+                    Problem::new(
+                        path.key("cores").index(i),
+                        format!("core {core} is listed twice"),
+                    )
+                    .hint("two polling workers on one core halve each other"),
+                );
+            }
+        }
+    }
+    if !(1..=256).contains(&dataplane.burst) {
+        problems.push(
+            Problem::new(
+                path.key("burst"),
+                format!("burst {} is not in 1..=256", dataplane.burst),
+            )
+            .hint("32 is a good start"),
+        );
+    }
+    let ring = dataplane.ring_size;
+    if !ring.is_power_of_two() || ring < dataplane.burst || ring > 65536 {
+        problems.push(
+            Problem::new(
+                path.key("ring_size"),
+                format!("ring_size {ring} is not a power of two in burst..=65536"),
+            )
+            .hint(format!(
+                "try {}",
+                ring.clamp(dataplane.burst.max(1), 65536)
+                    .next_power_of_two()
+            )),
+        );
+    }
+    let inside = path.key("inside");
+    let name = &dataplane.inside.name;
+    if name.is_empty() || name.len() > 15 || name.contains(|c: char| c == '/' || c.is_whitespace())
+    {
+        problems.push(
+            Problem::new(
+                inside.key("name"),
+                format!("`{name}` is not an interface name"),
+            )
+            .hint("1 to 15 characters, no '/' or spaces"),
+        );
+    }
+    let needs_ipv6 = dataplane
+        .inside
+        .addresses
+        .iter()
+        .any(|a| a.addr().is_ipv6());
+    let min_mtu = if needs_ipv6 { 1280 } else { 576 };
+    if !(min_mtu..=9000).contains(&dataplane.inside.mtu) {
+        problems.push(
+            Problem::new(
+                inside.key("mtu"),
+                format!("mtu {} is not in {min_mtu}..=9000", dataplane.inside.mtu),
+            )
+            .hint("1400 leaves room for ESP-in-UDP on a 1500-byte path"),
+        );
+    }
+}
+
+pub(super) fn check_control(control: &ControlSocket, path: &KeyPath, problems: &mut Vec<Problem>) {
+    let socket = control.path.as_os_str().as_bytes();
+    if !control.path.is_absolute() || socket.len() > 107 {
+        problems.push(
+            Problem::new(
+                path.key("path"),
+                format!(
+                    "`{}` is not an absolute path of at most 107 bytes",
+                    control.path.display()
+                ),
+            )
+            .hint("Unix socket paths are limited by sun_path; the default is /run/esprit/ctl.sock"),
+        );
+    }
+    if control.mode > 0o777 {
+        problems.push(
+            Problem::new(
+                path.key("mode"),
+                format!("mode {:o} (octal) is not a permission mode", control.mode),
+            )
+            .hint("write an octal mode with its prefix, like 0o600 or 0o660"),
+        );
+    } else if control.mode & 0o007 != 0 {
+        problems.push(
+            Problem::new(
+                path.key("mode"),
+                format!(
+                    "mode 0o{:03o} lets every local user control the gateway",
+                    control.mode
+                ),
+            )
+            .hint("use 0o600, or 0o660 with a group"),
+        );
+    }
+    if control.group.as_deref() == Some("") {
+        problems.push(Problem::new(path.key("group"), "empty group name"));
+    }
+}

@@ -1,0 +1,95 @@
+//! Prefix checks shared by tunnels and peers.
+
+use ipnet::IpNet;
+
+use crate::error::Problem;
+use crate::keypath::KeyPath;
+use crate::schema::ConfigToml;
+
+/// Whether two prefixes share any address.
+pub(super) fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// Traffic selectors and pools are networks: the host bits must be zero.
+pub(super) fn check_networks(nets: &[IpNet], path: &KeyPath, problems: &mut Vec<Problem>) {
+    for (i, net) in nets.iter().enumerate() {
+        if net.trunc() != *net {
+            problems.push(
+                Problem::new(path.index(i), format!("{net} has host bits set"))
+                    .hint(format!("did you mean {}?", net.trunc())),
+            );
+        }
+    }
+}
+
+/// Inner destinations must route to exactly one tunnel: the `remote_ts` of manual tunnels and
+/// initiators and the pools of responders must not overlap.
+pub(super) fn check_remote_overlaps(config: &ConfigToml, problems: &mut Vec<Problem>) {
+    let mut seen: Vec<(IpNet, KeyPath)> = Vec::new();
+    let mut claims: Vec<(IpNet, KeyPath)> = Vec::new();
+    for (t, tunnel) in config.manual_tunnels.iter().enumerate() {
+        let path = KeyPath::root()
+            .key("manual_tunnel")
+            .index(t)
+            .key("remote_ts");
+        claims.extend(
+            tunnel
+                .remote_ts
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (*n, path.index(i))),
+        );
+    }
+    for (p, peer) in config.peers.iter().enumerate() {
+        let path = KeyPath::root().key("peer").index(p);
+        claims.extend(
+            peer.pool
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (*n, path.key("pool").index(i))),
+        );
+        if peer.role == crate::schema::peer::Role::Initiator {
+            let ts = path.key("remote_ts");
+            claims.extend(
+                peer.remote_ts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (*n, ts.index(i))),
+            );
+        }
+    }
+    for (net, path) in claims {
+        let owner = |p: &KeyPath| p.segments().get(..2).map(|s| s.to_vec());
+        let clash = seen
+            .iter()
+            .find(|(other, other_path)| overlaps(&net, other) && owner(other_path) != owner(&path));
+        if let Some((other, other_path)) = clash {
+            problems.push(
+                Problem::new(
+                    path.clone(),
+                    format!("{net} overlaps {other} of {other_path}"),
+                )
+                .hint("each inner network must belong to one tunnel; split or remove one of them"),
+            );
+        }
+        seen.push((net, path));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(text: &str) -> IpNet {
+        text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn overlap_is_symmetric_and_family_aware() {
+        assert!(overlaps(&net("10.0.0.0/8"), &net("10.2.0.0/24")));
+        assert!(overlaps(&net("10.2.0.0/24"), &net("10.0.0.0/8")));
+        assert!(!overlaps(&net("10.1.0.0/24"), &net("10.2.0.0/24")));
+        assert!(!overlaps(&net("0.0.0.0/0"), &net("::/0")));
+    }
+}

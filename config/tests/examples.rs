@@ -1,0 +1,89 @@
+//! Every example config under deploy/examples loads, and a few say what they mean.
+
+use std::path::{Path, PathBuf};
+
+fn examples() -> Vec<PathBuf> {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn load(name: &str) -> config::Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/examples")
+        .join(name);
+    config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn every_example_loads() {
+    let files = examples();
+    assert!(files.len() >= 5, "examples found: {files:?}");
+    for file in files {
+        if let Err(e) = config::load(&file) {
+            panic!("{} does not load:\n{e}", file.display());
+        }
+    }
+}
+
+#[test]
+fn full_example_sets_every_section() {
+    let config = load("full.toml");
+    assert_eq!(config.dataplane.cores, Some(vec![0, 1]));
+    assert_eq!(config.manual_tunnels.len(), 1);
+    assert_eq!(config.manual_tunnels[0].inbound.spi, 0x1001);
+    assert_eq!(config.manual_tunnels[0].outbound.spi, 0x2001);
+    assert_eq!(config.manual_tunnels[0].outbound.replay_window, 0);
+    assert_eq!(config.peers.len(), 2);
+    let responder = &config.peers[0];
+    assert_eq!(responder.role, config::Role::Responder);
+    assert!(responder.remote_id.matches(
+        &"bob@example.org"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    ));
+    assert_eq!(responder.ike_lifetime.as_secs(), 8 * 3600);
+    let initiator = &config.peers[1];
+    assert_eq!(initiator.remote.map(|r| r.port()), Some(500));
+    assert_eq!(initiator.psk.len(), 20);
+    assert!(initiator.liveness.ignore_peer_rekey);
+    assert_eq!(config.control.mode, 0o660);
+    assert_eq!(config.metrics.map(|m| m.listen.port()), Some(9180));
+}
+
+#[test]
+fn minimal_example_takes_the_defaults() {
+    let config = load("minimal.toml");
+    assert_eq!(config.gateway, config::Gateway::default());
+    assert_eq!(config.dataplane, config::Dataplane::default());
+    assert_eq!(config.control, config::ControlSocket::default());
+    let tunnel = &config.manual_tunnels[0];
+    assert_eq!(tunnel.encap, config::Encap::Udp);
+    assert!(tunnel.inbound.esn);
+    assert_eq!(tunnel.inbound.replay_window, 1024);
+    assert_eq!(tunnel.inbound.salt_bytes(), Some([0x10, 0x11, 0x12, 0x13]));
+    assert_eq!(tunnel.inbound.key.as_bytes().len(), 16);
+}
+
+#[test]
+fn concentrator_pool_is_the_remote_selector() {
+    let config = load("concentrator.toml");
+    let peer = &config.peers[0];
+    assert_eq!(peer.remote_ts, peer.pool);
+    assert_eq!(peer.local_id.to_string(), "vpn.example.org");
+    assert_eq!(config.peers[1].liveness.mode, config::LivenessMode::Ike);
+}
+
+#[test]
+fn raw_esp_tunnel_has_no_port() {
+    let config = load("site-to-site-manual.toml");
+    let tunnel = &config.manual_tunnels[1];
+    assert_eq!(tunnel.encap, config::Encap::Esp);
+    assert_eq!(tunnel.remote.port(), 0);
+    assert_eq!(tunnel.inbound.replay_window, 4096);
+}
