@@ -14,7 +14,28 @@ use common::netns::{privileged_or_skip, veth, NetNs};
 const KEY_AB: &str = "00112233445566778899aabbccddeeff";
 const KEY_BA: &str = "ffeeddccbbaa99887766554433221100";
 
-fn config(outside: &str, inside_addr: &str, remote: &str, local_ts: &str, remote_ts: &str, in_spi: u32, in_key: &str, out_spi: u32, out_key: &str) -> String {
+/// One gateway's view of the tunnel.
+struct Side<'a> {
+    outside: &'a str,
+    inside_addr: &'a str,
+    remote: &'a str,
+    local_ts: &'a str,
+    remote_ts: &'a str,
+    inbound: (u32, &'a str),
+    outbound: (u32, &'a str),
+}
+
+fn config(side: &Side) -> String {
+    let Side {
+        outside,
+        inside_addr,
+        remote,
+        local_ts,
+        remote_ts,
+        ..
+    } = side;
+    let (in_spi, in_key) = side.inbound;
+    let (out_spi, out_key) = side.outbound;
     format!(
         r#"
 [gateway]
@@ -86,7 +107,11 @@ fn start(ns: &NetNs, cfg_path: &std::path::Path) -> Daemon {
         if out.status.success() && String::from_utf8_lossy(&out.stdout).contains(",UP") {
             return d;
         }
-        assert!(Instant::now() < deadline, "espritd in {} did not bring esprit0 up", ns.name);
+        assert!(
+            Instant::now() < deadline,
+            "espritd in {} did not bring esprit0 up",
+            ns.name
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -105,19 +130,44 @@ fn ping_and_tcp_cross_a_manual_tunnel_between_two_espritd() {
     std::fs::create_dir_all(&dir).unwrap();
     let cfg_a = dir.join("a.toml");
     let cfg_b = dir.join("b.toml");
-    std::fs::write(&cfg_a, config("192.0.2.1", "10.1.0.1/24", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24", 0x1001, KEY_BA, 0x2002, KEY_AB)).unwrap();
-    std::fs::write(&cfg_b, config("192.0.2.2", "10.2.0.1/24", "192.0.2.1", "10.2.0.0/24", "10.1.0.0/24", 0x2002, KEY_AB, 0x1001, KEY_BA)).unwrap();
+    let side_a = Side {
+        outside: "192.0.2.1",
+        inside_addr: "10.1.0.1/24",
+        remote: "192.0.2.2",
+        local_ts: "10.1.0.0/24",
+        remote_ts: "10.2.0.0/24",
+        inbound: (0x1001, KEY_BA),
+        outbound: (0x2002, KEY_AB),
+    };
+    let side_b = Side {
+        outside: "192.0.2.2",
+        inside_addr: "10.2.0.1/24",
+        remote: "192.0.2.1",
+        local_ts: "10.2.0.0/24",
+        remote_ts: "10.1.0.0/24",
+        inbound: (0x2002, KEY_AB),
+        outbound: (0x1001, KEY_BA),
+    };
+    std::fs::write(&cfg_a, config(&side_a)).unwrap();
+    std::fs::write(&cfg_b, config(&side_b)).unwrap();
 
     let _da = start(&a, &cfg_a);
     let _db = start(&b, &cfg_b);
 
-    let ping = a.try_exec(&["ping", "-c", "5", "-i", "0.2", "-W", "2", "-I", "10.1.0.1", "10.2.0.1"]);
+    let ping = a.try_exec(&[
+        "ping", "-c", "5", "-i", "0.2", "-W", "2", "-I", "10.1.0.1", "10.2.0.1",
+    ]);
     let text = String::from_utf8_lossy(&ping.stdout);
-    assert!(ping.status.success(), "ping through the tunnel failed:\n{text}");
+    assert!(
+        ping.status.success(),
+        "ping through the tunnel failed:\n{text}"
+    );
     assert!(text.contains("5 received"), "{text}");
 
     // 4 MiB of patterned data, A -> B, compared byte for byte at B.
-    let data: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let expected = data.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let server = b.run(move || {
@@ -129,10 +179,13 @@ fn ping_and_tcp_cross_a_manual_tunnel_between_two_espritd() {
         s.read_to_end(&mut got).expect("read");
         got
     });
-    ready_rx.recv_timeout(Duration::from_secs(5)).expect("server ready");
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("server ready");
     let client = a.run(move || {
         let to: SocketAddr = "10.2.0.1:5001".parse().unwrap();
-        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5)).expect("connect through the tunnel");
+        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))
+            .expect("connect through the tunnel");
         s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
         s.write_all(&data).expect("send");
     });

@@ -89,7 +89,8 @@ fn time_lookups(t: &SaTables, order: &[u32], bursts: usize, start: &mut usize) -
 fn bench_lookup(c: &mut Criterion, sizes: &[(usize, &str)]) {
     let mut g = c.benchmark_group("spi_lookup");
     g.throughput(Throughput::Elements(BURST as u64));
-    g.measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
     for &(n, name) in sizes {
         let (t, order) = tables_with(n);
         let mut start = 0;
@@ -104,7 +105,8 @@ fn bench_lookup(c: &mut Criterion, sizes: &[(usize, &str)]) {
 
 fn bench_replay(c: &mut Criterion) {
     let mut g = c.benchmark_group("replay");
-    g.measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
     let w = ReplayWindow::new(1024, true);
     let mut seq = 0u64;
     g.bench_function("check_accept_in_order", |b| {
@@ -120,7 +122,7 @@ fn bench_replay(c: &mut Criterion) {
         b.iter(|| {
             base += 1;
             // Deliver pairs swapped at a distance: base+512, base.
-            let s = ((base / 2) * 2) + if base % 2 == 0 { 512 } else { 0 };
+            let s = ((base / 2) * 2) + if base.is_multiple_of(2) { 512 } else { 0 };
             if let Ok(full) = w.check(s as u32 + 1) {
                 black_box(w.accept(full));
             }
@@ -194,8 +196,14 @@ fn lab() -> Lab {
 fn fill(p: &mut Packet, size: usize, src: Ipv4Addr, dst: Ipv4Addr) {
     let payload = [0x5au8; 2048];
     let space = p.rx_space();
-    let n = write_ipv4_udp(space, src, dst, (1000, 2000), &payload[..size.saturating_sub(28)])
-        .unwrap_or(0);
+    let n = write_ipv4_udp(
+        space,
+        src,
+        dst,
+        (1000, 2000),
+        &payload[..size.saturating_sub(28)],
+    )
+    .unwrap_or(0);
     p.set_received_len(n);
     p.meta.encap = Encap::Inner;
 }
@@ -203,7 +211,13 @@ fn fill(p: &mut Packet, size: usize, src: Ipv4Addr, dst: Ipv4Addr) {
 /// Times `bursts` bursts through the gateway worker only: `decrypt` feeds it
 /// ESP the client sealed; otherwise inner packets for it to seal. Buffers
 /// circulate, nothing is allocated.
-fn time_worker(lab: &mut Lab, size: usize, decrypt: bool, bursts: usize, spare: &mut Vec<Packet>) -> Duration {
+fn time_worker(
+    lab: &mut Lab,
+    size: usize,
+    decrypt: bool,
+    bursts: usize,
+    spare: &mut Vec<Packet>,
+) -> Duration {
     let mut elapsed = Duration::ZERO;
     for _ in 0..bursts {
         while spare.len() < BURST {
@@ -227,7 +241,11 @@ fn time_worker(lab: &mut Lab, size: usize, decrypt: bool, bursts: usize, spare: 
         if !decrypt {
             lab.cl.poll_once();
         }
-        let far = if decrypt { &lab.gw_inside } else { &lab.cl_inside };
+        let far = if decrypt {
+            &lab.gw_inside
+        } else {
+            &lab.cl_inside
+        };
         spare.extend(std::iter::from_fn(|| far.recv()));
     }
     elapsed
@@ -236,14 +254,17 @@ fn time_worker(lab: &mut Lab, size: usize, decrypt: bool, bursts: usize, spare: 
 fn bench_worker(c: &mut Criterion) {
     let mut g = c.benchmark_group("worker_loop_mem");
     g.throughput(Throughput::Elements(BURST as u64));
-    g.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
     for size in [64usize, 1400] {
         for decrypt in [true, false] {
             let mut lab = lab();
             let mut spare = Vec::new();
             let name = if decrypt { "decrypt" } else { "encrypt" };
             g.bench_function(BenchmarkId::new(name, size), |b| {
-                b.iter_custom(|iters| time_worker(&mut lab, size, decrypt, iters as usize, &mut spare))
+                b.iter_custom(|iters| {
+                    time_worker(&mut lab, size, decrypt, iters as usize, &mut spare)
+                })
             });
         }
     }
@@ -264,7 +285,10 @@ fn summary() {
         let (t, order) = tables_with(n);
         let mut start = 0;
         let runs: Vec<f64> = (0..15)
-            .map(|_| time_lookups(&t, &order, 20_000, &mut start).as_nanos() as f64 / (20_000 * BURST) as f64)
+            .map(|_| {
+                time_lookups(&t, &order, 20_000, &mut start).as_nanos() as f64
+                    / (20_000 * BURST) as f64
+            })
             .collect();
         let m = median(runs);
         lookup_ns.push(m);
@@ -290,7 +314,11 @@ fn summary() {
             println!(
                 "worker loop (mem port), {name} {size:>4} B: {mpps:6.2} Mpps/core, {:6.2} Gbit/s{}",
                 mpps * size as f64 * 8.0 / 1e3,
-                if size == 64 { " (target >= 8 Mpps)" } else { "" }
+                if size == 64 {
+                    " (target >= 8 Mpps)"
+                } else {
+                    ""
+                }
             );
         }
     }

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use dataplane::port::tun::TunDevice;
 use dataplane::sa::SaPublisher;
-use dataplane::worker::{handoff_mesh, ControlLink, StatsSnapshot, Worker, WorkerConfig, WorkerStats};
+use dataplane::worker::{
+    handoff_mesh, ControlLink, StatsSnapshot, Worker, WorkerConfig, WorkerStats,
+};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +91,11 @@ impl Daemon {
             let wcfg = WorkerConfig {
                 id: id as u16,
                 burst: cfg.dataplane.burst,
-                core: cfg.dataplane.cores.as_ref().and_then(|c| c.get(id).copied()),
+                core: cfg
+                    .dataplane
+                    .cores
+                    .as_ref()
+                    .and_then(|c| c.get(id).copied()),
                 ..WorkerConfig::default()
             };
             let worker = Worker::new(wcfg, out, ins, publisher.reader(), handoff, link.clone());
