@@ -1,1 +1,2 @@
 //! esprit performance tooling: the demo, the pktgen load generator, reports.
+pub mod demo;
