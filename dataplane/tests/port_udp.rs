@@ -319,3 +319,13 @@ fn a_full_send_buffer_drops_the_rest_of_the_burst() {
         }
     });
 }
+
+#[test]
+fn errors_name_the_socket() {
+    // 192.0.2.99 is not a local address: bind fails, and says where.
+    let err = UdpPort::bind("192.0.2.99:4500".parse().unwrap())
+        .err()
+        .expect("not local");
+    assert!(err.to_string().contains("192.0.2.99:4500"), "{err}");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrNotAvailable);
+}
