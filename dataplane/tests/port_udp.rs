@@ -329,3 +329,62 @@ fn errors_name_the_socket() {
     assert!(err.to_string().contains("192.0.2.99:4500"), "{err}");
     assert_eq!(err.kind(), std::io::ErrorKind::AddrNotAvailable);
 }
+
+/// Packets a device has sent, from `ip -s link`.
+fn tx_packets(dev: &str) -> u64 {
+    let out = std::process::Command::new("ip")
+        .args(["-s", "link", "show", "dev", dev])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("TX:"));
+    lines.next();
+    let counts = lines.next().unwrap_or_default();
+    counts
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A GSO segment larger than the device MTU makes the kernel refuse the
+/// super-datagram (EINVAL); the port then sends the run one by one, which
+/// the kernel fragments, and keeps GSO for later bursts.
+#[test]
+fn a_refused_gso_run_is_resent_one_by_one() {
+    port_netns::in_new_netns(|| {
+        use port_netns::ip;
+        ip(&[
+            "link", "add", "v0", "mtu", "1280", "type", "veth", "peer", "name", "v1",
+        ]);
+        ip(&["link", "set", "v0", "up"]);
+        ip(&["link", "set", "v1", "up"]);
+        ip(&["addr", "add", "10.9.0.1/24", "dev", "v0"]);
+        ip(&[
+            "neigh",
+            "add",
+            "10.9.0.2",
+            "lladdr",
+            "02:00:00:00:00:02",
+            "dev",
+            "v0",
+        ]);
+        let mut pool = PacketPool::with_capacity(0);
+        let mut port = UdpPort::bind_with("10.9.0.1:0".parse().unwrap(), cfg(false, true)).unwrap();
+        let to: SocketAddr = "10.9.0.2:4500".parse().unwrap();
+        let before = tx_packets("v0");
+        let mut out: Vec<Packet> = (0..10).map(|_| packet(to, &[0x55; 1400])).collect();
+        assert_eq!(port.tx_burst(&mut out, &mut pool).unwrap(), 10);
+        assert!(
+            port.gso_enabled(),
+            "EINVAL is about this run, not the device"
+        );
+        let sent = tx_packets("v0") - before;
+        assert!(
+            sent >= 20,
+            "ten datagrams in two fragments each left: {sent}"
+        );
+    });
+}
