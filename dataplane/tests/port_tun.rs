@@ -117,6 +117,7 @@ fn idle_queue_oversize_packets_and_bad_names() {
         assert_eq!(big[0].stats().rx_oversize, 1);
 
         assert!(TunDevice::open("a/b", 1).is_err());
+        assert!(TunDevice::open("esp-none", 0).is_err());
         assert!(TunDevice::open("much-too-long-name", 1).is_err());
         let err = TunDevice::open("", 1).err().unwrap();
         assert!(err.to_string().contains("bad TUN interface name"));

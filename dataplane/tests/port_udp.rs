@@ -1,6 +1,8 @@
 //! The UDP port on loopback: bursts, GSO/GRO, dual stack, per-packet drops
 //! and SPI steering across a SO_REUSEPORT group.
 
+mod port_netns;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -257,4 +259,132 @@ fn sockets_of_a_group_share_the_address() {
     distinct.dedup();
     assert_eq!(distinct.len(), 4, "one socket per worker");
     assert_eq!(group[3].local_addr(), group[0].local_addr());
+}
+
+/// A socket whose send buffer is full: `tx_burst` takes what fits, counts
+/// the rest as dropped and still returns every buffer to the pool. The full
+/// buffer comes from a veth whose qdisc (tbf at 8 kbit/s) holds packets.
+#[test]
+fn a_full_send_buffer_drops_the_rest_of_the_burst() {
+    port_netns::in_new_netns(|| {
+        use port_netns::ip;
+        ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+        ip(&["link", "set", "v0", "up"]);
+        ip(&["link", "set", "v1", "up"]);
+        ip(&["addr", "add", "10.9.0.1/24", "dev", "v0"]);
+        ip(&[
+            "neigh",
+            "add",
+            "10.9.0.2",
+            "lladdr",
+            "02:00:00:00:00:02",
+            "dev",
+            "v0",
+        ]);
+        let tc = std::process::Command::new("tc")
+            .args([
+                "qdisc", "add", "dev", "v0", "root", "tbf", "rate", "8kbit", "burst", "1600",
+                "limit", "1000000",
+            ])
+            .status()
+            .expect("run tc");
+        assert!(tc.success());
+        for gso in [false, true] {
+            let mut pool = PacketPool::with_capacity(0);
+            let udp_cfg = UdpConfig {
+                socket_buffer: 0,
+                ..cfg(false, gso)
+            };
+            let mut port = UdpPort::bind_with("10.9.0.1:0".parse().unwrap(), udp_cfg).unwrap();
+            let fd = port.readable_fd().unwrap();
+            let small: libc::c_int = 4096;
+            // SAFETY: a live c_int and its size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_SNDBUF,
+                    (&small as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(rc, 0);
+            let to: SocketAddr = "10.9.0.2:4500".parse().unwrap();
+            let mut out: Vec<Packet> = (0..64).map(|_| packet(to, &[0x55; 1000])).collect();
+            let sent = port.tx_burst(&mut out, &mut pool).unwrap();
+            assert!(sent > 0 && sent < 64, "gso {gso}: sent {sent}");
+            assert_eq!(port.stats().tx_dropped, 64 - sent as u64);
+            assert!(out.is_empty());
+            assert_eq!(pool.available(), 64, "every buffer is recycled");
+        }
+    });
+}
+
+#[test]
+fn errors_name_the_socket() {
+    // 192.0.2.99 is not a local address: bind fails, and says where.
+    let err = UdpPort::bind("192.0.2.99:4500".parse().unwrap())
+        .err()
+        .expect("not local");
+    assert!(err.to_string().contains("192.0.2.99:4500"), "{err}");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrNotAvailable);
+}
+
+/// Packets a device has sent, from `ip -s link`.
+fn tx_packets(dev: &str) -> u64 {
+    let out = std::process::Command::new("ip")
+        .args(["-s", "link", "show", "dev", dev])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("TX:"));
+    lines.next();
+    let counts = lines.next().unwrap_or_default();
+    counts
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A GSO segment larger than the device MTU makes the kernel refuse the
+/// super-datagram (EINVAL); the port then sends the run one by one, which
+/// the kernel fragments, and keeps GSO for later bursts.
+#[test]
+fn a_refused_gso_run_is_resent_one_by_one() {
+    port_netns::in_new_netns(|| {
+        use port_netns::ip;
+        ip(&[
+            "link", "add", "v0", "mtu", "1280", "type", "veth", "peer", "name", "v1",
+        ]);
+        ip(&["link", "set", "v0", "up"]);
+        ip(&["link", "set", "v1", "up"]);
+        ip(&["addr", "add", "10.9.0.1/24", "dev", "v0"]);
+        ip(&[
+            "neigh",
+            "add",
+            "10.9.0.2",
+            "lladdr",
+            "02:00:00:00:00:02",
+            "dev",
+            "v0",
+        ]);
+        let mut pool = PacketPool::with_capacity(0);
+        let mut port = UdpPort::bind_with("10.9.0.1:0".parse().unwrap(), cfg(false, true)).unwrap();
+        let to: SocketAddr = "10.9.0.2:4500".parse().unwrap();
+        let before = tx_packets("v0");
+        let mut out: Vec<Packet> = (0..10).map(|_| packet(to, &[0x55; 1400])).collect();
+        assert_eq!(port.tx_burst(&mut out, &mut pool).unwrap(), 10);
+        assert!(
+            port.gso_enabled(),
+            "EINVAL is about this run, not the device"
+        );
+        let sent = tx_packets("v0") - before;
+        assert!(
+            sent >= 20,
+            "ten datagrams in two fragments each left: {sent}"
+        );
+    });
 }

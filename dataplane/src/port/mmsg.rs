@@ -112,40 +112,31 @@ impl RxBatch {
             self.staged.push(pool.get());
         }
         let spill_each = self.spill_each;
-        let slots = self
-            .staged
-            .iter_mut()
-            .zip(self.hdrs.iter_mut())
-            .zip(self.iovs.iter_mut())
-            .zip(self.names.iter_mut())
-            .zip(self.ctrl.iter_mut())
-            .zip(
-                self.spill
-                    .chunks_mut(spill_each.max(1))
-                    .map(Some)
-                    .chain(std::iter::repeat_with(|| None)),
-            );
-        for (((((pkt, hdr), iov), name), ctrl), spill) in slots.take(n) {
-            let space = pkt.rx_space();
+        // All arrays hold `capacity()` slots and n <= capacity().
+        for i in 0..n {
+            let space = self.staged[i].rx_space();
+            let iov = &mut self.iovs[i];
             iov[0] = libc::iovec {
                 iov_base: space.as_mut_ptr().cast(),
                 iov_len: space.len(),
             };
             let mut iovlen = 1;
-            if let Some(spill) = spill.filter(|_| spill_each > 0) {
+            if spill_each > 0 {
+                let spill = &mut self.spill[i * spill_each..(i + 1) * spill_each];
                 iov[1] = libc::iovec {
                     iov_base: spill.as_mut_ptr().cast(),
                     iov_len: spill.len(),
                 };
                 iovlen = 2;
             }
+            let hdr = &mut self.hdrs[i];
             hdr.msg_len = 0;
-            hdr.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
+            hdr.msg_hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
             hdr.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             hdr.msg_hdr.msg_iov = iov.as_mut_ptr();
             hdr.msg_hdr.msg_iovlen = iovlen;
-            hdr.msg_hdr.msg_control = ctrl.0.as_mut_ptr().cast();
-            hdr.msg_hdr.msg_controllen = ctrl.0.len() as _;
+            hdr.msg_hdr.msg_control = self.ctrl[i].0.as_mut_ptr().cast();
+            hdr.msg_hdr.msg_controllen = self.ctrl[i].0.len() as _;
             hdr.msg_hdr.msg_flags = 0;
         }
         let got = loop {

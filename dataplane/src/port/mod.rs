@@ -8,6 +8,7 @@
 
 pub mod mem;
 mod mmsg;
+pub mod raw_esp;
 pub mod steering;
 mod sys;
 pub mod tun;

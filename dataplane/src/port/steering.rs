@@ -9,6 +9,10 @@
 //! ESP-in-UDP (RFC 3948 §2.2) and the zero non-ESP marker for IKE (§2.2),
 //! so IKE and NAT keepalives (one 0xff byte, §2.3) go to socket 0.
 //!
+//! Raw ESP sockets have no reuseport group: every raw socket gets a copy of
+//! every ESP packet. There each worker's socket carries a socket filter
+//! ([`raw_esp_worker_program`]) that keeps only its own SPIs.
+//!
 //! If a socket of the group is closed, the kernel moves the last one into its
 //! slot; the group must then be rebuilt to keep indices = workers.
 
@@ -16,7 +20,7 @@ use std::io;
 use std::mem;
 use std::os::fd::RawFd;
 
-use super::sys::last_error;
+use super::sys::with_context;
 
 /// Bits of the SPI that pick the worker. The top byte is left out so that a
 /// generation counter kept there does not move an SA to another worker.
@@ -25,6 +29,8 @@ pub const SPI_STEERING_MASK: u32 = 0x00FF_FFFF;
 /// `SO_ATTACH_REUSEPORT_CBPF` from `<asm-generic/socket.h>` (not exported by
 /// the `libc` crate for glibc targets).
 const SO_ATTACH_REUSEPORT_CBPF: i32 = 51;
+/// `SO_ATTACH_FILTER` from `<asm-generic/socket.h>` (same story).
+const SO_ATTACH_FILTER: i32 = 26;
 
 /// The worker (socket index in the reuseport group) that receives packets
 /// of the SA with this SPI. The data plane assigns SA ownership with it; it
@@ -80,7 +86,57 @@ pub fn spi_steering_program(n_workers: usize) -> Vec<libc::sock_filter> {
 /// socket `fd` (one call steers the whole group). The group's sockets must
 /// have been bound in worker order: socket `i` is worker `i`.
 pub fn attach_spi_steering(fd: RawFd, n_workers: usize) -> io::Result<()> {
-    let mut prog = spi_steering_program(n_workers);
+    attach(
+        fd,
+        SO_ATTACH_REUSEPORT_CBPF,
+        spi_steering_program(n_workers),
+    )
+    .map_err(|e| {
+        with_context(
+            e,
+            format_args!("SO_ATTACH_REUSEPORT_CBPF on fd {fd} for {n_workers} workers"),
+        )
+    })
+}
+
+/// A socket filter for a raw IPv4 ESP socket (the packet starts at the IP
+/// header) that keeps the packets of worker `worker` of `n_workers`:
+/// `steer_worker(SPI, n) == worker`. Packets too short for an SPI are
+/// dropped (a load out of bounds ends the program with 0 = drop).
+pub fn raw_esp_worker_program(worker: usize, n_workers: usize) -> Vec<libc::sock_filter> {
+    use libc::{BPF_ALU, BPF_AND, BPF_B, BPF_IND, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_LDX};
+    use libc::{BPF_MOD, BPF_MSH, BPF_RET, BPF_W};
+    let n = u32::try_from(n_workers.max(1)).unwrap_or(u32::MAX);
+    let me = u32::try_from(worker).unwrap_or(u32::MAX);
+    vec![
+        // X = 4 * IHL: the length of the IPv4 header
+        stmt(BPF_LDX | BPF_B | BPF_MSH, 0),
+        // A = the 32 bits after it: the SPI (RFC 4303 §2.1)
+        stmt(BPF_LD | BPF_W | BPF_IND, 0),
+        stmt(BPF_ALU | BPF_AND | BPF_K, SPI_STEERING_MASK),
+        stmt(BPF_ALU | BPF_MOD | BPF_K, n),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, me, 0, 1),
+        stmt(BPF_RET | BPF_K, u32::MAX), // keep, whole packet
+        stmt(BPF_RET | BPF_K, 0),        // not ours
+    ]
+}
+
+/// Attaches [`raw_esp_worker_program`] to the raw ESP socket `fd`.
+pub fn attach_raw_esp_worker_filter(fd: RawFd, worker: usize, n_workers: usize) -> io::Result<()> {
+    attach(
+        fd,
+        SO_ATTACH_FILTER,
+        raw_esp_worker_program(worker, n_workers),
+    )
+    .map_err(|e| {
+        with_context(
+            e,
+            format_args!("SO_ATTACH_FILTER on fd {fd} for worker {worker} of {n_workers}"),
+        )
+    })
+}
+
+fn attach(fd: RawFd, option: i32, mut prog: Vec<libc::sock_filter>) -> io::Result<()> {
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
         filter: prog.as_mut_ptr(),
@@ -91,15 +147,13 @@ pub fn attach_spi_steering(fd: RawFd, n_workers: usize) -> io::Result<()> {
         libc::setsockopt(
             fd,
             libc::SOL_SOCKET,
-            SO_ATTACH_REUSEPORT_CBPF,
+            option,
             (&fprog as *const libc::sock_fprog).cast(),
             mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
         )
     };
     if rc < 0 {
-        return Err(last_error(format_args!(
-            "SO_ATTACH_REUSEPORT_CBPF on fd {fd} for {n_workers} workers"
-        )));
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }

@@ -64,6 +64,12 @@ impl TunDevice {
     /// queues. `name` may hold a `%d` for the kernel to number; the real
     /// name is in the returned device. Needs CAP_NET_ADMIN.
     pub fn open(name: &str, queues: usize) -> io::Result<(TunDevice, Vec<TunPort>)> {
+        if queues == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("TUN {name}: no queues asked for"),
+            ));
+        }
         if name.is_empty()
             || name.len() >= libc::IFNAMSIZ
             || name

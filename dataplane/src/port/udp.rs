@@ -21,7 +21,8 @@ use crate::packet::{Encap, Packet, PacketPool, BUF_CAPACITY, HEADROOM};
 pub struct UdpConfig {
     /// Datagrams per `recvmmsg`/`sendmmsg` call.
     pub batch: usize,
-    /// Ask for UDP GRO (Linux 5.0+); ignored if the kernel refuses.
+    /// Ask for UDP GRO (Linux 5.0+); ignored if the kernel refuses. Costs a
+    /// 64 KiB spill area per batch slot for coalesced super-datagrams.
     pub gro: bool,
     /// Send same-destination, same-size runs with UDP GSO (Linux 4.18+).
     pub gso: bool,
