@@ -29,5 +29,5 @@ pub type WorkerId = u16;
 /// packets reach its owner without a hand-off.
 #[inline]
 pub fn owner_of_spi(spi: u32, workers: usize) -> WorkerId {
-    (spi::slot_of(spi) % workers.max(1)) as WorkerId
+    crate::port::steering::steer_worker(spi, workers) as WorkerId
 }
