@@ -23,6 +23,8 @@ struct Side<'a> {
     remote_ts: &'a str,
     inbound: (u32, &'a str),
     outbound: (u32, &'a str),
+    /// Raw ESP (IP protocol 50) instead of ESP-in-UDP.
+    raw_esp: bool,
 }
 
 fn config(side: &Side) -> String {
@@ -36,10 +38,16 @@ fn config(side: &Side) -> String {
     } = side;
     let (in_spi, in_key) = side.inbound;
     let (out_spi, out_key) = side.outbound;
+    let (raw, encap, remote) = if side.raw_esp {
+        ("true", "esp", remote.to_string())
+    } else {
+        ("false", "udp", format!("{remote}:4500"))
+    };
     format!(
         r#"
 [gateway]
 outside = ["{outside}:4500"]
+raw_esp = {raw}
 
 [dataplane]
 workers = 2
@@ -53,7 +61,8 @@ addresses = ["{inside_addr}"]
 
 [[manual_tunnel]]
 name = "peer"
-remote = "{remote}:4500"
+remote = "{remote}"
+encap = "{encap}"
 local_ts = ["{local_ts}"]
 remote_ts = ["{remote_ts}"]
 [manual_tunnel.inbound]
@@ -117,11 +126,21 @@ fn start(ns: &NetNs, cfg_path: &std::path::Path) -> Daemon {
 }
 
 #[test]
-fn ping_and_tcp_cross_a_manual_tunnel_between_two_espritd() {
-    if !privileged_or_skip("ping_and_tcp_cross_a_manual_tunnel_between_two_espritd") {
-        return;
+fn ping_and_tcp_cross_a_manual_esp_in_udp_tunnel_between_two_espritd() {
+    if privileged_or_skip("ping_and_tcp_cross_a_manual_esp_in_udp_tunnel") {
+        ping_and_tcp(false);
     }
-    let tag = std::process::id();
+}
+
+#[test]
+fn ping_and_tcp_cross_a_manual_raw_esp_tunnel_between_two_espritd() {
+    if privileged_or_skip("ping_and_tcp_cross_a_manual_raw_esp_tunnel") {
+        ping_and_tcp(true);
+    }
+}
+
+fn ping_and_tcp(raw_esp: bool) {
+    let tag = format!("{}{}", std::process::id(), if raw_esp { "r" } else { "u" });
     let a = NetNs::new(&format!("esprit-ma-{tag}"));
     let b = NetNs::new(&format!("esprit-mb-{tag}"));
     veth(&a, "veth-a", "192.0.2.1/24", &b, "veth-b", "192.0.2.2/24");
@@ -138,6 +157,7 @@ fn ping_and_tcp_cross_a_manual_tunnel_between_two_espritd() {
         remote_ts: "10.2.0.0/24",
         inbound: (0x1001, KEY_BA),
         outbound: (0x2002, KEY_AB),
+        raw_esp,
     };
     let side_b = Side {
         outside: "192.0.2.2",
@@ -147,6 +167,7 @@ fn ping_and_tcp_cross_a_manual_tunnel_between_two_espritd() {
         remote_ts: "10.1.0.0/24",
         inbound: (0x2002, KEY_AB),
         outbound: (0x1001, KEY_BA),
+        raw_esp,
     };
     std::fs::write(&cfg_a, config(&side_a)).unwrap();
     std::fs::write(&cfg_b, config(&side_b)).unwrap();

@@ -3,8 +3,13 @@
 
 use std::process::Command;
 
+use std::net::IpAddr;
+
+use dataplane::port::dual::DualPort;
+use dataplane::port::raw_esp::RawEspPort;
 use dataplane::port::tun::{TunDevice, TunPort};
 use dataplane::port::udp::{UdpConfig, UdpPort};
+use dataplane::port::Port;
 
 use super::{io_err, DaemonError};
 
@@ -12,7 +17,7 @@ use super::{io_err, DaemonError};
 pub fn open(
     cfg: &config::Config,
     workers: usize,
-) -> Result<(Vec<UdpPort>, Vec<TunPort>, TunDevice), DaemonError> {
+) -> Result<(Vec<Box<dyn Port>>, Vec<TunPort>, TunDevice), DaemonError> {
     use config::schema::dataplane::{InsideKind, PortKind};
     if cfg.dataplane.port != PortKind::Udp {
         return Err(DaemonError::Unsupported(format!(
@@ -26,11 +31,6 @@ pub fn open(
                 .into(),
         ));
     }
-    if cfg.gateway.raw_esp {
-        return Err(DaemonError::Unsupported(
-            "gateway.raw_esp: raw ESP is not wired into espritd yet".into(),
-        ));
-    }
     let addr = match cfg.gateway.outside.as_slice() {
         [one] => *one,
         [] => return Err(DaemonError::Unsupported("gateway.outside is empty".into())),
@@ -40,8 +40,26 @@ pub fn open(
             ))
         }
     };
-    let outside = UdpPort::bind_group(addr, workers, UdpConfig::default())
+    let udp = UdpPort::bind_group(addr, workers, UdpConfig::default())
         .map_err(io_err(format!("outside UDP {addr}")))?;
+    let outside: Vec<Box<dyn Port>> = if cfg.gateway.raw_esp {
+        let IpAddr::V4(local) = addr.ip() else {
+            return Err(DaemonError::Unsupported(
+                "gateway.raw_esp needs an IPv4 outside address".into(),
+            ));
+        };
+        let mut v: Vec<Box<dyn Port>> = Vec::with_capacity(workers);
+        for (w, u) in udp.into_iter().enumerate() {
+            let raw = RawEspPort::open_worker(local, w, workers)
+                .map_err(io_err(format!("raw ESP socket on {local}")))?;
+            v.push(Box::new(DualPort::new(u, raw)));
+        }
+        v
+    } else {
+        udp.into_iter()
+            .map(|u| Box::new(u) as Box<dyn Port>)
+            .collect()
+    };
 
     let inside = &cfg.dataplane.inside;
     let (tun, queues) = TunDevice::open(&inside.name, workers)

@@ -6,6 +6,7 @@
 //! - `udp`: ESP-in-UDP and raw ESP sockets (outside);
 //! - `tun`: a multi-queue TUN device (inside).
 
+pub mod dual;
 pub mod mem;
 mod mmsg;
 pub mod raw_esp;
