@@ -53,7 +53,11 @@ impl Daemon {
     /// Opens the ports, installs the manual tunnels and starts the workers.
     pub fn start(cfg: &config::Config) -> Result<Daemon, DaemonError> {
         let n = cfg.dataplane.workers.max(1);
-        let (outside, inside, tun) = ports::open(cfg, n)?;
+        let ports::Opened {
+            outside,
+            inside,
+            tun,
+        } = ports::open(cfg, n)?;
 
         let mut publisher = SaPublisher::new();
         for (i, t) in cfg.manual_tunnels.iter().enumerate() {

@@ -13,11 +13,15 @@ use dataplane::port::Port;
 
 use super::{io_err, DaemonError};
 
-/// Outside sockets, inside queues and the TUN device, in worker order.
-pub fn open(
-    cfg: &config::Config,
-    workers: usize,
-) -> Result<(Vec<Box<dyn Port>>, Vec<TunPort>, TunDevice), DaemonError> {
+/// Each worker's outside and inside port, in worker order, and the TUN
+/// device they share.
+pub struct Opened {
+    pub outside: Vec<Box<dyn Port>>,
+    pub inside: Vec<TunPort>,
+    pub tun: TunDevice,
+}
+
+pub fn open(cfg: &config::Config, workers: usize) -> Result<Opened, DaemonError> {
     use config::schema::dataplane::{InsideKind, PortKind};
     if cfg.dataplane.port != PortKind::Udp {
         return Err(DaemonError::Unsupported(format!(
@@ -72,7 +76,11 @@ pub fn open(
     }
     tun.set_up()
         .map_err(io_err(format!("bring {} up", inside.name)))?;
-    Ok((outside, queues, tun))
+    Ok(Opened {
+        outside,
+        inside: queues,
+        tun,
+    })
 }
 
 /// Routes `prefix` into the TUN device so the kernel hands its traffic to
