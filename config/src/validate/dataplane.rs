@@ -26,10 +26,10 @@ pub(super) fn check_gateway(gateway: &Gateway, path: &KeyPath, problems: &mut Ve
             );
         }
         if !seen.insert(addr) {
-            problems.push(Problem::new(
-                outside.index(i),
-                format!("{addr} is listed twice"),
-            ));
+            problems.push(
+                Problem::new(outside.index(i), format!("{addr} is listed twice"))
+                    .hint("remove one of them"),
+            );
         }
         if addr.port() == gateway.ike_port {
             problems.push(
@@ -47,10 +47,10 @@ pub(super) fn check_gateway(gateway: &Gateway, path: &KeyPath, problems: &mut Ve
 
 pub(super) fn check_dataplane(dataplane: &Dataplane, path: &KeyPath, problems: &mut Vec<Problem>) {
     if dataplane.workers == 0 {
-        problems.push(Problem::new(
-            path.key("workers"),
-            "at least one worker is needed",
-        ));
+        problems.push(
+            Problem::new(path.key("workers"), "at least one worker is needed")
+                .hint("workers = 1 runs one polling worker"),
+        );
     }
     if let Some(cores) = &dataplane.cores {
         if cores.len() != dataplane.workers {
@@ -166,6 +166,9 @@ pub(super) fn check_control(control: &ControlSocket, path: &KeyPath, problems: &
         );
     }
     if control.group.as_deref() == Some("") {
-        problems.push(Problem::new(path.key("group"), "empty group name"));
+        problems.push(
+            Problem::new(path.key("group"), "empty group name")
+                .hint("remove group to leave the socket to root, or name an existing group"),
+        );
     }
 }

@@ -20,7 +20,9 @@ pub(super) fn check(tunnels: &[ManualTunnel], problems: &mut Vec<Problem>) {
     for (t, tunnel) in tunnels.iter().enumerate() {
         let path = base.index(t);
         if tunnel.name.is_empty() {
-            problems.push(Problem::new(path.key("name"), "empty name"));
+            problems.push(
+                Problem::new(path.key("name"), "empty name").hint("give the tunnel a unique name"),
+            );
         } else if let Some(first) = names.insert(&tunnel.name, t) {
             names.insert(&tunnel.name, first);
             problems.push(
@@ -84,10 +86,13 @@ pub(super) fn check(tunnels: &[ManualTunnel], problems: &mut Vec<Problem>) {
 fn check_remote(tunnel: &ManualTunnel, path: &KeyPath, problems: &mut Vec<Problem>) {
     let remote = tunnel.remote;
     if remote.ip().is_unspecified() || remote.ip().is_multicast() {
-        problems.push(Problem::new(
-            path.key("remote"),
-            format!("{} is not a peer address", remote.ip()),
-        ));
+        problems.push(
+            Problem::new(
+                path.key("remote"),
+                format!("{} is not a peer address", remote.ip()),
+            )
+            .hint("write the peer's unicast outer address"),
+        );
     }
     match tunnel.encap {
         Encap::Udp if remote.port() == 0 => problems.push(
