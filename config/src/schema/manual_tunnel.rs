@@ -8,6 +8,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 use crate::error::with_hint;
+use crate::schema::from_str::parse_str;
 use crate::schema::proposal::Algorithm;
 use crate::secret::{self, Secret};
 
@@ -143,14 +144,15 @@ fn deserialize_spi<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 
 /// `"192.0.2.2:4500"`, `"[2001:db8::2]:4500"` or a bare address (port 0, for raw ESP).
 fn deserialize_remote<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
-    let text = String::deserialize(d)?;
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 0)).map_err(|_| {
-        de::Error::custom(with_hint(
-            format!("`{text}` is not an address"),
-            "write \"192.0.2.2:4500\", \"[2001:db8::2]:4500\", or an address alone with encap = \"esp\"",
-        ))
+    parse_str(d, "an address", |text| {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(addr);
+        }
+        text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 0)).map_err(|_| {
+            with_hint(
+                format!("`{text}` is not an address"),
+                "write \"192.0.2.2:4500\", \"[2001:db8::2]:4500\", or an address alone with encap = \"esp\"",
+            )
+        })
     })
 }

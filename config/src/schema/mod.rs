@@ -2,6 +2,7 @@
 
 pub mod control;
 pub mod dataplane;
+pub(crate) mod from_str;
 pub mod gateway;
 pub mod identity;
 pub mod ike;

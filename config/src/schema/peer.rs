@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use serde::de::{Deserialize, Deserializer};
 
 use crate::duration;
+use crate::schema::from_str::parse_str;
 use crate::schema::identity::{Identity, IdentityPattern};
 use crate::schema::proposal::{EspProposal, IkeProposal};
 use crate::secret::{self, Secret};
@@ -157,18 +158,19 @@ fn default_grace_period() -> Duration {
 
 /// `"192.0.2.1:500"`, `"192.0.2.1"` (port 500), or a `[v6]:port`.
 fn deserialize_remote<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
-    let text = String::deserialize(d)?;
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(Some(addr));
-    }
-    text.parse::<IpAddr>()
-        .map(|ip| Some(SocketAddr::new(ip, 500)))
-        .map_err(|_| {
-            serde::de::Error::custom(crate::error::with_hint(
-                format!("`{text}` is not an address"),
-                "write \"192.0.2.1\" (IKE port 500) or \"192.0.2.1:4500\"",
-            ))
-        })
+    parse_str(d, "an address", |text| {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(Some(addr));
+        }
+        text.parse::<IpAddr>()
+            .map(|ip| Some(SocketAddr::new(ip, 500)))
+            .map_err(|_| {
+                crate::error::with_hint(
+                    format!("`{text}` is not an address"),
+                    "write \"192.0.2.1\" (IKE port 500) or \"192.0.2.1:4500\"",
+                )
+            })
+    })
 }
 
 /// A prefix or a list of prefixes.
