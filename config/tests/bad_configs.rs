@@ -120,7 +120,7 @@ fn type_and_syntax_errors() {
                 .into(),
             vec![(
                 2,
-                "ike.proposals",
+                "ike.proposals[1]",
                 "unknown algorithm `md5`",
                 "encryption-prf-dh",
             )],
