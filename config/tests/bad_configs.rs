@@ -341,3 +341,46 @@ fn debug_output_has_no_key_material() {
         "{debug}"
     );
 }
+
+#[test]
+fn bad_pool_element_is_located() {
+    let text = format!("{PEER}psk = \"k\"\n").replace(
+        "pool = \"10.3.0.0/16\"",
+        "pool = [\"10.3.0.0/16\", \"10.4.0.0/99\"]",
+    );
+    assert_errors(
+        "bad pool element",
+        &text,
+        &[(7, "peer[0].pool[1]", "invalid IP address syntax", "prefix")],
+    );
+    let text = format!("{PEER}psk = \"k\"\n").replace("10.3.0.0/16", "ten");
+    assert_errors(
+        "bad pool string",
+        &text,
+        &[(7, "peer[0].pool", "`ten` is not a prefix", "10.3.0.0/16")],
+    );
+}
+
+/// Cut and corrupted versions of the full example: errors, never a panic.
+#[test]
+fn mangled_files_never_panic() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/full.toml");
+    let full = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
+    let mut errors = 0;
+    for (at, _) in full.char_indices().step_by(13) {
+        let cut = full.get(..at).unwrap_or("");
+        errors += usize::from(config::parse(cut, "cut.toml").is_err());
+        for with in ["\"", "]", "=", "\n[", "0", "é"] {
+            let mangled = format!("{}{with}{}", cut, full.get(at + 1..).unwrap_or(""));
+            if let Err(e) = config::parse(&mangled, "mangled.toml") {
+                assert!(
+                    e.diagnostics().iter().all(|d| d.line >= 1 && d.column >= 1),
+                    "{e}"
+                );
+                errors += 1;
+            }
+        }
+    }
+    assert!(errors > 500, "only {errors} mangled files were rejected");
+}
