@@ -23,8 +23,7 @@ pub(super) fn check(tunnels: &[ManualTunnel], problems: &mut Vec<Problem>) {
             problems.push(
                 Problem::new(path.key("name"), "empty name").hint("give the tunnel a unique name"),
             );
-        } else if let Some(first) = names.insert(&tunnel.name, t) {
-            names.insert(&tunnel.name, first);
+        } else if let Some(&first) = names.get(tunnel.name.as_str()) {
             problems.push(
                 Problem::new(
                     path.key("name"),
@@ -35,6 +34,8 @@ pub(super) fn check(tunnels: &[ManualTunnel], problems: &mut Vec<Problem>) {
                 )
                 .hint("tunnel names must be unique; reload matches tunnels by name"),
             );
+        } else {
+            names.insert(&tunnel.name, t);
         }
         check_remote(tunnel, &path, problems);
         for key in ["local_ts", "remote_ts"] {
