@@ -171,7 +171,7 @@ fn hint_for_serde(message: &str) -> Option<String> {
             "write an address like \"10.1.0.1\", or a prefix like \"10.1.0.0/24\"".to_owned(),
         );
     }
-    if message.starts_with("invalid type") {
+    if message.starts_with("invalid type") || message.starts_with("invalid value") {
         return Some("see deploy/examples/full.toml for the form of each key".to_owned());
     }
     let rest = message.strip_prefix("unknown field `")?;

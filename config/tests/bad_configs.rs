@@ -195,6 +195,14 @@ fn semantic_errors() {
             ],
         ),
         (
+            "wildcard and specific outside address",
+            "[gateway]\noutside = [\"0.0.0.0:4500\", \"[::]:4500\", \"192.0.2.1:4500\", \"0.0.0.0:4500\"]\n".into(),
+            vec![
+                (2, "gateway.outside[2]", "192.0.2.1:4500 and 0.0.0.0:4500 take the same port", "wildcard"),
+                (2, "gateway.outside[3]", "0.0.0.0:4500 is listed twice", "remove one"),
+            ],
+        ),
+        (
             "control socket for everyone",
             "[control]\nmode = 0o666\n".into(),
             vec![(2, "control.mode", "lets every local user control the gateway", "0o600")],

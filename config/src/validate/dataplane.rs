@@ -25,10 +25,21 @@ pub(super) fn check_gateway(gateway: &Gateway, path: &KeyPath, problems: &mut Ve
                     .hint("the NAT-T port is 4500 (RFC 3948)"),
             );
         }
+        let wildcard_clash = gateway.outside.iter().take(i).find(|other| {
+            other.port() == addr.port()
+                && other.is_ipv4() == addr.is_ipv4()
+                && other.ip() != addr.ip()
+                && (other.ip().is_unspecified() || addr.ip().is_unspecified())
+        });
         if !seen.insert(addr) {
             problems.push(
                 Problem::new(outside.index(i), format!("{addr} is listed twice"))
                     .hint("remove one of them"),
+            );
+        } else if let Some(other) = wildcard_clash {
+            problems.push(
+                Problem::new(outside.index(i), format!("{addr} and {other} take the same port"))
+                    .hint("a wildcard address already covers every address of its family; keep one of them"),
             );
         }
         if addr.port() == gateway.ike_port {
