@@ -82,3 +82,95 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[ike]
+local_id = "gw"
+
+[[peer]]
+name = "rw"
+role = "responder"
+remote_id = "any"
+psk = "first key"
+local_ts = ["10.1.0.0/16"]
+pool = "10.3.0.0/16"
+
+[[peer]]
+name = "hq"
+role = "initiator"
+remote_id = "hq"
+psk = "hq key"
+remote = "192.0.2.1"
+local_ts = ["10.1.0.0/16"]
+remote_ts = ["10.9.0.0/16"]
+
+[[manual_tunnel]]
+name = "a"
+remote = "192.0.2.2:4500"
+local_ts = ["10.1.0.0/24"]
+remote_ts = ["10.2.0.0/24"]
+inbound = { spi = 0x1001, algorithm = "aes128gcm16", key = "000102030405060708090a0b0c0d0e0f", salt = "10111213" }
+outbound = { spi = 0x2001, algorithm = "aes128gcm16", key = "202122232425262728292a2b2c2d2e2f", salt = "30313233" }
+"#;
+
+    fn parse(text: &str) -> Config {
+        crate::parse(text, "diff.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn same_config_is_empty() {
+        let diff = parse(BASE).diff(&parse(BASE));
+        assert!(diff.is_empty(), "{diff:?}");
+        assert_eq!(diff.peers.unchanged, names(&["rw", "hq"]));
+        assert_eq!(diff.manual_tunnels.unchanged, names(&["a"]));
+    }
+
+    #[test]
+    fn lists_added_removed_and_changed_by_name() {
+        let new = BASE
+            .replace("first key", "second key")
+            .replace("name = \"hq\"", "name = \"hq2\"")
+            .replace("0x1001", "0x1002")
+            + "[[manual_tunnel]]\nname = \"b\"\nremote = \"192.0.2.3:4500\"\nlocal_ts = [\"10.1.0.0/24\"]\nremote_ts = [\"10.5.0.0/24\"]\n"
+            + "inbound = { spi = 0x1003, algorithm = \"aes128gcm16\", key = \"404142434445464748494a4b4c4d4e4f\", salt = \"10111213\" }\n"
+            + "outbound = { spi = 0x2003, algorithm = \"aes128gcm16\", key = \"505152535455565758595a5b5c5d5e5f\", salt = \"30313233\" }\n";
+        let diff = parse(BASE).diff(&parse(&new));
+        assert_eq!(diff.peers.changed, names(&["rw"]));
+        assert_eq!(diff.peers.added, names(&["hq2"]));
+        assert_eq!(diff.peers.removed, names(&["hq"]));
+        assert_eq!(diff.manual_tunnels.changed, names(&["a"]));
+        assert_eq!(diff.manual_tunnels.added, names(&["b"]));
+        assert!(diff.manual_tunnels.removed.is_empty());
+        assert!(diff.restart_required.is_empty());
+        assert!(!diff.ike_changed);
+    }
+
+    #[test]
+    fn an_ike_default_changes_the_peers_that_use_it() {
+        let new = BASE.replace(
+            "local_id = \"gw\"",
+            "local_id = \"gw\"\nchild_lifetime = \"2h\"",
+        );
+        let diff = parse(BASE).diff(&parse(&new));
+        assert!(diff.ike_changed);
+        assert_eq!(diff.peers.changed, names(&["rw", "hq"]));
+        assert_eq!(diff.manual_tunnels.unchanged, names(&["a"]));
+    }
+
+    #[test]
+    fn start_only_sections_need_a_restart() {
+        let new = format!("[dataplane]\nworkers = 2\n[control]\nmode = 0o660\n{BASE}");
+        let diff = parse(BASE).diff(&parse(&new));
+        assert_eq!(diff.restart_required, vec!["dataplane", "control"]);
+        assert!(diff.peers.is_empty() && diff.manual_tunnels.is_empty());
+        assert!(!diff.is_empty());
+    }
+}

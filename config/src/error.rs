@@ -153,8 +153,27 @@ pub(crate) fn locate_toml_error(text: &str, origin: &str, error: &toml::de::Erro
     }])
 }
 
-/// Hints for serde's own messages: the closest valid key for a misspelt one.
+/// Hints for toml's and serde's own messages: the closest valid key for a misspelt one.
 fn hint_for_serde(message: &str) -> Option<String> {
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or(rest);
+        return Some(format!(
+            "add `{field} = ...` to this table; see deploy/examples/full.toml"
+        ));
+    }
+    if message.starts_with("duplicate key") {
+        return Some(
+            "a key or [table] may appear only once; [[name]] starts a list of tables".to_owned(),
+        );
+    }
+    if message.starts_with("invalid IP address syntax") {
+        return Some(
+            "write an address like \"10.1.0.1\", or a prefix like \"10.1.0.0/24\"".to_owned(),
+        );
+    }
+    if message.starts_with("invalid type") || message.starts_with("invalid value") {
+        return Some("see deploy/examples/full.toml for the form of each key".to_owned());
+    }
     let rest = message.strip_prefix("unknown field `")?;
     let (unknown, rest) = rest.split_once('`')?;
     let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
@@ -220,5 +239,10 @@ mod tests {
             Some("see deploy/examples/full.toml for every key")
         );
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+        let hint = hint_for_serde("missing field `remote`");
+        assert_eq!(
+            hint.as_deref(),
+            Some("add `remote = ...` to this table; see deploy/examples/full.toml")
+        );
     }
 }

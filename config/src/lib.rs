@@ -8,6 +8,17 @@
 //! esprit.toml:14:7: manual_tunnel[1].inbound.spi: inbound SPI 0x2001001 has the same slot (low 24 bits) as 0x1001001 of manual_tunnel[0]
 //!   hint: the data plane indexes inbound SAs by spi & 0xFFFFFF; change the low 24 bits of one of them
 //! ```
+//!
+//! The daemon loads a file, and on reload loads the new one and applies only the difference:
+//!
+//! ```
+//! let running = config::parse("", "esprit.toml")?;
+//! let error = config::parse("[dataplane]\nburst = 0\n", "esprit.toml").unwrap_err();
+//! assert!(error.to_string().starts_with("esprit.toml:2:9: dataplane.burst: burst 0 is not in 1..=256"));
+//! let new = config::parse("[dataplane]\nworkers = 2\n", "esprit.toml")?;
+//! assert_eq!(running.diff(&new).restart_required, vec!["dataplane"]);
+//! # Ok::<(), config::ConfigError>(())
+//! ```
 
 mod diff;
 pub mod duration;

@@ -112,10 +112,10 @@ fn read_psk_file(file: &Path, path: &KeyPath, problems: &mut Vec<Problem>) -> Se
     };
     let mode = metadata.permissions().mode() & 0o777;
     if !metadata.is_file() {
-        problems.push(Problem::new(
-            path.clone(),
-            format!("{shown} is not a regular file"),
-        ));
+        problems.push(
+            Problem::new(path.clone(), format!("{shown} is not a regular file"))
+                .hint("point psk_file at a file holding the key"),
+        );
         return empty;
     }
     if mode & 0o077 != 0 {
@@ -131,10 +131,10 @@ fn read_psk_file(file: &Path, path: &KeyPath, problems: &mut Vec<Problem>) -> Se
     let bytes = match fs::read(file) {
         Ok(bytes) => Zeroizing::new(bytes),
         Err(e) => {
-            problems.push(Problem::new(
-                path.clone(),
-                format!("cannot read {shown}: {e}"),
-            ));
+            problems.push(
+                Problem::new(path.clone(), format!("cannot read {shown}: {e}"))
+                    .hint("check that espritd may read it"),
+            );
             return empty;
         }
     };
@@ -147,14 +147,20 @@ fn read_psk_file(file: &Path, path: &KeyPath, problems: &mut Vec<Problem>) -> Se
     match psk {
         Some(psk) if !psk.is_empty() => psk,
         Some(_) => {
-            problems.push(Problem::new(path.clone(), format!("{shown} is empty")));
+            problems.push(
+                Problem::new(path.clone(), format!("{shown} is empty"))
+                    .hint("write the key into the file, or use psk"),
+            );
             empty
         }
         None => {
-            problems.push(Problem::new(
-                path.clone(),
-                format!("{shown} starts with 0x but is not valid hex"),
-            ));
+            problems.push(
+                Problem::new(
+                    path.clone(),
+                    format!("{shown} starts with 0x but is not valid hex"),
+                )
+                .hint("a key starting with 0x is read as hex; otherwise it is taken as text"),
+            );
             empty
         }
     }

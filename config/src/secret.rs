@@ -2,10 +2,11 @@
 
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer};
+use serde::de::Deserializer;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::with_hint;
+use crate::schema::from_str::parse_str;
 
 /// Bytes of key material. `Debug` prints `<redacted>`; equality does not stop at the first
 /// differing byte.
@@ -61,12 +62,13 @@ impl Eq for Secret {}
 
 /// `#[serde(deserialize_with = "crate::secret::deserialize_hex")]` for SA keys and salts.
 pub(crate) fn deserialize_hex<'de, D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
-    let text = Zeroizing::new(String::deserialize(d)?);
-    Secret::from_hex(&text).map_err(|e| {
-        serde::de::Error::custom(with_hint(
-            format!("not valid hex: {e}"),
-            "write the bytes as hex digits, like \"00112233445566778899aabbccddeeff\"",
-        ))
+    parse_str(d, "hex digits", |text| {
+        Secret::from_hex(text).map_err(|e| {
+            with_hint(
+                format!("not valid hex: {e}"),
+                "write the bytes as hex digits, like \"00112233445566778899aabbccddeeff\"",
+            )
+        })
     })
 }
 
@@ -81,12 +83,13 @@ pub(crate) fn psk_from_text(text: &str) -> Result<Secret, hex::FromHexError> {
 
 /// `#[serde(deserialize_with = ...)]` for an inline `psk`.
 pub(crate) fn deserialize_psk<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
-    let text = Zeroizing::new(String::deserialize(d)?);
-    psk_from_text(&text).map(Some).map_err(|e| {
-        serde::de::Error::custom(with_hint(
-            format!("psk starts with 0x but is not valid hex: {e}"),
-            "a psk starting with 0x is read as hex; otherwise it is taken as text",
-        ))
+    parse_str(d, "a pre-shared key", |text| {
+        psk_from_text(text).map(Some).map_err(|e| {
+            with_hint(
+                format!("psk starts with 0x but is not valid hex: {e}"),
+                "a psk starting with 0x is read as hex; otherwise it is taken as text",
+            )
+        })
     })
 }
 

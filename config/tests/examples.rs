@@ -87,3 +87,13 @@ fn raw_esp_tunnel_has_no_port() {
     assert_eq!(tunnel.remote.port(), 0);
     assert_eq!(tunnel.inbound.replay_window, 4096);
 }
+
+#[test]
+fn an_empty_file_is_the_default_config() {
+    let config = config::parse("", "empty.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config, config::Config::default());
+    assert_eq!(
+        config.summary(),
+        "1 worker(s), 1 outside address(es), 0 manual tunnel(s), 0 initiator peer(s), 0 responder template(s), control socket /run/esprit/ctl.sock"
+    );
+}

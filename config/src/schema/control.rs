@@ -50,7 +50,12 @@ impl Visitor<'_> for ModeVisitor {
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
-        u32::try_from(v).map_err(|_| E::custom("file mode out of range"))
+        u32::try_from(v).map_err(|_| {
+            E::custom(with_hint(
+                format!("{v} is not a file mode"),
+                "write 0o600 or 0o660",
+            ))
+        })
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<u32, E> {

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use serde::de::{Deserialize, Deserializer};
 
 use crate::error::with_hint;
+use crate::schema::from_str::parse_str;
 
 /// An identity as written: an IP address, `user@domain` (ID_RFC822_ADDR), `keyid:...`
 /// (ID_KEY_ID), or a host name (ID_FQDN, an optional leading `@` forces it).
@@ -133,20 +134,21 @@ const ID_HINT: &str = "write an address, a host name, user@domain, or keyid:NAME
 
 impl<'de> Deserialize<'de> for Identity {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse()
-            .map_err(|e| serde::de::Error::custom(with_hint(e, ID_HINT)))
+        parse_str(d, "an identity", |text| {
+            text.parse().map_err(|e| with_hint(e, ID_HINT))
+        })
     }
 }
 
 impl<'de> Deserialize<'de> for IdentityPattern {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(|e| {
-            serde::de::Error::custom(with_hint(
-                e,
-                "write \"any\", an identity, or a pattern like \"*@example.org\"",
-            ))
+        parse_str(d, "an identity pattern", |text| {
+            text.parse().map_err(|e| {
+                with_hint(
+                    e,
+                    "write \"any\", an identity, or a pattern like \"*@example.org\"",
+                )
+            })
         })
     }
 }

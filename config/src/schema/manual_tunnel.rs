@@ -8,6 +8,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 use crate::error::with_hint;
+use crate::schema::from_str::parse_str;
 use crate::schema::proposal::Algorithm;
 use crate::secret::{self, Secret};
 
@@ -42,6 +43,26 @@ pub struct ManualTunnel {
     /// The SA we use towards the peer (`replay_window` is not allowed there).
     #[serde(deserialize_with = "deserialize_outbound")]
     pub outbound: ManualSa,
+}
+
+impl ManualTunnel {
+    /// The same tunnel seen from the peer (for load generators and two-gateway tests): SAs and
+    /// selectors swapped, `remote` set to our address as the peer reaches it.
+    pub fn mirrored(&self, remote: SocketAddr) -> ManualTunnel {
+        let mut inbound = self.outbound.clone();
+        inbound.replay_window = self.inbound.replay_window;
+        let mut outbound = self.inbound.clone();
+        outbound.replay_window = 0;
+        ManualTunnel {
+            name: self.name.clone(),
+            remote,
+            encap: self.encap,
+            local_ts: self.remote_ts.clone(),
+            remote_ts: self.local_ts.clone(),
+            inbound,
+            outbound,
+        }
+    }
 }
 
 /// One ESP SA with its keying material.
@@ -143,14 +164,39 @@ fn deserialize_spi<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 
 /// `"192.0.2.2:4500"`, `"[2001:db8::2]:4500"` or a bare address (port 0, for raw ESP).
 fn deserialize_remote<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
-    let text = String::deserialize(d)?;
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 0)).map_err(|_| {
-        de::Error::custom(with_hint(
-            format!("`{text}` is not an address"),
-            "write \"192.0.2.2:4500\", \"[2001:db8::2]:4500\", or an address alone with encap = \"esp\"",
-        ))
+    parse_str(d, "an address", |text| {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(addr);
+        }
+        text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 0)).map_err(|_| {
+            with_hint(
+                format!("`{text}` is not an address"),
+                "write \"192.0.2.2:4500\", \"[2001:db8::2]:4500\", or an address alone with encap = \"esp\"",
+            )
+        })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_swaps_directions_and_selectors() {
+        let text = "[[manual_tunnel]]\nname = \"a\"\nremote = \"192.0.2.2:4500\"\nlocal_ts = [\"10.1.0.0/24\"]\nremote_ts = [\"10.2.0.0/24\"]\n\
+            inbound = { spi = 0x1001, algorithm = \"aes128gcm16\", key = \"000102030405060708090a0b0c0d0e0f\", salt = \"10111213\", replay_window = 64 }\n\
+            outbound = { spi = 0x2001, algorithm = \"aes128gcm16\", key = \"202122232425262728292a2b2c2d2e2f\", salt = \"30313233\" }\n";
+        let config = crate::parse(text, "m.toml").unwrap_or_else(|e| panic!("{e}"));
+        let ours = &config.manual_tunnels[0];
+        let theirs = ours.mirrored(SocketAddr::from(([192, 0, 2, 1], 4500)));
+        assert_eq!((theirs.inbound.spi, theirs.outbound.spi), (0x2001, 0x1001));
+        assert_eq!(theirs.inbound.key, ours.outbound.key);
+        assert_eq!(
+            (theirs.inbound.replay_window, theirs.outbound.replay_window),
+            (64, 0)
+        );
+        assert_eq!(theirs.local_ts, ours.remote_ts);
+        assert_eq!(theirs.remote.to_string(), "192.0.2.1:4500");
+        assert_eq!(theirs.mirrored(ours.remote), *ours);
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod control;
 pub mod dataplane;
+pub(crate) mod from_str;
 pub mod gateway;
 pub mod identity;
 pub mod ike;
@@ -18,8 +19,8 @@ use ike::IkeDefaults;
 use manual_tunnel::ManualTunnel;
 use peer::{Peer, PeerToml};
 
-/// A loaded and validated configuration.
-#[derive(Debug, Clone, PartialEq)]
+/// A loaded and validated configuration. `Default` is the config of an empty file.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     pub gateway: Gateway,
     pub dataplane: Dataplane,
@@ -47,4 +48,24 @@ pub(crate) struct ConfigToml {
     #[serde(default)]
     pub control: ControlSocket,
     pub metrics: Option<Metrics>,
+}
+
+impl Config {
+    /// One line for `espritd --check-config`: what the file sets up.
+    pub fn summary(&self) -> String {
+        let responders = self
+            .peers
+            .iter()
+            .filter(|p| p.role == peer::Role::Responder)
+            .count();
+        format!(
+            "{} worker(s), {} outside address(es), {} manual tunnel(s), {} initiator peer(s), {} responder template(s), control socket {}",
+            self.dataplane.workers,
+            self.gateway.outside.len(),
+            self.manual_tunnels.len(),
+            self.peers.len() - responders,
+            responders,
+            self.control.path.display(),
+        )
+    }
 }

@@ -1,13 +1,15 @@
 //! `[[peer]]`: IKE peers we initiate to, and responder templates that clients match.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde::de::{Deserialize, Deserializer};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 use crate::duration;
+use crate::schema::from_str::parse_str;
 use crate::schema::identity::{Identity, IdentityPattern};
 use crate::schema::proposal::{EspProposal, IkeProposal};
 use crate::secret::{self, Secret};
@@ -157,34 +159,50 @@ fn default_grace_period() -> Duration {
 
 /// `"192.0.2.1:500"`, `"192.0.2.1"` (port 500), or a `[v6]:port`.
 fn deserialize_remote<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
-    let text = String::deserialize(d)?;
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(Some(addr));
-    }
-    text.parse::<IpAddr>()
-        .map(|ip| Some(SocketAddr::new(ip, 500)))
-        .map_err(|_| {
-            serde::de::Error::custom(crate::error::with_hint(
-                format!("`{text}` is not an address"),
-                "write \"192.0.2.1\" (IKE port 500) or \"192.0.2.1:4500\"",
-            ))
-        })
+    parse_str(d, "an address", |text| {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(Some(addr));
+        }
+        text.parse::<IpAddr>()
+            .map(|ip| Some(SocketAddr::new(ip, 500)))
+            .map_err(|_| {
+                crate::error::with_hint(
+                    format!("`{text}` is not an address"),
+                    "write \"192.0.2.1\" (IKE port 500) or \"192.0.2.1:4500\"",
+                )
+            })
+    })
 }
 
-/// A prefix or a list of prefixes.
+/// A prefix or a list of prefixes; each element is read by its own deserializer, so an error
+/// points at the element.
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(IpNet),
-        Many(Vec<IpNet>),
+    struct OneOrMany;
+
+    impl<'de> Visitor<'de> for OneOrMany {
+        type Value = Vec<IpNet>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a prefix like \"10.3.0.0/16\" or a list of prefixes")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<IpNet>, E> {
+            v.parse().map(|net| vec![net]).map_err(|_| {
+                E::custom(crate::error::with_hint(
+                    format!("`{v}` is not a prefix"),
+                    "write \"10.3.0.0/16\" or [\"10.3.0.0/16\", \"fd00:3::/112\"]",
+                ))
+            })
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<IpNet>, A::Error> {
+            let mut nets = Vec::new();
+            while let Some(net) = seq.next_element()? {
+                nets.push(net);
+            }
+            Ok(nets)
+        }
     }
-    match OneOrMany::deserialize(d) {
-        Ok(OneOrMany::One(net)) => Ok(vec![net]),
-        Ok(OneOrMany::Many(nets)) => Ok(nets),
-        Err(_) => Err(serde::de::Error::custom(crate::error::with_hint(
-            "not a prefix or a list of prefixes",
-            "write \"10.3.0.0/16\" or [\"10.3.0.0/16\", \"fd00:3::/112\"]",
-        ))),
-    }
+
+    d.deserialize_any(OneOrMany)
 }

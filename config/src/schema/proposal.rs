@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde::de::{Deserialize, Deserializer};
 
 use crate::error::with_hint;
+use crate::schema::from_str::parse_str;
 
 /// ESP / IKE SK encryption: AES-GCM with a 16-byte ICV (RFC 4106, RFC 5282).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -197,29 +198,26 @@ const ESP_HINT: &str = "write encryption[-dh], like \"aes256gcm16\" or \"aes128g
 
 impl<'de> Deserialize<'de> for Algorithm {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        Self::from_name(&name).ok_or_else(|| {
-            serde::de::Error::custom(with_hint(
-                format!("unknown algorithm `{name}`"),
-                ALGORITHM_HINT,
-            ))
+        parse_str(d, "an algorithm name", |name| {
+            Self::from_name(name)
+                .ok_or_else(|| with_hint(format!("unknown algorithm `{name}`"), ALGORITHM_HINT))
         })
     }
 }
 
 impl<'de> Deserialize<'de> for IkeProposal {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse()
-            .map_err(|e| serde::de::Error::custom(with_hint(e, IKE_HINT)))
+        parse_str(d, "an IKE proposal", |text| {
+            text.parse().map_err(|e| with_hint(e, IKE_HINT))
+        })
     }
 }
 
 impl<'de> Deserialize<'de> for EspProposal {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse()
-            .map_err(|e| serde::de::Error::custom(with_hint(e, ESP_HINT)))
+        parse_str(d, "an ESP proposal", |text| {
+            text.parse().map_err(|e| with_hint(e, ESP_HINT))
+        })
     }
 }
 

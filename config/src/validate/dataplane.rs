@@ -25,11 +25,22 @@ pub(super) fn check_gateway(gateway: &Gateway, path: &KeyPath, problems: &mut Ve
                     .hint("the NAT-T port is 4500 (RFC 3948)"),
             );
         }
+        let wildcard_clash = gateway.outside.iter().take(i).find(|other| {
+            other.port() == addr.port()
+                && other.is_ipv4() == addr.is_ipv4()
+                && other.ip() != addr.ip()
+                && (other.ip().is_unspecified() || addr.ip().is_unspecified())
+        });
         if !seen.insert(addr) {
-            problems.push(Problem::new(
-                outside.index(i),
-                format!("{addr} is listed twice"),
-            ));
+            problems.push(
+                Problem::new(outside.index(i), format!("{addr} is listed twice"))
+                    .hint("remove one of them"),
+            );
+        } else if let Some(other) = wildcard_clash {
+            problems.push(
+                Problem::new(outside.index(i), format!("{addr} and {other} take the same port"))
+                    .hint("a wildcard address already covers every address of its family; keep one of them"),
+            );
         }
         if addr.port() == gateway.ike_port {
             problems.push(
@@ -47,10 +58,10 @@ pub(super) fn check_gateway(gateway: &Gateway, path: &KeyPath, problems: &mut Ve
 
 pub(super) fn check_dataplane(dataplane: &Dataplane, path: &KeyPath, problems: &mut Vec<Problem>) {
     if dataplane.workers == 0 {
-        problems.push(Problem::new(
-            path.key("workers"),
-            "at least one worker is needed",
-        ));
+        problems.push(
+            Problem::new(path.key("workers"), "at least one worker is needed")
+                .hint("workers = 1 runs one polling worker"),
+        );
     }
     if let Some(cores) = &dataplane.cores {
         if cores.len() != dataplane.workers {
@@ -166,6 +177,9 @@ pub(super) fn check_control(control: &ControlSocket, path: &KeyPath, problems: &
         );
     }
     if control.group.as_deref() == Some("") {
-        problems.push(Problem::new(path.key("group"), "empty group name"));
+        problems.push(
+            Problem::new(path.key("group"), "empty group name")
+                .hint("remove group to leave the socket to root, or name an existing group"),
+        );
     }
 }

@@ -20,9 +20,10 @@ pub(super) fn check(tunnels: &[ManualTunnel], problems: &mut Vec<Problem>) {
     for (t, tunnel) in tunnels.iter().enumerate() {
         let path = base.index(t);
         if tunnel.name.is_empty() {
-            problems.push(Problem::new(path.key("name"), "empty name"));
-        } else if let Some(first) = names.insert(&tunnel.name, t) {
-            names.insert(&tunnel.name, first);
+            problems.push(
+                Problem::new(path.key("name"), "empty name").hint("give the tunnel a unique name"),
+            );
+        } else if let Some(&first) = names.get(tunnel.name.as_str()) {
             problems.push(
                 Problem::new(
                     path.key("name"),
@@ -33,6 +34,8 @@ pub(super) fn check(tunnels: &[ManualTunnel], problems: &mut Vec<Problem>) {
                 )
                 .hint("tunnel names must be unique; reload matches tunnels by name"),
             );
+        } else {
+            names.insert(&tunnel.name, t);
         }
         check_remote(tunnel, &path, problems);
         for key in ["local_ts", "remote_ts"] {
@@ -84,10 +87,13 @@ pub(super) fn check(tunnels: &[ManualTunnel], problems: &mut Vec<Problem>) {
 fn check_remote(tunnel: &ManualTunnel, path: &KeyPath, problems: &mut Vec<Problem>) {
     let remote = tunnel.remote;
     if remote.ip().is_unspecified() || remote.ip().is_multicast() {
-        problems.push(Problem::new(
-            path.key("remote"),
-            format!("{} is not a peer address", remote.ip()),
-        ));
+        problems.push(
+            Problem::new(
+                path.key("remote"),
+                format!("{} is not a peer address", remote.ip()),
+            )
+            .hint("write the peer's unicast outer address"),
+        );
     }
     match tunnel.encap {
         Encap::Udp if remote.port() == 0 => problems.push(

@@ -35,10 +35,10 @@ pub(super) fn check_ike(ike: &IkeDefaults, path: &KeyPath, problems: &mut Vec<Pr
     let retransmit = path.key("retransmit");
     let r = &ike.retransmit;
     if r.timeout.is_zero() {
-        problems.push(Problem::new(
-            retransmit.key("timeout"),
-            "timeout must be more than 0s",
-        ));
+        problems.push(
+            Problem::new(retransmit.key("timeout"), "timeout must be more than 0s")
+                .hint("2s suits most paths"),
+        );
     }
     if !(1.0..=4.0).contains(&r.base) {
         problems.push(
@@ -50,14 +50,17 @@ pub(super) fn check_ike(ike: &IkeDefaults, path: &KeyPath, problems: &mut Vec<Pr
         );
     }
     if r.max_timeout < r.timeout {
-        problems.push(Problem::new(
-            retransmit.key("max_timeout"),
-            format!(
-                "max_timeout {} is shorter than timeout {}",
-                format(r.max_timeout),
-                format(r.timeout)
-            ),
-        ));
+        problems.push(
+            Problem::new(
+                retransmit.key("max_timeout"),
+                format!(
+                    "max_timeout {} is shorter than timeout {}",
+                    format(r.max_timeout),
+                    format(r.timeout)
+                ),
+            )
+            .hint("raise max_timeout or lower timeout"),
+        );
     }
 }
 
@@ -95,7 +98,9 @@ pub(super) fn check_peers(config: &ConfigToml, problems: &mut Vec<Problem>) {
     for (p, peer) in config.peers.iter().enumerate() {
         let path = base.index(p);
         if peer.name.is_empty() {
-            problems.push(Problem::new(path.key("name"), "empty name"));
+            problems.push(
+                Problem::new(path.key("name"), "empty name").hint("give the peer a unique name"),
+            );
         } else if let Some(first) = names.get(peer.name.as_str()) {
             problems.push(
                 Problem::new(
@@ -127,9 +132,10 @@ fn check_peer(peer: &PeerToml, ike: &IkeDefaults, path: &KeyPath, problems: &mut
             Problem::new(path.clone(), "no psk or psk_file")
                 .hint("add psk_file = \"/etc/esprit/NAME.psk\" (mode 0600), or psk = \"...\""),
         ),
-        (Some(psk), None) if psk.is_empty() => {
-            problems.push(Problem::new(path.key("psk"), "empty psk"))
-        }
+        (Some(psk), None) if psk.is_empty() => problems.push(
+            Problem::new(path.key("psk"), "empty psk")
+                .hint("set a long random key, or use psk_file"),
+        ),
         _ => {}
     }
     match peer.role {
@@ -166,12 +172,13 @@ fn check_initiator(peer: &PeerToml, path: &KeyPath, problems: &mut Vec<Problem>)
             Problem::new(path.key("remote"), "an initiator needs the remote address")
                 .hint("add remote = \"192.0.2.1\" (port 500 unless given)"),
         ),
-        Some(remote) if remote.ip().is_unspecified() || remote.port() == 0 => {
-            problems.push(Problem::new(
+        Some(remote) if remote.ip().is_unspecified() || remote.port() == 0 => problems.push(
+            Problem::new(
                 path.key("remote"),
                 format!("{remote} is not an address to connect to"),
-            ))
-        }
+            )
+            .hint("write the peer's address, like \"192.0.2.1\" or \"192.0.2.1:4500\""),
+        ),
         Some(_) => {}
     }
     if !peer.pool.is_empty() {
@@ -181,10 +188,10 @@ fn check_initiator(peer: &PeerToml, path: &KeyPath, problems: &mut Vec<Problem>)
         );
     }
     if !peer.dns.is_empty() {
-        problems.push(Problem::new(
-            path.key("dns"),
-            "only a responder hands out DNS servers",
-        ));
+        problems.push(
+            Problem::new(path.key("dns"), "only a responder hands out DNS servers")
+                .hint("remove dns; the responder sends its own"),
+        );
     }
     if peer.local_ts.is_empty() && !peer.virtual_ip {
         problems.push(
@@ -294,13 +301,16 @@ fn check_liveness(peer: &PeerToml, ike: &IkeDefaults, path: &KeyPath, problems: 
     }
     let child_lifetime = peer.child_lifetime.unwrap_or(ike.child_lifetime);
     if peer.grace_period >= child_lifetime {
-        problems.push(Problem::new(
-            path.key("grace_period"),
-            format!(
-                "grace_period {} is not shorter than the child lifetime {}",
-                format(peer.grace_period),
-                format(child_lifetime)
-            ),
-        ));
+        problems.push(
+            Problem::new(
+                path.key("grace_period"),
+                format!(
+                    "grace_period {} is not shorter than the child lifetime {}",
+                    format(peer.grace_period),
+                    format(child_lifetime)
+                ),
+            )
+            .hint("a few seconds covers packets in flight; \"10s\" is the default"),
+        );
     }
 }
