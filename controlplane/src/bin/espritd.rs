@@ -33,8 +33,8 @@ fn main() -> ExitCode {
 
     if let Some(file) = &args.check_config {
         return match config::load(file) {
-            Ok(_) => {
-                println!("{}: configuration is valid", file.display());
+            Ok(c) => {
+                println!("{}: OK: {}", file.display(), c.summary());
                 ExitCode::SUCCESS
             }
             Err(e) => {
