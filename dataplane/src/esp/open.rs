@@ -53,17 +53,8 @@ pub fn open(sa: &InboundSa, pkt: &mut Packet) -> Result<Opened, DropReason> {
         return Err(DropReason::Replay);
     }
 
-    let body_len = body.len();
-    let pad_len = body[body_len - 2] as usize;
-    let next_header = body[body_len - 1];
-    if pad_len + 2 > body_len {
-        return Err(DropReason::Malformed);
-    }
-    let pad = &body[body_len - 2 - pad_len..body_len - 2];
-    if pad.iter().enumerate().any(|(i, b)| *b != i as u8 + 1) {
-        return Err(DropReason::Malformed);
-    }
-    let inner_len = body_len - 2 - pad_len;
+    let (inner_len, next_header) =
+        esp_wire::parse_trailer(body).map_err(|_| DropReason::Malformed)?;
     sa.counters.add(inner_len);
     pkt.pull_front(FRONT_OVERHEAD);
     pkt.truncate(inner_len);

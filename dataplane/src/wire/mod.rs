@@ -1,35 +1,29 @@
 //! Zero-copy, length-checked views over packet bytes (smoltcp style).
 //!
-//! PLACEHOLDER: minimal until the full wire module lands; the names below
-//! are the contract the rest of the data plane uses.
+//! Each header has a `Packet<T: AsRef<[u8]>>` view whose `new_checked`
+//! validates every length its accessors use, so no accessor can panic
+//! afterwards, and a `Repr` (`parse`, `buffer_len`, `emit`) for the control
+//! plane, tests and tools. The fast path uses the views directly.
 
+pub mod checksum;
 pub mod esp;
+mod ip;
+pub mod ipv4;
+pub mod ipv6;
+pub mod natt;
+pub mod udp;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+pub use ip::ip_src_dst;
 
-/// A header was truncated or inconsistent.
+/// A header was truncated, inconsistent or not of a kind we handle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
     #[error("truncated packet")]
     Truncated,
     #[error("malformed header")]
     Malformed,
-}
-
-/// Source and destination of an IPv4 or IPv6 packet.
-pub fn ip_src_dst(buf: &[u8]) -> Result<(IpAddr, IpAddr), WireError> {
-    match buf.first().map(|b| b >> 4) {
-        Some(4) if buf.len() >= 20 => {
-            let s: [u8; 4] = buf[12..16].try_into().map_err(|_| WireError::Truncated)?;
-            let d: [u8; 4] = buf[16..20].try_into().map_err(|_| WireError::Truncated)?;
-            Ok((Ipv4Addr::from(s).into(), Ipv4Addr::from(d).into()))
-        }
-        Some(6) if buf.len() >= 40 => {
-            let s: [u8; 16] = buf[8..24].try_into().map_err(|_| WireError::Truncated)?;
-            let d: [u8; 16] = buf[24..40].try_into().map_err(|_| WireError::Truncated)?;
-            Ok((Ipv6Addr::from(s).into(), Ipv6Addr::from(d).into()))
-        }
-        Some(4) | Some(6) | None => Err(WireError::Truncated),
-        Some(_) => Err(WireError::Malformed),
-    }
+    #[error("bad checksum")]
+    Checksum,
+    #[error("unsupported (fragment or options)")]
+    Unsupported,
 }

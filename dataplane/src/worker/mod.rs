@@ -24,6 +24,7 @@ use crate::packet::{Encap, Packet, PacketPool};
 use crate::port::Port;
 use crate::sa::{SaReader, SaTables, WorkerId};
 use crate::wire;
+use crate::wire::natt::Classified;
 
 /// How a worker is set up.
 #[derive(Clone, Debug)]
@@ -230,16 +231,14 @@ impl<O: Port, I: Port> Core<O, I> {
     fn inbound_outside(&mut self, t: &SaTables, p: Packet) {
         let d = p.data();
         if p.meta.encap == Encap::EspInUdp {
-            // RFC 3948 2.2/2.3: a single 0xFF is a keepalive; four zero
-            // bytes (the non-ESP marker) mean IKE.
-            if d == [0xff] {
-                self.stats.keepalives.add(1);
-                self.pool.put(p);
-                return;
-            }
-            if d.len() >= 4 && d[..4] == [0, 0, 0, 0] {
-                self.pass_to_control(p);
-                return;
+            match wire::natt::classify(d) {
+                Classified::Esp => {}
+                Classified::Ike(_) => return self.pass_to_control(p),
+                Classified::Keepalive => {
+                    self.stats.keepalives.add(1);
+                    return self.pool.put(p);
+                }
+                Classified::Malformed => return self.discard(p, DropReason::Malformed),
             }
         }
         let Ok(h) = wire::esp::Packet::new_checked(d) else {
