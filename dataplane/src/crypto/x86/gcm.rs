@@ -11,7 +11,8 @@ use core::arch::x86_64::*;
 
 use super::ghash::{rev, Ghash, Powers};
 use super::key_schedule::{encrypt, RoundKeys};
-use crate::crypto::{counter_block, length_block, TAG_LEN};
+use super::short::{self, keep_first, load_partial, store_partial};
+use crate::crypto::{length_block, TAG_LEN};
 
 pub(super) const BATCH: usize = 128;
 
@@ -26,6 +27,16 @@ unsafe fn next_counters<const N: usize>(ctr: &mut __m128i) -> [__m128i; N] {
     }
     *ctr = _mm_add_epi32(*ctr, _mm_set_epi32(0, 0, 0, N as i32));
     out
+}
+
+/// J0 = nonce || 0^31 || 1 (SP 800-38D §7.1), built in a register.
+#[inline]
+#[target_feature(enable = "sse4.1,sse2")]
+pub(super) unsafe fn load_j0(nonce: &[u8; 12]) -> __m128i {
+    let lo = _mm_loadl_epi64(nonce.as_ptr().cast());
+    let w = core::ptr::read_unaligned(nonce.as_ptr().add(8).cast::<i32>());
+    // Counter 1 big-endian is the bytes 00 00 00 01: 0x0100_0000 read LE.
+    _mm_insert_epi32(_mm_insert_epi32(lo, w, 2), 0x0100_0000, 3)
 }
 
 /// Encrypts one 128-byte chunk in place; returns its ciphertext blocks in
@@ -99,19 +110,11 @@ unsafe fn tail<const M: usize, const NR: usize, const OPEN: bool>(
             _mm_storeu_si128(p, y);
             gh.push(if OPEN { x } else { y });
         } else {
-            let mut buf = [0u8; 16];
-            buf[..l].copy_from_slice(chunk);
-            let x = _mm_loadu_si128(buf.as_ptr().cast());
+            let x = load_partial(chunk);
             let y = _mm_xor_si128(x, *k);
-            _mm_storeu_si128(buf.as_mut_ptr().cast(), y);
-            chunk.copy_from_slice(&buf[..l]);
-            if OPEN {
-                gh.push(x);
-            } else {
-                // GHASH sees the ciphertext zero-padded, not keystream bytes.
-                buf[l..].fill(0);
-                gh.push(_mm_loadu_si128(buf.as_ptr().cast()));
-            }
+            store_partial(chunk, y);
+            // GHASH sees the ciphertext zero-padded, not keystream bytes.
+            gh.push(if OPEN { x } else { keep_first(y, l) });
         }
     }
     b[0]
@@ -157,8 +160,10 @@ pub(super) unsafe fn seal<const NR: usize>(
     aad: &[u8],
     data: &mut [u8],
 ) -> [u8; TAG_LEN] {
-    let j0_bytes = counter_block(nonce, 1);
-    let j0 = _mm_loadu_si128(j0_bytes.as_ptr().cast());
+    let j0 = load_j0(nonce);
+    if data.len() <= short::MAX_DATA && aad.len() <= short::MAX_AAD {
+        return short::run::<NR, false>(rk, powers, j0, aad, data);
+    }
     let mut ctr = rev(j0);
     let mut gh = Ghash::new(powers);
     gh.push_padded(aad);
@@ -189,8 +194,10 @@ pub(super) unsafe fn open<const NR: usize>(
     aad: &[u8],
     data: &mut [u8],
 ) -> [u8; TAG_LEN] {
-    let j0_bytes = counter_block(nonce, 1);
-    let j0 = _mm_loadu_si128(j0_bytes.as_ptr().cast());
+    let j0 = load_j0(nonce);
+    if data.len() <= short::MAX_DATA && aad.len() <= short::MAX_AAD {
+        return short::run::<NR, true>(rk, powers, j0, aad, data);
+    }
     let mut ctr = rev(j0);
     let mut gh = Ghash::new(powers);
     gh.push_padded(aad);

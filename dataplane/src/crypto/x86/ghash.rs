@@ -135,9 +135,7 @@ impl<'k> Ghash<'k> {
         }
         let tail = chunks.remainder();
         if !tail.is_empty() {
-            let mut buf = [0u8; 16];
-            buf[..tail.len()].copy_from_slice(tail);
-            self.push(_mm_loadu_si128(buf.as_ptr().cast()));
+            self.push(super::short::load_partial(tail));
         }
     }
 

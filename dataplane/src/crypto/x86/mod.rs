@@ -3,6 +3,7 @@
 mod gcm;
 mod ghash;
 mod key_schedule;
+mod short;
 mod wide;
 
 use zeroize::Zeroize;

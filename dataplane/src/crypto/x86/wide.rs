@@ -5,10 +5,11 @@
 
 use core::arch::x86_64::*;
 
-use super::gcm::{finish_tail, BATCH};
+use super::gcm::{finish_tail, load_j0, BATCH};
 use super::ghash::{reduce, rev, Ghash, Powers};
 use super::key_schedule::RoundKeys;
-use crate::crypto::{counter_block, TAG_LEN};
+use super::short;
+use crate::crypto::TAG_LEN;
 
 /// Round keys broadcast to both lanes, and the powers paired per register:
 /// register i holds (H^(8-2i), H^(7-2i)) for blocks 2i and 2i+1.
@@ -135,8 +136,10 @@ pub(super) unsafe fn seal<const NR: usize>(
     aad: &[u8],
     data: &mut [u8],
 ) -> [u8; TAG_LEN] {
-    let j0_bytes = counter_block(nonce, 1);
-    let j0 = _mm_loadu_si128(j0_bytes.as_ptr().cast());
+    let j0 = load_j0(nonce);
+    if data.len() <= short::MAX_DATA && aad.len() <= short::MAX_AAD {
+        return short::run::<NR, false>(rk, powers, j0, aad, data);
+    }
     let mut ctr = rev(j0);
     let mut gh = Ghash::new(powers);
     gh.push_padded(aad);
@@ -168,8 +171,10 @@ pub(super) unsafe fn open<const NR: usize>(
     aad: &[u8],
     data: &mut [u8],
 ) -> [u8; TAG_LEN] {
-    let j0_bytes = counter_block(nonce, 1);
-    let j0 = _mm_loadu_si128(j0_bytes.as_ptr().cast());
+    let j0 = load_j0(nonce);
+    if data.len() <= short::MAX_DATA && aad.len() <= short::MAX_AAD {
+        return short::run::<NR, true>(rk, powers, j0, aad, data);
+    }
     let mut ctr = rev(j0);
     let mut gh = Ghash::new(powers);
     gh.push_padded(aad);
