@@ -11,8 +11,8 @@ use core::arch::x86_64::*;
 
 use super::ghash::{rev, Ghash, Powers};
 use super::key_schedule::{encrypt, RoundKeys};
-use super::short::{self, keep_first, load_partial, store_partial};
-use crate::crypto::{length_block, TAG_LEN};
+use super::short;
+use crate::crypto::TAG_LEN;
 
 pub(super) const BATCH: usize = 128;
 
@@ -84,72 +84,6 @@ unsafe fn xor8_in_place<const NR: usize>(rk: &RoundKeys, ctr: &mut __m128i, chun
     }
 }
 
-/// Up to 7 whole blocks plus a partial one, and E_K(J0): `M` = blocks + 1
-/// AES blocks in one batch. Returns E_K(J0).
-#[inline]
-#[target_feature(enable = "aes,pclmulqdq,ssse3,sse2")]
-unsafe fn tail<const M: usize, const NR: usize, const OPEN: bool>(
-    rk: &RoundKeys,
-    ctr: &mut __m128i,
-    j0: __m128i,
-    data: &mut [u8],
-    gh: &mut Ghash<'_>,
-) -> __m128i {
-    let mut b = next_counters::<M>(ctr);
-    // Slot 0 carries J0 instead of a counter; the others shift by one.
-    let mut ks = [j0; M];
-    ks[1..].copy_from_slice(&b[..M - 1]);
-    b = ks;
-    encrypt::<M, NR>(rk, &mut b);
-    for (chunk, k) in data.chunks_mut(16).zip(b.iter().skip(1)) {
-        let l = chunk.len();
-        if l == 16 {
-            let p = chunk.as_mut_ptr().cast::<__m128i>();
-            let x = _mm_loadu_si128(p);
-            let y = _mm_xor_si128(x, *k);
-            _mm_storeu_si128(p, y);
-            gh.push(if OPEN { x } else { y });
-        } else {
-            let x = load_partial(chunk);
-            let y = _mm_xor_si128(x, *k);
-            store_partial(chunk, y);
-            // GHASH sees the ciphertext zero-padded, not keystream bytes.
-            gh.push(if OPEN { x } else { keep_first(y, l) });
-        }
-    }
-    b[0]
-}
-
-#[inline]
-#[target_feature(enable = "aes,pclmulqdq,ssse3,sse2")]
-pub(super) unsafe fn finish_tail<const NR: usize, const OPEN: bool>(
-    rk: &RoundKeys,
-    ctr: &mut __m128i,
-    j0: __m128i,
-    data: &mut [u8],
-    aad_len: usize,
-    total_len: usize,
-    mut gh: Ghash<'_>,
-) -> [u8; TAG_LEN] {
-    let ek_j0 = match data.len().div_ceil(16) {
-        0 => tail::<1, NR, OPEN>(rk, ctr, j0, data, &mut gh),
-        1 => tail::<2, NR, OPEN>(rk, ctr, j0, data, &mut gh),
-        2 => tail::<3, NR, OPEN>(rk, ctr, j0, data, &mut gh),
-        3 => tail::<4, NR, OPEN>(rk, ctr, j0, data, &mut gh),
-        4 => tail::<5, NR, OPEN>(rk, ctr, j0, data, &mut gh),
-        5 => tail::<6, NR, OPEN>(rk, ctr, j0, data, &mut gh),
-        6 => tail::<7, NR, OPEN>(rk, ctr, j0, data, &mut gh),
-        7 => tail::<8, NR, OPEN>(rk, ctr, j0, data, &mut gh),
-        _ => tail::<9, NR, OPEN>(rk, ctr, j0, data, &mut gh),
-    };
-    let lens = length_block(aad_len, total_len);
-    gh.push(_mm_loadu_si128(lens.as_ptr().cast()));
-    let s = gh.finish();
-    let mut tag = [0u8; TAG_LEN];
-    _mm_storeu_si128(tag.as_mut_ptr().cast(), _mm_xor_si128(s, ek_j0));
-    tag
-}
-
 /// # Safety
 /// The CPU must support AES-NI, PCLMULQDQ, SSSE3 and SSE4.1.
 #[target_feature(enable = "aes,pclmulqdq,ssse3,sse4.1,sse2")]
@@ -161,17 +95,27 @@ pub(super) unsafe fn seal<const NR: usize>(
     data: &mut [u8],
 ) -> [u8; TAG_LEN] {
     let j0 = load_j0(nonce);
-    if data.len() <= short::MAX_DATA && aad.len() <= short::MAX_AAD {
-        return short::run::<NR, false>(rk, powers, j0, aad, data);
-    }
     let mut ctr = rev(j0);
+    if data.len() <= short::MAX_DATA && aad.len() <= short::MAX_AAD {
+        return short::finish::<NR, false>(
+            rk,
+            powers,
+            j0,
+            ctr,
+            None,
+            aad,
+            data,
+            aad.len(),
+            data.len(),
+        );
+    }
     let mut gh = Ghash::new(powers);
     gh.push_padded(aad);
+    gh.flush();
     let total = data.len();
     let (bulk, rest) = data.split_at_mut(total - total % BATCH);
     let mut chunks = bulk.chunks_exact_mut(BATCH);
     if let Some(first) = chunks.next() {
-        gh.flush();
         let mut prev = seal8::<NR>(rk, &mut ctr, first);
         for chunk in chunks {
             gh.hash8(&prev);
@@ -179,7 +123,8 @@ pub(super) unsafe fn seal<const NR: usize>(
         }
         gh.hash8(&prev);
     }
-    finish_tail::<NR, false>(rk, &mut ctr, j0, rest, aad.len(), total, gh)
+    let acc = Some(gh.acc());
+    short::finish::<NR, false>(rk, powers, j0, ctr, acc, &[], rest, aad.len(), total)
 }
 
 /// Decrypts in place and returns the computed tag (the caller compares).
@@ -195,21 +140,30 @@ pub(super) unsafe fn open<const NR: usize>(
     data: &mut [u8],
 ) -> [u8; TAG_LEN] {
     let j0 = load_j0(nonce);
-    if data.len() <= short::MAX_DATA && aad.len() <= short::MAX_AAD {
-        return short::run::<NR, true>(rk, powers, j0, aad, data);
-    }
     let mut ctr = rev(j0);
+    if data.len() <= short::MAX_DATA && aad.len() <= short::MAX_AAD {
+        return short::finish::<NR, true>(
+            rk,
+            powers,
+            j0,
+            ctr,
+            None,
+            aad,
+            data,
+            aad.len(),
+            data.len(),
+        );
+    }
     let mut gh = Ghash::new(powers);
     gh.push_padded(aad);
+    gh.flush();
     let total = data.len();
     let (bulk, rest) = data.split_at_mut(total - total % BATCH);
-    if !bulk.is_empty() {
-        gh.flush();
-    }
     for chunk in bulk.chunks_exact_mut(BATCH) {
         let c = load8_rev(chunk);
         gh.hash8(&c);
         xor8_in_place::<NR>(rk, &mut ctr, chunk);
     }
-    finish_tail::<NR, true>(rk, &mut ctr, j0, rest, aad.len(), total, gh)
+    let acc = Some(gh.acc());
+    short::finish::<NR, true>(rk, powers, j0, ctr, acc, &[], rest, aad.len(), total)
 }

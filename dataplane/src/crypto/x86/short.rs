@@ -1,13 +1,14 @@
-//! Short packets (≤ 96 bytes of data, ≤ 16 bytes of AAD: every ESP AAD,
-//! RFC 4106 §5): one straight-line pass with everything known at compile
-//! time except the last block's length. E_K(J0) and the counters go through
-//! AES as one interleaved batch; the AAD block is multiplied while AES runs;
-//! AAD, data and length blocks share one reduction (at most 8 blocks, so
-//! H^1..H^8 suffice). No stack arrays indexed at run time, no memcpy calls.
+//! The end of every packet, and all of a short one (≤ 96 bytes of data,
+//! ≤ 16 bytes of AAD: every ESP AAD, RFC 4106 §5): one straight-line pass,
+//! unrolled for the block count, with only the last block's length known at
+//! run time. E_K(J0) and the counters go through AES as one interleaved
+//! batch; the AAD block, the length block and the incoming accumulator are
+//! multiplied while AES runs; everything shares one reduction (at most 9
+//! blocks: H^1..H^9). No stack arrays indexed at run time, no memcpy calls.
 
 use core::arch::x86_64::*;
 
-use super::ghash::{mul_acc, reduce, rev, Powers};
+use super::ghash::{mul_acc, reduce, rev, Powers, POWERS};
 use super::key_schedule::{encrypt, RoundKeys};
 use crate::crypto::{length_block, TAG_LEN};
 
@@ -86,27 +87,38 @@ pub(super) unsafe fn keep_first(v: __m128i, n: usize) -> __m128i {
     _mm_and_si128(v, _mm_loadu_si128(MASKS.as_ptr().add(start).cast()))
 }
 
-/// `M` = data blocks + 1 (for J0), 1..=7.
+/// `M` = data blocks + 1 (for J0), 1..=9. `ctr` is the last counter used
+/// (in `rev` form), `acc` the GHASH of everything before, `aad` (≤ 16
+/// bytes, may be empty) is hashed here as the first block.
 #[inline]
 #[target_feature(enable = "aes,pclmulqdq,ssse3,sse2")]
-unsafe fn short<const M: usize, const NR: usize, const OPEN: bool>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn straight<const M: usize, const NR: usize, const OPEN: bool>(
     rk: &RoundKeys,
     p: &Powers,
     j0: __m128i,
+    ctr: __m128i,
+    acc: Option<__m128i>,
     aad: &[u8],
     data: &mut [u8],
+    lens: (usize, usize),
 ) -> [u8; TAG_LEN] {
     let n = M - 1;
-    debug_assert!(n <= 6 && data.len().div_ceil(16) == n && aad.len() <= MAX_AAD);
-    let ctr = rev(j0);
+    let has_aad = !aad.is_empty();
+    // Blocks hashed here: [AAD], data 0..n, lengths; T of them. The k-th
+    // (1-based) gets H^(T+1-k); the incoming accumulator gets H^T.
+    let t = usize::from(has_aad) + n + 1;
+    debug_assert!(t <= POWERS && data.len().div_ceil(16) == n && aad.len() <= MAX_AAD);
     let mut b = [j0; M];
     for (i, x) in b.iter_mut().enumerate().skip(1) {
         *x = rev(_mm_add_epi32(ctr, _mm_set_epi32(0, 0, 0, i as i32)));
     }
     let mut r = _mm_setzero_si128();
     let mut f = _mm_setzero_si128();
-    // Blocks in order: [AAD], data 0..n, lengths; block k of T gets H^(T-k).
-    if !aad.is_empty() {
+    if let Some(acc) = acc {
+        mul_acc(&mut r, &mut f, acc, p.h[t - 1], p.d[t - 1]);
+    }
+    if has_aad {
         mul_acc(
             &mut r,
             &mut f,
@@ -115,9 +127,9 @@ unsafe fn short<const M: usize, const NR: usize, const OPEN: bool>(
             p.d[n + 1],
         );
     }
-    let lens = length_block(aad.len(), data.len());
-    let lens = _mm_loadu_si128(lens.as_ptr().cast());
-    mul_acc(&mut r, &mut f, rev(lens), p.h[0], p.d[0]);
+    let len_block = length_block(lens.0, lens.1);
+    let len_block = _mm_loadu_si128(len_block.as_ptr().cast());
+    mul_acc(&mut r, &mut f, rev(len_block), p.h[0], p.d[0]);
 
     encrypt::<M, NR>(rk, &mut b);
 
@@ -142,6 +154,7 @@ unsafe fn short<const M: usize, const NR: usize, const OPEN: bool>(
             let x = load_partial(last);
             let y = _mm_xor_si128(x, b[i + 1]);
             store_partial(last, y);
+            // GHASH sees the ciphertext zero-padded, not keystream bytes.
             let c = if OPEN { x } else { keep_first(y, l) };
             mul_acc(&mut r, &mut f, rev(c), p.h[k], p.d[k]);
         }
@@ -152,24 +165,33 @@ unsafe fn short<const M: usize, const NR: usize, const OPEN: bool>(
     tag
 }
 
-/// Seals or opens a packet with `data.len() <= MAX_DATA` and
-/// `aad.len() <= MAX_AAD`.
+/// Finishes a packet: the last `data.len()` < 128 bytes (≤ 96 when `aad`
+/// is not empty), the length block and the tag, in one reduction.
+/// `aad_len`/`total_len` are the whole message's, for the length block.
 #[inline]
 #[target_feature(enable = "aes,pclmulqdq,ssse3,sse2")]
-pub(super) unsafe fn run<const NR: usize, const OPEN: bool>(
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn finish<const NR: usize, const OPEN: bool>(
     rk: &RoundKeys,
     p: &Powers,
     j0: __m128i,
+    ctr: __m128i,
+    acc: Option<__m128i>,
     aad: &[u8],
     data: &mut [u8],
+    aad_len: usize,
+    total_len: usize,
 ) -> [u8; TAG_LEN] {
+    let l = (aad_len, total_len);
     match data.len().div_ceil(16) {
-        0 => short::<1, NR, OPEN>(rk, p, j0, aad, data),
-        1 => short::<2, NR, OPEN>(rk, p, j0, aad, data),
-        2 => short::<3, NR, OPEN>(rk, p, j0, aad, data),
-        3 => short::<4, NR, OPEN>(rk, p, j0, aad, data),
-        4 => short::<5, NR, OPEN>(rk, p, j0, aad, data),
-        5 => short::<6, NR, OPEN>(rk, p, j0, aad, data),
-        _ => short::<7, NR, OPEN>(rk, p, j0, aad, data),
+        0 => straight::<1, NR, OPEN>(rk, p, j0, ctr, acc, aad, data, l),
+        1 => straight::<2, NR, OPEN>(rk, p, j0, ctr, acc, aad, data, l),
+        2 => straight::<3, NR, OPEN>(rk, p, j0, ctr, acc, aad, data, l),
+        3 => straight::<4, NR, OPEN>(rk, p, j0, ctr, acc, aad, data, l),
+        4 => straight::<5, NR, OPEN>(rk, p, j0, ctr, acc, aad, data, l),
+        5 => straight::<6, NR, OPEN>(rk, p, j0, ctr, acc, aad, data, l),
+        6 => straight::<7, NR, OPEN>(rk, p, j0, ctr, acc, aad, data, l),
+        7 => straight::<8, NR, OPEN>(rk, p, j0, ctr, acc, aad, data, l),
+        _ => straight::<9, NR, OPEN>(rk, p, j0, ctr, acc, aad, data, l),
     }
 }

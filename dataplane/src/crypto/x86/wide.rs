@@ -5,7 +5,7 @@
 
 use core::arch::x86_64::*;
 
-use super::gcm::{finish_tail, load_j0, BATCH};
+use super::gcm::{load_j0, BATCH};
 use super::ghash::{reduce, rev, Ghash, Powers};
 use super::key_schedule::RoundKeys;
 use super::short;
@@ -137,17 +137,27 @@ pub(super) unsafe fn seal<const NR: usize>(
     data: &mut [u8],
 ) -> [u8; TAG_LEN] {
     let j0 = load_j0(nonce);
-    if data.len() <= short::MAX_DATA && aad.len() <= short::MAX_AAD {
-        return short::run::<NR, false>(rk, powers, j0, aad, data);
-    }
     let mut ctr = rev(j0);
+    if data.len() <= short::MAX_DATA && aad.len() <= short::MAX_AAD {
+        return short::finish::<NR, false>(
+            rk,
+            powers,
+            j0,
+            ctr,
+            None,
+            aad,
+            data,
+            aad.len(),
+            data.len(),
+        );
+    }
     let mut gh = Ghash::new(powers);
     gh.push_padded(aad);
+    gh.flush();
     let total = data.len();
     let (bulk, rest) = data.split_at_mut(total - total % BATCH);
     let mut chunks = bulk.chunks_exact_mut(BATCH);
     if let Some(first) = chunks.next() {
-        gh.flush();
         let mut prev = seal8::<NR>(w, &mut ctr, first);
         for chunk in chunks {
             hash8(w, &mut gh, &prev);
@@ -155,7 +165,8 @@ pub(super) unsafe fn seal<const NR: usize>(
         }
         hash8(w, &mut gh, &prev);
     }
-    finish_tail::<NR, false>(rk, &mut ctr, j0, rest, aad.len(), total, gh)
+    let acc = Some(gh.acc());
+    short::finish::<NR, false>(rk, powers, j0, ctr, acc, &[], rest, aad.len(), total)
 }
 
 /// Decrypts in place and returns the computed tag (the caller compares).
@@ -172,17 +183,25 @@ pub(super) unsafe fn open<const NR: usize>(
     data: &mut [u8],
 ) -> [u8; TAG_LEN] {
     let j0 = load_j0(nonce);
-    if data.len() <= short::MAX_DATA && aad.len() <= short::MAX_AAD {
-        return short::run::<NR, true>(rk, powers, j0, aad, data);
-    }
     let mut ctr = rev(j0);
+    if data.len() <= short::MAX_DATA && aad.len() <= short::MAX_AAD {
+        return short::finish::<NR, true>(
+            rk,
+            powers,
+            j0,
+            ctr,
+            None,
+            aad,
+            data,
+            aad.len(),
+            data.len(),
+        );
+    }
     let mut gh = Ghash::new(powers);
     gh.push_padded(aad);
+    gh.flush();
     let total = data.len();
     let (bulk, rest) = data.split_at_mut(total - total % BATCH);
-    if !bulk.is_empty() {
-        gh.flush();
-    }
     for chunk in bulk.chunks_exact_mut(BATCH) {
         let p = chunk.as_mut_ptr().cast::<__m256i>();
         let mut c = [_mm256_setzero_si256(); 4];
@@ -197,5 +216,6 @@ pub(super) unsafe fn open<const NR: usize>(
         }
         hash8(w, &mut gh, &c);
     }
-    finish_tail::<NR, true>(rk, &mut ctr, j0, rest, aad.len(), total, gh)
+    let acc = Some(gh.acc());
+    short::finish::<NR, true>(rk, powers, j0, ctr, acc, &[], rest, aad.len(), total)
 }
