@@ -301,5 +301,8 @@ fn main() {
     criterion_benches(&mut c, &mut impls);
     c.final_summary();
 
-    ratio_table(&mut impls);
+    // CRYPTO_BENCH_TABLE=0 skips the table (e.g. when profiling one case).
+    if std::env::var("CRYPTO_BENCH_TABLE").as_deref() != Ok("0") {
+        ratio_table(&mut impls);
+    }
 }

@@ -131,7 +131,7 @@ impl AesGcm {
     /// `data` is a packet: GCM allows at most 2^32 - 2 blocks (64 GiB) per
     /// nonce (SP 800-38D §5.2.1.1).
     pub fn seal_in_place(&self, nonce: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; TAG_LEN] {
-        debug_assert!((data.len() as u64) < MAX_DATA_LEN);
+        debug_assert!((data.len() as u64) <= MAX_DATA_LEN);
         match &self.inner {
             Inner::Portable(k) => k.seal(nonce, aad, data),
             #[cfg(target_arch = "x86_64")]
@@ -148,7 +148,7 @@ impl AesGcm {
         data: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), CryptoError> {
-        debug_assert!((data.len() as u64) < MAX_DATA_LEN);
+        debug_assert!((data.len() as u64) <= MAX_DATA_LEN);
         let computed = match &self.inner {
             Inner::Portable(k) => k.open(nonce, aad, data),
             #[cfg(target_arch = "x86_64")]

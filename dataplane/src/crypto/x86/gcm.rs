@@ -3,15 +3,15 @@
 //! Bulk: 8 counter blocks are encrypted while the previous 8 ciphertext
 //! blocks are hashed (seal) or while the same 8 are hashed (open, where the
 //! ciphertext is the input); the two have no data dependency, so the AES and
-//! carry-less-multiply units run side by side. Tail (< 8 blocks): the
-//! remaining counters and E_K(J0) are encrypted in one interleaved batch, and
-//! AAD, tail and length block share the aggregated hash.
+//! carry-less-multiply units run side by side. The last < 8 blocks, the
+//! length block and the tag are `tail::finish`, which also takes whole
+//! packets that are short enough.
 
 use core::arch::x86_64::*;
 
 use super::ghash::{rev, Ghash, Powers};
 use super::key_schedule::{encrypt, RoundKeys};
-use super::short;
+use super::tail;
 use crate::crypto::TAG_LEN;
 
 pub(super) const BATCH: usize = 128;
@@ -96,8 +96,8 @@ pub(super) unsafe fn seal<const NR: usize>(
 ) -> [u8; TAG_LEN] {
     let j0 = load_j0(nonce);
     let mut ctr = rev(j0);
-    if data.len() <= short::MAX_DATA && aad.len() <= short::MAX_AAD {
-        return short::finish::<NR, false>(
+    if data.len() <= tail::SHORT_MAX_DATA && aad.len() <= tail::SHORT_MAX_AAD {
+        return tail::finish::<NR, false>(
             rk,
             powers,
             j0,
@@ -124,7 +124,7 @@ pub(super) unsafe fn seal<const NR: usize>(
         gh.hash8(&prev);
     }
     let acc = Some(gh.acc());
-    short::finish::<NR, false>(rk, powers, j0, ctr, acc, &[], rest, aad.len(), total)
+    tail::finish::<NR, false>(rk, powers, j0, ctr, acc, &[], rest, aad.len(), total)
 }
 
 /// Decrypts in place and returns the computed tag (the caller compares).
@@ -141,8 +141,8 @@ pub(super) unsafe fn open<const NR: usize>(
 ) -> [u8; TAG_LEN] {
     let j0 = load_j0(nonce);
     let mut ctr = rev(j0);
-    if data.len() <= short::MAX_DATA && aad.len() <= short::MAX_AAD {
-        return short::finish::<NR, true>(
+    if data.len() <= tail::SHORT_MAX_DATA && aad.len() <= tail::SHORT_MAX_AAD {
+        return tail::finish::<NR, true>(
             rk,
             powers,
             j0,
@@ -165,5 +165,5 @@ pub(super) unsafe fn open<const NR: usize>(
         xor8_in_place::<NR>(rk, &mut ctr, chunk);
     }
     let acc = Some(gh.acc());
-    short::finish::<NR, true>(rk, powers, j0, ctr, acc, &[], rest, aad.len(), total)
+    tail::finish::<NR, true>(rk, powers, j0, ctr, acc, &[], rest, aad.len(), total)
 }

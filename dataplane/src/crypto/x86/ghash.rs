@@ -139,7 +139,7 @@ impl<'k> Ghash<'k> {
         }
         let tail = chunks.remainder();
         if !tail.is_empty() {
-            self.push(super::short::load_partial(tail));
+            self.push(super::tail::load_partial(tail));
         }
     }
 

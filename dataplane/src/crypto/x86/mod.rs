@@ -3,7 +3,7 @@
 mod gcm;
 mod ghash;
 mod key_schedule;
-mod short;
+mod tail;
 mod wide;
 
 use zeroize::Zeroize;

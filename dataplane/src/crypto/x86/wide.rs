@@ -8,7 +8,7 @@ use core::arch::x86_64::*;
 use super::gcm::{load_j0, BATCH};
 use super::ghash::{reduce, rev, Ghash, Powers};
 use super::key_schedule::RoundKeys;
-use super::short;
+use super::tail;
 use crate::crypto::TAG_LEN;
 
 /// Round keys broadcast to both lanes, and the powers paired per register:
@@ -138,8 +138,8 @@ pub(super) unsafe fn seal<const NR: usize>(
 ) -> [u8; TAG_LEN] {
     let j0 = load_j0(nonce);
     let mut ctr = rev(j0);
-    if data.len() <= short::MAX_DATA && aad.len() <= short::MAX_AAD {
-        return short::finish::<NR, false>(
+    if data.len() <= tail::SHORT_MAX_DATA && aad.len() <= tail::SHORT_MAX_AAD {
+        return tail::finish::<NR, false>(
             rk,
             powers,
             j0,
@@ -166,7 +166,7 @@ pub(super) unsafe fn seal<const NR: usize>(
         hash8(w, &mut gh, &prev);
     }
     let acc = Some(gh.acc());
-    short::finish::<NR, false>(rk, powers, j0, ctr, acc, &[], rest, aad.len(), total)
+    tail::finish::<NR, false>(rk, powers, j0, ctr, acc, &[], rest, aad.len(), total)
 }
 
 /// Decrypts in place and returns the computed tag (the caller compares).
@@ -184,8 +184,8 @@ pub(super) unsafe fn open<const NR: usize>(
 ) -> [u8; TAG_LEN] {
     let j0 = load_j0(nonce);
     let mut ctr = rev(j0);
-    if data.len() <= short::MAX_DATA && aad.len() <= short::MAX_AAD {
-        return short::finish::<NR, true>(
+    if data.len() <= tail::SHORT_MAX_DATA && aad.len() <= tail::SHORT_MAX_AAD {
+        return tail::finish::<NR, true>(
             rk,
             powers,
             j0,
@@ -217,5 +217,5 @@ pub(super) unsafe fn open<const NR: usize>(
         hash8(w, &mut gh, &c);
     }
     let acc = Some(gh.acc());
-    short::finish::<NR, true>(rk, powers, j0, ctr, acc, &[], rest, aad.len(), total)
+    tail::finish::<NR, true>(rk, powers, j0, ctr, acc, &[], rest, aad.len(), total)
 }

@@ -13,8 +13,8 @@ use super::key_schedule::{encrypt, RoundKeys};
 use crate::crypto::{length_block, TAG_LEN};
 
 /// Largest data length this path takes: 6 blocks + AAD + length = 8.
-pub(super) const MAX_DATA: usize = 96;
-pub(super) const MAX_AAD: usize = 16;
+pub(super) const SHORT_MAX_DATA: usize = 96;
+pub(super) const SHORT_MAX_AAD: usize = 16;
 
 /// Loads `src.len()` ≤ 16 bytes zero-extended, with fixed-size moves only.
 #[inline]
@@ -108,7 +108,7 @@ unsafe fn straight<const M: usize, const NR: usize, const OPEN: bool>(
     // Blocks hashed here: [AAD], data 0..n, lengths; T of them. The k-th
     // (1-based) gets H^(T+1-k); the incoming accumulator gets H^T.
     let t = usize::from(has_aad) + n + 1;
-    debug_assert!(t <= POWERS && data.len().div_ceil(16) == n && aad.len() <= MAX_AAD);
+    debug_assert!(t <= POWERS && data.len().div_ceil(16) == n && aad.len() <= SHORT_MAX_AAD);
     let mut b = [j0; M];
     for (i, x) in b.iter_mut().enumerate().skip(1) {
         *x = rev(_mm_add_epi32(ctr, _mm_set_epi32(0, 0, 0, i as i32)));
