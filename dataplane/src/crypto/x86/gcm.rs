@@ -60,28 +60,28 @@ unsafe fn seal8<const NR: usize>(
     b
 }
 
-/// Loads the 8 ciphertext blocks of a chunk in hash order.
+/// Decrypts one 128-byte chunk in place; returns its ciphertext blocks in
+/// hash order (byte-reversed). Each block is loaded once.
 #[inline]
-#[target_feature(enable = "ssse3,sse2")]
-unsafe fn load8_rev(chunk: &[u8]) -> [__m128i; 8] {
+#[target_feature(enable = "aes,ssse3,sse2")]
+unsafe fn open8<const NR: usize>(
+    rk: &RoundKeys,
+    ctr: &mut __m128i,
+    chunk: &mut [u8],
+) -> [__m128i; 8] {
     debug_assert_eq!(chunk.len(), BATCH);
-    let p = chunk.as_ptr().cast::<__m128i>();
-    let mut out = [_mm_setzero_si128(); 8];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = rev(_mm_loadu_si128(p.add(i)));
+    let p = chunk.as_mut_ptr().cast::<__m128i>();
+    let mut c = [_mm_setzero_si128(); 8];
+    for (i, x) in c.iter_mut().enumerate() {
+        *x = _mm_loadu_si128(p.add(i));
     }
-    out
-}
-
-#[inline]
-#[target_feature(enable = "aes,sse2")]
-unsafe fn xor8_in_place<const NR: usize>(rk: &RoundKeys, ctr: &mut __m128i, chunk: &mut [u8]) {
     let mut b = next_counters::<8>(ctr);
     encrypt::<8, NR>(rk, &mut b);
-    let p = chunk.as_mut_ptr().cast::<__m128i>();
-    for (i, x) in b.iter().enumerate() {
-        _mm_storeu_si128(p.add(i), _mm_xor_si128(_mm_loadu_si128(p.add(i)), *x));
+    for (i, (k, x)) in b.iter().zip(c.iter_mut()).enumerate() {
+        _mm_storeu_si128(p.add(i), _mm_xor_si128(*x, *k));
+        *x = rev(*x);
     }
+    c
 }
 
 /// # Safety
@@ -160,9 +160,8 @@ pub(super) unsafe fn open<const NR: usize>(
     let total = data.len();
     let (bulk, rest) = data.split_at_mut(total - total % BATCH);
     for chunk in bulk.chunks_exact_mut(BATCH) {
-        let c = load8_rev(chunk);
+        let c = open8::<NR>(rk, &mut ctr, chunk);
         gh.hash8(&c);
-        xor8_in_place::<NR>(rk, &mut ctr, chunk);
     }
     let acc = Some(gh.acc());
     tail::finish::<NR, true>(rk, powers, j0, ctr, acc, &[], rest, aad.len(), total)
