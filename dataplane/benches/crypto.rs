@@ -188,67 +188,84 @@ fn criterion_benches(c: &mut Criterion, impls: &mut [Impl]) {
     }
 }
 
-/// Median calls per second over `RUNS` runs of `RUN_TIME` each.
-fn median_rate(imp: &mut Impl, case: &mut Case, op: Op) -> f64 {
-    const RUNS: usize = 7;
-    const RUN_TIME: Duration = Duration::from_millis(40);
-    let mut rates = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
-        let start = Instant::now();
-        let mut n: u64 = 0;
-        loop {
-            for _ in 0..64 {
-                case.run(imp, op);
-            }
-            n += 64;
-            let el = start.elapsed();
-            if el >= RUN_TIME {
-                rates.push(n as f64 / el.as_secs_f64());
-                break;
-            }
+/// Calls per second over one slice of `RUN_TIME`.
+fn rate(imp: &mut Impl, case: &mut Case, op: Op) -> f64 {
+    const RUN_TIME: Duration = Duration::from_millis(10);
+    let start = Instant::now();
+    let mut n: u64 = 0;
+    loop {
+        for _ in 0..32 {
+            case.run(imp, op);
+        }
+        n += 32;
+        let el = start.elapsed();
+        if el >= RUN_TIME {
+            return n as f64 / el.as_secs_f64();
         }
     }
-    rates.sort_by(f64::total_cmp);
-    rates[RUNS / 2]
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The machine is shared, so implementations are timed in interleaved
+/// rounds (each round times every implementation once, back to back) and
+/// a ratio is the median of the per-round ratios: a load spike hits both
+/// sides of a ratio alike.
 fn ratio_table(impls: &mut [Impl]) {
+    const ROUNDS: usize = 21;
     println!();
-    println!("AES-128-GCM, ESP AAD 8 B, one core; median of 7 runs (open includes one memcpy)");
     println!(
-        "{:<5} {:>6} {:>16} {:>10} {:>10} {:>10} {:>8} {:>8} {:>10}",
-        "op", "bytes", "impl", "Mops/s", "GB/s", "", "vs ring", "vs ossl", ""
+        "AES-128-GCM, ESP AAD 8 B, one pinned core; {ROUNDS} interleaved rounds, medians \
+         (open includes one memcpy)"
+    );
+    println!(
+        "{:<5} {:>6} {:>16} {:>10} {:>8} {:>9} {:>9}",
+        "op", "bytes", "impl", "Mcalls/s", "GB/s", "vs ring", "vs ossl"
     );
     for op in [Op::Seal, Op::Open] {
         for size in SIZES {
-            let mut rates = Vec::new();
-            for imp in impls.iter_mut() {
-                let mut case = Case::new(size, imp);
-                // Sanity: every implementation must round-trip the same bytes.
+            let mut cases: Vec<Case> = impls.iter_mut().map(|i| Case::new(size, i)).collect();
+            for (imp, case) in impls.iter_mut().zip(cases.iter()) {
                 let ok = imp.open(&mut case.sealed.clone(), &case.tag);
                 assert!(ok, "{} failed to open its own output", imp.name());
                 assert_eq!(case.plain.len(), size);
-                rates.push((imp.name(), median_rate(imp, &mut case, op)));
             }
-            let of = |n: &str| {
-                rates
-                    .iter()
-                    .find(|r| r.0 == n)
-                    .map(|r| r.1)
-                    .unwrap_or(f64::NAN)
+            let mut rounds: Vec<Vec<f64>> = vec![Vec::new(); impls.len()];
+            for _ in 0..ROUNDS {
+                for ((imp, case), r) in impls
+                    .iter_mut()
+                    .zip(cases.iter_mut())
+                    .zip(rounds.iter_mut())
+                {
+                    r.push(rate(imp, case, op));
+                }
+            }
+            let idx = |n: &str| impls.iter().position(|i| i.name() == n);
+            let (ring, ossl) = (idx("ring"), idx("openssl"));
+            let ratio = |i: usize, base: Option<usize>| match base {
+                Some(b) => median(
+                    rounds[i]
+                        .iter()
+                        .zip(rounds[b].iter())
+                        .map(|(x, y)| x / y)
+                        .collect(),
+                ),
+                None => f64::NAN,
             };
-            let (ring, ossl) = (of("ring"), of("openssl"));
-            for (name, r) in &rates {
+            for (i, imp) in impls.iter().enumerate() {
+                let r = median(rounds[i].clone());
                 println!(
-                    "{:<5} {:>6} {:>16} {:>10.2} {:>10.2} {:>10} {:>8.2} {:>8.2}",
+                    "{:<5} {:>6} {:>16} {:>10.2} {:>8.2} {:>9.2} {:>9.2}",
                     op.name(),
                     size,
-                    name,
+                    imp.name(),
                     r / 1e6,
                     r * size as f64 / 1e9,
-                    "",
-                    r / ring,
-                    r / ossl
+                    ratio(i, ring),
+                    ratio(i, ossl)
                 );
             }
         }
@@ -256,6 +273,10 @@ fn ratio_table(impls: &mut [Impl]) {
 }
 
 fn main() {
+    // One core for the whole run: no migrations between measurements.
+    if let Some(core) = core_affinity::get_core_ids().and_then(|c| c.last().copied()) {
+        core_affinity::set_for_current(core);
+    }
     let mut impls = Impl::all();
     // Every implementation must agree before anything is timed.
     let mut want = vec![0u8; 1400];
@@ -280,5 +301,8 @@ fn main() {
     criterion_benches(&mut c, &mut impls);
     c.final_summary();
 
-    ratio_table(&mut impls);
+    // CRYPTO_BENCH_TABLE=0 skips the table (e.g. when profiling one case).
+    if std::env::var("CRYPTO_BENCH_TABLE").as_deref() != Ok("0") {
+        ratio_table(&mut impls);
+    }
 }

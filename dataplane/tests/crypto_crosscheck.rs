@@ -200,3 +200,13 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn long_packets_carry_the_counter_across_bytes() {
+    // Block 254 moves the counter from 0x000000ff to 0x00000100; go past it,
+    // up to the largest IP datagram.
+    let mut rng = StdRng::seed_from_u64(65535);
+    for len in [4063usize, 4064, 4080, 4096, 4111, 8197, 65535] {
+        check(&random_case(&mut rng, len));
+    }
+}

@@ -3,15 +3,16 @@
 //! Bulk: 8 counter blocks are encrypted while the previous 8 ciphertext
 //! blocks are hashed (seal) or while the same 8 are hashed (open, where the
 //! ciphertext is the input); the two have no data dependency, so the AES and
-//! carry-less-multiply units run side by side. Tail (< 8 blocks): the
-//! remaining counters and E_K(J0) are encrypted in one interleaved batch, and
-//! AAD, tail and length block share the aggregated hash.
+//! carry-less-multiply units run side by side. The last < 8 blocks, the
+//! length block and the tag are `tail::finish`, which also takes whole
+//! packets that are short enough.
 
 use core::arch::x86_64::*;
 
 use super::ghash::{rev, Ghash, Powers};
 use super::key_schedule::{encrypt, RoundKeys};
-use crate::crypto::{counter_block, length_block, TAG_LEN};
+use super::tail;
+use crate::crypto::TAG_LEN;
 
 pub(super) const BATCH: usize = 128;
 
@@ -26,6 +27,16 @@ unsafe fn next_counters<const N: usize>(ctr: &mut __m128i) -> [__m128i; N] {
     }
     *ctr = _mm_add_epi32(*ctr, _mm_set_epi32(0, 0, 0, N as i32));
     out
+}
+
+/// J0 = nonce || 0^31 || 1 (SP 800-38D §7.1), built in a register.
+#[inline]
+#[target_feature(enable = "sse4.1,sse2")]
+pub(super) unsafe fn load_j0(nonce: &[u8; 12]) -> __m128i {
+    let lo = _mm_loadl_epi64(nonce.as_ptr().cast());
+    let w = core::ptr::read_unaligned(nonce.as_ptr().add(8).cast::<i32>());
+    // Counter 1 big-endian is the bytes 00 00 00 01: 0x0100_0000 read LE.
+    _mm_insert_epi32(_mm_insert_epi32(lo, w, 2), 0x0100_0000, 3)
 }
 
 /// Encrypts one 128-byte chunk in place; returns its ciphertext blocks in
@@ -49,102 +60,28 @@ unsafe fn seal8<const NR: usize>(
     b
 }
 
-/// Loads the 8 ciphertext blocks of a chunk in hash order.
+/// Decrypts one 128-byte chunk in place; returns its ciphertext blocks in
+/// hash order (byte-reversed). Each block is loaded once.
 #[inline]
-#[target_feature(enable = "ssse3,sse2")]
-unsafe fn load8_rev(chunk: &[u8]) -> [__m128i; 8] {
+#[target_feature(enable = "aes,ssse3,sse2")]
+unsafe fn open8<const NR: usize>(
+    rk: &RoundKeys,
+    ctr: &mut __m128i,
+    chunk: &mut [u8],
+) -> [__m128i; 8] {
     debug_assert_eq!(chunk.len(), BATCH);
-    let p = chunk.as_ptr().cast::<__m128i>();
-    let mut out = [_mm_setzero_si128(); 8];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = rev(_mm_loadu_si128(p.add(i)));
+    let p = chunk.as_mut_ptr().cast::<__m128i>();
+    let mut c = [_mm_setzero_si128(); 8];
+    for (i, x) in c.iter_mut().enumerate() {
+        *x = _mm_loadu_si128(p.add(i));
     }
-    out
-}
-
-#[inline]
-#[target_feature(enable = "aes,sse2")]
-unsafe fn xor8_in_place<const NR: usize>(rk: &RoundKeys, ctr: &mut __m128i, chunk: &mut [u8]) {
     let mut b = next_counters::<8>(ctr);
     encrypt::<8, NR>(rk, &mut b);
-    let p = chunk.as_mut_ptr().cast::<__m128i>();
-    for (i, x) in b.iter().enumerate() {
-        _mm_storeu_si128(p.add(i), _mm_xor_si128(_mm_loadu_si128(p.add(i)), *x));
+    for (i, (k, x)) in b.iter().zip(c.iter_mut()).enumerate() {
+        _mm_storeu_si128(p.add(i), _mm_xor_si128(*x, *k));
+        *x = rev(*x);
     }
-}
-
-/// Up to 7 whole blocks plus a partial one, and E_K(J0): `M` = blocks + 1
-/// AES blocks in one batch. Returns E_K(J0).
-#[inline]
-#[target_feature(enable = "aes,pclmulqdq,ssse3,sse2")]
-unsafe fn tail<const M: usize, const NR: usize, const OPEN: bool>(
-    rk: &RoundKeys,
-    ctr: &mut __m128i,
-    j0: __m128i,
-    data: &mut [u8],
-    gh: &mut Ghash<'_>,
-) -> __m128i {
-    let mut b = next_counters::<M>(ctr);
-    // Slot 0 carries J0 instead of a counter; the others shift by one.
-    let mut ks = [j0; M];
-    ks[1..].copy_from_slice(&b[..M - 1]);
-    b = ks;
-    encrypt::<M, NR>(rk, &mut b);
-    for (chunk, k) in data.chunks_mut(16).zip(b.iter().skip(1)) {
-        let l = chunk.len();
-        if l == 16 {
-            let p = chunk.as_mut_ptr().cast::<__m128i>();
-            let x = _mm_loadu_si128(p);
-            let y = _mm_xor_si128(x, *k);
-            _mm_storeu_si128(p, y);
-            gh.push(if OPEN { x } else { y });
-        } else {
-            let mut buf = [0u8; 16];
-            buf[..l].copy_from_slice(chunk);
-            let x = _mm_loadu_si128(buf.as_ptr().cast());
-            let y = _mm_xor_si128(x, *k);
-            _mm_storeu_si128(buf.as_mut_ptr().cast(), y);
-            chunk.copy_from_slice(&buf[..l]);
-            if OPEN {
-                gh.push(x);
-            } else {
-                // GHASH sees the ciphertext zero-padded, not keystream bytes.
-                buf[l..].fill(0);
-                gh.push(_mm_loadu_si128(buf.as_ptr().cast()));
-            }
-        }
-    }
-    b[0]
-}
-
-#[inline]
-#[target_feature(enable = "aes,pclmulqdq,ssse3,sse2")]
-pub(super) unsafe fn finish_tail<const NR: usize, const OPEN: bool>(
-    rk: &RoundKeys,
-    ctr: &mut __m128i,
-    j0: __m128i,
-    data: &mut [u8],
-    aad_len: usize,
-    total_len: usize,
-    mut gh: Ghash<'_>,
-) -> [u8; TAG_LEN] {
-    let ek_j0 = match data.len().div_ceil(16) {
-        0 => tail::<1, NR, OPEN>(rk, ctr, j0, data, &mut gh),
-        1 => tail::<2, NR, OPEN>(rk, ctr, j0, data, &mut gh),
-        2 => tail::<3, NR, OPEN>(rk, ctr, j0, data, &mut gh),
-        3 => tail::<4, NR, OPEN>(rk, ctr, j0, data, &mut gh),
-        4 => tail::<5, NR, OPEN>(rk, ctr, j0, data, &mut gh),
-        5 => tail::<6, NR, OPEN>(rk, ctr, j0, data, &mut gh),
-        6 => tail::<7, NR, OPEN>(rk, ctr, j0, data, &mut gh),
-        7 => tail::<8, NR, OPEN>(rk, ctr, j0, data, &mut gh),
-        _ => tail::<9, NR, OPEN>(rk, ctr, j0, data, &mut gh),
-    };
-    let lens = length_block(aad_len, total_len);
-    gh.push(_mm_loadu_si128(lens.as_ptr().cast()));
-    let s = gh.finish();
-    let mut tag = [0u8; TAG_LEN];
-    _mm_storeu_si128(tag.as_mut_ptr().cast(), _mm_xor_si128(s, ek_j0));
-    tag
+    c
 }
 
 /// # Safety
@@ -157,16 +94,28 @@ pub(super) unsafe fn seal<const NR: usize>(
     aad: &[u8],
     data: &mut [u8],
 ) -> [u8; TAG_LEN] {
-    let j0_bytes = counter_block(nonce, 1);
-    let j0 = _mm_loadu_si128(j0_bytes.as_ptr().cast());
+    let j0 = load_j0(nonce);
     let mut ctr = rev(j0);
+    if data.len() <= tail::SHORT_MAX_DATA && aad.len() <= tail::SHORT_MAX_AAD {
+        return tail::finish::<NR, false>(
+            rk,
+            powers,
+            j0,
+            ctr,
+            None,
+            aad,
+            data,
+            aad.len(),
+            data.len(),
+        );
+    }
     let mut gh = Ghash::new(powers);
     gh.push_padded(aad);
+    gh.flush();
     let total = data.len();
     let (bulk, rest) = data.split_at_mut(total - total % BATCH);
     let mut chunks = bulk.chunks_exact_mut(BATCH);
     if let Some(first) = chunks.next() {
-        gh.flush();
         let mut prev = seal8::<NR>(rk, &mut ctr, first);
         for chunk in chunks {
             gh.hash8(&prev);
@@ -174,7 +123,8 @@ pub(super) unsafe fn seal<const NR: usize>(
         }
         gh.hash8(&prev);
     }
-    finish_tail::<NR, false>(rk, &mut ctr, j0, rest, aad.len(), total, gh)
+    let acc = Some(gh.acc());
+    tail::finish::<NR, false>(rk, powers, j0, ctr, acc, &[], rest, aad.len(), total)
 }
 
 /// Decrypts in place and returns the computed tag (the caller compares).
@@ -189,20 +139,30 @@ pub(super) unsafe fn open<const NR: usize>(
     aad: &[u8],
     data: &mut [u8],
 ) -> [u8; TAG_LEN] {
-    let j0_bytes = counter_block(nonce, 1);
-    let j0 = _mm_loadu_si128(j0_bytes.as_ptr().cast());
+    let j0 = load_j0(nonce);
     let mut ctr = rev(j0);
+    if data.len() <= tail::SHORT_MAX_DATA && aad.len() <= tail::SHORT_MAX_AAD {
+        return tail::finish::<NR, true>(
+            rk,
+            powers,
+            j0,
+            ctr,
+            None,
+            aad,
+            data,
+            aad.len(),
+            data.len(),
+        );
+    }
     let mut gh = Ghash::new(powers);
     gh.push_padded(aad);
+    gh.flush();
     let total = data.len();
     let (bulk, rest) = data.split_at_mut(total - total % BATCH);
-    if !bulk.is_empty() {
-        gh.flush();
-    }
     for chunk in bulk.chunks_exact_mut(BATCH) {
-        let c = load8_rev(chunk);
+        let c = open8::<NR>(rk, &mut ctr, chunk);
         gh.hash8(&c);
-        xor8_in_place::<NR>(rk, &mut ctr, chunk);
     }
-    finish_tail::<NR, true>(rk, &mut ctr, j0, rest, aad.len(), total, gh)
+    let acc = Some(gh.acc());
+    tail::finish::<NR, true>(rk, powers, j0, ctr, acc, &[], rest, aad.len(), total)
 }

@@ -11,10 +11,14 @@ use core::arch::x86_64::*;
 /// x^63 + x^62 + x^57: the high word of POLYVAL's reduction polynomial.
 const P1: u64 = 0xC200_0000_0000_0000;
 
-/// H^1..H^8 (index 0 = H^1) and their R/F companions D = swap(H) ^ H0*P1.
+/// How many powers of H are kept: 8 for the bulk batches, a 9th so a
+/// final 8-block tail plus the length block still take one reduction.
+pub(super) const POWERS: usize = 9;
+
+/// H^1..H^9 (index 0 = H^1) and their R/F companions D = swap(H) ^ H0*P1.
 pub(super) struct Powers {
-    pub(super) h: [__m128i; 8],
-    pub(super) d: [__m128i; 8],
+    pub(super) h: [__m128i; POWERS],
+    pub(super) d: [__m128i; POWERS],
 }
 
 #[inline]
@@ -78,10 +82,10 @@ impl Powers {
         zeroize::Zeroize::zeroize(&mut bytes);
 
         let mut p = Powers {
-            h: [h1; 8],
-            d: [companion(h1); 8],
+            h: [h1; POWERS],
+            d: [companion(h1); POWERS],
         };
-        for i in 1..8 {
+        for i in 1..POWERS {
             let hi = mul(p.h[i - 1], h1, p.d[0]);
             p.h[i] = hi;
             p.d[i] = companion(hi);
@@ -135,9 +139,7 @@ impl<'k> Ghash<'k> {
         }
         let tail = chunks.remainder();
         if !tail.is_empty() {
-            let mut buf = [0u8; 16];
-            buf[..tail.len()].copy_from_slice(tail);
-            self.push(_mm_loadu_si128(buf.as_ptr().cast()));
+            self.push(super::tail::load_partial(tail));
         }
     }
 
@@ -205,13 +207,5 @@ impl<'k> Ghash<'k> {
     pub(super) fn set_acc(&mut self, acc: __m128i) {
         debug_assert_eq!(self.n, 0);
         self.acc = acc;
-    }
-
-    /// The GHASH value S in GCM byte order.
-    #[inline]
-    #[target_feature(enable = "pclmulqdq,ssse3,sse2")]
-    pub(super) unsafe fn finish(mut self) -> __m128i {
-        self.flush();
-        rev(self.acc)
     }
 }

@@ -3,6 +3,7 @@
 mod gcm;
 mod ghash;
 mod key_schedule;
+mod tail;
 mod wide;
 
 use zeroize::Zeroize;

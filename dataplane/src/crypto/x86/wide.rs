@@ -5,10 +5,11 @@
 
 use core::arch::x86_64::*;
 
-use super::gcm::{finish_tail, BATCH};
+use super::gcm::{load_j0, BATCH};
 use super::ghash::{reduce, rev, Ghash, Powers};
 use super::key_schedule::RoundKeys;
-use crate::crypto::{counter_block, TAG_LEN};
+use super::tail;
+use crate::crypto::TAG_LEN;
 
 /// Round keys broadcast to both lanes, and the powers paired per register:
 /// register i holds (H^(8-2i), H^(7-2i)) for blocks 2i and 2i+1.
@@ -135,16 +136,28 @@ pub(super) unsafe fn seal<const NR: usize>(
     aad: &[u8],
     data: &mut [u8],
 ) -> [u8; TAG_LEN] {
-    let j0_bytes = counter_block(nonce, 1);
-    let j0 = _mm_loadu_si128(j0_bytes.as_ptr().cast());
+    let j0 = load_j0(nonce);
     let mut ctr = rev(j0);
+    if data.len() <= tail::SHORT_MAX_DATA && aad.len() <= tail::SHORT_MAX_AAD {
+        return tail::finish::<NR, false>(
+            rk,
+            powers,
+            j0,
+            ctr,
+            None,
+            aad,
+            data,
+            aad.len(),
+            data.len(),
+        );
+    }
     let mut gh = Ghash::new(powers);
     gh.push_padded(aad);
+    gh.flush();
     let total = data.len();
     let (bulk, rest) = data.split_at_mut(total - total % BATCH);
     let mut chunks = bulk.chunks_exact_mut(BATCH);
     if let Some(first) = chunks.next() {
-        gh.flush();
         let mut prev = seal8::<NR>(w, &mut ctr, first);
         for chunk in chunks {
             hash8(w, &mut gh, &prev);
@@ -152,7 +165,8 @@ pub(super) unsafe fn seal<const NR: usize>(
         }
         hash8(w, &mut gh, &prev);
     }
-    finish_tail::<NR, false>(rk, &mut ctr, j0, rest, aad.len(), total, gh)
+    let acc = Some(gh.acc());
+    tail::finish::<NR, false>(rk, powers, j0, ctr, acc, &[], rest, aad.len(), total)
 }
 
 /// Decrypts in place and returns the computed tag (the caller compares).
@@ -168,16 +182,26 @@ pub(super) unsafe fn open<const NR: usize>(
     aad: &[u8],
     data: &mut [u8],
 ) -> [u8; TAG_LEN] {
-    let j0_bytes = counter_block(nonce, 1);
-    let j0 = _mm_loadu_si128(j0_bytes.as_ptr().cast());
+    let j0 = load_j0(nonce);
     let mut ctr = rev(j0);
+    if data.len() <= tail::SHORT_MAX_DATA && aad.len() <= tail::SHORT_MAX_AAD {
+        return tail::finish::<NR, true>(
+            rk,
+            powers,
+            j0,
+            ctr,
+            None,
+            aad,
+            data,
+            aad.len(),
+            data.len(),
+        );
+    }
     let mut gh = Ghash::new(powers);
     gh.push_padded(aad);
+    gh.flush();
     let total = data.len();
     let (bulk, rest) = data.split_at_mut(total - total % BATCH);
-    if !bulk.is_empty() {
-        gh.flush();
-    }
     for chunk in bulk.chunks_exact_mut(BATCH) {
         let p = chunk.as_mut_ptr().cast::<__m256i>();
         let mut c = [_mm256_setzero_si256(); 4];
@@ -192,5 +216,6 @@ pub(super) unsafe fn open<const NR: usize>(
         }
         hash8(w, &mut gh, &c);
     }
-    finish_tail::<NR, true>(rk, &mut ctr, j0, rest, aad.len(), total, gh)
+    let acc = Some(gh.acc());
+    tail::finish::<NR, true>(rk, powers, j0, ctr, acc, &[], rest, aad.len(), total)
 }
