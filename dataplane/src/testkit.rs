@@ -52,9 +52,9 @@ pub fn ipv4_udp(src: Ipv4Addr, dst: Ipv4Addr, ports: (u16, u16), payload: &[u8])
 /// The UDP payload of an IPv4/UDP packet.
 pub fn ipv4_udp_payload(pkt: &[u8]) -> Option<&[u8]> {
     let ip = ipv4::Packet::new_checked(pkt).ok()?;
-    let l4 = ip.payload();
-    let u = udp::Packet::new_checked(l4).ok()?;
-    let n = u.len() as usize;
+    let (hl, total) = (ip.header_len() as usize, ip.total_len() as usize);
+    let l4 = pkt.get(hl..total)?;
+    let n = udp::Packet::new_checked(l4).ok()?.len() as usize;
     l4.get(udp::HEADER_LEN..n)
 }
 
