@@ -1,1 +1,2 @@
 //! esprit control plane: IKEv2, tunnel epochs and pings, timers, control socket.
+pub mod ike;

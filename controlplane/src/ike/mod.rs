@@ -1,0 +1,4 @@
+//! IKEv2 (RFC 7296), sans-IO: message codec, key derivation and SK
+//! protection, and the exchange state machines.
+
+pub mod wire;
