@@ -2,4 +2,5 @@
 //! protection, and the exchange state machines.
 
 pub mod crypto;
+pub mod sa;
 pub mod wire;
