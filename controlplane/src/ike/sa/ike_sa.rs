@@ -8,8 +8,10 @@ use std::time::Instant;
 use super::io::Io;
 use super::proposal::IkeSuite;
 use super::{Event, IkeSaEnd, IkeSaId, Policy, Transmit};
-use crate::ike::crypto::{DhPrivate, IkeSaKeys, SkCipher};
-use crate::ike::wire::{ExchangeType, Flags, Header, Message, Payload, NON_ESP_MARKER};
+use crate::ike::crypto::{CryptoError, DhPrivate, IkeSaKeys, SkCipher};
+use crate::ike::wire::{
+    ExchangeType, Flags, Header, Message, Notify, NotifyType, ParseError, Payload, NON_ESP_MARKER,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum State {
@@ -350,8 +352,18 @@ impl IkeSa {
         if mid != self.next_peer_request_id || h.exchange == ExchangeType::IKE_SA_INIT {
             return;
         }
-        let Some(inner) = self.open(raw, &msg) else {
-            return;
+        let inner = match self.rx.as_ref().map(|c| c.open(raw, &msg)) {
+            Some(Ok(inner)) => inner,
+            // §2.5: authentic, but with a critical payload we don't know.
+            Some(Err(CryptoError::Inner(ParseError::UnsupportedCriticalPayload(t)))) => {
+                self.next_peer_request_id = self.next_peer_request_id.wrapping_add(1);
+                self.follow_peer(local, remote);
+                let n = Notify::new(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![t.0]);
+                self.respond(io, h.exchange, mid, &[Payload::Notify(n)]);
+                return;
+            }
+            // §2.21.2: failed integrity (or garbage inside): drop silently.
+            _ => return,
         };
         self.next_peer_request_id = self.next_peer_request_id.wrapping_add(1);
         self.follow_peer(local, remote);
