@@ -25,6 +25,7 @@ fn responder(groups: Vec<DhGroup>) -> IkeEndpoint {
             ike_prfs: vec![Prf::HmacSha256],
             ike_groups: groups,
             esp_encr_bits: vec![128],
+            esp_groups: vec![],
             local_ts: vec![],
             remote_ts: vec![],
             request_virtual_ip: false,

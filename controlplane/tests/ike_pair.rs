@@ -68,6 +68,7 @@ fn client_policy() -> Policy {
         ike_prfs: vec![Prf::HmacSha256],
         ike_groups: vec![DhGroup::Curve25519],
         esp_encr_bits: vec![128],
+        esp_groups: vec![],
         local_ts: vec![],
         remote_ts: vec![ts("10.1.0.0", "10.1.255.255")],
         request_virtual_ip: true,
@@ -85,6 +86,7 @@ fn server_policy() -> Policy {
         ike_prfs: vec![Prf::HmacSha512, Prf::HmacSha256],
         ike_groups: vec![DhGroup::Curve25519, DhGroup::Ecp256],
         esp_encr_bits: vec![256, 128],
+        esp_groups: vec![DhGroup::Curve25519, DhGroup::Ecp256],
         local_ts: vec![ts("10.0.0.0", "10.255.255.255")],
         remote_ts: vec![ts("0.0.0.0", "255.255.255.255")],
         request_virtual_ip: false,
@@ -646,4 +648,77 @@ fn forged_or_garbage_datagrams_change_nothing() {
     p.drive();
     assert_eq!((p.client.events.len(), p.server.events.len()), before);
     assert_eq!(p.server.ep.stats().malformed, 1);
+}
+
+fn rekey(pfs: Vec<DhGroup>) -> Pair {
+    let mut p = Pair::new();
+    let mut c = client_policy();
+    c.esp_groups = pfs;
+    let id = p.connect(c);
+    p.drive();
+    let old = p.client.children()[0].clone();
+    assert!(p.client.ep.rekey_child_sa(p.now, id, old.inbound_spi));
+    p.drive();
+    let (c, s) = (p.client.children(), p.server.children());
+    assert_eq!((c.len(), s.len()), (2, 2));
+    let (cn, sn) = (c[1], s[1]);
+    assert_eq!(cn.replaces, Some(old.inbound_spi));
+    assert_eq!(sn.replaces, Some(old.outbound_spi));
+    assert_eq!((cn.inbound_spi, sn.inbound_spi), (0xc000_0001, 0x5000_0001));
+    assert_eq!(
+        (cn.outbound_spi, sn.outbound_spi),
+        (sn.inbound_spi, cn.inbound_spi)
+    );
+    assert_eq!(cn.outbound_key.0.as_bytes(), sn.inbound_key.0.as_bytes());
+    assert_eq!(cn.inbound_key.0.as_bytes(), sn.outbound_key.0.as_bytes());
+    assert_ne!(cn.outbound_key.0.as_bytes(), old.outbound_key.0.as_bytes());
+    assert_eq!(cn.local_ts, old.local_ts);
+    assert_eq!(cn.remote_ts, old.remote_ts);
+    // The initiator of the rekey deleted the old pair on both sides.
+    for (n, old_in) in [(&p.client, old.inbound_spi), (&p.server, old.outbound_spi)] {
+        let deleted: Vec<u32> = n
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ChildSaDeleted { inbound_spi, .. } => Some(*inbound_spi),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deleted, [old_in]);
+        assert_eq!(n.spis.live().len(), 1);
+    }
+    assert_eq!(p.exchanges(true, ExchangeType::CREATE_CHILD_SA).len(), 1);
+    p
+}
+
+#[test]
+fn child_sa_rekey_without_pfs_replaces_the_pair() {
+    rekey(vec![]);
+}
+
+#[test]
+fn child_sa_rekey_with_pfs_replaces_the_pair() {
+    let sizes = |p: &Pair, to_server: bool| {
+        p.wire
+            .iter()
+            .find(|s| s.to_server == to_server && is_exchange(s, ExchangeType::CREATE_CHILD_SA))
+            .unwrap()
+            .t
+            .payload
+            .len()
+    };
+    let plain = rekey(vec![]);
+    let pfs = rekey(vec![DhGroup::Ecp256]);
+    // An ECP-256 KE payload (4 + 4 + 64) and a DH transform (8) each way.
+    assert_eq!(sizes(&pfs, true) - sizes(&plain, true), 80);
+    assert_eq!(sizes(&pfs, false) - sizes(&plain, false), 80);
+}
+
+#[test]
+fn rekey_of_an_unknown_child_is_refused_locally() {
+    let mut p = Pair::new();
+    let id = p.connect(client_policy());
+    p.drive();
+    assert!(!p.client.ep.rekey_child_sa(p.now, id, 0xdead_beef));
+    assert!(!p.client.ep.rekey_child_sa(p.now, IkeSaId(1), 0xc000_0000));
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::event::ChildSa;
 use super::ike_sa::{ChildRef, IkeSa, RequestKind, State};
 use super::io::Io;
-use super::narrow::{narrow, within};
+use super::narrow::within;
 use super::proposal::{choose_esp, esp_offer};
 use super::{Event, IkeSaEnd};
 use crate::ike::crypto::{psk_auth, signed_octets, verify_psk_auth, ChildKeys};
@@ -219,44 +219,10 @@ impl IkeSa {
                 attributes: attrs,
             }));
         }
-        let ts_i = narrow(&tsi.0, &allowed_i);
-        let ts_r = narrow(&tsr.0, &self.policy.local_ts);
-        if ts_i.is_empty() || ts_r.is_empty() {
-            return Err(NotifyType::TS_UNACCEPTABLE);
-        }
-        let our_spi = io.spis.allocate().ok_or(NotifyType::NO_ADDITIONAL_SAS)?;
-        let Some((suite, peer_spi, chosen)) = choose_esp(&self.policy, sa, our_spi) else {
-            io.spis.release(our_spi);
-            return Err(NotifyType::NO_PROPOSAL_CHOSEN);
-        };
-        let Some(keys) = self.child_keys(usize::from(suite.encr_bits / 8)) else {
-            io.spis.release(our_spi);
-            return Err(NotifyType::NO_PROPOSAL_CHOSEN);
-        };
-        out.push(Payload::Sa(SecurityAssociation {
-            proposals: vec![chosen],
-        }));
-        out.push(Payload::TsI(TrafficSelectors(ts_i.clone())));
-        out.push(Payload::TsR(TrafficSelectors(ts_r.clone())));
-        self.children.push(ChildRef {
-            inbound_spi: our_spi,
-            outbound_spi: peer_spi,
-        });
-        io.events
-            .push_back(Event::ChildSaEstablished(Box::new(ChildSa {
-                ike_sa: self.id(),
-                inbound_spi: our_spi,
-                outbound_spi: peer_spi,
-                inbound_key: keys.encr_i,
-                outbound_key: keys.encr_r,
-                esn: suite.esn,
-                local_ts: ts_r,
-                remote_ts: ts_i,
-                local: self.local,
-                peer: self.remote,
-                udp_encap: self.nat_detected,
-                virtual_ip: self.virtual_ip,
-            })));
+        let (ni, nr) = (self.ni.clone(), self.nr.clone());
+        // §1.2: a KE can't come with IKE_AUTH; DH transforms are ignored there.
+        let mut child = self.accept_child(io, sa, tsi, tsr, &allowed_i, None, &ni, &nr, None)?;
+        out.append(&mut child);
         Ok(out)
     }
 
@@ -293,6 +259,8 @@ impl IkeSa {
                 self.children.push(ChildRef {
                     inbound_spi: c.inbound_spi,
                     outbound_spi: c.outbound_spi,
+                    local_ts: c.local_ts.clone(),
+                    remote_ts: c.remote_ts.clone(),
                 });
                 io.events.push_back(Event::ChildSaEstablished(Box::new(c)));
             }
@@ -321,7 +289,7 @@ impl IkeSa {
             return Err(NotifyType::NO_PROPOSAL_CHOSEN);
         }
         let (suite, peer_spi, _) =
-            choose_esp(&self.policy, sa, our_spi).ok_or(NotifyType::NO_PROPOSAL_CHOSEN)?;
+            choose_esp(&self.policy, sa, our_spi, None).ok_or(NotifyType::NO_PROPOSAL_CHOSEN)?;
         if self.policy.request_virtual_ip {
             self.virtual_ip = cp.filter(|c| c.cfg_type == CfgType::REPLY).and_then(|c| {
                 c.get(CfgAttrType::INTERNAL_IP4_ADDRESS)
@@ -360,6 +328,7 @@ impl IkeSa {
             peer: self.remote,
             udp_encap: self.nat_detected,
             virtual_ip: self.virtual_ip,
+            replaces: None,
         })
     }
 }

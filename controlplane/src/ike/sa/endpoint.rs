@@ -254,6 +254,16 @@ impl IkeEndpoint {
         sa.delete_child(&mut self.io, now, inbound_spi)
     }
 
+    /// Rekeys the CHILD SA with our `inbound_spi` (CREATE_CHILD_SA, §2.8):
+    /// `ChildSaEstablished { replaces: Some(inbound_spi), .. }` then the old
+    /// pair's `ChildSaDeleted`.
+    pub fn rekey_child_sa(&mut self, now: Instant, id: IkeSaId, inbound_spi: u32) -> bool {
+        let Some(sa) = self.sas.get_mut(&id.0) else {
+            return false;
+        };
+        sa.rekey_child(&mut self.io, now, inbound_spi)
+    }
+
     /// Sends an empty INFORMATIONAL request; no answer kills the SA (§1.4).
     pub fn check_liveness(&mut self, now: Instant, id: IkeSaId) -> bool {
         let Some(sa) = self.sas.get_mut(&id.0) else {

@@ -34,6 +34,8 @@ pub(crate) enum RequestKind {
     Auth,
     DeleteIke,
     DeleteChild(u32),
+    /// CREATE_CHILD_SA; the offer's state is in `IkeSa::child_offer`.
+    CreateChild,
     Liveness,
 }
 
@@ -47,10 +49,12 @@ pub(crate) struct Pending {
 }
 
 /// A CHILD SA pair as the IKE SA remembers it (for DELETE).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct ChildRef {
     pub inbound_spi: u32,
     pub outbound_spi: u32,
+    pub local_ts: Vec<crate::ike::wire::TrafficSelector>,
+    pub remote_ts: Vec<crate::ike::wire::TrafficSelector>,
 }
 
 pub(crate) struct IkeSa {
@@ -85,6 +89,8 @@ pub(crate) struct IkeSa {
     /// Inbound SPI offered in our IKE_AUTH request.
     pub offered_child_spi: Option<u32>,
     pub virtual_ip: Option<Ipv4Addr>,
+    /// Our outstanding CREATE_CHILD_SA offer.
+    pub child_offer: Option<super::child::ChildOffer>,
     /// Responder: forget a half-open SA after this.
     pub expires: Option<Instant>,
 }
@@ -128,6 +134,7 @@ impl IkeSa {
             children: Vec::new(),
             offered_child_spi: None,
             virtual_ip: None,
+            child_offer: None,
             expires: None,
         }
     }
@@ -291,6 +298,9 @@ impl IkeSa {
         if let Some(s) = self.offered_child_spi.take() {
             io.spis.release(s);
         }
+        if let Some(o) = self.child_offer.take() {
+            io.spis.release(o.new_spi);
+        }
         if let (Some(a), Some(pool)) = (self.virtual_ip.take(), io.pool.as_mut()) {
             if !self.initiator {
                 pool.release(a);
@@ -334,6 +344,7 @@ impl IkeSa {
                 RequestKind::Auth => self.on_auth_response(io, &inner),
                 RequestKind::DeleteIke => self.end(io, IkeSaEnd::Deleted),
                 RequestKind::DeleteChild(spi) => self.on_delete_child_response(io, spi),
+                RequestKind::CreateChild => self.on_create_child_response(io, now, &inner),
                 RequestKind::Liveness | RequestKind::Init => {}
             }
             self.pump_queue(io, now);
@@ -377,17 +388,7 @@ impl IkeSa {
                 self.on_informational_request(io, mid, &inner)
             }
             ExchangeType::CREATE_CHILD_SA if self.state == State::Established => {
-                // Rekeying is not implemented yet: refuse politely (§1.3).
-                let n = crate::ike::wire::Notify::new(
-                    crate::ike::wire::NotifyType::NO_ADDITIONAL_SAS,
-                    Vec::new(),
-                );
-                self.respond(
-                    io,
-                    ExchangeType::CREATE_CHILD_SA,
-                    mid,
-                    &[Payload::Notify(n)],
-                );
+                self.on_create_child_request(io, mid, &inner)
             }
             _ => {}
         }

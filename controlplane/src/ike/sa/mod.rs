@@ -3,6 +3,7 @@
 //! and drained with `poll_transmit()`, `poll_event()` and `next_timeout()`.
 
 mod auth;
+mod child;
 mod endpoint;
 mod event;
 mod ike_sa;

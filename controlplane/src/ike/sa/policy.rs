@@ -37,6 +37,8 @@ pub struct Policy {
     pub ike_groups: Vec<DhGroup>,
     /// ESP AES-GCM-16 key bits for CHILD SAs.
     pub esp_encr_bits: Vec<u16>,
+    /// DH groups for PFS in CREATE_CHILD_SA (empty: no PFS).
+    pub esp_groups: Vec<DhGroup>,
     /// Selectors for the CHILD SA, from this side's point of view.
     pub local_ts: Vec<TrafficSelector>,
     pub remote_ts: Vec<TrafficSelector>,

@@ -19,6 +19,8 @@ pub struct IkeSuite {
 pub struct EspSuite {
     pub encr_bits: u16,
     pub esn: bool,
+    /// PFS group of a CREATE_CHILD_SA (never set for IKE_AUTH).
+    pub group: Option<DhGroup>,
 }
 
 fn gcm(bits: u16) -> Transform {
@@ -51,6 +53,11 @@ pub fn ike_offer(p: &Policy) -> SecurityAssociation {
 /// One ESP proposal with our inbound SPI.
 pub fn esp_offer(p: &Policy, spi: u32) -> SecurityAssociation {
     let mut t: Vec<Transform> = p.esp_encr_bits.iter().map(|&b| gcm(b)).collect();
+    t.extend(
+        p.esp_groups
+            .iter()
+            .map(|g| Transform::new(TransformType::DH, g.id())),
+    );
     t.push(Transform::new(TransformType::ESN, id::ESN_NONE));
     t.push(Transform::new(TransformType::ESN, id::ESN_YES));
     SecurityAssociation {
@@ -136,11 +143,13 @@ pub fn accept_ike(p: &Policy, sa: &SecurityAssociation) -> Option<IkeSuite> {
 }
 
 /// Chooses an ESP suite; returns it with the peer's SPI and the proposal to echo
-/// (carrying `our_spi`).
+/// (carrying `our_spi`). `ke_group` is the KE payload's group in a
+/// CREATE_CHILD_SA, `None` in IKE_AUTH (where DH transforms are ignored, §1.2).
 pub fn choose_esp(
     p: &Policy,
     sa: &SecurityAssociation,
     our_spi: u32,
+    ke_group: Option<u16>,
 ) -> Option<(EspSuite, u32, Proposal)> {
     sa.proposals
         .iter()
@@ -153,19 +162,42 @@ pub fn choose_esp(
                 Some(id::ESN_YES) => true,
                 Some(_) => return None,
             };
+            let dh: Vec<u16> = prop
+                .transforms_of(TransformType::DH)
+                .map(|t| t.id)
+                .collect();
+            let group = match ke_group {
+                None => None,
+                Some(g) if dh.contains(&g) => {
+                    Some(DhGroup::from_id(g).filter(|x| p.esp_groups.contains(x))?)
+                }
+                // No KE: acceptable only if the proposal allows no PFS.
+                Some(_) if dh.is_empty() || dh.contains(&0) => None,
+                Some(_) => return None,
+            };
+            let mut transforms = vec![gcm(encr_bits)];
+            if let Some(g) = group {
+                transforms.push(Transform::new(TransformType::DH, g.id()));
+            }
+            transforms.push(Transform::new(
+                TransformType::ESN,
+                if esn { id::ESN_YES } else { id::ESN_NONE },
+            ));
             let chosen = Proposal {
                 number: prop.number,
                 protocol: ProtocolId::ESP,
                 spi: our_spi.to_be_bytes().to_vec(),
-                transforms: vec![
-                    gcm(encr_bits),
-                    Transform::new(
-                        TransformType::ESN,
-                        if esn { id::ESN_YES } else { id::ESN_NONE },
-                    ),
-                ],
+                transforms,
             };
-            Some((EspSuite { encr_bits, esn }, peer_spi, chosen))
+            Some((
+                EspSuite {
+                    encr_bits,
+                    esn,
+                    group,
+                },
+                peer_spi,
+                chosen,
+            ))
         })
 }
 
@@ -184,6 +216,7 @@ mod tests {
             ike_prfs: vec![Prf::HmacSha384, Prf::HmacSha256],
             ike_groups: groups,
             esp_encr_bits: vec![128],
+            esp_groups: vec![],
             local_ts: vec![],
             remote_ts: vec![],
             request_virtual_ip: false,
@@ -219,7 +252,8 @@ mod tests {
     #[test]
     fn esp_offer_round_trips() {
         let p = policy(vec![DhGroup::Curve25519]);
-        let (s, peer, chosen) = choose_esp(&p, &esp_offer(&p, 0x1234_5678), 0x9999_0000).unwrap();
+        let (s, peer, chosen) =
+            choose_esp(&p, &esp_offer(&p, 0x1234_5678), 0x9999_0000, None).unwrap();
         assert_eq!((s.encr_bits, s.esn, peer), (128, false, 0x1234_5678));
         assert_eq!(chosen.spi, 0x9999_0000u32.to_be_bytes());
     }
