@@ -722,3 +722,64 @@ fn rekey_of_an_unknown_child_is_refused_locally() {
     assert!(!p.client.ep.rekey_child_sa(p.now, id, 0xdead_beef));
     assert!(!p.client.ep.rekey_child_sa(p.now, IkeSaId(1), 0xc000_0000));
 }
+
+fn rekeyed(n: &Node) -> Vec<(IkeSaId, IkeSaId)> {
+    n.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::IkeSaRekeyed { old, new } => Some((*old, *new)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn server_id(p: &Pair) -> IkeSaId {
+    p.server
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::IkeSaEstablished { id, .. } => Some(*id),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn ike_sa_rekey_moves_the_child_sas_to_the_new_sa() {
+    for server_starts in [false, true] {
+        let mut p = Pair::new();
+        let cid = p.connect(client_policy());
+        p.drive();
+        let sid = server_id(&p);
+        if server_starts {
+            assert!(p.server.ep.rekey_ike_sa(p.now, sid));
+        } else {
+            assert!(p.client.ep.rekey_ike_sa(p.now, cid));
+        }
+        p.drive();
+        let (c, s) = (rekeyed(&p.client), rekeyed(&p.server));
+        assert_eq!((c.len(), s.len()), (1, 1), "server_starts={server_starts}");
+        assert_eq!((c[0].0, s[0].0), (cid, sid));
+        assert_ne!(c[0].1, cid);
+        for n in [&p.client, &p.server] {
+            assert_eq!(n.ike_ended(), [IkeSaEnd::Rekeyed]);
+            assert!(!n
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::ChildSaDeleted { .. })));
+            assert_eq!(n.ep.ike_sa_count(), 1);
+        }
+        // The new SA works: it carries a CHILD rekey and then a full delete.
+        let (new_c, child) = (c[0].1, p.client.children()[0].inbound_spi);
+        assert!(p.client.ep.rekey_child_sa(p.now, new_c, child));
+        p.drive();
+        assert_eq!(p.server.children().len(), 2);
+        assert!(p.client.ep.delete_ike_sa(p.now, new_c));
+        p.drive();
+        for n in [&p.client, &p.server] {
+            assert_eq!(n.ike_ended(), [IkeSaEnd::Rekeyed, IkeSaEnd::Deleted]);
+            assert!(n.spis.live().is_empty());
+            assert_eq!(n.ep.ike_sa_count(), 0);
+        }
+    }
+}

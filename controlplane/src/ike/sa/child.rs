@@ -212,8 +212,12 @@ impl IkeSa {
     pub(crate) fn on_create_child_request(&mut self, io: &mut Io, mid: u32, inner: &[Payload]) {
         let c = pick(inner);
         let ex = ExchangeType::CREATE_CHILD_SA;
+        if let (Some(sa), Some(ni), Some(ke), None) = (c.sa, c.nonce, c.ke, c.tsi) {
+            if sa.proposals.iter().any(|p| p.protocol == ProtocolId::IKE) {
+                return self.on_rekey_ike_request(io, mid, sa, ni, ke);
+            }
+        }
         let (Some(sa), Some(ni), Some(tsi), Some(tsr)) = (c.sa, c.nonce, c.tsi, c.tsr) else {
-            // No TS: an IKE SA rekey (§1.3.2), not supported yet.
             return self.respond(
                 io,
                 ex,

@@ -52,6 +52,7 @@ impl IkeEndpoint {
                 pool: None,
                 transmits: Default::default(),
                 events: Default::default(),
+                born: Vec::new(),
             },
             stats: EndpointStats::default(),
         }
@@ -191,8 +192,12 @@ impl IkeEndpoint {
         }
     }
 
-    /// Drops an SA that ended; forgets the half-open index once established.
+    /// Drops an SA that ended; forgets the half-open index once established;
+    /// adopts SAs born from a rekey.
     fn reap(&mut self, spi: u64) {
+        for sa in std::mem::take(&mut self.io.born) {
+            self.sas.insert(sa.id().0, sa);
+        }
         let Some(sa) = self.sas.get(&spi) else { return };
         if sa.state != State::HalfOpen && !sa.initiator {
             let key = self
@@ -262,6 +267,15 @@ impl IkeEndpoint {
             return false;
         };
         sa.rekey_child(&mut self.io, now, inbound_spi)
+    }
+
+    /// Rekeys the IKE SA (CREATE_CHILD_SA, §2.18): `IkeSaRekeyed`, then the
+    /// old SA's `IkeSaDeleted { reason: Rekeyed }`.
+    pub fn rekey_ike_sa(&mut self, now: Instant, id: IkeSaId) -> bool {
+        let Some(sa) = self.sas.get_mut(&id.0) else {
+            return false;
+        };
+        sa.rekey_ike(&mut self.io, now)
     }
 
     /// Sends an empty INFORMATIONAL request; no answer kills the SA (§1.4).

@@ -47,6 +47,8 @@ pub struct ChildSa {
 pub enum IkeSaEnd {
     /// Deleted by either side with INFORMATIONAL DELETE.
     Deleted,
+    /// Replaced by a rekeyed IKE SA (which took over its CHILD SAs).
+    Rekeyed,
     /// No answer after the last retransmission.
     Timeout,
     /// The peer refused: NO_PROPOSAL_CHOSEN, AUTHENTICATION_FAILED, ...
@@ -75,5 +77,11 @@ pub enum Event {
     IkeSaDeleted {
         id: IkeSaId,
         reason: IkeSaEnd,
+    },
+    /// The IKE SA was rekeyed (RFC 7296 §2.18): its CHILD SAs now belong to
+    /// `new`; `old` follows with `IkeSaDeleted { reason: Rekeyed }`.
+    IkeSaRekeyed {
+        old: IkeSaId,
+        new: IkeSaId,
     },
 }

@@ -36,6 +36,8 @@ pub(crate) enum RequestKind {
     DeleteChild(u32),
     /// CREATE_CHILD_SA; the offer's state is in `IkeSa::child_offer`.
     CreateChild,
+    /// CREATE_CHILD_SA rekeying this IKE SA; state in `IkeSa::ike_offer`.
+    RekeyIke,
     Liveness,
 }
 
@@ -91,6 +93,9 @@ pub(crate) struct IkeSa {
     pub virtual_ip: Option<Ipv4Addr>,
     /// Our outstanding CREATE_CHILD_SA offer.
     pub child_offer: Option<super::child::ChildOffer>,
+    pub ike_offer: Option<super::rekey_ike::IkeOffer>,
+    /// Set once a successor took over the CHILD SAs.
+    pub rekeyed: bool,
     /// Responder: forget a half-open SA after this.
     pub expires: Option<Instant>,
 }
@@ -135,6 +140,8 @@ impl IkeSa {
             offered_child_spi: None,
             virtual_ip: None,
             child_offer: None,
+            ike_offer: None,
+            rekeyed: false,
             expires: None,
         }
     }
@@ -306,6 +313,11 @@ impl IkeSa {
                 pool.release(a);
             }
         }
+        let reason = if self.rekeyed && reason == IkeSaEnd::Deleted {
+            IkeSaEnd::Rekeyed
+        } else {
+            reason
+        };
         // A responder's SA that never authenticated is forgotten silently.
         if self.initiator || !matches!(self.state, State::HalfOpen) || reason != IkeSaEnd::Timeout {
             io.events.push_back(Event::IkeSaDeleted { id, reason });
@@ -345,6 +357,7 @@ impl IkeSa {
                 RequestKind::DeleteIke => self.end(io, IkeSaEnd::Deleted),
                 RequestKind::DeleteChild(spi) => self.on_delete_child_response(io, spi),
                 RequestKind::CreateChild => self.on_create_child_response(io, now, &inner),
+                RequestKind::RekeyIke => self.on_rekey_ike_response(io, now, &inner),
                 RequestKind::Liveness | RequestKind::Init => {}
             }
             self.pump_queue(io, now);

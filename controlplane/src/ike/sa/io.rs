@@ -13,6 +13,8 @@ pub(crate) struct Io {
     pub pool: Option<AddressPool>,
     pub transmits: VecDeque<Transmit>,
     pub events: VecDeque<Event>,
+    /// IKE SAs born from a rekey, for the endpoint to adopt.
+    pub born: Vec<super::ike_sa::IkeSa>,
 }
 
 impl Io {

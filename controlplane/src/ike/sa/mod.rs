@@ -14,6 +14,7 @@ mod narrow;
 mod policy;
 mod pool;
 mod proposal;
+mod rekey_ike;
 mod spi;
 
 pub use endpoint::{EndpointStats, IkeEndpoint};
