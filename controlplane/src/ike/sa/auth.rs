@@ -28,6 +28,7 @@ struct AuthPayloads<'a> {
     tsr: Option<&'a TrafficSelectors>,
     cp: Option<&'a Configuration>,
     error: Option<NotifyType>,
+    initial_contact: bool,
 }
 
 fn pick(inner: &[Payload]) -> AuthPayloads<'_> {
@@ -41,6 +42,9 @@ fn pick(inner: &[Payload]) -> AuthPayloads<'_> {
             Payload::TsI(x) => a.tsi = Some(x),
             Payload::TsR(x) => a.tsr = Some(x),
             Payload::Cp(x) => a.cp = Some(x),
+            Payload::Notify(n) if n.notify_type == NotifyType::INITIAL_CONTACT => {
+                a.initial_contact = true
+            }
             Payload::Notify(n) if n.notify_type.is_error() && a.error.is_none() => {
                 a.error = Some(n.notify_type)
             }
@@ -168,7 +172,11 @@ impl IkeSa {
         ];
         self.state = State::Established;
         self.expires = None;
+        self.peer_id = a.idi.cloned();
         let id = self.id();
+        if a.initial_contact {
+            io.initial_contact.push(id);
+        }
         io.events.push_back(Event::IkeSaEstablished {
             id,
             peer: self.remote,

@@ -53,6 +53,7 @@ impl IkeEndpoint {
                 transmits: Default::default(),
                 events: Default::default(),
                 born: Vec::new(),
+                initial_contact: Vec::new(),
             },
             stats: EndpointStats::default(),
         }
@@ -198,6 +199,9 @@ impl IkeEndpoint {
         for sa in std::mem::take(&mut self.io.born) {
             self.sas.insert(sa.id().0, sa);
         }
+        for fresh in std::mem::take(&mut self.io.initial_contact) {
+            self.initial_contact(fresh);
+        }
         let Some(sa) = self.sas.get(&spi) else { return };
         if sa.state != State::HalfOpen && !sa.initiator {
             let key = self
@@ -211,6 +215,24 @@ impl IkeEndpoint {
         }
         if sa.state == State::Dead {
             self.sas.remove(&spi);
+        }
+    }
+
+    /// Ends, without a DELETE, the other responder SAs of the same identity.
+    fn initial_contact(&mut self, fresh: IkeSaId) {
+        let Some(who) = self.sas.get(&fresh.0).and_then(|s| s.peer_id.clone()) else {
+            return;
+        };
+        let stale: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(k, s)| **k != fresh.0 && !s.initiator && s.peer_id.as_ref() == Some(&who))
+            .map(|(k, _)| *k)
+            .collect();
+        for spi in stale {
+            if let Some(mut sa) = self.sas.remove(&spi) {
+                sa.end(&mut self.io, super::IkeSaEnd::Replaced);
+            }
         }
     }
 

@@ -49,6 +49,9 @@ pub enum IkeSaEnd {
     Deleted,
     /// Replaced by a rekeyed IKE SA (which took over its CHILD SAs).
     Rekeyed,
+    /// The same peer identity came back with INITIAL_CONTACT (RFC 7296
+    /// §2.4): this SA is stale; removed without a DELETE.
+    Replaced,
     /// No answer after the last retransmission.
     Timeout,
     /// The peer refused: NO_PROPOSAL_CHOSEN, AUTHENTICATION_FAILED, ...

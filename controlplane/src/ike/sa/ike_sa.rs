@@ -91,6 +91,8 @@ pub(crate) struct IkeSa {
     /// Inbound SPI offered in our IKE_AUTH request.
     pub offered_child_spi: Option<u32>,
     pub virtual_ip: Option<Ipv4Addr>,
+    /// The peer's authenticated identity.
+    pub peer_id: Option<crate::ike::wire::Identification>,
     /// Our outstanding CREATE_CHILD_SA offer.
     pub child_offer: Option<super::child::ChildOffer>,
     pub ike_offer: Option<super::rekey_ike::IkeOffer>,
@@ -139,6 +141,7 @@ impl IkeSa {
             children: Vec::new(),
             offered_child_spi: None,
             virtual_ip: None,
+            peer_id: None,
             child_offer: None,
             ike_offer: None,
             rekeyed: false,
@@ -275,7 +278,8 @@ impl IkeSa {
             return;
         }
         p.tries += 1;
-        p.deadline = now + initial * 2u32.saturating_pow(p.tries - 1);
+        // Doubling, capped at 2^10 times the first timeout.
+        p.deadline = now + initial.saturating_mul(1 << (p.tries - 1).min(10));
         let d = p.datagram.clone();
         self.transmit(io, d);
     }

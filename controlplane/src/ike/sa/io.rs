@@ -15,6 +15,9 @@ pub(crate) struct Io {
     pub events: VecDeque<Event>,
     /// IKE SAs born from a rekey, for the endpoint to adopt.
     pub born: Vec<super::ike_sa::IkeSa>,
+    /// IKE SAs whose peer sent INITIAL_CONTACT (RFC 7296 §2.4): older SAs
+    /// with the same peer identity are stale.
+    pub initial_contact: Vec<super::IkeSaId>,
 }
 
 impl Io {
