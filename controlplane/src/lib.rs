@@ -1,3 +1,4 @@
 //! esprit control plane: IKEv2, tunnel epochs and pings, timers, control socket.
 
 pub mod daemon;
+pub mod ike;

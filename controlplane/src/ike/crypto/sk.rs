@@ -1,0 +1,105 @@
+//! The SK payload with AES-GCM-16 (RFC 5282): IV (8) | ciphertext | ICV (16);
+//! nonce = salt (4, the tail of SK_e) | IV; AAD = IKE header through the SK
+//! payload's generic header (RFC 5282 §5.1).
+
+use dataplane::crypto::{AesGcm, TAG_LEN};
+
+use super::{CryptoError, Secret};
+use crate::ike::wire::{
+    emit_chain, parse_chain, Header, Message, Payload, PayloadType, GENERIC_HEADER_LEN, HEADER_LEN,
+};
+
+const IV_LEN: usize = 8;
+
+/// One direction of SK protection (SK_ei or SK_er).
+pub struct SkCipher {
+    aead: AesGcm,
+    salt: [u8; 4],
+}
+
+impl std::fmt::Debug for SkCipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SkCipher(AES-GCM-{})", self.aead.key_len() * 8)
+    }
+}
+
+impl SkCipher {
+    /// `sk_e` is the AES key followed by the 4-byte salt.
+    pub fn new(sk_e: &Secret) -> Result<SkCipher, CryptoError> {
+        let b = sk_e.as_bytes();
+        let n = b.len();
+        if n != 20 && n != 36 {
+            return Err(CryptoError::KeyLength(n));
+        }
+        let (key, salt) = b.split_at(n - 4);
+        let aead = AesGcm::new(key).map_err(|_| CryptoError::KeyLength(n))?;
+        let mut s = [0; 4];
+        s.copy_from_slice(salt);
+        Ok(SkCipher { aead, salt: s })
+    }
+
+    fn nonce(&self, iv: &[u8; IV_LEN]) -> [u8; 12] {
+        let mut n = [0u8; 12];
+        n[..4].copy_from_slice(&self.salt);
+        n[4..].copy_from_slice(iv);
+        n
+    }
+
+    /// Emits `header` with one SK payload holding `inner`. The IV must never
+    /// repeat under one key: callers pass a per-SA counter.
+    pub fn seal(&self, header: &Header, inner: &[Payload], iv: u64) -> Vec<u8> {
+        let mut plain = Vec::new();
+        let first_inner = emit_chain(inner, &mut plain);
+        plain.push(0); // Pad Length: GCM needs no padding (RFC 5282 §3).
+        let sk_len = GENERIC_HEADER_LEN + IV_LEN + plain.len() + TAG_LEN;
+        let mut h = header.clone();
+        h.next_payload = PayloadType::SK;
+        h.length = (HEADER_LEN + sk_len) as u32;
+        let mut out = Vec::with_capacity(HEADER_LEN + sk_len);
+        h.emit(&mut out);
+        out.push(first_inner.0);
+        out.push(0);
+        out.extend_from_slice(&(sk_len as u16).to_be_bytes());
+        let aad_end = out.len();
+        let iv = iv.to_be_bytes();
+        out.extend_from_slice(&iv);
+        let body_start = out.len();
+        out.extend_from_slice(&plain);
+        let (aad, rest) = out.split_at_mut(aad_end);
+        let data = rest.get_mut(IV_LEN..).unwrap_or_default();
+        let tag = self.aead.seal_in_place(&self.nonce(&iv), aad, data);
+        debug_assert_eq!(body_start, aad_end + IV_LEN);
+        out.extend_from_slice(&tag);
+        out
+    }
+
+    /// Opens the SK payload of `msg`, parsed from `raw`, into its inner payloads.
+    pub fn open(&self, raw: &[u8], msg: &Message) -> Result<Vec<Payload>, CryptoError> {
+        let Some(Payload::Sk(sk)) = msg.payloads.last() else {
+            return Err(CryptoError::NoSk);
+        };
+        let aad_len = raw
+            .len()
+            .checked_sub(sk.body.len())
+            .ok_or(CryptoError::MalformedSk)?;
+        let aad = raw.get(..aad_len).ok_or(CryptoError::MalformedSk)?;
+        if sk.body.len() < IV_LEN + 1 + TAG_LEN {
+            return Err(CryptoError::MalformedSk);
+        }
+        let (iv, rest) = sk.body.split_at(IV_LEN);
+        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let iv: [u8; IV_LEN] = iv.try_into().map_err(|_| CryptoError::MalformedSk)?;
+        let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| CryptoError::MalformedSk)?;
+        let mut plain = zeroize::Zeroizing::new(ct.to_vec());
+        self.aead
+            .open_in_place(&self.nonce(&iv), aad, &mut plain, &tag)
+            .map_err(|_| CryptoError::IntegrityCheckFailed)?;
+        let (&pad_len, body) = plain.split_last().ok_or(CryptoError::MalformedSk)?;
+        let end = body
+            .len()
+            .checked_sub(usize::from(pad_len))
+            .ok_or(CryptoError::MalformedSk)?;
+        let chain = body.get(..end).ok_or(CryptoError::MalformedSk)?;
+        parse_chain(sk.first_inner, chain).map_err(CryptoError::Inner)
+    }
+}

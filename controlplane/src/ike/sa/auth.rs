@@ -1,0 +1,342 @@
+//! IKE_AUTH with a PSK (RFC 7296 §1.2, §2.15) and the first CHILD SA,
+//! with CP address assignment (§2.19) and TS narrowing (§2.9).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
+
+use super::event::ChildSa;
+use super::ike_sa::{ChildRef, IkeSa, RequestKind, State};
+use super::io::Io;
+use super::narrow::within;
+use super::proposal::{choose_esp, esp_offer};
+use super::{Event, IkeSaEnd};
+use crate::ike::crypto::{psk_auth, signed_octets, verify_psk_auth, ChildKeys};
+use crate::ike::wire::{
+    AuthMethod, Authentication, CfgAttrType, CfgAttribute, CfgType, Configuration, ExchangeType,
+    Identification, Notify, NotifyType, Payload, SecurityAssociation, TrafficSelector,
+    TrafficSelectors,
+};
+
+/// The payloads of an IKE_AUTH message that matter here.
+#[derive(Default)]
+struct AuthPayloads<'a> {
+    idi: Option<&'a Identification>,
+    idr: Option<&'a Identification>,
+    auth: Option<&'a Authentication>,
+    sa: Option<&'a SecurityAssociation>,
+    tsi: Option<&'a TrafficSelectors>,
+    tsr: Option<&'a TrafficSelectors>,
+    cp: Option<&'a Configuration>,
+    error: Option<NotifyType>,
+    initial_contact: bool,
+}
+
+fn pick(inner: &[Payload]) -> AuthPayloads<'_> {
+    let mut a = AuthPayloads::default();
+    for p in inner {
+        match p {
+            Payload::IdI(x) => a.idi = Some(x),
+            Payload::IdR(x) => a.idr = Some(x),
+            Payload::Auth(x) => a.auth = Some(x),
+            Payload::Sa(x) => a.sa = Some(x),
+            Payload::TsI(x) => a.tsi = Some(x),
+            Payload::TsR(x) => a.tsr = Some(x),
+            Payload::Cp(x) => a.cp = Some(x),
+            Payload::Notify(n) if n.notify_type == NotifyType::INITIAL_CONTACT => {
+                a.initial_contact = true
+            }
+            Payload::Notify(n) if n.notify_type.is_error() && a.error.is_none() => {
+                a.error = Some(n.notify_type)
+            }
+            _ => {}
+        }
+    }
+    a
+}
+
+fn error(t: NotifyType) -> Payload {
+    Payload::Notify(Notify::new(t, Vec::new()))
+}
+
+fn any_v4() -> TrafficSelector {
+    TrafficSelector::range(
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V4(Ipv4Addr::BROADCAST),
+    )
+}
+
+impl IkeSa {
+    fn psk_auth_for(&self, initiator_side: bool, id: &Identification) -> Option<Authentication> {
+        let suite = self.suite?;
+        let keys = self.keys.as_ref()?;
+        let (msg, nonce, sk_p) = if initiator_side {
+            (&self.init_req, &self.nr, &keys.sk_pi)
+        } else {
+            (&self.init_resp, &self.ni, &keys.sk_pr)
+        };
+        let octets = signed_octets(suite.prf, msg, nonce, sk_p, &id.body());
+        Some(Authentication {
+            method: AuthMethod::SHARED_KEY_MIC,
+            data: psk_auth(suite.prf, &self.policy.psk, &octets)
+                .as_bytes()
+                .to_vec(),
+        })
+    }
+
+    fn verify_peer(
+        &self,
+        peer_is_initiator: bool,
+        id: &Identification,
+        auth: &Authentication,
+    ) -> bool {
+        let (Some(suite), Some(keys)) = (self.suite, self.keys.as_ref()) else {
+            return false;
+        };
+        if auth.method != AuthMethod::SHARED_KEY_MIC {
+            return false;
+        }
+        if let Some(want) = &self.policy.remote_id {
+            if want != id {
+                return false;
+            }
+        }
+        let (msg, nonce, sk_p) = if peer_is_initiator {
+            (&self.init_req, &self.nr, &keys.sk_pi)
+        } else {
+            (&self.init_resp, &self.ni, &keys.sk_pr)
+        };
+        let octets = signed_octets(suite.prf, msg, nonce, sk_p, &id.body());
+        verify_psk_auth(suite.prf, &self.policy.psk, &octets, &auth.data)
+    }
+
+    /// Initiator: IDi, INITIAL_CONTACT, [IDr], AUTH, [CP], SA, TSi, TSr.
+    pub(crate) fn send_auth(&mut self, io: &mut Io, now: Instant) {
+        let Some(auth) = self.psk_auth_for(true, &self.policy.local_id) else {
+            return;
+        };
+        let mut p = vec![
+            Payload::IdI(self.policy.local_id.clone()),
+            Payload::Notify(Notify::new(NotifyType::INITIAL_CONTACT, Vec::new())),
+        ];
+        if let Some(r) = &self.policy.remote_id {
+            p.push(Payload::IdR(r.clone()));
+        }
+        p.push(Payload::Auth(auth));
+        let tsi = if self.policy.request_virtual_ip {
+            p.push(Payload::Cp(Configuration {
+                cfg_type: CfgType::REQUEST,
+                attributes: vec![
+                    CfgAttribute::request(CfgAttrType::INTERNAL_IP4_ADDRESS),
+                    CfgAttribute::request(CfgAttrType::INTERNAL_IP4_DNS),
+                ],
+            }));
+            vec![any_v4()]
+        } else {
+            self.policy.local_ts.clone()
+        };
+        if let Some(spi) = io.spis.allocate() {
+            self.offered_child_spi = Some(spi);
+            p.push(Payload::Sa(esp_offer(&self.policy, spi)));
+            p.push(Payload::TsI(TrafficSelectors(tsi)));
+            p.push(Payload::TsR(TrafficSelectors(
+                self.policy.remote_ts.clone(),
+            )));
+        }
+        self.request(io, now, ExchangeType::IKE_AUTH, p, RequestKind::Auth);
+    }
+
+    /// Responder.
+    pub(crate) fn on_auth_request(&mut self, io: &mut Io, mid: u32, inner: &[Payload]) {
+        let a = pick(inner);
+        let ok = match (a.idi, a.auth) {
+            (Some(id), Some(auth)) => self.verify_peer(true, id, auth),
+            _ => false,
+        };
+        if !ok {
+            // §2.21.2: answer AUTHENTICATION_FAILED, then drop the SA.
+            self.respond(
+                io,
+                ExchangeType::IKE_AUTH,
+                mid,
+                &[error(NotifyType::AUTHENTICATION_FAILED)],
+            );
+            self.end(io, IkeSaEnd::LocalError("AUTHENTICATION_FAILED"));
+            return;
+        }
+        let Some(auth) = self.psk_auth_for(false, &self.policy.local_id) else {
+            return;
+        };
+        let mut out = vec![
+            Payload::IdR(self.policy.local_id.clone()),
+            Payload::Auth(auth),
+        ];
+        self.state = State::Established;
+        self.expires = None;
+        self.peer_id = a.idi.cloned();
+        let id = self.id();
+        if a.initial_contact {
+            io.initial_contact.push(id);
+        }
+        io.events.push_back(Event::IkeSaEstablished {
+            id,
+            peer: self.remote,
+        });
+        if let (Some(sa), Some(tsi), Some(tsr)) = (a.sa, a.tsi, a.tsr) {
+            match self.responder_child(io, sa, tsi, tsr, a.cp) {
+                Ok(mut p) => out.append(&mut p),
+                Err(t) => {
+                    out.push(error(t));
+                    io.events.push_back(Event::ChildSaFailed { id, reason: t });
+                }
+            }
+        }
+        self.respond(io, ExchangeType::IKE_AUTH, mid, &out);
+    }
+
+    fn responder_child(
+        &mut self,
+        io: &mut Io,
+        sa: &SecurityAssociation,
+        tsi: &TrafficSelectors,
+        tsr: &TrafficSelectors,
+        cp: Option<&Configuration>,
+    ) -> Result<Vec<Payload>, NotifyType> {
+        let mut out = Vec::new();
+        let mut allowed_i = self.policy.remote_ts.clone();
+        let wants_v4 = cp.is_some_and(|c| {
+            c.cfg_type == CfgType::REQUEST
+                && c.get(CfgAttrType::INTERNAL_IP4_ADDRESS).next().is_some()
+        });
+        if wants_v4 {
+            let a = io
+                .pool
+                .as_mut()
+                .and_then(|p| p.lease())
+                .ok_or(NotifyType::INTERNAL_ADDRESS_FAILURE)?;
+            self.virtual_ip = Some(a);
+            allowed_i = vec![TrafficSelector::range(IpAddr::V4(a), IpAddr::V4(a))];
+            let mut attrs = vec![CfgAttribute::ip4(CfgAttrType::INTERNAL_IP4_ADDRESS, a)];
+            attrs.extend(
+                self.policy
+                    .dns
+                    .iter()
+                    .map(|d| CfgAttribute::ip4(CfgAttrType::INTERNAL_IP4_DNS, *d)),
+            );
+            out.push(Payload::Cp(Configuration {
+                cfg_type: CfgType::REPLY,
+                attributes: attrs,
+            }));
+        }
+        let (ni, nr) = (self.ni.clone(), self.nr.clone());
+        // §1.2: a KE can't come with IKE_AUTH; DH transforms are ignored there.
+        let mut child = self.accept_child(io, sa, tsi, tsr, &allowed_i, None, &ni, &nr, None)?;
+        out.append(&mut child);
+        Ok(out)
+    }
+
+    fn child_keys(&self, key_len: usize) -> Option<ChildKeys> {
+        let (suite, keys) = (self.suite?, self.keys.as_ref()?);
+        ChildKeys::derive(suite.prf, &keys.sk_d, None, &self.ni, &self.nr, key_len).ok()
+    }
+
+    /// Initiator.
+    pub(crate) fn on_auth_response(&mut self, io: &mut Io, inner: &[Payload]) {
+        let a = pick(inner);
+        let ok = match (a.idr, a.auth) {
+            (Some(id), Some(auth)) => self.verify_peer(false, id, auth),
+            _ => false,
+        };
+        if !ok {
+            let reason = match a.error {
+                Some(t) if a.auth.is_none() => IkeSaEnd::PeerError(t),
+                _ => IkeSaEnd::LocalError("responder AUTH invalid"),
+            };
+            return self.end(io, reason);
+        }
+        self.state = State::Established;
+        let id = self.id();
+        io.events.push_back(Event::IkeSaEstablished {
+            id,
+            peer: self.remote,
+        });
+        let Some(our_spi) = self.offered_child_spi.take() else {
+            return;
+        };
+        match self.initiator_child(a.sa, a.tsi, a.tsr, a.cp, our_spi) {
+            Ok(c) => {
+                self.children.push(ChildRef {
+                    inbound_spi: c.inbound_spi,
+                    outbound_spi: c.outbound_spi,
+                    local_ts: c.local_ts.clone(),
+                    remote_ts: c.remote_ts.clone(),
+                });
+                io.events.push_back(Event::ChildSaEstablished(Box::new(c)));
+            }
+            Err(t) => {
+                io.spis.release(our_spi);
+                io.events.push_back(Event::ChildSaFailed {
+                    id,
+                    reason: a.error.unwrap_or(t),
+                });
+            }
+        }
+    }
+
+    fn initiator_child(
+        &mut self,
+        sa: Option<&SecurityAssociation>,
+        tsi: Option<&TrafficSelectors>,
+        tsr: Option<&TrafficSelectors>,
+        cp: Option<&Configuration>,
+        our_spi: u32,
+    ) -> Result<ChildSa, NotifyType> {
+        let (Some(sa), Some(tsi), Some(tsr)) = (sa, tsi, tsr) else {
+            return Err(NotifyType::NO_PROPOSAL_CHOSEN);
+        };
+        if sa.proposals.len() != 1 {
+            return Err(NotifyType::NO_PROPOSAL_CHOSEN);
+        }
+        let (suite, peer_spi, _) =
+            choose_esp(&self.policy, sa, our_spi, None).ok_or(NotifyType::NO_PROPOSAL_CHOSEN)?;
+        if self.policy.request_virtual_ip {
+            self.virtual_ip = cp.filter(|c| c.cfg_type == CfgType::REPLY).and_then(|c| {
+                c.get(CfgAttrType::INTERNAL_IP4_ADDRESS)
+                    .find_map(CfgAttribute::as_ip4)
+            });
+            if self.virtual_ip.is_none() {
+                return Err(NotifyType::FAILED_CP_REQUIRED);
+            }
+        }
+        let asked_i = if self.policy.request_virtual_ip {
+            vec![any_v4()]
+        } else {
+            self.policy.local_ts.clone()
+        };
+        // The responder may only narrow what we asked for (§2.9).
+        if tsi.0.is_empty()
+            || tsr.0.is_empty()
+            || !within(&tsi.0, &asked_i)
+            || !within(&tsr.0, &self.policy.remote_ts)
+        {
+            return Err(NotifyType::TS_UNACCEPTABLE);
+        }
+        let keys = self
+            .child_keys(usize::from(suite.encr_bits / 8))
+            .ok_or(NotifyType::NO_PROPOSAL_CHOSEN)?;
+        Ok(ChildSa {
+            ike_sa: self.id(),
+            inbound_spi: our_spi,
+            outbound_spi: peer_spi,
+            inbound_key: keys.encr_r,
+            outbound_key: keys.encr_i,
+            esn: suite.esn,
+            local_ts: tsi.0.clone(),
+            remote_ts: tsr.0.clone(),
+            local: self.local,
+            peer: self.remote,
+            udp_encap: self.nat_detected,
+            virtual_ip: self.virtual_ip,
+            replaces: None,
+        })
+    }
+}

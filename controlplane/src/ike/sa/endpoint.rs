@@ -1,0 +1,322 @@
+//! The IKE endpoint: routes datagrams to IKE SAs by SPI and drives their
+//! timers. No sockets, no clock: the caller feeds it and drains it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::RngCore;
+
+use super::ike_sa::{IkeSa, State};
+use super::init::{on_init_request, InitOutcome};
+use super::io::Io;
+use super::{AddressPool, Event, IkeSaId, Policy, SpiAllocator, Transmit};
+use crate::ike::wire::{
+    strip_non_esp_marker, ExchangeType, Message, Notify, NotifyType, ParseError, Payload,
+};
+
+/// Responder settings of an endpoint.
+struct Responder {
+    policy: Arc<Policy>,
+    /// Above this many half-open SAs, demand cookies (§2.6).
+    cookie_threshold: usize,
+    cookie_secret: [u8; 32],
+}
+
+/// Counters of what the endpoint dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    pub malformed: u64,
+    pub unknown_spi: u64,
+}
+
+pub struct IkeEndpoint {
+    sas: HashMap<u64, IkeSa>,
+    /// IKE_SA_INIT retransmissions find their SA by (peer, SPIi).
+    half_open: HashMap<(SocketAddr, u64), u64>,
+    responder: Option<Responder>,
+    io: Io,
+    stats: EndpointStats,
+}
+
+impl IkeEndpoint {
+    pub fn new(rng: Box<dyn RngCore + Send>, spis: Box<dyn SpiAllocator + Send>) -> Self {
+        IkeEndpoint {
+            sas: HashMap::new(),
+            half_open: HashMap::new(),
+            responder: None,
+            io: Io {
+                rng,
+                spis,
+                pool: None,
+                transmits: Default::default(),
+                events: Default::default(),
+                born: Vec::new(),
+                initial_contact: Vec::new(),
+            },
+            stats: EndpointStats::default(),
+        }
+    }
+
+    /// Accept IKE SAs from peers under `policy`, leasing inner addresses from `pool`.
+    pub fn accept(&mut self, policy: Policy, pool: Option<AddressPool>) {
+        let mut cookie_secret = [0u8; 32];
+        self.io.rng.fill_bytes(&mut cookie_secret);
+        self.io.pool = pool;
+        self.responder = Some(Responder {
+            policy: Arc::new(policy),
+            cookie_threshold: usize::MAX,
+            cookie_secret,
+        });
+    }
+
+    /// Demand cookies once `n` IKE SAs are half-open.
+    pub fn set_cookie_threshold(&mut self, n: usize) {
+        if let Some(r) = self.responder.as_mut() {
+            r.cookie_threshold = n;
+        }
+    }
+
+    /// Starts an IKE SA (and its first CHILD SA) to `remote`.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        policy: Policy,
+    ) -> Option<IkeSaId> {
+        let sa = IkeSa::start(&mut self.io, now, local, remote, Arc::new(policy))?;
+        let id = sa.id();
+        self.sas.insert(id.0, sa);
+        Some(id)
+    }
+
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        datagram: &[u8],
+    ) {
+        let bytes = if local.port() == 4500 {
+            match strip_non_esp_marker(datagram) {
+                Some(b) => b,
+                None => return, // ESP or keepalive: not ours
+            }
+        } else {
+            datagram
+        };
+        let msg = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => return self.malformed(local, remote, bytes, e),
+        };
+        let h = &msg.header;
+        if h.exchange == ExchangeType::IKE_SA_INIT && !h.flags.response() && h.spi_r == 0 {
+            return self.init_request(now, local, remote, bytes, msg);
+        }
+        // The I flag says the sender is the original initiator, so our SPI is the other one.
+        let ours = if h.flags.initiator() {
+            h.spi_r
+        } else {
+            h.spi_i
+        };
+        let Some(sa) = self.sas.get_mut(&ours) else {
+            self.stats.unknown_spi += 1;
+            return;
+        };
+        sa.handle(&mut self.io, now, local, remote, bytes, msg);
+        self.reap(ours);
+    }
+
+    fn malformed(&mut self, local: SocketAddr, remote: SocketAddr, bytes: &[u8], e: ParseError) {
+        self.stats.malformed += 1;
+        // §2.5: a request with an unknown critical payload is answered with
+        // UNSUPPORTED_CRITICAL_PAYLOAD (unencrypted here only for IKE_SA_INIT).
+        let ParseError::UnsupportedCriticalPayload(t) = e else {
+            return;
+        };
+        let Ok(h) = crate::ike::wire::Header::parse(bytes) else {
+            return;
+        };
+        if h.exchange != ExchangeType::IKE_SA_INIT || h.flags.response() {
+            return;
+        }
+        let mut m = Message {
+            header: crate::ike::wire::Header::new(
+                h.spi_i,
+                0,
+                h.exchange,
+                crate::ike::wire::Flags::RESPONSE,
+                h.message_id,
+            ),
+            payloads: vec![Payload::Notify(Notify::new(
+                NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD,
+                vec![t.0],
+            ))],
+        };
+        self.io.transmits.push_back(Transmit {
+            local,
+            remote,
+            payload: m.emit(),
+        });
+    }
+
+    fn init_request(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        raw: &[u8],
+        msg: Message,
+    ) {
+        let Some(r) = &self.responder else { return };
+        if let Some(spi) = self.half_open.get(&(remote, msg.header.spi_i)) {
+            // A retransmission: resend the cached response (§2.1).
+            if let Some((_, d)) = self.sas.get(spi).and_then(|s| s.last_response.as_ref()) {
+                self.io.transmits.push_back(Transmit {
+                    local,
+                    remote,
+                    payload: d.clone(),
+                });
+            }
+            return;
+        }
+        let under_load = self.half_open.len() >= r.cookie_threshold;
+        let secret = under_load.then_some(&r.cookie_secret[..]);
+        let policy = r.policy.clone();
+        if let InitOutcome::Created(sa) =
+            on_init_request(&mut self.io, now, local, remote, raw, &msg, &policy, secret)
+        {
+            self.half_open.insert((remote, sa.spi_i), sa.spi_r);
+            self.sas.insert(sa.spi_r, *sa);
+        }
+    }
+
+    /// Drops an SA that ended; forgets the half-open index once established;
+    /// adopts SAs born from a rekey.
+    fn reap(&mut self, spi: u64) {
+        for sa in std::mem::take(&mut self.io.born) {
+            self.sas.insert(sa.id().0, sa);
+        }
+        for fresh in std::mem::take(&mut self.io.initial_contact) {
+            self.initial_contact(fresh);
+        }
+        let Some(sa) = self.sas.get(&spi) else { return };
+        if sa.state != State::HalfOpen && !sa.initiator {
+            let key = self
+                .half_open
+                .iter()
+                .find(|(_, v)| **v == spi)
+                .map(|(k, _)| *k);
+            if let Some(k) = key {
+                self.half_open.remove(&k);
+            }
+        }
+        if sa.state == State::Dead {
+            self.sas.remove(&spi);
+        }
+    }
+
+    /// Ends, without a DELETE, the other responder SAs of the same identity.
+    fn initial_contact(&mut self, fresh: IkeSaId) {
+        let Some(who) = self.sas.get(&fresh.0).and_then(|s| s.peer_id.clone()) else {
+            return;
+        };
+        let stale: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(k, s)| **k != fresh.0 && !s.initiator && s.peer_id.as_ref() == Some(&who))
+            .map(|(k, _)| *k)
+            .collect();
+        for spi in stale {
+            if let Some(mut sa) = self.sas.remove(&spi) {
+                sa.end(&mut self.io, super::IkeSaEnd::Replaced);
+            }
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(_, s)| s.next_timeout().is_some_and(|t| t <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        for spi in due {
+            if let Some(sa) = self.sas.get_mut(&spi) {
+                sa.on_timeout(&mut self.io, now);
+            }
+            self.reap(spi);
+        }
+    }
+
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.sas.values().filter_map(IkeSa::next_timeout).min()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.io.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.io.events.pop_front()
+    }
+
+    /// Deletes an IKE SA and its CHILD SAs (INFORMATIONAL DELETE).
+    pub fn delete_ike_sa(&mut self, now: Instant, id: IkeSaId) -> bool {
+        let Some(sa) = self.sas.get_mut(&id.0) else {
+            return false;
+        };
+        sa.delete_ike(&mut self.io, now);
+        self.reap(id.0);
+        true
+    }
+
+    /// Deletes one CHILD SA, named by our inbound SPI.
+    pub fn delete_child_sa(&mut self, now: Instant, id: IkeSaId, inbound_spi: u32) -> bool {
+        let Some(sa) = self.sas.get_mut(&id.0) else {
+            return false;
+        };
+        sa.delete_child(&mut self.io, now, inbound_spi)
+    }
+
+    /// Rekeys the CHILD SA with our `inbound_spi` (CREATE_CHILD_SA, §2.8):
+    /// `ChildSaEstablished { replaces: Some(inbound_spi), .. }` then the old
+    /// pair's `ChildSaDeleted`.
+    pub fn rekey_child_sa(&mut self, now: Instant, id: IkeSaId, inbound_spi: u32) -> bool {
+        let Some(sa) = self.sas.get_mut(&id.0) else {
+            return false;
+        };
+        sa.rekey_child(&mut self.io, now, inbound_spi)
+    }
+
+    /// Rekeys the IKE SA (CREATE_CHILD_SA, §2.18): `IkeSaRekeyed`, then the
+    /// old SA's `IkeSaDeleted { reason: Rekeyed }`.
+    pub fn rekey_ike_sa(&mut self, now: Instant, id: IkeSaId) -> bool {
+        let Some(sa) = self.sas.get_mut(&id.0) else {
+            return false;
+        };
+        sa.rekey_ike(&mut self.io, now)
+    }
+
+    /// Sends an empty INFORMATIONAL request; no answer kills the SA (§1.4).
+    pub fn check_liveness(&mut self, now: Instant, id: IkeSaId) -> bool {
+        let Some(sa) = self.sas.get_mut(&id.0) else {
+            return false;
+        };
+        sa.liveness(&mut self.io, now)
+    }
+
+    pub fn ike_sa_count(&self) -> usize {
+        self.sas.len()
+    }
+
+    pub fn half_open_count(&self) -> usize {
+        self.half_open.len()
+    }
+
+    pub fn stats(&self) -> EndpointStats {
+        self.stats
+    }
+}

@@ -1,0 +1,39 @@
+//! What the SA handlers share with the endpoint: entropy, the SPI
+//! allocator, the address pool and the output queues.
+
+use std::collections::VecDeque;
+
+use rand::RngCore;
+
+use super::{AddressPool, Event, SpiAllocator, Transmit};
+
+pub(crate) struct Io {
+    pub rng: Box<dyn RngCore + Send>,
+    pub spis: Box<dyn SpiAllocator + Send>,
+    pub pool: Option<AddressPool>,
+    pub transmits: VecDeque<Transmit>,
+    pub events: VecDeque<Event>,
+    /// IKE SAs born from a rekey, for the endpoint to adopt.
+    pub born: Vec<super::ike_sa::IkeSa>,
+    /// IKE SAs whose peer sent INITIAL_CONTACT (RFC 7296 §2.4): older SAs
+    /// with the same peer identity are stale.
+    pub initial_contact: Vec<super::IkeSaId>,
+}
+
+impl Io {
+    pub fn random_spi(&mut self) -> u64 {
+        loop {
+            let s = self.rng.next_u64();
+            if s != 0 {
+                return s;
+            }
+        }
+    }
+
+    /// 32-byte nonces: at least half the PRF key size for every PRF we use (§2.10).
+    pub fn nonce(&mut self) -> Vec<u8> {
+        let mut n = vec![0u8; 32];
+        self.rng.fill_bytes(&mut n);
+        n
+    }
+}

@@ -1,0 +1,50 @@
+//! What one side of an IKE SA accepts and offers.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use crate::ike::crypto::{DhGroup, Prf, Secret};
+use crate::ike::wire::{Identification, TrafficSelector};
+
+/// Retransmission of unanswered requests (RFC 7296 §2.1): the timeout
+/// doubles after each try; after `max_tries` sends the IKE SA is dead.
+#[derive(Clone, Copy, Debug)]
+pub struct Retransmit {
+    pub initial: Duration,
+    pub max_tries: u32,
+}
+
+impl Default for Retransmit {
+    fn default() -> Self {
+        Retransmit {
+            initial: Duration::from_millis(500),
+            max_tries: 5,
+        }
+    }
+}
+
+/// The local policy of an IKE SA (the initiator's to `connect`, the
+/// responder's given to the endpoint).
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub local_id: Identification,
+    /// The identity the peer must prove; `None` accepts any holder of the PSK.
+    pub remote_id: Option<Identification>,
+    pub psk: Secret,
+    /// IKE suites offered/accepted, preferred first (AES-GCM-16 key bits).
+    pub ike_encr_bits: Vec<u16>,
+    pub ike_prfs: Vec<Prf>,
+    pub ike_groups: Vec<DhGroup>,
+    /// ESP AES-GCM-16 key bits for CHILD SAs.
+    pub esp_encr_bits: Vec<u16>,
+    /// DH groups for PFS in CREATE_CHILD_SA (empty: no PFS).
+    pub esp_groups: Vec<DhGroup>,
+    /// Selectors for the CHILD SA, from this side's point of view.
+    pub local_ts: Vec<TrafficSelector>,
+    pub remote_ts: Vec<TrafficSelector>,
+    /// Initiator: ask for an inner IPv4 address with a CP request.
+    pub request_virtual_ip: bool,
+    /// Responder: DNS servers returned in a CP reply.
+    pub dns: Vec<Ipv4Addr>,
+    pub retransmit: Retransmit,
+}

@@ -1,0 +1,897 @@
+//! The IKE state machines end to end in simulated time: an initiator and a
+//! responder over an in-memory network (quinn-proto's `Pair` style), with
+//! loss, a NAT, and misconfigurations.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use controlplane::ike::crypto::{DhGroup, Prf, Secret};
+use controlplane::ike::sa::*;
+use controlplane::ike::wire::{
+    strip_non_esp_marker, ExchangeType, Identification, Message, NotifyType, TrafficSelector,
+};
+use rand::SeedableRng;
+
+#[derive(Default)]
+struct SpiLog {
+    next: u32,
+    allocated: Vec<u32>,
+    released: Vec<u32>,
+}
+
+/// An SPI allocator the test can inspect.
+#[derive(Clone, Default)]
+struct Spis(Arc<Mutex<SpiLog>>);
+
+impl Spis {
+    fn starting_at(next: u32) -> Self {
+        Spis(Arc::new(Mutex::new(SpiLog {
+            next,
+            ..Default::default()
+        })))
+    }
+    fn live(&self) -> Vec<u32> {
+        let g = self.0.lock().unwrap();
+        g.allocated
+            .iter()
+            .filter(|s| !g.released.contains(s))
+            .copied()
+            .collect()
+    }
+}
+
+impl SpiAllocator for Spis {
+    fn allocate(&mut self) -> Option<u32> {
+        let mut g = self.0.lock().unwrap();
+        let s = g.next;
+        g.next += 1;
+        g.allocated.push(s);
+        Some(s)
+    }
+    fn release(&mut self, spi: u32) {
+        self.0.lock().unwrap().released.push(spi);
+    }
+}
+
+fn ts(a: &str, b: &str) -> TrafficSelector {
+    TrafficSelector::range(a.parse().unwrap(), b.parse().unwrap())
+}
+
+fn client_policy() -> Policy {
+    Policy {
+        local_id: Identification::fqdn("client.test"),
+        remote_id: Some(Identification::fqdn("gw.test")),
+        psk: Secret::from_slice(b"correct horse battery staple"),
+        ike_encr_bits: vec![128],
+        ike_prfs: vec![Prf::HmacSha256],
+        ike_groups: vec![DhGroup::Curve25519],
+        esp_encr_bits: vec![128],
+        esp_groups: vec![],
+        local_ts: vec![],
+        remote_ts: vec![ts("10.1.0.0", "10.1.255.255")],
+        request_virtual_ip: true,
+        dns: vec![],
+        retransmit: Retransmit::default(),
+    }
+}
+
+fn server_policy() -> Policy {
+    Policy {
+        local_id: Identification::fqdn("gw.test"),
+        remote_id: None,
+        psk: Secret::from_slice(b"correct horse battery staple"),
+        ike_encr_bits: vec![256, 128],
+        ike_prfs: vec![Prf::HmacSha512, Prf::HmacSha256],
+        ike_groups: vec![DhGroup::Curve25519, DhGroup::Ecp256],
+        esp_encr_bits: vec![256, 128],
+        esp_groups: vec![DhGroup::Curve25519, DhGroup::Ecp256],
+        local_ts: vec![ts("10.0.0.0", "10.255.255.255")],
+        remote_ts: vec![ts("0.0.0.0", "255.255.255.255")],
+        request_virtual_ip: false,
+        dns: vec![Ipv4Addr::new(10, 1, 0, 53)],
+        retransmit: Retransmit::default(),
+    }
+}
+
+const CLIENT: &str = "198.51.100.7:500";
+const SERVER: &str = "203.0.113.1:500";
+const NAT_PUBLIC: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
+
+struct Node {
+    ep: IkeEndpoint,
+    spis: Spis,
+    events: Vec<Event>,
+}
+
+impl Node {
+    fn new(seed: u64, first_spi: u32) -> Node {
+        let spis = Spis::starting_at(first_spi);
+        let ep = IkeEndpoint::new(
+            Box::new(rand::rngs::StdRng::seed_from_u64(seed)),
+            Box::new(spis.clone()),
+        );
+        Node {
+            ep,
+            spis,
+            events: Vec::new(),
+        }
+    }
+
+    fn children(&self) -> Vec<&ChildSa> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ChildSaEstablished(c) => Some(&**c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn ike_ended(&self) -> Vec<IkeSaEnd> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::IkeSaDeleted { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn established(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| matches!(e, Event::IkeSaEstablished { .. }))
+            .count()
+    }
+}
+
+/// One datagram seen on the wire, after NAT on the client side.
+#[derive(Clone, Debug)]
+struct Seen {
+    at: Duration,
+    to_server: bool,
+    t: Transmit,
+}
+
+struct Pair {
+    start: Instant,
+    now: Instant,
+    client: Node,
+    server: Node,
+    /// Client sits behind a NAT that maps its private source to NAT_PUBLIC.
+    nat: bool,
+    /// Decides per datagram (seen index, datagram) whether it is lost.
+    drop: Box<dyn FnMut(&Seen) -> bool>,
+    wire: Vec<Seen>,
+    queue: VecDeque<(bool, Transmit)>,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let mut server = Node::new(2, 0x5000_0000);
+        server.ep.accept(
+            server_policy(),
+            Some(AddressPool::new(Ipv4Addr::new(10, 9, 0, 1), 4)),
+        );
+        let now = Instant::now();
+        Pair {
+            start: now,
+            now,
+            client: Node::new(1, 0xc000_0000),
+            server,
+            nat: false,
+            drop: Box::new(|_| false),
+            wire: Vec::new(),
+            queue: VecDeque::new(),
+        }
+    }
+
+    fn connect(&mut self, p: Policy) -> IkeSaId {
+        let local: SocketAddr = if self.nat {
+            "10.0.0.2:500".parse().unwrap()
+        } else {
+            CLIENT.parse().unwrap()
+        };
+        self.client
+            .ep
+            .connect(self.now, local, SERVER.parse().unwrap(), p)
+            .unwrap()
+    }
+
+    /// NAT: the client's private (ip, port) appears as NAT_PUBLIC with port + 1000.
+    fn nat_out(&self, a: SocketAddr) -> SocketAddr {
+        if self.nat {
+            SocketAddr::new(IpAddr::V4(NAT_PUBLIC), a.port() + 1000)
+        } else {
+            a
+        }
+    }
+
+    fn nat_in(&self, a: SocketAddr) -> SocketAddr {
+        if self.nat && a.ip() == IpAddr::V4(NAT_PUBLIC) {
+            SocketAddr::new("10.0.0.2".parse().unwrap(), a.port() - 1000)
+        } else {
+            a
+        }
+    }
+
+    fn collect(&mut self) {
+        while let Some(t) = self.client.ep.poll_transmit() {
+            self.queue.push_back((true, t));
+        }
+        while let Some(t) = self.server.ep.poll_transmit() {
+            self.queue.push_back((false, t));
+        }
+        while let Some(e) = self.client.ep.poll_event() {
+            self.client.events.push(e);
+        }
+        while let Some(e) = self.server.ep.poll_event() {
+            self.server.events.push(e);
+        }
+    }
+
+    /// Delivers everything queued; true if anything moved.
+    fn step(&mut self) -> bool {
+        self.collect();
+        let mut moved = false;
+        while let Some((to_server, mut t)) = self.queue.pop_front() {
+            moved = true;
+            if to_server {
+                t.local = self.nat_out(t.local);
+            }
+            let seen = Seen {
+                at: self.now - self.start,
+                to_server,
+                t: t.clone(),
+            };
+            self.wire.push(seen.clone());
+            if (self.drop)(&seen) {
+                continue;
+            }
+            if to_server {
+                self.server
+                    .ep
+                    .handle_datagram(self.now, t.remote, t.local, &t.payload);
+            } else {
+                let dst = self.nat_in(t.remote);
+                self.client
+                    .ep
+                    .handle_datagram(self.now, dst, t.local, &t.payload);
+            }
+            self.collect();
+        }
+        moved
+    }
+
+    /// Runs until quiet or `limit` of simulated time has passed.
+    fn drive_for(&mut self, limit: Duration) {
+        let end = self.now + limit;
+        loop {
+            if self.step() {
+                continue;
+            }
+            let next = [self.client.ep.next_timeout(), self.server.ep.next_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= end => {
+                    self.now = self.now.max(t);
+                    self.client.ep.handle_timeout(self.now);
+                    self.server.ep.handle_timeout(self.now);
+                }
+                _ => break,
+            }
+        }
+    }
+
+    fn drive(&mut self) {
+        self.drive_for(Duration::from_secs(5));
+    }
+
+    fn exchanges(&self, to_server: bool, ex: ExchangeType) -> Vec<Duration> {
+        self.wire
+            .iter()
+            .filter(|s| s.to_server == to_server)
+            .filter(|s| is_exchange(s, ex))
+            .map(|s| s.at)
+            .collect()
+    }
+}
+
+fn is_exchange(s: &Seen, ex: ExchangeType) -> bool {
+    let server_port = if s.to_server {
+        s.t.remote.port()
+    } else {
+        s.t.local.port()
+    };
+    let b = if server_port == 500 {
+        Some(&s.t.payload[..])
+    } else {
+        strip_non_esp_marker(&s.t.payload)
+    };
+    b.and_then(|b| Message::parse(b).ok())
+        .is_some_and(|m| m.header.exchange == ex)
+}
+
+#[test]
+fn handshake_establishes_matching_child_sas_with_a_leased_address() {
+    let mut p = Pair::new();
+    p.connect(client_policy());
+    p.drive();
+    assert_eq!(p.client.established(), 1);
+    assert_eq!(p.server.established(), 1);
+    let (c, s) = (p.client.children(), p.server.children());
+    assert_eq!((c.len(), s.len()), (1, 1));
+    let (c, s) = (c[0], s[0]);
+    // SPIs come from each side's allocator.
+    assert_eq!(c.inbound_spi, 0xc000_0000);
+    assert_eq!(s.inbound_spi, 0x5000_0000);
+    assert_eq!(
+        (c.outbound_spi, s.outbound_spi),
+        (s.inbound_spi, c.inbound_spi)
+    );
+    assert_eq!(c.outbound_key.0.as_bytes(), s.inbound_key.0.as_bytes());
+    assert_eq!(c.inbound_key.0.as_bytes(), s.outbound_key.0.as_bytes());
+    assert_ne!(c.inbound_key.0.as_bytes(), c.outbound_key.0.as_bytes());
+    assert_eq!(c.outbound_key.0.len(), 20, "AES-128 key + salt");
+    // CP: the first pool address, and TSi narrowed to it.
+    let vip = Ipv4Addr::new(10, 9, 0, 1);
+    assert_eq!((c.virtual_ip, s.virtual_ip), (Some(vip), Some(vip)));
+    assert_eq!(c.local_ts, [ts("10.9.0.1", "10.9.0.1")]);
+    assert_eq!(s.remote_ts, [ts("10.9.0.1", "10.9.0.1")]);
+    assert_eq!(c.remote_ts, [ts("10.1.0.0", "10.1.255.255")]);
+    assert_eq!(s.local_ts, c.remote_ts);
+    assert!(!c.udp_encap && !s.udp_encap);
+    assert_eq!(s.peer, CLIENT.parse().unwrap());
+    // Two round trips, nothing retransmitted.
+    assert_eq!(p.wire.len(), 4);
+    assert_eq!(p.server.ep.half_open_count(), 0);
+    assert!(format!("{c:?}").contains("Secret(<20 bytes>)"));
+}
+
+#[test]
+fn lost_packets_are_retransmitted_and_answered_from_the_reply_cache() {
+    let mut p = Pair::new();
+    let mut n_init = 0;
+    let mut n_auth_resp = 0;
+    p.drop = Box::new(move |s| {
+        if s.to_server && is_exchange(s, ExchangeType::IKE_SA_INIT) {
+            n_init += 1;
+            return n_init == 1;
+        }
+        if !s.to_server && is_exchange(s, ExchangeType::IKE_AUTH) {
+            n_auth_resp += 1;
+            return n_auth_resp == 1;
+        }
+        false
+    });
+    p.connect(client_policy());
+    p.drive();
+    let ms = Duration::from_millis;
+    assert_eq!(
+        p.exchanges(true, ExchangeType::IKE_SA_INIT),
+        [ms(0), ms(500)]
+    );
+    assert_eq!(
+        p.exchanges(true, ExchangeType::IKE_AUTH),
+        [ms(500), ms(1000)]
+    );
+    // The responder answered the retransmitted IKE_AUTH from its cache: one CHILD SA.
+    assert_eq!(p.exchanges(false, ExchangeType::IKE_AUTH).len(), 2);
+    assert_eq!(p.server.children().len(), 1);
+    assert_eq!(p.client.children().len(), 1);
+    assert_eq!(p.server.spis.live().len(), 1);
+}
+
+#[test]
+fn retransmission_backs_off_then_gives_up() {
+    let mut p = Pair::new();
+    p.drop = Box::new(|_| true);
+    p.connect(client_policy());
+    p.drive_for(Duration::from_secs(60));
+    let ms = Duration::from_millis;
+    assert_eq!(
+        p.exchanges(true, ExchangeType::IKE_SA_INIT),
+        [ms(0), ms(500), ms(1500), ms(3500), ms(7500)]
+    );
+    assert_eq!(p.client.ike_ended(), [IkeSaEnd::Timeout]);
+    assert_eq!(p.client.ep.ike_sa_count(), 0);
+    assert_eq!(p.client.ep.next_timeout(), None);
+}
+
+#[test]
+fn wrong_psk_fails_cleanly_on_both_sides() {
+    let mut p = Pair::new();
+    let mut c = client_policy();
+    c.psk = Secret::from_slice(b"wrong");
+    p.connect(c);
+    p.drive();
+    assert_eq!(
+        p.server.ike_ended(),
+        [IkeSaEnd::LocalError("AUTHENTICATION_FAILED")]
+    );
+    assert_eq!(
+        p.client.ike_ended(),
+        [IkeSaEnd::PeerError(NotifyType::AUTHENTICATION_FAILED)]
+    );
+    assert_eq!(p.client.established() + p.server.established(), 0);
+    assert!(p.client.children().is_empty() && p.server.children().is_empty());
+    assert_eq!(
+        (p.client.ep.ike_sa_count(), p.server.ep.ike_sa_count()),
+        (0, 0)
+    );
+    assert!(p.client.spis.live().is_empty(), "offered SPI released");
+    assert_eq!(p.server.ep.half_open_count(), 0);
+}
+
+#[test]
+fn wrong_responder_identity_is_refused_by_the_initiator() {
+    let mut p = Pair::new();
+    let mut c = client_policy();
+    c.remote_id = Some(Identification::fqdn("other.test"));
+    p.connect(c);
+    p.drive();
+    assert_eq!(
+        p.client.ike_ended(),
+        [IkeSaEnd::LocalError("responder AUTH invalid")]
+    );
+    assert_eq!(p.client.established(), 0);
+}
+
+#[test]
+fn group_mismatch_recovers_with_invalid_ke_payload() {
+    let mut p = Pair::new();
+    let mut s = server_policy();
+    s.ike_groups = vec![DhGroup::Ecp256];
+    p.server
+        .ep
+        .accept(s, Some(AddressPool::new(Ipv4Addr::new(10, 9, 0, 1), 4)));
+    let mut c = client_policy();
+    c.ike_groups = vec![DhGroup::Curve25519, DhGroup::Ecp256];
+    p.connect(c);
+    p.drive();
+    assert_eq!(p.exchanges(true, ExchangeType::IKE_SA_INIT).len(), 2);
+    let first_reply = p.wire.iter().find(|s| !s.to_server).unwrap();
+    let m = Message::parse(&first_reply.t.payload).unwrap();
+    assert_eq!(
+        m.notify(NotifyType::INVALID_KE_PAYLOAD).unwrap().data,
+        [0, 19]
+    );
+    assert_eq!(p.client.children().len(), 1);
+    assert_eq!(p.server.children().len(), 1);
+}
+
+#[test]
+fn no_common_proposal_fails_the_initiator() {
+    let mut p = Pair::new();
+    let mut c = client_policy();
+    c.ike_prfs = vec![Prf::HmacSha384];
+    p.connect(c);
+    p.drive();
+    assert_eq!(
+        p.client.ike_ended(),
+        [IkeSaEnd::PeerError(NotifyType::NO_PROPOSAL_CHOSEN)]
+    );
+    assert_eq!(p.server.ep.ike_sa_count(), 0, "responder kept no state");
+}
+
+#[test]
+fn nat_is_detected_and_ike_moves_to_port_4500() {
+    let mut p = Pair::new();
+    p.nat = true;
+    p.connect(client_policy());
+    p.drive();
+    let auth: Vec<&Seen> = p
+        .wire
+        .iter()
+        .filter(|s| is_exchange(s, ExchangeType::IKE_AUTH))
+        .collect();
+    assert_eq!(auth.len(), 2);
+    for s in &auth {
+        // Server side on 4500; the client's 4500 shows through the NAT as 5500.
+        let (server_end, client_end) = if s.to_server {
+            (s.t.remote, s.t.local)
+        } else {
+            (s.t.local, s.t.remote)
+        };
+        assert_eq!(
+            (server_end.port(), client_end.port()),
+            (4500, 5500),
+            "{s:?}"
+        );
+        assert_eq!(&s.t.payload[..4], [0, 0, 0, 0], "non-ESP marker");
+    }
+    let (c, s) = (p.client.children()[0], p.server.children()[0]);
+    assert!(c.udp_encap && s.udp_encap);
+    assert_eq!(s.peer, SocketAddr::new(IpAddr::V4(NAT_PUBLIC), 5500));
+    assert_eq!(c.peer, "203.0.113.1:4500".parse().unwrap());
+    assert_eq!(c.local, "10.0.0.2:4500".parse().unwrap());
+}
+
+#[test]
+fn initiator_deletes_the_ike_sa_and_both_sides_drop_everything() {
+    let mut p = Pair::new();
+    let id = p.connect(client_policy());
+    p.drive();
+    assert!(p.client.ep.delete_ike_sa(p.now, id));
+    p.drive();
+    assert_eq!(p.client.ike_ended(), [IkeSaEnd::Deleted]);
+    assert_eq!(p.server.ike_ended(), [IkeSaEnd::Deleted]);
+    for n in [&p.client, &p.server] {
+        let deleted = n
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::ChildSaDeleted { .. }))
+            .count();
+        assert_eq!(deleted, 1);
+        assert!(n.spis.live().is_empty());
+        assert_eq!(n.ep.ike_sa_count(), 0);
+    }
+    // The lease went back: the next client gets the same address.
+    p.connect(client_policy());
+    p.drive();
+    assert_eq!(
+        p.client.children()[1].virtual_ip,
+        Some(Ipv4Addr::new(10, 9, 0, 1))
+    );
+}
+
+#[test]
+fn child_sa_delete_names_each_sides_inbound_spi() {
+    let mut p = Pair::new();
+    let id = p.connect(client_policy());
+    p.drive();
+    let spi = p.client.children()[0].inbound_spi;
+    assert!(p.client.ep.delete_child_sa(p.now, id, spi));
+    p.drive();
+    let del = |n: &Node| {
+        n.events
+            .iter()
+            .find_map(|e| match e {
+                Event::ChildSaDeleted {
+                    inbound_spi,
+                    outbound_spi,
+                    ..
+                } => Some((*inbound_spi, *outbound_spi)),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(del(&p.client), (0xc000_0000, 0x5000_0000));
+    assert_eq!(del(&p.server), (0x5000_0000, 0xc000_0000));
+    assert!(p.client.ike_ended().is_empty() && p.server.ike_ended().is_empty());
+    assert!(p.server.spis.live().is_empty());
+}
+
+#[test]
+fn liveness_check_is_answered_and_silence_kills_the_sa() {
+    let mut p = Pair::new();
+    let id = p.connect(client_policy());
+    p.drive();
+    assert!(p.client.ep.check_liveness(p.now, id));
+    p.drive();
+    assert!(p.client.ike_ended().is_empty());
+    assert_eq!(p.exchanges(false, ExchangeType::INFORMATIONAL).len(), 1);
+    p.drop = Box::new(|_| true);
+    assert!(p.client.ep.check_liveness(p.now, id));
+    p.drive_for(Duration::from_secs(60));
+    assert_eq!(p.client.ike_ended(), [IkeSaEnd::Timeout]);
+    let deleted = p
+        .client
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::ChildSaDeleted { .. }))
+        .count();
+    assert_eq!(deleted, 1);
+}
+
+#[test]
+fn cookies_are_demanded_under_load_and_the_initiator_complies() {
+    let mut p = Pair::new();
+    p.server.ep.set_cookie_threshold(0);
+    p.connect(client_policy());
+    p.drive();
+    let first_reply = p.wire.iter().find(|s| !s.to_server).unwrap();
+    let m = Message::parse(&first_reply.t.payload).unwrap();
+    assert!(m.notify(NotifyType::COOKIE).is_some());
+    assert_eq!(p.exchanges(true, ExchangeType::IKE_SA_INIT).len(), 2);
+    assert_eq!(p.client.children().len(), 1);
+}
+
+#[test]
+fn unacceptable_selectors_keep_the_ike_sa_but_fail_the_child() {
+    let mut p = Pair::new();
+    let mut c = client_policy();
+    c.remote_ts = vec![ts("172.16.0.0", "172.16.255.255")];
+    p.connect(c);
+    p.drive();
+    assert_eq!((p.client.established(), p.server.established()), (1, 1));
+    for n in [&p.client, &p.server] {
+        assert!(n.events.iter().any(|e| matches!(
+            e,
+            Event::ChildSaFailed {
+                reason: NotifyType::TS_UNACCEPTABLE,
+                ..
+            }
+        )));
+        assert!(n.children().is_empty());
+    }
+    assert!(p.client.spis.live().is_empty());
+    assert!(p.server.spis.live().is_empty());
+}
+
+#[test]
+fn forged_or_garbage_datagrams_change_nothing() {
+    let mut p = Pair::new();
+    p.connect(client_policy());
+    p.drive();
+    let before = (p.client.events.len(), p.server.events.len());
+    // Replay the IKE_AUTH request with a flipped ciphertext byte: ICV fails, dropped.
+    let auth = p
+        .wire
+        .iter()
+        .find(|s| s.to_server && is_exchange(s, ExchangeType::IKE_AUTH))
+        .unwrap()
+        .clone();
+    let mut b = auth.t.payload.clone();
+    let n = b.len();
+    b[n - 20] ^= 1;
+    p.server
+        .ep
+        .handle_datagram(p.now, auth.t.remote, auth.t.local, &b);
+    p.server
+        .ep
+        .handle_datagram(p.now, auth.t.remote, auth.t.local, &[1, 2, 3]);
+    p.drive();
+    assert_eq!((p.client.events.len(), p.server.events.len()), before);
+    assert_eq!(p.server.ep.stats().malformed, 1);
+}
+
+fn rekey(pfs: Vec<DhGroup>) -> Pair {
+    let mut p = Pair::new();
+    let mut c = client_policy();
+    c.esp_groups = pfs;
+    let id = p.connect(c);
+    p.drive();
+    let old = p.client.children()[0].clone();
+    assert!(p.client.ep.rekey_child_sa(p.now, id, old.inbound_spi));
+    p.drive();
+    let (c, s) = (p.client.children(), p.server.children());
+    assert_eq!((c.len(), s.len()), (2, 2));
+    let (cn, sn) = (c[1], s[1]);
+    assert_eq!(cn.replaces, Some(old.inbound_spi));
+    assert_eq!(sn.replaces, Some(old.outbound_spi));
+    assert_eq!((cn.inbound_spi, sn.inbound_spi), (0xc000_0001, 0x5000_0001));
+    assert_eq!(
+        (cn.outbound_spi, sn.outbound_spi),
+        (sn.inbound_spi, cn.inbound_spi)
+    );
+    assert_eq!(cn.outbound_key.0.as_bytes(), sn.inbound_key.0.as_bytes());
+    assert_eq!(cn.inbound_key.0.as_bytes(), sn.outbound_key.0.as_bytes());
+    assert_ne!(cn.outbound_key.0.as_bytes(), old.outbound_key.0.as_bytes());
+    assert_eq!(cn.local_ts, old.local_ts);
+    assert_eq!(cn.remote_ts, old.remote_ts);
+    // The initiator of the rekey deleted the old pair on both sides.
+    for (n, old_in) in [(&p.client, old.inbound_spi), (&p.server, old.outbound_spi)] {
+        let deleted: Vec<u32> = n
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ChildSaDeleted { inbound_spi, .. } => Some(*inbound_spi),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deleted, [old_in]);
+        assert_eq!(n.spis.live().len(), 1);
+    }
+    assert_eq!(p.exchanges(true, ExchangeType::CREATE_CHILD_SA).len(), 1);
+    p
+}
+
+#[test]
+fn child_sa_rekey_without_pfs_replaces_the_pair() {
+    rekey(vec![]);
+}
+
+#[test]
+fn child_sa_rekey_with_pfs_replaces_the_pair() {
+    let sizes = |p: &Pair, to_server: bool| {
+        p.wire
+            .iter()
+            .find(|s| s.to_server == to_server && is_exchange(s, ExchangeType::CREATE_CHILD_SA))
+            .unwrap()
+            .t
+            .payload
+            .len()
+    };
+    let plain = rekey(vec![]);
+    let pfs = rekey(vec![DhGroup::Ecp256]);
+    // An ECP-256 KE payload (4 + 4 + 64) and a DH transform (8) each way.
+    assert_eq!(sizes(&pfs, true) - sizes(&plain, true), 80);
+    assert_eq!(sizes(&pfs, false) - sizes(&plain, false), 80);
+}
+
+#[test]
+fn rekey_of_an_unknown_child_is_refused_locally() {
+    let mut p = Pair::new();
+    let id = p.connect(client_policy());
+    p.drive();
+    assert!(!p.client.ep.rekey_child_sa(p.now, id, 0xdead_beef));
+    assert!(!p.client.ep.rekey_child_sa(p.now, IkeSaId(1), 0xc000_0000));
+}
+
+fn rekeyed(n: &Node) -> Vec<(IkeSaId, IkeSaId)> {
+    n.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::IkeSaRekeyed { old, new } => Some((*old, *new)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn server_id(p: &Pair) -> IkeSaId {
+    p.server
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::IkeSaEstablished { id, .. } => Some(*id),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn ike_sa_rekey_moves_the_child_sas_to_the_new_sa() {
+    for server_starts in [false, true] {
+        let mut p = Pair::new();
+        let cid = p.connect(client_policy());
+        p.drive();
+        let sid = server_id(&p);
+        if server_starts {
+            assert!(p.server.ep.rekey_ike_sa(p.now, sid));
+        } else {
+            assert!(p.client.ep.rekey_ike_sa(p.now, cid));
+        }
+        p.drive();
+        let (c, s) = (rekeyed(&p.client), rekeyed(&p.server));
+        assert_eq!((c.len(), s.len()), (1, 1), "server_starts={server_starts}");
+        assert_eq!((c[0].0, s[0].0), (cid, sid));
+        assert_ne!(c[0].1, cid);
+        for n in [&p.client, &p.server] {
+            assert_eq!(n.ike_ended(), [IkeSaEnd::Rekeyed]);
+            assert!(!n
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::ChildSaDeleted { .. })));
+            assert_eq!(n.ep.ike_sa_count(), 1);
+        }
+        // The new SA works: it carries a CHILD rekey and then a full delete.
+        let (new_c, child) = (c[0].1, p.client.children()[0].inbound_spi);
+        assert!(p.client.ep.rekey_child_sa(p.now, new_c, child));
+        p.drive();
+        assert_eq!(p.server.children().len(), 2);
+        assert!(p.client.ep.delete_ike_sa(p.now, new_c));
+        p.drive();
+        for n in [&p.client, &p.server] {
+            assert_eq!(n.ike_ended(), [IkeSaEnd::Rekeyed, IkeSaEnd::Deleted]);
+            assert!(n.spis.live().is_empty());
+            assert_eq!(n.ep.ike_sa_count(), 0);
+        }
+    }
+}
+
+#[test]
+fn initial_contact_from_a_rebooted_client_replaces_its_stale_sa() {
+    let mut p = Pair::new();
+    p.connect(client_policy());
+    p.drive();
+    let old = server_id(&p);
+    // The client reboots: new endpoint, new SPIs, same identity.
+    p.client = Node::new(3, 0xd000_0000);
+    p.connect(client_policy());
+    p.drive();
+    assert_eq!(p.client.children().len(), 1);
+    assert_eq!(p.server.established(), 2);
+    let ended: Vec<_> = p
+        .server
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::IkeSaDeleted { id, reason } => Some((*id, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ended, [(old, IkeSaEnd::Replaced)]);
+    assert_eq!(p.server.ep.ike_sa_count(), 1);
+    assert_eq!(
+        p.server.spis.live().len(),
+        1,
+        "stale CHILD SA's SPI released"
+    );
+    let deleted = p
+        .server
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::ChildSaDeleted { .. }))
+        .count();
+    assert_eq!(deleted, 1);
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Corrupting any datagram of a handshake never panics, and whatever
+        /// gets established still agrees on keys.
+        #[test]
+        fn corrupted_handshake_datagrams_never_panic(
+            victim in 0usize..6,
+            flips in prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4),
+            nat in any::<bool>(),
+        ) {
+            let mut p = Pair::new();
+            p.nat = nat;
+            let mut n = 0usize;
+            let mut hit = false;
+            // Deliver a mutated copy right before the original datagram.
+            p.connect(client_policy());
+            p.collect();
+            while let Some((to_server, t)) = p.queue.pop_front() {
+                let mut t = t;
+                if to_server { t.local = p.nat_out(t.local); }
+                if n == victim && !hit {
+                    hit = true;
+                    let mut b = t.payload.clone();
+                    for (i, x) in &flips {
+                        let i = i.index(b.len());
+                        b[i] ^= x;
+                    }
+                    if to_server {
+                        p.server.ep.handle_datagram(p.now, t.remote, t.local, &b);
+                    } else {
+                        let dst = p.nat_in(t.remote);
+                        p.client.ep.handle_datagram(p.now, dst, t.local, &b);
+                    }
+                    p.collect();
+                }
+                n += 1;
+                if to_server {
+                    p.server.ep.handle_datagram(p.now, t.remote, t.local, &t.payload);
+                } else {
+                    let dst = p.nat_in(t.remote);
+                    p.client.ep.handle_datagram(p.now, dst, t.local, &t.payload);
+                }
+                p.collect();
+            }
+            p.drive_for(Duration::from_secs(60));
+            let (c, s) = (p.client.children(), p.server.children());
+            if let (Some(c), Some(s)) = (c.first(), s.first()) {
+                prop_assert_eq!(c.outbound_key.0.as_bytes(), s.inbound_key.0.as_bytes());
+                prop_assert_eq!(c.outbound_spi, s.inbound_spi);
+            }
+        }
+
+        #[test]
+        fn random_datagrams_never_panic(
+            b in prop::collection::vec(any::<u8>(), 0..400),
+            port in prop::sample::select(vec![500u16, 4500]),
+        ) {
+            let mut p = Pair::new();
+            p.connect(client_policy());
+            p.drive();
+            let from = SocketAddr::new(CLIENT.parse::<SocketAddr>().unwrap().ip(), port);
+            let to = SocketAddr::new(SERVER.parse::<SocketAddr>().unwrap().ip(), port);
+            p.server.ep.handle_datagram(p.now, to, from, &b);
+            p.client.ep.handle_datagram(p.now, from, to, &b);
+            p.drive();
+            prop_assert_eq!(p.server.ep.ike_sa_count(), 1);
+        }
+    }
+}
