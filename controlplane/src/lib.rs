@@ -1,4 +1,5 @@
 //! esprit control plane: IKEv2, tunnel epochs and pings, timers, control socket.
 
 pub mod daemon;
+pub mod gateway;
 pub mod ike;

@@ -11,8 +11,9 @@ pub use manual::to_dataplane;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::gateway::{IkeDriver, SpiSlots};
 use dataplane::port::tun::TunDevice;
 use dataplane::sa::SaPublisher;
 use dataplane::worker::{
@@ -45,8 +46,8 @@ pub struct Daemon {
     threads: Vec<JoinHandle<()>>,
     stats: Vec<Arc<WorkerStats>>,
     publisher: SaPublisher,
+    ike: Option<IkeDriver>,
     _tun: TunDevice,
-    _control: Vec<ControlLink>,
 }
 
 impl Daemon {
@@ -60,7 +61,9 @@ impl Daemon {
         } = ports::open(cfg, n)?;
 
         let mut publisher = SaPublisher::new();
+        let slots = SpiSlots::new();
         for (i, t) in cfg.manual_tunnels.iter().enumerate() {
+            slots.reserve(t.inbound.spi);
             let tunnel = to_dataplane(t, i as u32 + 1).map_err(|message| DaemonError::Tunnel {
                 name: t.name.clone(),
                 message,
@@ -82,6 +85,13 @@ impl Daemon {
                 remote = %t.remote,
                 "manual tunnel installed"
             );
+        }
+        // Inner addresses leased to IKE clients are reached through the TUN.
+        for peer in &cfg.peers {
+            for pool in &peer.pool {
+                ports::add_route(tun.name(), &pool.to_string())
+                    .map_err(io_err(format!("route pool {pool} into {}", tun.name())))?;
+            }
         }
         publisher.publish();
 
@@ -111,14 +121,28 @@ impl Daemon {
                     .map_err(io_err(format!("spawn worker {id}")))?,
             );
         }
-        tracing::info!(workers = n, inside = tun.name(), "data plane running");
+        let ike = if cfg.peers.is_empty() {
+            None
+        } else {
+            let first_tunnel = cfg.manual_tunnels.len() as u32 + 1;
+            Some(
+                IkeDriver::new(cfg, control, slots, first_tunnel)
+                    .map_err(io_err(format!("IKE on port {}", cfg.gateway.ike_port)))?,
+            )
+        };
+        tracing::info!(
+            workers = n,
+            inside = tun.name(),
+            ike = ike.is_some(),
+            "data plane running"
+        );
         Ok(Daemon {
             stop,
             threads,
             stats,
             publisher,
+            ike,
             _tun: tun,
-            _control: control,
         })
     }
 
@@ -140,13 +164,38 @@ impl Daemon {
         }
         let mut log = stats_log::StatsLog::new(every);
         while !term.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(100));
+            self.control_step();
             log.maybe_log(&self.totals(), &self.publisher.published());
             self.publisher.reclaim();
         }
         tracing::info!("shutting down");
         self.shutdown();
         Ok(())
+    }
+
+    /// One turn of the control loop: IKE datagrams and timers, then a
+    /// short sleep on the IKE socket (the workers' queues are checked at
+    /// least every few milliseconds).
+    fn control_step(&mut self) {
+        let Some(ike) = self.ike.as_mut() else {
+            std::thread::sleep(Duration::from_millis(50));
+            return;
+        };
+        if ike.poll(Instant::now(), self.publisher.edit()) {
+            self.publisher.publish();
+        }
+        let wait = ike
+            .next_timeout()
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::MAX)
+            .min(Duration::from_millis(5));
+        let mut fds = [libc::pollfd {
+            fd: ike.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe { libc::poll(fds.as_mut_ptr(), 1, wait.as_millis() as libc::c_int) };
     }
 
     /// Stops the workers and waits for them.

@@ -1,1 +1,3 @@
+pub mod daemon;
 pub mod netns;
+pub mod strongswan;

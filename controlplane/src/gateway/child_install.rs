@@ -1,0 +1,218 @@
+//! Negotiated CHILD SAs into the data plane's tables, make before break:
+//! a rekey's new inbound SA goes in next to the old one, the tunnel's
+//! outbound SA switches at once, and the old inbound SA leaves only when the
+//! IKE exchange deletes it (RFC 7296 1.3.3, 2.8).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use dataplane::packet::Encap;
+use dataplane::sa::{
+    owner_of_spi, HardLimits, InboundSa, InboundSpec, IpPrefix, OutboundSa, OutboundSpec, SaTables,
+    TunnelId,
+};
+
+use crate::ike::sa::ChildSa;
+use crate::ike::wire::TrafficSelector;
+
+/// The smallest set of prefixes covering the address range of `ts`.
+pub fn prefixes(ts: &TrafficSelector) -> Vec<IpPrefix> {
+    fn cover(mut lo: u128, hi: u128, bits: u32, v4: bool) -> Vec<IpPrefix> {
+        let mut out = Vec::new();
+        while lo <= hi {
+            // Largest aligned block starting at lo that does not pass hi.
+            let mut size = if lo == 0 {
+                bits
+            } else {
+                lo.trailing_zeros().min(bits)
+            };
+            while size > 0 && (size >= 128 || lo + ((1u128 << size) - 1) > hi) {
+                size -= 1;
+            }
+            let addr = if v4 {
+                IpAddr::from((lo as u32).to_be_bytes())
+            } else {
+                IpAddr::from(lo.to_be_bytes())
+            };
+            if let Some(p) = IpPrefix::new(addr, (bits - size) as u8) {
+                out.push(p);
+            }
+            let step = if size >= 128 {
+                u128::MAX
+            } else {
+                1u128 << size
+            };
+            match lo.checked_add(step) {
+                Some(n) => lo = n,
+                None => break,
+            }
+        }
+        out
+    }
+    match (ts.start_addr, ts.end_addr) {
+        (IpAddr::V4(a), IpAddr::V4(b)) if a <= b => {
+            cover(u32::from(a) as u128, u32::from(b) as u128, 32, true)
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) if a <= b => {
+            if u128::from(a) == 0 && u128::from(b) == u128::MAX {
+                return IpPrefix::new(IpAddr::V6(a), 0).into_iter().collect();
+            }
+            cover(u128::from(a), u128::from(b), 128, false)
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Which data-plane tunnel each negotiated CHILD SA lineage uses.
+pub struct TunnelBook {
+    next: TunnelId,
+    free: Vec<TunnelId>,
+    /// Current and rekeyed-away inbound SPIs -> tunnel.
+    by_inbound: HashMap<u32, TunnelId>,
+    routes: HashMap<TunnelId, Vec<IpPrefix>>,
+    /// Use ESP-in-UDP even without a NAT (no raw ESP port configured).
+    udp_only: bool,
+}
+
+impl TunnelBook {
+    /// Tunnel ids from `first` up (below are the manual tunnels).
+    pub fn new(first: TunnelId, udp_only: bool) -> TunnelBook {
+        TunnelBook {
+            next: first,
+            free: Vec::new(),
+            by_inbound: HashMap::new(),
+            routes: HashMap::new(),
+            udp_only,
+        }
+    }
+
+    pub fn tunnels(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Installs a new or rekeyed CHILD SA pair; returns its tunnel.
+    pub fn install(
+        &mut self,
+        t: &mut SaTables,
+        c: &ChildSa,
+        workers: usize,
+    ) -> Result<TunnelId, String> {
+        let rekeyed = c
+            .replaces
+            .and_then(|old| self.by_inbound.get(&old).copied());
+        let tunnel = match rekeyed {
+            Some(t) => t,
+            None => self.free.pop().unwrap_or_else(|| {
+                self.next += 1;
+                self.next - 1
+            }),
+        };
+        let remote: Vec<IpPrefix> = c.remote_ts.iter().flat_map(prefixes).collect();
+        let owner = owner_of_spi(c.inbound_spi, workers);
+        let inbound = InboundSa::new(InboundSpec {
+            spi: c.inbound_spi,
+            tunnel,
+            owner,
+            key: c.inbound_key.key(),
+            salt: c.inbound_key.salt(),
+            esn: c.esn,
+            replay_window: 1024,
+            allowed_sources: remote.clone(),
+            limits: HardLimits::default(),
+        })
+        .map_err(|e| e.to_string())?;
+        let encap = if c.udp_encap || self.udp_only {
+            Encap::EspInUdp
+        } else {
+            Encap::RawEsp
+        };
+        let outbound = OutboundSa::new(OutboundSpec {
+            spi: c.outbound_spi,
+            tunnel,
+            owner,
+            key: c.outbound_key.key(),
+            salt: c.outbound_key.salt(),
+            esn: c.esn,
+            remote: c.peer,
+            encap,
+            limits: HardLimits::default(),
+        })
+        .map_err(|e| e.to_string())?;
+        // New inbound first, then the outbound switch: the peer may already
+        // send on the new SA; we start sending on it now.
+        t.install_inbound(Arc::new(inbound));
+        t.install_outbound(Arc::new(outbound));
+        self.by_inbound.insert(c.inbound_spi, tunnel);
+        if rekeyed.is_none() {
+            for p in &remote {
+                t.routes.insert(*p, tunnel);
+            }
+            self.routes.insert(tunnel, remote);
+        }
+        Ok(tunnel)
+    }
+
+    /// Removes a deleted CHILD SA. If it was its tunnel's current pair, the
+    /// tunnel ends (routes go); if a rekey replaced it, only the old inbound
+    /// SA goes.
+    pub fn remove(
+        &mut self,
+        t: &mut SaTables,
+        inbound_spi: u32,
+        outbound_spi: u32,
+    ) -> Option<TunnelId> {
+        let tunnel = self.by_inbound.remove(&inbound_spi)?;
+        t.remove_inbound(inbound_spi);
+        let current = t.outbound_sa(tunnel).map(|sa| sa.spi);
+        if current == Some(outbound_spi) {
+            t.remove_outbound(tunnel);
+            for p in self.routes.remove(&tunnel).unwrap_or_default() {
+                t.routes.remove(p, tunnel);
+            }
+            self.by_inbound.retain(|_, v| *v != tunnel);
+            self.free.push(tunnel);
+        }
+        Some(tunnel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(a: &str, b: &str) -> TrafficSelector {
+        TrafficSelector::range(a.parse().unwrap(), b.parse().unwrap())
+    }
+
+    fn strs(v: Vec<IpPrefix>) -> Vec<String> {
+        v.iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn ranges_become_covering_prefixes() {
+        assert_eq!(
+            strs(prefixes(&ts("10.1.0.0", "10.1.0.255"))),
+            ["10.1.0.0/24"]
+        );
+        assert_eq!(strs(prefixes(&ts("10.3.0.7", "10.3.0.7"))), ["10.3.0.7/32"]);
+        assert_eq!(
+            strs(prefixes(&ts("0.0.0.0", "255.255.255.255"))),
+            ["0.0.0.0/0"]
+        );
+        assert_eq!(
+            strs(prefixes(&ts("10.0.0.1", "10.0.0.6"))),
+            ["10.0.0.1/32", "10.0.0.2/31", "10.0.0.4/31", "10.0.0.6/32"]
+        );
+        assert_eq!(
+            strs(prefixes(&ts(
+                "::",
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+            ))),
+            ["::/0"]
+        );
+        assert_eq!(strs(prefixes(&ts("fd00::", "fd00::ffff"))), ["fd00::/112"]);
+        assert!(prefixes(&ts("10.0.0.9", "10.0.0.1")).is_empty());
+        assert!(prefixes(&ts("10.0.0.1", "::1")).is_empty());
+    }
+}

@@ -1,0 +1,304 @@
+//! The I/O driver around the sans-IO IKE endpoint: UDP 500 on its own
+//! socket, UDP 4500 through the workers (they pass datagrams with the
+//! non-ESP marker up and send ours out of the same sockets), timers, and
+//! the CHILD SAs it negotiates installed into the data plane.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use config::schema::peer::{Peer, Role};
+use dataplane::packet::{Encap, Packet};
+use dataplane::sa::{SaTables, TunnelId};
+use dataplane::worker::ControlLink;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::child_install::TunnelBook;
+use super::policy::{address_pool, policy};
+use super::spi_slots::SpiSlots;
+use crate::ike::sa::{Event, IkeEndpoint, IkeSaEnd, IkeSaId, Policy, Transmit};
+
+/// How long an initiator waits before starting over after its IKE SA failed.
+const RECONNECT_AFTER: Duration = Duration::from_secs(3);
+
+struct Initiator {
+    name: String,
+    remote: SocketAddr,
+    policy: Policy,
+    sa: Option<IkeSaId>,
+    retry_at: Option<Instant>,
+}
+
+/// Counters of the driver, for logs and the control socket.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DriverStats {
+    pub ike_sas_established: u64,
+    pub child_sas_installed: u64,
+    pub child_sas_removed: u64,
+    pub ike_sas_failed: u64,
+}
+
+pub struct IkeDriver {
+    endpoint: IkeEndpoint,
+    socket: UdpSocket,
+    local_ike: SocketAddr,
+    local_natt: SocketAddr,
+    links: Vec<ControlLink>,
+    book: TunnelBook,
+    workers: usize,
+    initiators: Vec<Initiator>,
+    peers_of: HashMap<IkeSaId, String>,
+    pub stats: DriverStats,
+    buf: Vec<u8>,
+}
+
+impl IkeDriver {
+    /// Binds the IKE port next to the outside address and sets up the
+    /// responder (the first `role = "responder"` peer) and the initiators.
+    pub fn new(
+        cfg: &config::Config,
+        links: Vec<ControlLink>,
+        slots: SpiSlots,
+        first_tunnel: TunnelId,
+    ) -> std::io::Result<IkeDriver> {
+        let outside = cfg.gateway.outside.first().copied().ok_or_else(|| {
+            std::io::Error::new(ErrorKind::InvalidInput, "gateway.outside is empty")
+        })?;
+        let local_ike = SocketAddr::new(outside.ip(), cfg.gateway.ike_port);
+        let socket = UdpSocket::bind(local_ike)?;
+        socket.set_nonblocking(true)?;
+        let mut endpoint = IkeEndpoint::new(Box::new(StdRng::from_os_rng()), Box::new(slots));
+        let responders: Vec<&Peer> = cfg
+            .peers
+            .iter()
+            .filter(|p| p.role == Role::Responder)
+            .collect();
+        if let Some(r) = responders.first() {
+            endpoint.accept(policy(r), address_pool(r));
+            if responders.len() > 1 {
+                tracing::warn!(
+                    used = %r.name,
+                    "several responder peers configured: only the first is used so far"
+                );
+            }
+        }
+        let initiators = cfg
+            .peers
+            .iter()
+            .filter(|p| p.role == Role::Initiator)
+            .filter_map(|p| {
+                let mut remote = p.remote?;
+                if remote.port() == 0 {
+                    remote.set_port(500);
+                }
+                Some(Initiator {
+                    name: p.name.clone(),
+                    remote,
+                    policy: policy(p),
+                    sa: None,
+                    retry_at: Some(Instant::now()),
+                })
+            })
+            .collect();
+        Ok(IkeDriver {
+            endpoint,
+            socket,
+            local_ike: socket_addr(&local_ike),
+            local_natt: outside,
+            links,
+            book: TunnelBook::new(first_tunnel, !cfg.gateway.raw_esp),
+            workers: cfg.dataplane.workers.max(1),
+            initiators,
+            peers_of: HashMap::new(),
+            stats: DriverStats::default(),
+            buf: vec![0u8; 65536],
+        })
+    }
+
+    /// The IKE socket, to sleep on.
+    pub fn fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    /// When the driver next needs `poll` without new datagrams.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let retry = self.initiators.iter().filter_map(|i| i.retry_at).min();
+        match (self.endpoint.next_timeout(), retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Negotiated tunnels in the data plane now.
+    pub fn tunnels(&self) -> usize {
+        self.book.tunnels()
+    }
+
+    /// Handles everything pending; returns whether `tables` changed (the
+    /// caller then publishes them).
+    pub fn poll(&mut self, now: Instant, tables: &mut SaTables) -> bool {
+        loop {
+            match self.socket.recv_from(&mut self.buf) {
+                Ok((n, from)) => {
+                    let local = self.local_ike;
+                    let data = &self.buf[..n];
+                    self.endpoint
+                        .handle_datagram(now, local, socket_addr(&from), data);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "IKE socket");
+                    break;
+                }
+            }
+        }
+        for i in 0..self.links.len() {
+            while let Some(p) = self.links[i].to_control.pop() {
+                self.endpoint.handle_datagram(
+                    now,
+                    self.local_natt,
+                    socket_addr(&p.meta.remote),
+                    p.data(),
+                );
+            }
+        }
+        for i in self.initiators.iter_mut() {
+            if i.retry_at.is_some_and(|t| t <= now) {
+                i.retry_at = None;
+                i.sa = self
+                    .endpoint
+                    .connect(now, self.local_ike, i.remote, i.policy.clone());
+                match i.sa {
+                    Some(id) => {
+                        tracing::info!(peer = %i.name, remote = %i.remote, "initiating IKE SA");
+                        self.peers_of.insert(id, i.name.clone());
+                    }
+                    None => i.retry_at = Some(now + RECONNECT_AFTER),
+                }
+            }
+        }
+        if self.endpoint.next_timeout().is_some_and(|t| t <= now) {
+            self.endpoint.handle_timeout(now);
+        }
+        let mut changed = false;
+        while let Some(e) = self.endpoint.poll_event() {
+            changed |= self.on_event(now, e, tables);
+        }
+        while let Some(t) = self.endpoint.poll_transmit() {
+            self.send(t);
+        }
+        changed
+    }
+
+    fn send(&mut self, t: Transmit) {
+        if t.local.port() == self.local_ike.port() {
+            if let Err(e) = self.socket.send_to(&t.payload, t.remote) {
+                tracing::debug!(error = %e, remote = %t.remote, "IKE send");
+            }
+            return;
+        }
+        // Port 4500 belongs to the workers' sockets: send through worker 0.
+        let Some(mut p) = Packet::from_slice(&t.payload) else {
+            tracing::warn!(
+                len = t.payload.len(),
+                "IKE message larger than a packet buffer"
+            );
+            return;
+        };
+        p.meta.remote = t.remote;
+        p.meta.encap = Encap::EspInUdp;
+        if let Some(link) = self.links.first() {
+            if link.from_control.push(p).is_err() {
+                tracing::debug!("control-to-worker queue full: IKE message dropped");
+            }
+        }
+    }
+
+    fn on_event(&mut self, now: Instant, e: Event, tables: &mut SaTables) -> bool {
+        match e {
+            Event::IkeSaEstablished { id, peer } => {
+                self.stats.ike_sas_established += 1;
+                tracing::info!(ike_sa = format_args!("{:016x}", id.0), %peer, "IKE SA established");
+                false
+            }
+            Event::ChildSaEstablished(c) => match self.book.install(tables, &c, self.workers) {
+                Ok(tunnel) => {
+                    self.stats.child_sas_installed += 1;
+                    tracing::info!(
+                        tunnel,
+                        ike_sa = format_args!("{:016x}", c.ike_sa.0),
+                        inbound_spi = format_args!("{:#010x}", c.inbound_spi),
+                        outbound_spi = format_args!("{:#010x}", c.outbound_spi),
+                        peer = %c.peer,
+                        udp_encap = c.udp_encap,
+                        virtual_ip = ?c.virtual_ip,
+                        rekey = c.replaces.is_some(),
+                        "CHILD SA installed"
+                    );
+                    true
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "CHILD SA not installed");
+                    false
+                }
+            },
+            Event::ChildSaDeleted {
+                inbound_spi,
+                outbound_spi,
+                ..
+            } => {
+                let removed = self.book.remove(tables, inbound_spi, outbound_spi);
+                if let Some(tunnel) = removed {
+                    self.stats.child_sas_removed += 1;
+                    tracing::info!(
+                        tunnel,
+                        inbound_spi = format_args!("{:#010x}", inbound_spi),
+                        "CHILD SA removed"
+                    );
+                }
+                removed.is_some()
+            }
+            Event::IkeSaDeleted { id, reason } => {
+                let name = self.peers_of.remove(&id);
+                if !matches!(reason, IkeSaEnd::Deleted | IkeSaEnd::Rekeyed) {
+                    self.stats.ike_sas_failed += 1;
+                }
+                tracing::info!(ike_sa = format_args!("{:016x}", id.0), ?reason, peer = ?name, "IKE SA ended");
+                if let Some(i) = self.initiators.iter_mut().find(|i| i.sa == Some(id)) {
+                    i.sa = None;
+                    if reason != IkeSaEnd::Rekeyed {
+                        i.retry_at = Some(now + RECONNECT_AFTER);
+                    }
+                }
+                false
+            }
+            Event::IkeSaRekeyed { old, new } => {
+                if let Some(name) = self.peers_of.remove(&old) {
+                    self.peers_of.insert(new, name);
+                }
+                if let Some(i) = self.initiators.iter_mut().find(|i| i.sa == Some(old)) {
+                    i.sa = Some(new);
+                }
+                false
+            }
+            other => {
+                tracing::debug!(event = ?other, "IKE event");
+                false
+            }
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses as plain IPv4.
+fn socket_addr(a: &SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => *a,
+        },
+        v4 => *v4,
+    }
+}

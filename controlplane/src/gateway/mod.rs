@@ -1,0 +1,12 @@
+//! The gateway's IKE side: the driver that runs the sans-IO IKE endpoint
+//! on real sockets and installs what it negotiates into the data plane.
+
+mod child_install;
+mod driver;
+mod policy;
+mod spi_slots;
+
+pub use child_install::{prefixes, TunnelBook};
+pub use driver::{DriverStats, IkeDriver};
+pub use policy::{address_pool, policy};
+pub use spi_slots::SpiSlots;

@@ -1,0 +1,120 @@
+//! IKE policies from `[[peer]]` sections.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use config::schema::identity::Identity;
+use config::schema::peer::Peer;
+use config::schema::proposal::{Algorithm, DhGroup as CfgGroup, Prf as CfgPrf};
+use ipnet::IpNet;
+
+use crate::ike::crypto::{DhGroup, Prf, Secret};
+use crate::ike::sa::{AddressPool, Policy, Retransmit};
+use crate::ike::wire::{IdType, Identification, TrafficSelector};
+
+fn identification(id: &Identity) -> Identification {
+    match id {
+        Identity::Ip(IpAddr::V4(a)) => Identification {
+            id_type: IdType::IPV4_ADDR,
+            data: a.octets().to_vec(),
+        },
+        Identity::Ip(IpAddr::V6(a)) => Identification {
+            id_type: IdType::IPV6_ADDR,
+            data: a.octets().to_vec(),
+        },
+        Identity::Email(e) => Identification {
+            id_type: IdType::RFC822_ADDR,
+            data: e.as_bytes().to_vec(),
+        },
+        Identity::Fqdn(f) => Identification::fqdn(f),
+        Identity::KeyId(k) => Identification {
+            id_type: IdType::KEY_ID,
+            data: k.clone(),
+        },
+    }
+}
+
+fn bits(a: Algorithm) -> u16 {
+    (a.key_len() * 8) as u16
+}
+
+fn group(g: CfgGroup) -> DhGroup {
+    match g {
+        CfgGroup::X25519 => DhGroup::Curve25519,
+        CfgGroup::Ecp256 => DhGroup::Ecp256,
+    }
+}
+
+fn prf(p: CfgPrf) -> Prf {
+    match p {
+        CfgPrf::HmacSha256 => Prf::HmacSha256,
+        CfgPrf::HmacSha384 => Prf::HmacSha384,
+        CfgPrf::HmacSha512 => Prf::HmacSha512,
+    }
+}
+
+fn push_unique<T: PartialEq>(v: &mut Vec<T>, x: T) {
+    if !v.contains(&x) {
+        v.push(x);
+    }
+}
+
+/// A prefix as the address range a traffic selector carries.
+pub fn selector(net: &IpNet) -> TrafficSelector {
+    TrafficSelector::range(net.network(), net.broadcast())
+}
+
+/// The IKE policy of a peer section (identities, PSK, proposals, selectors).
+pub fn policy(peer: &Peer) -> Policy {
+    let mut p = Policy {
+        local_id: identification(&peer.local_id),
+        remote_id: match &peer.remote_id {
+            config::schema::identity::IdentityPattern::Exact(id) => Some(identification(id)),
+            _ => None,
+        },
+        psk: Secret::new(peer.psk.as_bytes().to_vec()),
+        ike_encr_bits: Vec::new(),
+        ike_prfs: Vec::new(),
+        ike_groups: Vec::new(),
+        esp_encr_bits: Vec::new(),
+        esp_groups: Vec::new(),
+        local_ts: peer.local_ts.iter().map(selector).collect(),
+        remote_ts: peer.remote_ts.iter().map(selector).collect(),
+        request_virtual_ip: peer.virtual_ip,
+        dns: peer
+            .dns
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect(),
+        retransmit: Retransmit::default(),
+    };
+    for ike in &peer.proposals {
+        push_unique(&mut p.ike_encr_bits, bits(ike.encryption));
+        push_unique(&mut p.ike_prfs, prf(ike.prf));
+        push_unique(&mut p.ike_groups, group(ike.dh));
+    }
+    for esp in &peer.esp_proposals {
+        push_unique(&mut p.esp_encr_bits, bits(esp.encryption));
+        if let Some(g) = esp.dh {
+            push_unique(&mut p.esp_groups, group(g));
+        }
+    }
+    p
+}
+
+/// The responder's IPv4 address pool of a peer section, if any.
+pub fn address_pool(peer: &Peer) -> Option<AddressPool> {
+    peer.pool.iter().find_map(|net| match net {
+        IpNet::V4(v4) => {
+            // Skip the network address; the pool hands out the rest.
+            let first = Ipv4Addr::from(u32::from(v4.network()).checked_add(1)?);
+            let size = (1u64 << (32 - v4.prefix_len()))
+                .saturating_sub(2)
+                .min(u32::MAX as u64);
+            Some(AddressPool::new(first, size as u32))
+        }
+        IpNet::V6(_) => None,
+    })
+}

@@ -1,0 +1,109 @@
+//! Inbound SPIs for negotiated CHILD SAs: a free slot of the data plane's
+//! inbound table and the slot's next generation (see `dataplane::sa::spi`).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use dataplane::sa::spi::{generation_of, make_spi, next_generation, slot_of, SLOT_COUNT};
+
+use crate::ike::sa::SpiAllocator;
+
+#[derive(Default)]
+struct Slots {
+    /// Slots never used yet start here.
+    next_fresh: usize,
+    /// Released slots, reused last-in first-out.
+    free: Vec<usize>,
+    /// Last generation used in each slot (index = slot).
+    generation: Vec<u8>,
+    /// Slots held by manually keyed SAs (their SPIs are the operator's).
+    reserved: HashSet<usize>,
+    in_use: usize,
+}
+
+/// The slot table, shared by the IKE endpoint (which allocates through it)
+/// and the driver (which reserves manual slots). Control plane only.
+#[derive(Clone, Default)]
+pub struct SpiSlots(Arc<Mutex<Slots>>);
+
+impl SpiSlots {
+    pub fn new() -> SpiSlots {
+        SpiSlots::default()
+    }
+
+    /// Keeps `spi`'s slot away from negotiated SAs (a manual SA uses it).
+    pub fn reserve(&self, spi: u32) {
+        if let Ok(mut s) = self.0.lock() {
+            s.reserved.insert(slot_of(spi));
+        }
+    }
+
+    /// SPIs handed out and not yet released.
+    pub fn in_use(&self) -> usize {
+        self.0.lock().map(|s| s.in_use).unwrap_or(0)
+    }
+}
+
+impl SpiAllocator for SpiSlots {
+    fn allocate(&mut self) -> Option<u32> {
+        let mut s = self.0.lock().ok()?;
+        let slot = loop {
+            let slot = match s.free.pop() {
+                Some(slot) => slot,
+                None => {
+                    // Slot 0 stays unused: with generation 1 it would give SPI 2^24,
+                    // fine, but keeping it free makes a zeroed SPI never valid.
+                    let slot = s.next_fresh.max(1);
+                    if slot >= SLOT_COUNT {
+                        return None;
+                    }
+                    s.next_fresh = slot + 1;
+                    slot
+                }
+            };
+            if !s.reserved.contains(&slot) {
+                break slot;
+            }
+        };
+        if s.generation.len() <= slot {
+            s.generation.resize(slot + 1, 0);
+        }
+        let g = next_generation(s.generation[slot]);
+        s.generation[slot] = g;
+        s.in_use += 1;
+        make_spi(slot, g)
+    }
+
+    fn release(&mut self, spi: u32) {
+        let Ok(mut s) = self.0.lock() else { return };
+        let slot = slot_of(spi);
+        // Only the SPI currently issued for the slot frees it.
+        if s.generation.get(slot) == Some(&generation_of(spi)) && !s.free.contains(&slot) {
+            s.free.push(slot);
+            s.in_use = s.in_use.saturating_sub(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_reused_with_a_new_generation_and_reserved_ones_skipped() {
+        let mut a = SpiSlots::new();
+        a.reserve(make_spi(2, 0).unwrap());
+        let s1 = a.allocate().unwrap();
+        let s2 = a.allocate().unwrap();
+        assert_eq!((slot_of(s1), slot_of(s2)), (1, 3), "slot 2 is reserved");
+        assert!(s1 > 255 && s2 > 255);
+        a.release(s1);
+        a.release(s1); // twice: no double free
+        let s3 = a.allocate().unwrap();
+        assert_eq!(slot_of(s3), 1);
+        assert_ne!(s3, s1, "a reused slot gets a new generation");
+        assert_eq!(a.in_use(), 2);
+        a.release(s1); // stale SPI of a reused slot: ignored
+        assert_eq!(a.in_use(), 2);
+    }
+}

@@ -1,0 +1,70 @@
+//! espritd run by a test inside a namespace.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use super::netns::NetNs;
+
+/// A daemon stopped (SIGTERM, then SIGKILL) when dropped; its log is kept.
+pub struct Espritd {
+    child: Child,
+    pub log: std::path::PathBuf,
+}
+
+impl Espritd {
+    /// Starts espritd with `config` in `ns` and waits for its TUN device.
+    pub fn start(ns: &NetNs, config: &Path, tun: &str) -> Espritd {
+        let log = config.with_extension("log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = ns
+            .command(env!("CARGO_BIN_EXE_espritd"))
+            .arg("--config")
+            .arg(config)
+            .arg("--stats-interval")
+            .arg("1")
+            .env("RUST_LOG", "info")
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn espritd");
+        let d = Espritd { child, log };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = ns.try_exec(&["ip", "-o", "link", "show", tun]);
+            if out.status.success() && String::from_utf8_lossy(&out.stdout).contains(",UP") {
+                return d;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "espritd in {} did not bring {tun} up:\n{}",
+                ns.name,
+                d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Espritd {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
