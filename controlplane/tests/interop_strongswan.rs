@@ -15,6 +15,11 @@ use common::strongswan::{self, Charon};
 const PSK: &str = "interop-test-psk-0123456789abcdef";
 
 fn gateway_config(proposal: &str, esp: &str) -> String {
+    gateway_config_with(proposal, esp, "", "")
+}
+
+/// The responder gateway; the extras go into its `[ike]` and `[[peer]]`.
+fn gateway_config_with(proposal: &str, esp: &str, ike_extra: &str, peer_extra: &str) -> String {
     format!(
         r#"
 [gateway]
@@ -29,6 +34,7 @@ addresses = ["10.1.0.1/24"]
 
 [ike]
 local_id = "gw.lab.test"
+{ike_extra}
 
 [[peer]]
 name = "roadwarriors"
@@ -40,6 +46,7 @@ pool = "10.3.0.0/24"
 proposals = ["{proposal}"]
 esp_proposals = ["{esp}"]
 liveness = "ike"
+{peer_extra}
 "#
     )
 }
@@ -114,45 +121,87 @@ fn tcp_transfer(server: &NetNs, client: &NetNs, server_addr: &str, len: usize) {
     assert!(got == expected, "TCP content differs");
 }
 
-fn roadwarrior(tag: &str, proposal: &str, esp: &str) {
-    if !privileged_or_skip("strongswan roadwarrior") {
-        return;
-    }
-    assert!(
-        strongswan::available(),
-        "strongSwan (charon + kernel-libipsec) is not installed"
-    );
-    let id = format!("{}{tag}", std::process::id());
-    let gw = NetNs::new(&format!("esprit-sg-{id}"));
-    let cl = NetNs::new(&format!("esprit-sc-{id}"));
-    veth(
-        &gw,
-        "veth-gw",
-        "192.0.2.1/24",
-        &cl,
-        "veth-cl",
-        "192.0.2.2/24",
-    );
-    let dir = std::env::temp_dir().join(format!("esprit-swan-{id}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("espritd.toml");
-    std::fs::write(&cfg, gateway_config(proposal, esp)).unwrap();
-    let espritd = Espritd::start(&gw, &cfg, "esprit0");
-    let charon = Charon::start(
-        &cl,
-        &dir.join("charon"),
-        &roadwarrior_swanctl(proposal, esp),
-    );
+/// A gateway namespace and a strongSwan namespace joined by a veth, and a
+/// scratch folder; all removed on drop.
+struct Lab {
+    gw: NetNs,
+    sw: NetNs,
+    dir: std::path::PathBuf,
+}
 
-    let t0 = Instant::now();
+impl Lab {
+    fn new(tag: &str) -> Option<Lab> {
+        if !privileged_or_skip("strongswan interop") {
+            return None;
+        }
+        assert!(
+            strongswan::available(),
+            "strongSwan (charon + kernel-libipsec) is not installed"
+        );
+        let id = format!("{}{tag}", std::process::id());
+        let gw = NetNs::new(&format!("esprit-sg-{id}"));
+        let sw = NetNs::new(&format!("esprit-sc-{id}"));
+        veth(
+            &gw,
+            "veth-gw",
+            "192.0.2.1/24",
+            &sw,
+            "veth-sw",
+            "192.0.2.2/24",
+        );
+        let dir = std::env::temp_dir().join(format!("esprit-swan-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Some(Lab { gw, sw, dir })
+    }
+
+    fn espritd(&self, config: &str) -> Espritd {
+        let cfg = self.dir.join("espritd.toml");
+        std::fs::write(&cfg, config).unwrap();
+        Espritd::start(&self.gw, &cfg, "esprit0")
+    }
+
+    fn charon(&self, swanctl: &str) -> Charon {
+        Charon::start(&self.sw, &self.dir.join("charon"), swanctl)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn initiate(charon: &Charon, espritd: &Espritd) {
     let up = charon.swanctl(&["--initiate", "--child", "net", "--timeout", "15"]);
-    let up_text = String::from_utf8_lossy(&up.stdout).into_owned();
     assert!(
         up.status.success(),
-        "strongSwan could not connect:\n{up_text}\n--- espritd:\n{}\n--- charon:\n{}",
+        "strongSwan could not connect:\n{}\n--- espritd:\n{}\n--- charon:\n{}",
+        String::from_utf8_lossy(&up.stdout),
         espritd.log_text(),
         charon.log()
     );
+}
+
+fn ping_ok(ns: &NetNs, args: &[&str], count: usize, espritd: &Espritd) {
+    let c = count.to_string();
+    let mut full = vec!["ping", "-c", &c, "-i", "0.2", "-W", "2"];
+    full.extend_from_slice(args);
+    let ping = ns.try_exec(&full);
+    let text = String::from_utf8_lossy(&ping.stdout);
+    assert!(
+        ping.status.success() && text.contains(&format!("{count} received")),
+        "ping through the tunnel failed:\n{text}\n--- espritd:\n{}",
+        espritd.log_text()
+    );
+}
+
+fn roadwarrior(tag: &str, proposal: &str, esp: &str) {
+    let Some(lab) = Lab::new(tag) else { return };
+    let espritd = lab.espritd(&gateway_config(proposal, esp));
+    let charon = lab.charon(&roadwarrior_swanctl(proposal, esp));
+
+    let t0 = Instant::now();
+    initiate(&charon, &espritd);
     eprintln!("IKE_SA + CHILD_SA with strongSwan in {:?}", t0.elapsed());
     let sas = charon.list_sas();
     assert!(sas.contains("ESTABLISHED"), "{sas}");
@@ -162,14 +211,8 @@ fn roadwarrior(tag: &str, proposal: &str, esp: &str) {
         "virtual IP from espritd's pool: {sas}"
     );
 
-    let ping = cl.try_exec(&["ping", "-c", "5", "-i", "0.2", "-W", "2", "10.1.0.1"]);
-    let text = String::from_utf8_lossy(&ping.stdout);
-    assert!(
-        ping.status.success() && text.contains("5 received"),
-        "ping through the tunnel failed:\n{text}\n--- espritd:\n{}",
-        espritd.log_text()
-    );
-    tcp_transfer(&gw, &cl, "10.1.0.1:5001", 2 << 20);
+    ping_ok(&lab.sw, &["10.1.0.1"], 5, &espritd);
+    tcp_transfer(&lab.gw, &lab.sw, "10.1.0.1:5001", 2 << 20);
     let log = espritd.log_text();
     if std::env::var_os("ESPRIT_TEST_VERBOSE").is_some() {
         eprintln!(
@@ -182,7 +225,6 @@ fn roadwarrior(tag: &str, proposal: &str, esp: &str) {
         !log.contains(&PSK[..10]),
         "the PSK must never reach the log"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -193,4 +235,237 @@ fn strongswan_roadwarrior_gets_a_pool_address_aes128_x25519() {
 #[test]
 fn strongswan_roadwarrior_gets_a_pool_address_aes256_ecp256() {
     roadwarrior("b", "aes256gcm16-prfsha384-ecp256", "aes256gcm16");
+}
+
+#[test]
+fn espritd_initiates_to_a_strongswan_responder() {
+    let Some(lab) = Lab::new("i") else { return };
+    lab.sw
+        .exec(&["ip", "addr", "add", "10.2.0.1/32", "dev", "lo"]);
+    let charon = lab.charon(&format!(
+        r#"connections {{
+  hq {{
+    version = 2
+    local_addrs = 192.0.2.2
+    proposals = aes128gcm16-prfsha256-x25519
+    local {{
+      auth = psk
+      id = hq.lab.test
+    }}
+    remote {{
+      auth = psk
+      id = gw.lab.test
+    }}
+    children {{
+      net {{
+        local_ts = 10.2.0.0/24
+        remote_ts = 10.1.0.0/24
+        esp_proposals = aes128gcm16
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-hq {{
+    id-1 = hq.lab.test
+    id-2 = gw.lab.test
+    secret = "{PSK}"
+  }}
+}}
+"#
+    ));
+    let espritd = lab.espritd(&format!(
+        r#"
+[gateway]
+outside = ["192.0.2.1:4500"]
+
+[dataplane.inside]
+name = "esprit0"
+addresses = ["10.1.0.1/24"]
+
+[ike]
+local_id = "gw.lab.test"
+proposals = ["aes128gcm16-prfsha256-x25519"]
+esp_proposals = ["aes128gcm16"]
+
+[[peer]]
+name = "hq"
+role = "initiator"
+remote = "192.0.2.2"
+remote_id = "hq.lab.test"
+psk = "{PSK}"
+local_ts = ["10.1.0.0/24"]
+remote_ts = ["10.2.0.0/24"]
+liveness = "ike"
+"#
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !charon.list_sas().contains("INSTALLED") {
+        assert!(
+            Instant::now() < deadline,
+            "espritd did not bring the tunnel up:\n{}\n--- charon:\n{}",
+            espritd.log_text(),
+            charon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ping_ok(&lab.gw, &["-I", "10.1.0.1", "10.2.0.1"], 5, &espritd);
+    ping_ok(&lab.sw, &["-I", "10.2.0.1", "10.1.0.1"], 3, &espritd);
+    tcp_transfer(&lab.sw, &lab.gw, "10.2.0.1:5002", 2 << 20);
+}
+
+/// The CHILD SAs espritd has in its data plane now, as (inbound, outbound)
+/// SPIs, from its log.
+fn espritd_child_sas(log: &str) -> std::collections::BTreeSet<(u32, u32)> {
+    let field = |line: &str, key: &str| -> Option<u32> {
+        let at = line.find(key)? + key.len();
+        let hex = line[at..].trim_start_matches("0x");
+        let end = hex
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(hex.len());
+        u32::from_str_radix(&hex[..end], 16).ok()
+    };
+    let mut sas = std::collections::BTreeSet::new();
+    for line in log.lines() {
+        if line.contains("CHILD SA installed") {
+            if let (Some(i), Some(o)) = (field(line, "inbound_spi="), field(line, "outbound_spi="))
+            {
+                sas.insert((i, o));
+            }
+        } else if line.contains("CHILD SA removed") {
+            if let Some(i) = field(line, "inbound_spi=") {
+                sas.retain(|(x, _)| *x != i);
+            }
+        }
+    }
+    sas
+}
+
+/// strongSwan's installed CHILD SAs seen from espritd's side: its `out`
+/// SPI is our inbound one. Rekeyed SAs that strongSwan keeps for a few
+/// seconds in state DELETED (its `delete_rekeyed_delay`) are left out.
+fn charon_child_sas(list: &str) -> std::collections::BTreeSet<(u32, u32)> {
+    let spi = |s: &str| {
+        s.split(|c: char| c == ',' || c.is_whitespace())
+            .find(|w| !w.is_empty())
+            .and_then(|w| u32::from_str_radix(w, 16).ok())
+    };
+    let mut sas = std::collections::BTreeSet::new();
+    let mut installed = false;
+    let mut inbound = None;
+    for line in list.lines() {
+        let t = line.trim_start();
+        if t.contains("reqid") {
+            installed = t.contains("INSTALLED");
+        } else if let Some(rest) = t.strip_prefix("in ") {
+            inbound = spi(rest);
+        } else if let Some(rest) = t.strip_prefix("out ") {
+            if let (true, Some(i), Some(o)) = (installed, inbound.take(), spi(rest)) {
+                sas.insert((o, i));
+            }
+        }
+    }
+    sas
+}
+
+fn agree(charon: &Charon, espritd: &Espritd, step: &str) {
+    // Both sides settle within a moment (the old pair's DELETE crosses).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ours = espritd_child_sas(&espritd.log_text());
+        let theirs = charon_child_sas(&charon.list_sas());
+        if ours == theirs {
+            eprintln!("{step}: both sides have {ours:08x?}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{step}: SA lists disagree: espritd {ours:08x?}, strongSwan {theirs:08x?}\n{}",
+            charon.list_sas()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn rekeys_from_both_sides_under_traffic_then_delete() {
+    let Some(lab) = Lab::new("r") else { return };
+    // espritd rekeys the CHILD SA about every 3 s and the IKE SA every 5 s.
+    let espritd = lab.espritd(&gateway_config_with(
+        "aes128gcm16-prfsha256-x25519",
+        "aes128gcm16",
+        "child_lifetime = \"4s\"\nike_lifetime = \"6s\"\nrekey_margin = \"1s\"\nrekey_jitter = \"0s\"",
+        "grace_period = \"1s\"",
+    ));
+    let charon = lab.charon(&roadwarrior_swanctl(
+        "aes128gcm16-prfsha256-x25519",
+        "aes128gcm16",
+    ));
+    initiate(&charon, &espritd);
+    agree(&charon, &espritd, "established");
+
+    // 10 s of pings at 20/s while both sides rekey.
+    let mut pinger = lab.sw.command("ping");
+    pinger.args(["-c", "200", "-i", "0.05", "-W", "1", "10.1.0.1"]);
+    let ping_thread = std::thread::spawn(move || pinger.output());
+    std::thread::sleep(Duration::from_secs(2));
+    let r = charon.swanctl(&["--rekey", "--child", "net"]);
+    assert!(
+        r.status.success(),
+        "strongSwan CHILD rekey: {}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+    agree(&charon, &espritd, "CHILD SA rekeyed by strongSwan");
+    std::thread::sleep(Duration::from_secs(2));
+    let r = charon.swanctl(&["--rekey", "--ike", "gw"]);
+    assert!(
+        r.status.success(),
+        "strongSwan IKE rekey: {}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+    agree(&charon, &espritd, "IKE SA rekeyed by strongSwan");
+    let out = ping_thread.join().unwrap().expect("ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    agree(&charon, &espritd, "after traffic");
+
+    let log = espritd.log_text();
+    let ours = |what: &str| {
+        log.lines()
+            .filter(|l| l.contains(what) && l.contains("started=true"))
+            .count()
+    };
+    assert!(
+        ours("CHILD SA rekey (lifetime)") >= 2,
+        "espritd rekeyed CHILD SAs itself:\n{log}"
+    );
+    assert!(
+        ours("IKE SA rekey (lifetime)") >= 1,
+        "espritd rekeyed the IKE SA itself:\n{log}"
+    );
+    let received: usize = text
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" received").and_then(|n| n.parse().ok()))
+        .unwrap_or(0);
+    eprintln!("pings across the rekeys: {received}/200");
+    assert!(received >= 198, "traffic lost across rekeys:\n{text}");
+
+    // strongSwan closes: espritd removes everything on its DELETE.
+    let r = charon.swanctl(&["--terminate", "--ike", "gw"]);
+    assert!(r.status.success());
+    agree(&charon, &espritd, "deleted by strongSwan");
+    assert!(espritd_child_sas(&espritd.log_text()).is_empty());
+
+    // espritd closes: strongSwan hears the DELETE.
+    initiate(&charon, &espritd);
+    agree(&charon, &espritd, "re-established");
+    drop(espritd);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while charon.list_sas().contains("ESTABLISHED") {
+        assert!(
+            Instant::now() < deadline,
+            "strongSwan kept the SA after espritd left: {}",
+            charon.list_sas()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

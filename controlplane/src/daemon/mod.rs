@@ -86,11 +86,18 @@ impl Daemon {
                 "manual tunnel installed"
             );
         }
-        // Inner addresses leased to IKE clients are reached through the TUN.
+        // What lies behind IKE peers (their selectors, the addresses leased
+        // to clients) is reached through the TUN.
         for peer in &cfg.peers {
-            for pool in &peer.pool {
-                ports::add_route(tun.name(), &pool.to_string())
-                    .map_err(io_err(format!("route pool {pool} into {}", tun.name())))?;
+            for net in peer.remote_ts.iter().chain(&peer.pool) {
+                if net.prefix_len() == 0 {
+                    // A default route into the tunnel would capture the
+                    // tunnel's own outer traffic: leave it to the operator.
+                    tracing::warn!(peer = %peer.name, %net, "not routing a default route into the TUN");
+                    continue;
+                }
+                ports::add_route(tun.name(), &net.to_string())
+                    .map_err(io_err(format!("route {net} into {}", tun.name())))?;
             }
         }
         publisher.publish();
@@ -169,6 +176,12 @@ impl Daemon {
             self.publisher.reclaim();
         }
         tracing::info!("shutting down");
+        if let Some(ike) = self.ike.as_mut() {
+            ike.shutdown(Instant::now(), self.publisher.edit());
+            self.publisher.publish();
+            // Let the workers send the DELETEs that leave on port 4500.
+            std::thread::sleep(Duration::from_millis(100));
+        }
         self.shutdown();
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! non-ESP marker up and send ours out of the same sockets), timers, and
 //! the CHILD SAs it negotiates installed into the data plane.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
@@ -23,6 +23,37 @@ use crate::ike::sa::{Event, IkeEndpoint, IkeSaEnd, IkeSaId, Policy, Transmit};
 
 /// How long an initiator waits before starting over after its IKE SA failed.
 const RECONNECT_AFTER: Duration = Duration::from_secs(3);
+
+/// Lifetimes of one peer's SAs: a rekey starts `margin` (minus up to
+/// `jitter`, so tunnels set up together rekey apart) before they end.
+#[derive(Clone, Copy, Debug)]
+struct Lifetimes {
+    ike: Duration,
+    child: Duration,
+    margin: Duration,
+    jitter: Duration,
+}
+
+impl Lifetimes {
+    fn rekey_after(&self, lifetime: Duration) -> Duration {
+        let jitter_ms = self.jitter.as_millis() as u64;
+        let spread = if jitter_ms == 0 {
+            0
+        } else {
+            rand::random::<u64>() % jitter_ms
+        };
+        lifetime
+            .saturating_sub(self.margin)
+            .saturating_sub(Duration::from_millis(spread))
+            .max(Duration::from_secs(1))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    RekeyChild { inbound_spi: u32 },
+    RekeyIke { ike: IkeSaId },
+}
 
 struct Initiator {
     name: String,
@@ -51,6 +82,14 @@ pub struct IkeDriver {
     workers: usize,
     initiators: Vec<Initiator>,
     peers_of: HashMap<IkeSaId, String>,
+    lifetimes: HashMap<String, Lifetimes>,
+    /// The responder peer's name, for SAs we did not start.
+    responder: Option<String>,
+    /// Which IKE SA a CHILD SA (by inbound SPI) belongs to now.
+    child_owner: HashMap<u32, IkeSaId>,
+    /// Established IKE SAs, to delete on shutdown.
+    established: std::collections::HashSet<IkeSaId>,
+    timers: BTreeMap<Instant, Vec<Timer>>,
     pub stats: DriverStats,
     buf: Vec<u8>,
 }
@@ -76,8 +115,22 @@ impl IkeDriver {
             .iter()
             .filter(|p| p.role == Role::Responder)
             .collect();
+        endpoint.set_cookie_threshold(cfg.ike.cookie_threshold as usize);
+        let lifetimes = cfg
+            .peers
+            .iter()
+            .map(|p| {
+                let l = Lifetimes {
+                    ike: p.ike_lifetime,
+                    child: p.child_lifetime,
+                    margin: cfg.ike.rekey_margin,
+                    jitter: cfg.ike.rekey_jitter,
+                };
+                (p.name.clone(), l)
+            })
+            .collect();
         if let Some(r) = responders.first() {
-            endpoint.accept(policy(r), address_pool(r));
+            endpoint.accept(policy(r, &cfg.ike.retransmit), address_pool(r));
             if responders.len() > 1 {
                 tracing::warn!(
                     used = %r.name,
@@ -97,7 +150,7 @@ impl IkeDriver {
                 Some(Initiator {
                     name: p.name.clone(),
                     remote,
-                    policy: policy(p),
+                    policy: policy(p, &cfg.ike.retransmit),
                     sa: None,
                     retry_at: Some(Instant::now()),
                 })
@@ -113,6 +166,11 @@ impl IkeDriver {
             workers: cfg.dataplane.workers.max(1),
             initiators,
             peers_of: HashMap::new(),
+            lifetimes,
+            responder: responders.first().map(|r| r.name.clone()),
+            child_owner: HashMap::new(),
+            established: Default::default(),
+            timers: BTreeMap::new(),
             stats: DriverStats::default(),
             buf: vec![0u8; 65536],
         })
@@ -125,7 +183,12 @@ impl IkeDriver {
 
     /// When the driver next needs `poll` without new datagrams.
     pub fn next_timeout(&self) -> Option<Instant> {
-        let retry = self.initiators.iter().filter_map(|i| i.retry_at).min();
+        let retry = self
+            .initiators
+            .iter()
+            .filter_map(|i| i.retry_at)
+            .chain(self.timers.keys().next().copied())
+            .min();
         match (self.endpoint.next_timeout(), retry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -180,6 +243,7 @@ impl IkeDriver {
                 }
             }
         }
+        self.fire_timers(now);
         if self.endpoint.next_timeout().is_some_and(|t| t <= now) {
             self.endpoint.handle_timeout(now);
         }
@@ -191,6 +255,63 @@ impl IkeDriver {
             self.send(t);
         }
         changed
+    }
+
+    /// Tells every peer we are going (INFORMATIONAL DELETE of each IKE SA,
+    /// RFC 7296 1.4.1) and sends it; the caller keeps the workers running
+    /// a moment so that messages on port 4500 leave.
+    pub fn shutdown(&mut self, now: Instant, tables: &mut SaTables) {
+        let ids: Vec<IkeSaId> = self.established.iter().copied().collect();
+        for id in ids {
+            self.endpoint.delete_ike_sa(now, id);
+        }
+        while let Some(t) = self.endpoint.poll_transmit() {
+            self.send(t);
+        }
+        while let Some(e) = self.endpoint.poll_event() {
+            self.on_event(now, e, tables);
+        }
+    }
+
+    /// Starts the rekeys that are due.
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(entry) = self.timers.first_entry() {
+            if *entry.key() > now {
+                break;
+            }
+            for t in entry.remove() {
+                match t {
+                    Timer::RekeyChild { inbound_spi } => {
+                        let Some(ike) = self.child_owner.get(&inbound_spi).copied() else {
+                            continue; // gone or already replaced
+                        };
+                        let started = self.endpoint.rekey_child_sa(now, ike, inbound_spi);
+                        tracing::info!(
+                            inbound_spi = format_args!("{:#010x}", inbound_spi),
+                            started,
+                            "CHILD SA rekey (lifetime)"
+                        );
+                    }
+                    Timer::RekeyIke { ike } => {
+                        let started = self.endpoint.rekey_ike_sa(now, ike);
+                        tracing::info!(
+                            ike_sa = format_args!("{:016x}", ike.0),
+                            started,
+                            "IKE SA rekey (lifetime)"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn lifetimes_of(&self, ike: IkeSaId) -> Option<Lifetimes> {
+        let name = self.peers_of.get(&ike).or(self.responder.as_ref())?;
+        self.lifetimes.get(name).copied()
+    }
+
+    fn arm(&mut self, at: Instant, t: Timer) {
+        self.timers.entry(at).or_default().push(t);
     }
 
     fn send(&mut self, t: Transmit) {
@@ -221,12 +342,24 @@ impl IkeDriver {
         match e {
             Event::IkeSaEstablished { id, peer } => {
                 self.stats.ike_sas_established += 1;
+                self.established.insert(id);
+                if let Some(l) = self.lifetimes_of(id) {
+                    self.arm(now + l.rekey_after(l.ike), Timer::RekeyIke { ike: id });
+                }
                 tracing::info!(ike_sa = format_args!("{:016x}", id.0), %peer, "IKE SA established");
                 false
             }
             Event::ChildSaEstablished(c) => match self.book.install(tables, &c, self.workers) {
                 Ok(tunnel) => {
                     self.stats.child_sas_installed += 1;
+                    self.child_owner.insert(c.inbound_spi, c.ike_sa);
+                    if let Some(l) = self.lifetimes_of(c.ike_sa) {
+                        let spi = c.inbound_spi;
+                        self.arm(
+                            now + l.rekey_after(l.child),
+                            Timer::RekeyChild { inbound_spi: spi },
+                        );
+                    }
                     tracing::info!(
                         tunnel,
                         ike_sa = format_args!("{:016x}", c.ike_sa.0),
@@ -250,6 +383,7 @@ impl IkeDriver {
                 outbound_spi,
                 ..
             } => {
+                self.child_owner.remove(&inbound_spi);
                 let removed = self.book.remove(tables, inbound_spi, outbound_spi);
                 if let Some(tunnel) = removed {
                     self.stats.child_sas_removed += 1;
@@ -262,6 +396,7 @@ impl IkeDriver {
                 removed.is_some()
             }
             Event::IkeSaDeleted { id, reason } => {
+                self.established.remove(&id);
                 let name = self.peers_of.remove(&id);
                 if !matches!(reason, IkeSaEnd::Deleted | IkeSaEnd::Rekeyed) {
                     self.stats.ike_sas_failed += 1;
@@ -276,6 +411,16 @@ impl IkeDriver {
                 false
             }
             Event::IkeSaRekeyed { old, new } => {
+                self.established.remove(&old);
+                self.established.insert(new);
+                for owner in self.child_owner.values_mut() {
+                    if *owner == old {
+                        *owner = new;
+                    }
+                }
+                if let Some(l) = self.lifetimes_of(old) {
+                    self.arm(now + l.rekey_after(l.ike), Timer::RekeyIke { ike: new });
+                }
                 if let Some(name) = self.peers_of.remove(&old) {
                     self.peers_of.insert(new, name);
                 }

@@ -64,7 +64,7 @@ pub fn selector(net: &IpNet) -> TrafficSelector {
 }
 
 /// The IKE policy of a peer section (identities, PSK, proposals, selectors).
-pub fn policy(peer: &Peer) -> Policy {
+pub fn policy(peer: &Peer, retransmit: &config::schema::ike::Retransmit) -> Policy {
     let mut p = Policy {
         local_id: identification(&peer.local_id),
         remote_id: match &peer.remote_id {
@@ -88,7 +88,10 @@ pub fn policy(peer: &Peer) -> Policy {
                 IpAddr::V6(_) => None,
             })
             .collect(),
-        retransmit: Retransmit::default(),
+        retransmit: Retransmit {
+            initial: retransmit.timeout,
+            max_tries: retransmit.tries.max(1),
+        },
     };
     for ike in &peer.proposals {
         push_unique(&mut p.ike_encr_bits, bits(ike.encryption));
