@@ -1,0 +1,538 @@
+//! Interop with a real strongSwan 5.9 (charon) in network namespaces the
+//! test creates itself: our IkeEndpoint drives real UDP sockets on
+//! 192.0.2.1, charon sits on 192.0.2.2 and installs its SAs in its
+//! namespace's XFRM tables, whose keys must equal the ones we derived.
+//! Needs root and /usr/lib/ipsec/charon; without them the tests say so
+//! and pass vacuously.
+
+use std::fs;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use controlplane::ike::crypto::{DhGroup, Prf, Secret};
+use controlplane::ike::sa::*;
+use controlplane::ike::wire::{Identification, TrafficSelector};
+use rand::SeedableRng;
+
+const CHARON: &str = "/usr/lib/ipsec/charon";
+const PSK: &str = "interop-lab-psk-0123456789";
+
+/// Two namespaces joined by a veth pair, charon running in the right one.
+struct Lab {
+    left: String,
+    right: String,
+    dir: PathBuf,
+    charon: Option<Child>,
+}
+
+fn sh(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{args:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn available() -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    let ok = root && std::path::Path::new(CHARON).exists() && sh(&["ip", "netns", "list"]).is_ok();
+    if !ok {
+        eprintln!("skipping: needs root, iproute2 and {CHARON}");
+    }
+    ok
+}
+
+impl Lab {
+    fn up(tag: &str) -> Lab {
+        let id = std::process::id();
+        let left = format!("eike-{tag}-l-{id}");
+        let right = format!("eike-{tag}-r-{id}");
+        let dir = std::env::temp_dir().join(format!("esprit-ike-{tag}-{id}"));
+        let lab = Lab {
+            left,
+            right,
+            dir,
+            charon: None,
+        };
+        lab.setup().unwrap_or_else(|e| panic!("lab setup: {e}"));
+        lab
+    }
+
+    fn setup(&self) -> Result<(), String> {
+        let (l, r) = (self.left.as_str(), self.right.as_str());
+        for n in [l, r] {
+            sh(&["ip", "netns", "add", n])?;
+            sh(&["ip", "-n", n, "link", "set", "lo", "up"])?;
+        }
+        sh(&[
+            "ip", "-n", l, "link", "add", "lv0", "type", "veth", "peer", "name", "rv0", "netns", r,
+        ])?;
+        sh(&["ip", "-n", l, "addr", "add", "192.0.2.1/24", "dev", "lv0"])?;
+        sh(&["ip", "-n", r, "addr", "add", "192.0.2.2/24", "dev", "rv0"])?;
+        sh(&["ip", "-n", l, "link", "set", "lv0", "up"])?;
+        sh(&["ip", "-n", r, "link", "set", "rv0", "up"])?;
+        // An inner address inside charon's local TS, as in the lab script.
+        sh(&["ip", "-n", r, "addr", "add", "10.99.2.1/32", "dev", "lo"])?;
+        Ok(())
+    }
+
+    /// Starts charon in the right namespace; `conn_extra` goes into the
+    /// connection, `local_ts` is its CHILD SA's local selector.
+    fn start_charon(&mut self, local_ts: &str, conn_extra: &str) {
+        let d = &self.dir;
+        fs::create_dir_all(d.join("run")).unwrap();
+        let conf = format!(
+            r#"charon {{
+  # kernel-libipsec: userspace ESP, since this kernel may lack XFRM AEAD.
+  load = random nonce openssl aes gcm sha2 hmac kdf curve25519 socket-default kernel-libipsec kernel-netlink vici
+  # kernel-libipsec routes the protected nets through its TUN device.
+  install_routes = yes
+  install_virtual_ip = yes
+  retransmit_timeout = 1.0
+  filelog {{
+    lab {{
+      path = {d}/charon.log
+      time_format = %T
+      flush_line = yes
+      default = 1
+      ike = 2
+      # chd = 4 dumps the ESP keys, which we compare with ours.
+      chd = 4
+    }}
+  }}
+  plugins {{
+    vici {{
+      socket = unix://{d}/charon.vici
+    }}
+  }}
+}}
+swanctl {{
+  socket = unix://{d}/charon.vici
+}}
+"#,
+            d = d.display()
+        );
+        fs::write(d.join("strongswan.conf"), conf).unwrap();
+        let swanctl = format!(
+            r#"connections {{
+  lab {{
+    version = 2
+    local_addrs = 192.0.2.2
+    remote_addrs = 192.0.2.1
+    proposals = aes128gcm16-prfsha256-x25519
+    {conn_extra}
+    local {{
+      auth = psk
+      id = right.lab.test
+    }}
+    remote {{
+      auth = psk
+      id = left.lab.test
+    }}
+    children {{
+      net {{
+        local_ts = {local_ts}
+        remote_ts = 10.99.1.0/24
+        esp_proposals = aes128gcm16
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-lab {{
+    id-1 = left.lab.test
+    id-2 = right.lab.test
+    secret = "{PSK}"
+  }}
+}}
+"#
+        );
+        fs::write(d.join("swanctl.conf"), swanctl).unwrap();
+        // charon's pid file is /run/charon.pid: give it a private /run
+        // (ip netns exec runs the command in its own mount namespace).
+        let cmd = format!("mount --bind {}/run /run && exec {CHARON}", d.display());
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.right, "env"])
+            .arg(format!("STRONGSWAN_CONF={}/strongswan.conf", d.display()))
+            .args(["sh", "-c", &cmd])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.charon = Some(child);
+        let t0 = Instant::now();
+        while self.swanctl(&["--stats"]).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "charon did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.swanctl(&[
+            "--load-all",
+            "--file",
+            &format!("{}/swanctl.conf", d.display()),
+        ])
+        .unwrap();
+    }
+
+    fn swanctl(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("swanctl")
+            .env("STRONGSWAN_CONF", self.dir.join("strongswan.conf"))
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The hex dump following charon's last "<what> => N bytes" line.
+    fn logged_key(&self, what: &str) -> Option<Vec<u8>> {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let at = lines
+            .iter()
+            .rposition(|l| l.contains(&format!("{what} => ")))?;
+        let n: usize = lines[at]
+            .split("=> ")
+            .nth(1)?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()?;
+        let mut hex = String::new();
+        for l in &lines[at + 1..] {
+            let Some((_, rest)) = l.split_once(": ") else {
+                break;
+            };
+            // "  0: 5A AD ...  ascii": the bytes are the first 16 two-digit groups.
+            for b in rest.split(' ').filter(|t| t.len() == 2).take(16) {
+                hex.push_str(b);
+            }
+            if hex.len() >= 2 * n {
+                break;
+            }
+        }
+        hex.truncate(2 * n);
+        hex::decode(hex).ok()
+    }
+
+    /// "CHILD_SA net{1} established with SPIs 79fb08bf_i b28022eb_o": charon's (in, out).
+    fn logged_spis(&self) -> Option<(u32, u32)> {
+        let log = self.log();
+        let l = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("established with SPIs"))?;
+        let mut it = l.split("SPIs ").nth(1)?.split(' ');
+        let i = u32::from_str_radix(it.next()?.strip_suffix("_i")?, 16).ok()?;
+        let o = u32::from_str_radix(it.next()?.strip_suffix("_o")?, 16).ok()?;
+        Some((i, o))
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.charon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for n in [&self.left, &self.right] {
+            let _ = sh(&["ip", "netns", "del", n]);
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn ts(a: &str, b: &str) -> TrafficSelector {
+    TrafficSelector::range(a.parse().unwrap(), b.parse().unwrap())
+}
+
+fn policy() -> Policy {
+    Policy {
+        local_id: Identification::fqdn("left.lab.test"),
+        remote_id: Some(Identification::fqdn("right.lab.test")),
+        psk: Secret::from_slice(PSK.as_bytes()),
+        ike_encr_bits: vec![128],
+        ike_prfs: vec![Prf::HmacSha256],
+        ike_groups: vec![DhGroup::Curve25519],
+        esp_encr_bits: vec![128],
+        esp_groups: vec![],
+        local_ts: vec![ts("10.99.1.0", "10.99.1.255")],
+        remote_ts: vec![ts("10.99.2.0", "10.99.2.255")],
+        request_virtual_ip: false,
+        dns: vec![],
+        retransmit: Retransmit::default(),
+    }
+}
+
+/// Our side: an endpoint on real sockets in the left namespace, run on a
+/// thread of its own (setns changes only the calling thread).
+struct Driver {
+    ep: IkeEndpoint,
+    s500: UdpSocket,
+    s4500: UdpSocket,
+    events: Vec<Event>,
+}
+
+impl Driver {
+    fn new(ns: &str) -> Driver {
+        let f = fs::File::open(format!("/run/netns/{ns}")).unwrap();
+        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        let bind = |p: u16| {
+            let s = UdpSocket::bind(("192.0.2.1", p)).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+            s
+        };
+        Driver {
+            ep: IkeEndpoint::new(
+                Box::new(rand::rngs::StdRng::from_os_rng()),
+                Box::new(SequentialSpis::starting_at(0xc0de_0000)),
+            ),
+            s500: bind(500),
+            s4500: bind(4500),
+            events: Vec::new(),
+        }
+    }
+
+    /// Pumps until `done` holds for the events seen, or `limit` passes.
+    fn run(&mut self, limit: Duration, done: impl Fn(&[Event]) -> bool) -> bool {
+        let end = Instant::now() + limit;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < end {
+            while let Some(t) = self.ep.poll_transmit() {
+                let s = if t.local.port() == 4500 {
+                    &self.s4500
+                } else {
+                    &self.s500
+                };
+                s.send_to(&t.payload, t.remote).unwrap();
+            }
+            while let Some(e) = self.ep.poll_event() {
+                self.events.push(e);
+            }
+            if done(&self.events) {
+                return true;
+            }
+            for s in [&self.s500, &self.s4500] {
+                if let Ok((n, from)) = s.recv_from(&mut buf) {
+                    let local: SocketAddr = s.local_addr().unwrap();
+                    self.ep
+                        .handle_datagram(Instant::now(), local, from, &buf[..n]);
+                }
+            }
+            self.ep.handle_timeout(Instant::now());
+        }
+        false
+    }
+
+    fn child(&self) -> Option<&ChildSa> {
+        self.events.iter().find_map(|e| match e {
+            Event::ChildSaEstablished(c) => Some(&**c),
+            _ => None,
+        })
+    }
+}
+
+fn has_child(e: &[Event]) -> bool {
+    e.iter().any(|e| {
+        matches!(
+            e,
+            Event::ChildSaEstablished(_) | Event::ChildSaFailed { .. } | Event::IkeSaDeleted { .. }
+        )
+    })
+}
+
+/// charon's keys and SPIs, from its log, equal ours. `we_initiated` says
+/// which of the two logged keys protects our outbound traffic.
+fn assert_keys_match_charon(lab: &Lab, c: &ChildSa, we_initiated: bool) {
+    let ki = lab
+        .logged_key("encryption initiator key")
+        .expect("initiator key in log");
+    let kr = lab
+        .logged_key("encryption responder key")
+        .expect("responder key in log");
+    let (out, inb) = if we_initiated { (ki, kr) } else { (kr, ki) };
+    assert_eq!(c.outbound_key.0.as_bytes(), &out[..]);
+    assert_eq!(c.inbound_key.0.as_bytes(), &inb[..]);
+    assert_eq!(lab.logged_spis(), Some((c.outbound_spi, c.inbound_spi)));
+}
+
+#[test]
+fn our_initiator_with_strongswan_responder() {
+    if !available() {
+        return;
+    }
+    let mut lab = Lab::up("i");
+    lab.start_charon("10.99.2.0/24", "");
+    let left = lab.left.clone();
+    let (child, deleted) = std::thread::spawn(move || {
+        let mut d = Driver::new(&left);
+        let now = Instant::now();
+        let id =
+            d.ep.connect(
+                now,
+                "192.0.2.1:500".parse().unwrap(),
+                "192.0.2.2:500".parse().unwrap(),
+                policy(),
+            )
+            .unwrap();
+        d.run(Duration::from_secs(15), has_child);
+        let child = d.child().cloned();
+        if child.is_none() {
+            return (None, (false, d.events));
+        }
+        // Give charon a moment to finish installing, then delete.
+        std::thread::sleep(Duration::from_millis(300));
+        d.ep.delete_ike_sa(Instant::now(), id);
+        let deleted = d.run(Duration::from_secs(10), |e| {
+            e.iter().any(|e| matches!(e, Event::IkeSaDeleted { .. }))
+        });
+        (child, (deleted, d.events))
+    })
+    .join()
+    .unwrap();
+    let c =
+        child.unwrap_or_else(|| panic!("no CHILD SA: {:?}; charon log:\n{}", deleted.1, lab.log()));
+    assert_eq!(c.remote_ts, [ts("10.99.2.0", "10.99.2.255")]);
+    assert_eq!(c.local_ts, [ts("10.99.1.0", "10.99.1.255")]);
+    assert_keys_match_charon(&lab, &c, true);
+    assert!(
+        lab.log().contains("IKE_SA lab[1] established"),
+        "{}",
+        lab.log()
+    );
+    assert!(deleted.0, "{:?}", deleted.1);
+    assert!(
+        deleted.1.iter().any(|e| matches!(
+            e,
+            Event::IkeSaDeleted {
+                reason: IkeSaEnd::Deleted,
+                ..
+            }
+        )),
+        "{:?}",
+        deleted.1
+    );
+    assert!(
+        lab.log().contains("deleting IKE_SA lab[1]")
+            || lab.log().contains("received DELETE for IKE_SA"),
+        "{}",
+        lab.log()
+    );
+}
+
+fn responder_policy() -> Policy {
+    let mut p = policy();
+    p.remote_id = Some(Identification::fqdn("right.lab.test"));
+    p.dns = vec!["10.99.1.53".parse().unwrap()];
+    p
+}
+
+/// charon initiates (`swanctl --initiate`) while our responder runs.
+fn strongswan_initiates(
+    tag: &str,
+    conn_extra: &str,
+    local_ts: &str,
+) -> (Lab, Vec<Event>, Result<String, String>) {
+    let mut lab = Lab::up(tag);
+    lab.start_charon(local_ts, conn_extra);
+    let left = lab.left.clone();
+    let driver = std::thread::spawn(move || {
+        let mut d = Driver::new(&left);
+        d.ep.accept(
+            responder_policy(),
+            Some(AddressPool::new("10.99.7.1".parse().unwrap(), 8)),
+        );
+        d.run(Duration::from_secs(15), has_child);
+        // Let charon finish, then check liveness from our side.
+        d.run(Duration::from_millis(300), |_| false);
+        let id = d.events.iter().find_map(|e| match e {
+            Event::IkeSaEstablished { id, .. } => Some(*id),
+            _ => None,
+        });
+        if let Some(id) = id {
+            assert!(d.ep.check_liveness(Instant::now(), id));
+            d.run(Duration::from_secs(3), |_| false);
+        }
+        d.events
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let initiated = lab.swanctl(&["--initiate", "--child", "net", "--timeout", "10"]);
+    let events = driver.join().unwrap();
+    (lab, events, initiated)
+}
+
+#[test]
+fn strongswan_initiator_with_our_responder() {
+    if !available() {
+        return;
+    }
+    let (lab, events, initiated) = strongswan_initiates("r", "", "10.99.2.0/24");
+    assert!(initiated.is_ok(), "{initiated:?}\n{}", lab.log());
+    let c = events
+        .iter()
+        .find_map(|e| match e {
+            Event::ChildSaEstablished(c) => Some(c.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{events:?}\n{}", lab.log()));
+    assert_keys_match_charon(&lab, &c, false);
+    assert_eq!(c.local_ts, [ts("10.99.1.0", "10.99.1.255")]);
+    assert_eq!(c.remote_ts, [ts("10.99.2.0", "10.99.2.255")]);
+    // charon fakes a NAT with kernel-libipsec, so everything moved to 4500.
+    assert!(c.udp_encap);
+    assert_eq!(c.peer, "192.0.2.2:4500".parse().unwrap());
+    // Our liveness check was answered: the SA is still up.
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::IkeSaDeleted { .. })),
+        "{events:?}"
+    );
+    let sas = lab.swanctl(&["--list-sas"]).unwrap();
+    assert!(
+        sas.contains("ESTABLISHED") && sas.contains("INSTALLED"),
+        "{sas}"
+    );
+}
+
+#[test]
+fn strongswan_gets_a_virtual_ip_from_our_pool() {
+    if !available() {
+        return;
+    }
+    let (lab, events, initiated) = strongswan_initiates("v", "vips = 0.0.0.0", "dynamic");
+    assert!(initiated.is_ok(), "{initiated:?}\n{}", lab.log());
+    let c = events
+        .iter()
+        .find_map(|e| match e {
+            Event::ChildSaEstablished(c) => Some(c.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{events:?}\n{}", lab.log()));
+    let vip: std::net::Ipv4Addr = "10.99.7.1".parse().unwrap();
+    assert_eq!(c.virtual_ip, Some(vip));
+    assert_eq!(c.remote_ts, [ts("10.99.7.1", "10.99.7.1")]);
+    assert_keys_match_charon(&lab, &c, false);
+    // charon shows the address it got from our CP reply on its SA.
+    let sas = lab.swanctl(&["--list-sas"]).unwrap();
+    assert!(sas.contains("10.99.7.1"), "{sas}");
+}
