@@ -198,48 +198,51 @@ secrets {{
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// The hex dump following charon's last "<what> => N bytes" line.
-    fn logged_key(&self, what: &str) -> Option<Vec<u8>> {
+    /// The hex dumps following each of charon's "<what> => N bytes" lines.
+    fn logged_keys(&self, what: &str) -> Vec<Vec<u8>> {
         let log = self.log();
         let lines: Vec<&str> = log.lines().collect();
-        let at = lines
-            .iter()
-            .rposition(|l| l.contains(&format!("{what} => ")))?;
-        let n: usize = lines[at]
-            .split("=> ")
-            .nth(1)?
-            .split(' ')
-            .next()?
-            .parse()
-            .ok()?;
-        let mut hex = String::new();
-        for l in &lines[at + 1..] {
-            let Some((_, rest)) = l.split_once(": ") else {
-                break;
-            };
-            // "  0: 5A AD ...  ascii": the bytes are the first 16 two-digit groups.
-            for b in rest.split(' ').filter(|t| t.len() == 2).take(16) {
-                hex.push_str(b);
+        let mut out = Vec::new();
+        for (at, l) in lines.iter().enumerate() {
+            if !l.contains(&format!("{what} => ")) {
+                continue;
             }
-            if hex.len() >= 2 * n {
-                break;
+            let n: usize = l
+                .split("=> ")
+                .nth(1)
+                .and_then(|x| x.split(' ').next())
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0);
+            let mut hex = String::new();
+            for l in &lines[at + 1..] {
+                let Some((_, rest)) = l.split_once(": ") else {
+                    break;
+                };
+                // "  0: 5A AD ...  ascii": the bytes are the first 16 two-digit groups.
+                for b in rest.split(' ').filter(|t| t.len() == 2).take(16) {
+                    hex.push_str(b);
+                }
+                if hex.len() >= 2 * n {
+                    break;
+                }
             }
+            hex.truncate(2 * n);
+            out.push(hex::decode(hex).unwrap());
         }
-        hex.truncate(2 * n);
-        hex::decode(hex).ok()
+        out
     }
 
-    /// "CHILD_SA net{1} established with SPIs 79fb08bf_i b28022eb_o": charon's (in, out).
-    fn logged_spis(&self) -> Option<(u32, u32)> {
+    /// Each "CHILD_SA net{1} established with SPIs 79fb08bf_i b28022eb_o": charon's (in, out).
+    fn logged_spis(&self) -> Vec<(u32, u32)> {
         let log = self.log();
-        let l = log
-            .lines()
-            .rev()
-            .find(|l| l.contains("established with SPIs"))?;
-        let mut it = l.split("SPIs ").nth(1)?.split(' ');
-        let i = u32::from_str_radix(it.next()?.strip_suffix("_i")?, 16).ok()?;
-        let o = u32::from_str_radix(it.next()?.strip_suffix("_o")?, 16).ok()?;
-        Some((i, o))
+        log.lines()
+            .filter_map(|l| {
+                let mut it = l.split("established with SPIs ").nth(1)?.split(' ');
+                let i = u32::from_str_radix(it.next()?.strip_suffix("_i")?, 16).ok()?;
+                let o = u32::from_str_radix(it.next()?.strip_suffix("_o")?, 16).ok()?;
+                Some((i, o))
+            })
+            .collect()
     }
 
     fn log(&self) -> String {
@@ -360,19 +363,41 @@ fn has_child(e: &[Event]) -> bool {
     })
 }
 
-/// charon's keys and SPIs, from its log, equal ours. `we_initiated` says
-/// which of the two logged keys protects our outbound traffic.
-fn assert_keys_match_charon(lab: &Lab, c: &ChildSa, we_initiated: bool) {
-    let ki = lab
-        .logged_key("encryption initiator key")
-        .expect("initiator key in log");
-    let kr = lab
-        .logged_key("encryption responder key")
-        .expect("responder key in log");
-    let (out, inb) = if we_initiated { (ki, kr) } else { (kr, ki) };
+/// charon's keys and SPIs of its `nth` CHILD SA, from its log, equal ours.
+/// `we_initiated` (the exchange that made it) says which logged key
+/// protects our outbound traffic.
+fn assert_keys_match_charon(lab: &Lab, c: &ChildSa, we_initiated: bool, nth: usize) {
+    let ki = lab.logged_keys("encryption initiator key");
+    let kr = lab.logged_keys("encryption responder key");
+    let (out, inb) = if we_initiated {
+        (&ki[nth], &kr[nth])
+    } else {
+        (&kr[nth], &ki[nth])
+    };
     assert_eq!(c.outbound_key.0.as_bytes(), &out[..]);
     assert_eq!(c.inbound_key.0.as_bytes(), &inb[..]);
-    assert_eq!(lab.logged_spis(), Some((c.outbound_spi, c.inbound_spi)));
+    assert_eq!(lab.logged_spis()[nth], (c.outbound_spi, c.inbound_spi));
+}
+
+fn children(events: &[Event]) -> Vec<ChildSa> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ChildSaEstablished(c) => Some((**c).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn count(events: &[Event], f: impl Fn(&Event) -> bool) -> usize {
+    events.iter().filter(|e| f(e)).count()
+}
+
+fn rekeyed_to(events: &[Event]) -> Option<IkeSaId> {
+    events.iter().find_map(|e| match e {
+        Event::IkeSaRekeyed { new, .. } => Some(*new),
+        _ => None,
+    })
 }
 
 #[test]
@@ -383,7 +408,7 @@ fn our_initiator_with_strongswan_responder() {
     let mut lab = Lab::up("i");
     lab.start_charon("10.99.2.0/24", "");
     let left = lab.left.clone();
-    let (child, deleted) = std::thread::spawn(move || {
+    let events = std::thread::spawn(move || {
         let mut d = Driver::new(&left);
         let now = Instant::now();
         let id =
@@ -395,48 +420,75 @@ fn our_initiator_with_strongswan_responder() {
             )
             .unwrap();
         d.run(Duration::from_secs(15), has_child);
-        let child = d.child().cloned();
-        if child.is_none() {
-            return (None, (false, d.events));
-        }
-        // Give charon a moment to finish installing, then delete.
+        let Some(first) = d.child().cloned() else {
+            return d.events;
+        };
+        // Give charon a moment to finish installing, then rekey the CHILD SA.
         std::thread::sleep(Duration::from_millis(300));
-        d.ep.delete_ike_sa(Instant::now(), id);
-        let deleted = d.run(Duration::from_secs(10), |e| {
-            e.iter().any(|e| matches!(e, Event::IkeSaDeleted { .. }))
+        assert!(d.ep.rekey_child_sa(Instant::now(), id, first.inbound_spi));
+        d.run(Duration::from_secs(10), |e| {
+            count(e, |e| matches!(e, Event::ChildSaDeleted { .. })) == 1
         });
-        (child, (deleted, d.events))
+        // Then the IKE SA, then delete everything from the new IKE SA.
+        assert!(d.ep.rekey_ike_sa(Instant::now(), id));
+        d.run(Duration::from_secs(10), |e| {
+            count(e, |e| {
+                matches!(
+                    e,
+                    Event::IkeSaDeleted {
+                        reason: IkeSaEnd::Rekeyed,
+                        ..
+                    }
+                )
+            }) == 1
+        });
+        let Some(new) = rekeyed_to(&d.events) else {
+            return d.events;
+        };
+        assert!(d.ep.delete_ike_sa(Instant::now(), new));
+        d.run(Duration::from_secs(10), |e| {
+            count(e, |e| {
+                matches!(
+                    e,
+                    Event::IkeSaDeleted {
+                        reason: IkeSaEnd::Deleted,
+                        ..
+                    }
+                )
+            }) == 1
+        });
+        d.events
     })
     .join()
     .unwrap();
-    let c =
-        child.unwrap_or_else(|| panic!("no CHILD SA: {:?}; charon log:\n{}", deleted.1, lab.log()));
-    assert_eq!(c.remote_ts, [ts("10.99.2.0", "10.99.2.255")]);
-    assert_eq!(c.local_ts, [ts("10.99.1.0", "10.99.1.255")]);
-    assert_keys_match_charon(&lab, &c, true);
-    assert!(
-        lab.log().contains("IKE_SA lab[1] established"),
-        "{}",
-        lab.log()
+    let log = lab.log();
+    let c = children(&events);
+    assert_eq!(c.len(), 2, "{events:?}\n{log}");
+    assert_eq!(c[0].remote_ts, [ts("10.99.2.0", "10.99.2.255")]);
+    assert_eq!(c[0].local_ts, [ts("10.99.1.0", "10.99.1.255")]);
+    assert_keys_match_charon(&lab, &c[0], true, 0);
+    // The CHILD rekey (no PFS): new keys from the CREATE_CHILD_SA nonces.
+    assert_eq!(c[1].replaces, Some(c[0].inbound_spi));
+    assert_keys_match_charon(&lab, &c[1], true, 1);
+    assert!(log.contains("IKE_SA lab[1] established"), "{log}");
+    let ended: Vec<&IkeSaEnd> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::IkeSaDeleted { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ended,
+        [&IkeSaEnd::Rekeyed, &IkeSaEnd::Deleted],
+        "{events:?}\n{log}"
     );
-    assert!(deleted.0, "{:?}", deleted.1);
-    assert!(
-        deleted.1.iter().any(|e| matches!(
-            e,
-            Event::IkeSaDeleted {
-                reason: IkeSaEnd::Deleted,
-                ..
-            }
-        )),
-        "{:?}",
-        deleted.1
+    // charon answered our DELETE on the rekeyed SA, so it shares its keys.
+    assert_eq!(
+        count(&events, |e| matches!(e, Event::ChildSaDeleted { .. })),
+        2
     );
-    assert!(
-        lab.log().contains("deleting IKE_SA lab[1]")
-            || lab.log().contains("received DELETE for IKE_SA"),
-        "{}",
-        lab.log()
-    );
+    assert!(log.contains("received DELETE for IKE_SA lab[2]"), "{log}");
 }
 
 fn responder_policy() -> Policy {
@@ -455,6 +507,7 @@ fn strongswan_initiates(
     let mut lab = Lab::up(tag);
     lab.start_charon(local_ts, conn_extra);
     let left = lab.left.clone();
+    let conf = lab.dir.join("strongswan.conf");
     let driver = std::thread::spawn(move || {
         let mut d = Driver::new(&left);
         d.ep.accept(
@@ -462,13 +515,39 @@ fn strongswan_initiates(
             Some(AddressPool::new("10.99.7.1".parse().unwrap(), 8)),
         );
         d.run(Duration::from_secs(15), has_child);
-        // Let charon finish, then check liveness from our side.
+        if d.child().is_none() {
+            return d.events;
+        }
         d.run(Duration::from_millis(300), |_| false);
-        let id = d.events.iter().find_map(|e| match e {
-            Event::IkeSaEstablished { id, .. } => Some(*id),
-            _ => None,
+        // charon rekeys the CHILD SA, then the IKE SA (swanctl runs beside us).
+        let swanctl = |args: &[&str]| {
+            Command::new("swanctl")
+                .env("STRONGSWAN_CONF", &conf)
+                .args(args)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let mut p = swanctl(&["--rekey", "--child", "net"]);
+        d.run(Duration::from_secs(10), |e| {
+            count(e, |e| matches!(e, Event::ChildSaDeleted { .. })) == 1
         });
-        if let Some(id) = id {
+        let _ = p.wait();
+        let mut p = swanctl(&["--rekey", "--ike", "lab"]);
+        d.run(Duration::from_secs(10), |e| {
+            count(e, |e| {
+                matches!(
+                    e,
+                    Event::IkeSaDeleted {
+                        reason: IkeSaEnd::Rekeyed,
+                        ..
+                    }
+                )
+            }) == 1
+        });
+        let _ = p.wait();
+        // Liveness on the new IKE SA.
+        if let Some(id) = rekeyed_to(&d.events) {
             assert!(d.ep.check_liveness(Instant::now(), id));
             d.run(Duration::from_secs(3), |_| false);
         }
@@ -486,27 +565,34 @@ fn strongswan_initiator_with_our_responder() {
         return;
     }
     let (lab, events, initiated) = strongswan_initiates("r", "", "10.99.2.0/24");
-    assert!(initiated.is_ok(), "{initiated:?}\n{}", lab.log());
-    let c = events
+    let log = lab.log();
+    assert!(initiated.is_ok(), "{initiated:?}\n{log}");
+    let c = children(&events);
+    assert_eq!(c.len(), 2, "{events:?}\n{log}");
+    assert_keys_match_charon(&lab, &c[0], false, 0);
+    assert_eq!(c[0].local_ts, [ts("10.99.1.0", "10.99.1.255")]);
+    assert_eq!(c[0].remote_ts, [ts("10.99.2.0", "10.99.2.255")]);
+    // charon fakes a NAT with kernel-libipsec, so everything moved to 4500.
+    assert!(c[0].udp_encap);
+    assert_eq!(c[0].peer, "192.0.2.2:4500".parse().unwrap());
+    // charon's CHILD rekey, answered by us; it deleted the old pair.
+    assert_eq!(c[1].replaces, Some(c[0].inbound_spi));
+    assert_keys_match_charon(&lab, &c[1], false, 1);
+    assert_eq!(
+        count(&events, |e| matches!(e, Event::ChildSaDeleted { .. })),
+        1
+    );
+    // charon's IKE rekey: the CHILD SA moved to the new IKE SA, which
+    // answered our liveness check (nothing else ended).
+    assert!(rekeyed_to(&events).is_some(), "{events:?}\n{log}");
+    let ended: Vec<&IkeSaEnd> = events
         .iter()
-        .find_map(|e| match e {
-            Event::ChildSaEstablished(c) => Some(c.clone()),
+        .filter_map(|e| match e {
+            Event::IkeSaDeleted { reason, .. } => Some(reason),
             _ => None,
         })
-        .unwrap_or_else(|| panic!("{events:?}\n{}", lab.log()));
-    assert_keys_match_charon(&lab, &c, false);
-    assert_eq!(c.local_ts, [ts("10.99.1.0", "10.99.1.255")]);
-    assert_eq!(c.remote_ts, [ts("10.99.2.0", "10.99.2.255")]);
-    // charon fakes a NAT with kernel-libipsec, so everything moved to 4500.
-    assert!(c.udp_encap);
-    assert_eq!(c.peer, "192.0.2.2:4500".parse().unwrap());
-    // Our liveness check was answered: the SA is still up.
-    assert!(
-        !events
-            .iter()
-            .any(|e| matches!(e, Event::IkeSaDeleted { .. })),
-        "{events:?}"
-    );
+        .collect();
+    assert_eq!(ended, [&IkeSaEnd::Rekeyed], "{events:?}\n{log}");
     let sas = lab.swanctl(&["--list-sas"]).unwrap();
     assert!(
         sas.contains("ESTABLISHED") && sas.contains("INSTALLED"),
@@ -531,7 +617,7 @@ fn strongswan_gets_a_virtual_ip_from_our_pool() {
     let vip: std::net::Ipv4Addr = "10.99.7.1".parse().unwrap();
     assert_eq!(c.virtual_ip, Some(vip));
     assert_eq!(c.remote_ts, [ts("10.99.7.1", "10.99.7.1")]);
-    assert_keys_match_charon(&lab, &c, false);
+    assert_keys_match_charon(&lab, &c, false, 0);
     // charon shows the address it got from our CP reply on its SA.
     let sas = lab.swanctl(&["--list-sas"]).unwrap();
     assert!(sas.contains("10.99.7.1"), "{sas}");
