@@ -895,3 +895,41 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn per_peer_policies_pick_the_psk_by_identity() {
+    let alice = {
+        let mut p = client_policy();
+        p.local_id = Identification::fqdn("alice.test");
+        p.psk = Secret::from_slice(b"alice's own secret");
+        p
+    };
+    let server_for = |psk: &'static [u8], ts: TrafficSelector| {
+        let mut s = server_policy();
+        s.psk = Secret::from_slice(psk);
+        s.local_ts = vec![ts];
+        Arc::new(s)
+    };
+    let a = server_for(b"alice's own secret", ts("10.1.0.0", "10.1.0.255"));
+    let lookup: PeerPolicy = Box::new(move |id: &Identification| {
+        (id == &Identification::fqdn("alice.test")).then(|| a.clone())
+    });
+    let mut p = Pair::new();
+    p.server.ep.set_peer_policy(lookup);
+    p.connect(alice.clone());
+    p.drive();
+    let c = p.client.children();
+    assert_eq!(c.len(), 1);
+    // Alice's selectors, not the default policy's.
+    assert_eq!(c[0].remote_ts, [ts("10.1.0.0", "10.1.0.255")]);
+    // An identity the lookup does not know is refused.
+    let mut bob = alice;
+    bob.local_id = Identification::fqdn("bob.test");
+    p.client = Node::new(4, 0xe000_0000);
+    p.connect(bob);
+    p.drive();
+    assert_eq!(
+        p.client.ike_ended(),
+        [IkeSaEnd::PeerError(NotifyType::AUTHENTICATION_FAILED)]
+    );
+}

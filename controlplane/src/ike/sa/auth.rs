@@ -148,8 +148,16 @@ impl IkeSa {
     /// Responder.
     pub(crate) fn on_auth_request(&mut self, io: &mut Io, mid: u32, inner: &[Payload]) {
         let a = pick(inner);
+        // Per-peer policy (PSK, selectors) by the claimed identity; the
+        // IKE_SA_INIT suite was chosen under the default policy.
+        if let (Some(lookup), Some(id)) = (io.peer_policy.as_ref(), a.idi) {
+            match lookup(id) {
+                Some(p) => self.policy = p,
+                None => self.unknown_peer = true,
+            }
+        }
         let ok = match (a.idi, a.auth) {
-            (Some(id), Some(auth)) => self.verify_peer(true, id, auth),
+            (Some(id), Some(auth)) if !self.unknown_peer => self.verify_peer(true, id, auth),
             _ => false,
         };
         if !ok {

@@ -11,7 +11,7 @@ use rand::RngCore;
 use super::ike_sa::{IkeSa, State};
 use super::init::{on_init_request, InitOutcome};
 use super::io::Io;
-use super::{AddressPool, Event, IkeSaId, Policy, SpiAllocator, Transmit};
+use super::{AddressPool, Event, IkeSaId, PeerPolicy, Policy, SpiAllocator, Transmit};
 use crate::ike::wire::{
     strip_non_esp_marker, ExchangeType, Message, Notify, NotifyType, ParseError, Payload,
 };
@@ -50,6 +50,7 @@ impl IkeEndpoint {
                 rng,
                 spis,
                 pool: None,
+                peer_policy: None,
                 transmits: Default::default(),
                 events: Default::default(),
                 born: Vec::new(),
@@ -69,6 +70,12 @@ impl IkeEndpoint {
             cookie_threshold: usize::MAX,
             cookie_secret,
         });
+    }
+
+    /// Chooses the responder's policy per peer identity (per-client PSKs);
+    /// without it every peer gets the policy given to `accept`.
+    pub fn set_peer_policy(&mut self, lookup: PeerPolicy) {
+        self.io.peer_policy = Some(lookup);
     }
 
     /// Demand cookies once `n` IKE SAs are half-open.

@@ -20,7 +20,7 @@ mod spi;
 pub use endpoint::{EndpointStats, IkeEndpoint};
 pub use event::{ChildSa, Event, IkeSaEnd, IkeSaId, Transmit};
 pub use narrow::narrow;
-pub use policy::{Policy, Retransmit};
+pub use policy::{PeerPolicy, Policy, Retransmit};
 pub use pool::AddressPool;
 pub use proposal::{EspSuite, IkeSuite};
 pub use spi::{SequentialSpis, SpiAllocator};
