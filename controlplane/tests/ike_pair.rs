@@ -933,3 +933,31 @@ fn per_peer_policies_pick_the_psk_by_identity() {
         [IkeSaEnd::PeerError(NotifyType::AUTHENTICATION_FAILED)]
     );
 }
+
+#[test]
+fn cp_reply_carries_dns_and_an_empty_pool_fails_the_child_only() {
+    let mut p = Pair::new();
+    p.server.ep.accept(
+        server_policy(),
+        Some(AddressPool::new(Ipv4Addr::new(10, 9, 0, 1), 1)),
+    );
+    p.connect(client_policy());
+    p.drive();
+    assert_eq!(p.client.children()[0].dns, [Ipv4Addr::new(10, 1, 0, 53)]);
+    // A second client finds the pool empty: IKE SA up, CHILD SA refused.
+    let mut other = client_policy();
+    other.local_id = Identification::fqdn("other.test");
+    p.client = Node::new(5, 0xf000_0000);
+    p.connect(other);
+    p.drive();
+    assert_eq!(p.client.established(), 1);
+    assert!(p.client.children().is_empty());
+    assert!(p.client.events.iter().any(|e| matches!(
+        e,
+        Event::ChildSaFailed {
+            reason: NotifyType::INTERNAL_ADDRESS_FAILURE,
+            ..
+        }
+    )));
+    assert!(p.client.spis.live().is_empty());
+}

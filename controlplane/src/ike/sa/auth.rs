@@ -314,6 +314,13 @@ impl IkeSa {
             if self.virtual_ip.is_none() {
                 return Err(NotifyType::FAILED_CP_REQUIRED);
             }
+            self.dns = cp
+                .map(|c| {
+                    c.get(CfgAttrType::INTERNAL_IP4_DNS)
+                        .filter_map(CfgAttribute::as_ip4)
+                        .collect()
+                })
+                .unwrap_or_default();
         }
         let asked_i = if self.policy.request_virtual_ip {
             vec![any_v4()]
@@ -344,6 +351,7 @@ impl IkeSa {
             peer: self.remote,
             udp_encap: self.nat_detected,
             virtual_ip: self.virtual_ip,
+            dns: self.dns.clone(),
             replaces: None,
         })
     }

@@ -91,6 +91,8 @@ pub(crate) struct IkeSa {
     /// Inbound SPI offered in our IKE_AUTH request.
     pub offered_child_spi: Option<u32>,
     pub virtual_ip: Option<Ipv4Addr>,
+    /// Initiator: DNS servers from the CP reply.
+    pub dns: Vec<Ipv4Addr>,
     /// Responder: the peer lookup knew nothing of the claimed identity.
     pub unknown_peer: bool,
     /// The peer's authenticated identity.
@@ -144,6 +146,7 @@ impl IkeSa {
             offered_child_spi: None,
             virtual_ip: None,
             peer_id: None,
+            dns: Vec::new(),
             unknown_peer: false,
             child_offer: None,
             ike_offer: None,
