@@ -292,6 +292,8 @@ struct Driver {
     s500: UdpSocket,
     s4500: UdpSocket,
     events: Vec<Event>,
+    /// ESP-in-UDP datagrams that arrived on 4500 (no non-ESP marker).
+    esp: Vec<Vec<u8>>,
 }
 
 impl Driver {
@@ -312,6 +314,7 @@ impl Driver {
             s500: bind(500),
             s4500: bind(4500),
             events: Vec::new(),
+            esp: Vec::new(),
         }
     }
 
@@ -337,6 +340,9 @@ impl Driver {
             for s in [&self.s500, &self.s4500] {
                 if let Ok((n, from)) = s.recv_from(&mut buf) {
                     let local: SocketAddr = s.local_addr().unwrap();
+                    if local.port() == 4500 && n > 8 && buf[..4] != [0; 4] {
+                        self.esp.push(buf[..n].to_vec());
+                    }
                     self.ep
                         .handle_datagram(Instant::now(), local, from, &buf[..n]);
                 }
@@ -379,6 +385,29 @@ fn assert_keys_match_charon(lab: &Lab, c: &ChildSa, we_initiated: bool, nth: usi
     assert_eq!(lab.logged_spis()[nth], (c.outbound_spi, c.inbound_spi));
 }
 
+/// Opens an ESP packet (RFC 4303/4106) with our inbound key; returns the
+/// inner packet without padding and trailer.
+fn open_esp(c: &ChildSa, p: &[u8]) -> Vec<u8> {
+    assert_eq!(
+        u32::from_be_bytes(p[..4].try_into().unwrap()),
+        c.inbound_spi
+    );
+    let mut nonce = [0u8; 12];
+    nonce[..4].copy_from_slice(&c.inbound_key.salt());
+    nonce[4..].copy_from_slice(&p[8..16]);
+    let (body, tag) = p[16..].split_at(p.len() - 32);
+    let mut plain = body.to_vec();
+    dataplane::crypto::AesGcm::new(c.inbound_key.key())
+        .unwrap()
+        .open_in_place(&nonce, &p[..8], &mut plain, tag.try_into().unwrap())
+        .expect("ESP from charon opens with our inbound key");
+    let n = plain.len();
+    assert_eq!(plain[n - 1], 4, "next header IPv4");
+    let pad = usize::from(plain[n - 2]);
+    plain.truncate(n - 2 - pad);
+    plain
+}
+
 fn children(events: &[Event]) -> Vec<ChildSa> {
     events
         .iter()
@@ -408,6 +437,7 @@ fn our_initiator_with_strongswan_responder() {
     let mut lab = Lab::up("i");
     lab.start_charon("10.99.2.0/24", "");
     let left = lab.left.clone();
+    let right = lab.right.clone();
     let events = std::thread::spawn(move || {
         let mut d = Driver::new(&left);
         let now = Instant::now();
@@ -421,10 +451,24 @@ fn our_initiator_with_strongswan_responder() {
             .unwrap();
         d.run(Duration::from_secs(15), has_child);
         let Some(first) = d.child().cloned() else {
-            return d.events;
+            return (d.events, Vec::new());
         };
-        // Give charon a moment to finish installing, then rekey the CHILD SA.
+        // charon pings into the tunnel: ESP in UDP to us, sealed with the
+        // key we derived for our inbound SA.
         std::thread::sleep(Duration::from_millis(300));
+        let mut ping = Command::new("ip")
+            .args([
+                "netns", "exec", &right, "ping", "-c", "2", "-i", "0.2", "-W", "1",
+            ])
+            .args(["-I", "10.99.2.1", "10.99.1.1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        d.run(Duration::from_secs(2), |_| false);
+        let _ = ping.wait();
+        let esp = std::mem::take(&mut d.esp);
+        // Then rekey the CHILD SA.
         assert!(d.ep.rekey_child_sa(Instant::now(), id, first.inbound_spi));
         d.run(Duration::from_secs(10), |e| {
             count(e, |e| matches!(e, Event::ChildSaDeleted { .. })) == 1
@@ -443,7 +487,7 @@ fn our_initiator_with_strongswan_responder() {
             }) == 1
         });
         let Some(new) = rekeyed_to(&d.events) else {
-            return d.events;
+            return (d.events, esp);
         };
         assert!(d.ep.delete_ike_sa(Instant::now(), new));
         d.run(Duration::from_secs(10), |e| {
@@ -457,13 +501,21 @@ fn our_initiator_with_strongswan_responder() {
                 )
             }) == 1
         });
-        d.events
+        (d.events, esp)
     })
     .join()
     .unwrap();
+    let (events, esp) = events;
     let log = lab.log();
     let c = children(&events);
     assert_eq!(c.len(), 2, "{events:?}\n{log}");
+    assert!(!esp.is_empty(), "no ESP from charon\n{log}");
+    for p in &esp {
+        let inner = open_esp(&c[0], p);
+        // IPv4 ICMP echo request 10.99.2.1 -> 10.99.1.1.
+        assert_eq!((inner[0] >> 4, inner[9], inner[20]), (4, 1, 8));
+        assert_eq!(&inner[12..20], [10, 99, 2, 1, 10, 99, 1, 1]);
+    }
     assert_eq!(c[0].remote_ts, [ts("10.99.2.0", "10.99.2.255")]);
     assert_eq!(c[0].local_ts, [ts("10.99.1.0", "10.99.1.255")]);
     assert_keys_match_charon(&lab, &c[0], true, 0);
