@@ -9,7 +9,7 @@ use std::time::Instant;
 use rand::RngCore;
 
 use super::ike_sa::{IkeSa, State};
-use super::init::{on_init_request, InitOutcome};
+use super::init_responder::{on_init_request, InitOutcome};
 use super::io::Io;
 use super::{AddressPool, Event, IkeSaId, PeerPolicy, Policy, SpiAllocator, Transmit};
 use crate::ike::wire::{

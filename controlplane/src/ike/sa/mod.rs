@@ -4,11 +4,13 @@
 
 mod auth;
 mod child;
+mod dispatch;
 mod endpoint;
 mod event;
 mod ike_sa;
 mod informational;
 mod init;
+mod init_responder;
 mod io;
 mod narrow;
 mod policy;
@@ -16,6 +18,7 @@ mod pool;
 mod proposal;
 mod rekey_ike;
 mod spi;
+mod transport;
 
 pub use endpoint::{EndpointStats, IkeEndpoint};
 pub use event::{ChildSa, Event, IkeSaEnd, IkeSaId, Transmit};
