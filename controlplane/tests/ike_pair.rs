@@ -961,3 +961,10 @@ fn cp_reply_carries_dns_and_an_empty_pool_fails_the_child_only() {
     )));
     assert!(p.client.spis.live().is_empty());
 }
+
+#[test]
+fn the_endpoint_can_move_to_the_control_plane_thread() {
+    fn send<T: Send>() {}
+    send::<IkeEndpoint>();
+    send::<Event>();
+}

@@ -16,6 +16,10 @@ use crate::ike::wire::{
     strip_non_esp_marker, ExchangeType, Message, Notify, NotifyType, ParseError, Payload,
 };
 
+/// Half-open IKE SAs (each cost a DH computation) before cookies are
+/// demanded (RFC 7296 §2.6).
+pub const DEFAULT_COOKIE_THRESHOLD: usize = 1024;
+
 /// Responder settings of an endpoint.
 struct Responder {
     policy: Arc<Policy>,
@@ -67,7 +71,7 @@ impl IkeEndpoint {
         self.io.pool = pool;
         self.responder = Some(Responder {
             policy: Arc::new(policy),
-            cookie_threshold: usize::MAX,
+            cookie_threshold: DEFAULT_COOKIE_THRESHOLD,
             cookie_secret,
         });
     }
@@ -116,7 +120,10 @@ impl IkeEndpoint {
         };
         let msg = match Message::parse(bytes) {
             Ok(m) => m,
-            Err(e) => return self.malformed(local, remote, bytes, e),
+            Err(e) => {
+                tracing::debug!(%remote, error = %e, "dropping malformed IKE message");
+                return self.malformed(local, remote, bytes, e);
+            }
         };
         let h = &msg.header;
         if h.exchange == ExchangeType::IKE_SA_INIT && !h.flags.response() && h.spi_r == 0 {
@@ -129,6 +136,7 @@ impl IkeEndpoint {
             h.spi_i
         };
         let Some(sa) = self.sas.get_mut(&ours) else {
+            tracing::debug!(%remote, spi = format_args!("{ours:016x}"), "IKE message for unknown SA");
             self.stats.unknown_spi += 1;
             return;
         };

@@ -187,6 +187,7 @@ impl IkeSa {
             return;
         }
         let id = self.id();
+        tracing::info!(spi = format_args!("{:016x}", id.0), peer = %self.remote, ?reason, "IKE SA ended");
         for c in self.children.drain(..) {
             io.spis.release(c.inbound_spi);
             io.events.push_back(Event::ChildSaDeleted {
