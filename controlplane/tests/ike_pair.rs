@@ -895,3 +895,76 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn per_peer_policies_pick_the_psk_by_identity() {
+    let alice = {
+        let mut p = client_policy();
+        p.local_id = Identification::fqdn("alice.test");
+        p.psk = Secret::from_slice(b"alice's own secret");
+        p
+    };
+    let server_for = |psk: &'static [u8], ts: TrafficSelector| {
+        let mut s = server_policy();
+        s.psk = Secret::from_slice(psk);
+        s.local_ts = vec![ts];
+        Arc::new(s)
+    };
+    let a = server_for(b"alice's own secret", ts("10.1.0.0", "10.1.0.255"));
+    let lookup: PeerPolicy = Box::new(move |id: &Identification| {
+        (id == &Identification::fqdn("alice.test")).then(|| a.clone())
+    });
+    let mut p = Pair::new();
+    p.server.ep.set_peer_policy(lookup);
+    p.connect(alice.clone());
+    p.drive();
+    let c = p.client.children();
+    assert_eq!(c.len(), 1);
+    // Alice's selectors, not the default policy's.
+    assert_eq!(c[0].remote_ts, [ts("10.1.0.0", "10.1.0.255")]);
+    // An identity the lookup does not know is refused.
+    let mut bob = alice;
+    bob.local_id = Identification::fqdn("bob.test");
+    p.client = Node::new(4, 0xe000_0000);
+    p.connect(bob);
+    p.drive();
+    assert_eq!(
+        p.client.ike_ended(),
+        [IkeSaEnd::PeerError(NotifyType::AUTHENTICATION_FAILED)]
+    );
+}
+
+#[test]
+fn cp_reply_carries_dns_and_an_empty_pool_fails_the_child_only() {
+    let mut p = Pair::new();
+    p.server.ep.accept(
+        server_policy(),
+        Some(AddressPool::new(Ipv4Addr::new(10, 9, 0, 1), 1)),
+    );
+    p.connect(client_policy());
+    p.drive();
+    assert_eq!(p.client.children()[0].dns, [Ipv4Addr::new(10, 1, 0, 53)]);
+    // A second client finds the pool empty: IKE SA up, CHILD SA refused.
+    let mut other = client_policy();
+    other.local_id = Identification::fqdn("other.test");
+    p.client = Node::new(5, 0xf000_0000);
+    p.connect(other);
+    p.drive();
+    assert_eq!(p.client.established(), 1);
+    assert!(p.client.children().is_empty());
+    assert!(p.client.events.iter().any(|e| matches!(
+        e,
+        Event::ChildSaFailed {
+            reason: NotifyType::INTERNAL_ADDRESS_FAILURE,
+            ..
+        }
+    )));
+    assert!(p.client.spis.live().is_empty());
+}
+
+#[test]
+fn the_endpoint_can_move_to_the_control_plane_thread() {
+    fn send<T: Send>() {}
+    send::<IkeEndpoint>();
+    send::<Event>();
+}

@@ -148,8 +148,16 @@ impl IkeSa {
     /// Responder.
     pub(crate) fn on_auth_request(&mut self, io: &mut Io, mid: u32, inner: &[Payload]) {
         let a = pick(inner);
+        // Per-peer policy (PSK, selectors) by the claimed identity; the
+        // IKE_SA_INIT suite was chosen under the default policy.
+        if let (Some(lookup), Some(id)) = (io.peer_policy.as_ref(), a.idi) {
+            match lookup(id) {
+                Some(p) => self.policy = p,
+                None => self.unknown_peer = true,
+            }
+        }
         let ok = match (a.idi, a.auth) {
-            (Some(id), Some(auth)) => self.verify_peer(true, id, auth),
+            (Some(id), Some(auth)) if !self.unknown_peer => self.verify_peer(true, id, auth),
             _ => false,
         };
         if !ok {
@@ -306,6 +314,13 @@ impl IkeSa {
             if self.virtual_ip.is_none() {
                 return Err(NotifyType::FAILED_CP_REQUIRED);
             }
+            self.dns = cp
+                .map(|c| {
+                    c.get(CfgAttrType::INTERNAL_IP4_DNS)
+                        .filter_map(CfgAttribute::as_ip4)
+                        .collect()
+                })
+                .unwrap_or_default();
         }
         let asked_i = if self.policy.request_virtual_ip {
             vec![any_v4()]
@@ -336,6 +351,7 @@ impl IkeSa {
             peer: self.remote,
             udp_encap: self.nat_detected,
             virtual_ip: self.virtual_ip,
+            dns: self.dns.clone(),
             replaces: None,
         })
     }

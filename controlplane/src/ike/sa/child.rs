@@ -145,6 +145,7 @@ impl IkeSa {
                 peer: self.remote,
                 udp_encap: self.nat_detected,
                 virtual_ip: self.virtual_ip,
+                dns: self.dns.clone(),
                 replaces,
             })));
         Ok(out)
@@ -359,6 +360,7 @@ impl IkeSa {
             peer: self.remote,
             udp_encap: self.nat_detected,
             virtual_ip: self.virtual_ip,
+            dns: self.dns.clone(),
             replaces: offer.replaces,
         })
     }

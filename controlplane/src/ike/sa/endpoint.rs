@@ -9,12 +9,16 @@ use std::time::Instant;
 use rand::RngCore;
 
 use super::ike_sa::{IkeSa, State};
-use super::init::{on_init_request, InitOutcome};
+use super::init_responder::{on_init_request, InitOutcome};
 use super::io::Io;
-use super::{AddressPool, Event, IkeSaId, Policy, SpiAllocator, Transmit};
+use super::{AddressPool, Event, IkeSaId, PeerPolicy, Policy, SpiAllocator, Transmit};
 use crate::ike::wire::{
     strip_non_esp_marker, ExchangeType, Message, Notify, NotifyType, ParseError, Payload,
 };
+
+/// Half-open IKE SAs (each cost a DH computation) before cookies are
+/// demanded (RFC 7296 §2.6).
+pub const DEFAULT_COOKIE_THRESHOLD: usize = 1024;
 
 /// Responder settings of an endpoint.
 struct Responder {
@@ -50,6 +54,7 @@ impl IkeEndpoint {
                 rng,
                 spis,
                 pool: None,
+                peer_policy: None,
                 transmits: Default::default(),
                 events: Default::default(),
                 born: Vec::new(),
@@ -66,9 +71,15 @@ impl IkeEndpoint {
         self.io.pool = pool;
         self.responder = Some(Responder {
             policy: Arc::new(policy),
-            cookie_threshold: usize::MAX,
+            cookie_threshold: DEFAULT_COOKIE_THRESHOLD,
             cookie_secret,
         });
+    }
+
+    /// Chooses the responder's policy per peer identity (per-client PSKs);
+    /// without it every peer gets the policy given to `accept`.
+    pub fn set_peer_policy(&mut self, lookup: PeerPolicy) {
+        self.io.peer_policy = Some(lookup);
     }
 
     /// Demand cookies once `n` IKE SAs are half-open.
@@ -109,7 +120,10 @@ impl IkeEndpoint {
         };
         let msg = match Message::parse(bytes) {
             Ok(m) => m,
-            Err(e) => return self.malformed(local, remote, bytes, e),
+            Err(e) => {
+                tracing::debug!(%remote, error = %e, "dropping malformed IKE message");
+                return self.malformed(local, remote, bytes, e);
+            }
         };
         let h = &msg.header;
         if h.exchange == ExchangeType::IKE_SA_INIT && !h.flags.response() && h.spi_r == 0 {
@@ -122,6 +136,7 @@ impl IkeEndpoint {
             h.spi_i
         };
         let Some(sa) = self.sas.get_mut(&ours) else {
+            tracing::debug!(%remote, spi = format_args!("{ours:016x}"), "IKE message for unknown SA");
             self.stats.unknown_spi += 1;
             return;
         };

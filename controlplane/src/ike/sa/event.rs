@@ -36,6 +36,8 @@ pub struct ChildSa {
     /// Inner address assigned by CP (the initiator's own, or the one the
     /// responder leased to the peer).
     pub virtual_ip: Option<Ipv4Addr>,
+    /// Initiator: DNS servers from the CP reply.
+    pub dns: Vec<Ipv4Addr>,
     /// A rekey: the inbound SPI of the pair this one replaces (RFC 7296
     /// §2.8). Install the new pair first; the old one is deleted by the
     /// rekey's initiator with INFORMATIONAL DELETE.

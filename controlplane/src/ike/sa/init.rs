@@ -7,12 +7,11 @@ use std::time::Instant;
 
 use super::ike_sa::{IkeSa, RequestKind, State};
 use super::io::Io;
-use super::proposal::{accept_ike, choose_ike, ike_chosen, ike_offer, IkeSuite};
+use super::proposal::{accept_ike, ike_offer, IkeSuite};
 use super::{IkeSaEnd, Policy};
 use crate::ike::crypto::{nat_detection_hash, skeyseed, DhGroup, DhPrivate, IkeSaKeys, SkCipher};
 use crate::ike::wire::{
-    ExchangeType, Header, KeyExchange, Message, Nonce, Notify, NotifyType, Payload,
-    SecurityAssociation,
+    ExchangeType, KeyExchange, Message, Nonce, Notify, NotifyType, Payload, SecurityAssociation,
 };
 
 fn find<'a, T>(m: &'a Message, f: impl Fn(&'a Payload) -> Option<&'a T>) -> Option<&'a T> {
@@ -49,7 +48,7 @@ pub(crate) fn nonce_of(m: &Message) -> Option<&Nonce> {
     })
 }
 
-fn natd(spi_i: u64, spi_r: u64, local: SocketAddr, remote: SocketAddr) -> [Payload; 2] {
+pub(crate) fn natd(spi_i: u64, spi_r: u64, local: SocketAddr, remote: SocketAddr) -> [Payload; 2] {
     [
         Payload::Notify(Notify::new(
             NotifyType::NAT_DETECTION_SOURCE_IP,
@@ -63,7 +62,7 @@ fn natd(spi_i: u64, spi_r: u64, local: SocketAddr, remote: SocketAddr) -> [Paylo
 }
 
 /// True if the peer's NAT-D notifies disagree with the addresses we see (§2.23).
-fn nat_between(m: &Message, local: SocketAddr, remote: SocketAddr) -> bool {
+pub(crate) fn nat_between(m: &Message, local: SocketAddr, remote: SocketAddr) -> bool {
     let (si, sr) = (m.header.spi_i, m.header.spi_r);
     let dst_ok = m
         .notify(NotifyType::NAT_DETECTION_DESTINATION_IP)
@@ -235,167 +234,4 @@ impl IkeSa {
         self.pending = None;
         self.end(io, reason);
     }
-}
-
-/// What the responder does with an IKE_SA_INIT request.
-pub(crate) enum InitOutcome {
-    /// A new half-open SA (its response already queued).
-    Created(Box<IkeSa>),
-    /// Refused with an unencrypted notify; no state kept.
-    Refused,
-    /// Dropped (malformed).
-    Dropped,
-}
-
-/// Unencrypted error response to IKE_SA_INIT with a zero responder SPI.
-fn refuse(io: &mut Io, local: SocketAddr, remote: SocketAddr, req: &Header, n: Notify) {
-    let mut m = Message {
-        header: Header::new(
-            req.spi_i,
-            0,
-            ExchangeType::IKE_SA_INIT,
-            crate::ike::wire::Flags::RESPONSE,
-            0,
-        ),
-        payloads: vec![Payload::Notify(n)],
-    };
-    io.transmits.push_back(super::Transmit {
-        local,
-        remote,
-        payload: m.emit(),
-    });
-}
-
-/// Cookie = prf(secret, Ni | IPi | SPIi) (§2.6), so no state is kept.
-pub(crate) fn cookie(secret: &[u8], ni: &[u8], remote: SocketAddr, spi_i: u64) -> Vec<u8> {
-    let ip = match remote.ip() {
-        std::net::IpAddr::V4(a) => a.octets().to_vec(),
-        std::net::IpAddr::V6(a) => a.octets().to_vec(),
-    };
-    let v = crate::ike::crypto::Prf::HmacSha256.prf(secret, &[ni, &ip, &spi_i.to_be_bytes()]);
-    v.as_bytes().get(..16).unwrap_or_default().to_vec()
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn on_init_request(
-    io: &mut Io,
-    now: Instant,
-    local: SocketAddr,
-    remote: SocketAddr,
-    raw: &[u8],
-    m: &Message,
-    policy: &Arc<Policy>,
-    cookie_secret: Option<&[u8]>,
-) -> InitOutcome {
-    let (Some(sa), Some(ke), Some(ni)) = (sa_of(m), ke_of(m), nonce_of(m)) else {
-        refuse(
-            io,
-            local,
-            remote,
-            &m.header,
-            Notify::new(NotifyType::INVALID_SYNTAX, Vec::new()),
-        );
-        return InitOutcome::Refused;
-    };
-    if let Some(secret) = cookie_secret {
-        let want = cookie(secret, &ni.0, remote, m.header.spi_i);
-        // §2.6: the COOKIE notify must come first.
-        let got = match m.payloads.first() {
-            Some(Payload::Notify(n)) if n.notify_type == NotifyType::COOKIE => Some(&n.data),
-            _ => None,
-        };
-        if got != Some(&want) {
-            refuse(
-                io,
-                local,
-                remote,
-                &m.header,
-                Notify::new(NotifyType::COOKIE, want),
-            );
-            return InitOutcome::Refused;
-        }
-    }
-    let Some((suite, _)) = choose_ike(policy, sa, ke.group) else {
-        refuse(
-            io,
-            local,
-            remote,
-            &m.header,
-            Notify::new(NotifyType::NO_PROPOSAL_CHOSEN, Vec::new()),
-        );
-        return InitOutcome::Refused;
-    };
-    if suite.group.id() != ke.group {
-        let data = suite.group.id().to_be_bytes().to_vec();
-        refuse(
-            io,
-            local,
-            remote,
-            &m.header,
-            Notify::new(NotifyType::INVALID_KE_PAYLOAD, data),
-        );
-        return InitOutcome::Refused;
-    }
-    let number = sa
-        .proposals
-        .iter()
-        .find(|p| {
-            choose_ike(
-                policy,
-                &SecurityAssociation {
-                    proposals: vec![(*p).clone()],
-                },
-                ke.group,
-            )
-            .is_some()
-        })
-        .map_or(1, |p| p.number);
-    let dh = DhPrivate::generate(suite.group, io.rng.as_mut());
-    let Ok(g_ir) = dh.shared_secret(&ke.data) else {
-        refuse(
-            io,
-            local,
-            remote,
-            &m.header,
-            Notify::new(NotifyType::INVALID_SYNTAX, Vec::new()),
-        );
-        return InitOutcome::Refused;
-    };
-    let mut s = IkeSa::new(false, local, remote, policy.clone());
-    s.spi_i = m.header.spi_i;
-    s.spi_r = io.random_spi();
-    s.ni = ni.0.clone();
-    s.nr = io.nonce();
-    s.init_req = raw.to_vec();
-    s.nat_detected = nat_between(m, local, remote);
-    if !s.derive_keys(suite, &g_ir) {
-        return InitOutcome::Dropped;
-    }
-    let mut payloads = vec![
-        Payload::Sa(SecurityAssociation {
-            proposals: vec![ike_chosen(number, suite)],
-        }),
-        Payload::Ke(KeyExchange {
-            group: suite.group.id(),
-            data: dh.public(),
-        }),
-        Payload::Nonce(Nonce(s.nr.clone())),
-    ];
-    payloads.extend(natd(s.spi_i, s.spi_r, local, remote));
-    let mut resp = Message {
-        header: s.header(ExchangeType::IKE_SA_INIT, true, 0),
-        payloads,
-    };
-    s.init_resp = resp.emit();
-    s.next_peer_request_id = 1;
-    s.next_request_id = 0;
-    let d = s.init_resp.clone();
-    io.transmits.push_back(super::Transmit {
-        local,
-        remote,
-        payload: d.clone(),
-    });
-    s.last_response = Some((0, d));
-    s.expires = Some(now + std::time::Duration::from_secs(30));
-    InitOutcome::Created(Box::new(s))
 }

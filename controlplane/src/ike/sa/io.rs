@@ -5,12 +5,13 @@ use std::collections::VecDeque;
 
 use rand::RngCore;
 
-use super::{AddressPool, Event, SpiAllocator, Transmit};
+use super::{AddressPool, Event, PeerPolicy, SpiAllocator, Transmit};
 
 pub(crate) struct Io {
     pub rng: Box<dyn RngCore + Send>,
     pub spis: Box<dyn SpiAllocator + Send>,
     pub pool: Option<AddressPool>,
+    pub peer_policy: Option<PeerPolicy>,
     pub transmits: VecDeque<Transmit>,
     pub events: VecDeque<Event>,
     /// IKE SAs born from a rekey, for the endpoint to adopt.

@@ -48,3 +48,7 @@ pub struct Policy {
     pub dns: Vec<Ipv4Addr>,
     pub retransmit: Retransmit,
 }
+
+/// Responder: the policy for a peer by the identity it claims in IKE_AUTH
+/// (its PSK, selectors...); `None` refuses it with AUTHENTICATION_FAILED.
+pub type PeerPolicy = Box<dyn Fn(&Identification) -> Option<std::sync::Arc<Policy>> + Send>;

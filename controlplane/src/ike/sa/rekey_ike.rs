@@ -71,6 +71,7 @@ impl IkeSa {
         n.children = std::mem::take(&mut self.children);
         n.virtual_ip = self.virtual_ip.take();
         n.peer_id = self.peer_id.clone();
+        n.dns = self.dns.clone();
         self.rekeyed = true;
         io.events.push_back(Event::IkeSaRekeyed {
             old: self.id(),
