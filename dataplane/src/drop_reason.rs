@@ -27,11 +27,14 @@ pub enum DropReason {
     QueueFull,
     /// The port could not transmit the packet.
     TxFailed,
+    /// Held while its tunnel's first epoch was being probed, and the hold
+    /// queue was full or the tunnel never came up.
+    HoldDropped,
 }
 
 impl DropReason {
     /// Number of reasons: the length of a counter array.
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
 
     /// All reasons in counter-index order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -46,6 +49,7 @@ impl DropReason {
         DropReason::TooBig,
         DropReason::QueueFull,
         DropReason::TxFailed,
+        DropReason::HoldDropped,
     ];
 
     /// Index into a `[u64; DropReason::COUNT]` counter array.
@@ -68,6 +72,7 @@ impl DropReason {
             DropReason::TooBig => "too_big",
             DropReason::QueueFull => "queue_full",
             DropReason::TxFailed => "tx_failed",
+            DropReason::HoldDropped => "hold_dropped",
         }
     }
 }

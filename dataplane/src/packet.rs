@@ -22,6 +22,9 @@ pub enum Encap {
     RawEsp,
     /// An inner (cleartext) packet on the inside port.
     Inner,
+    /// A control message (esprit's ping) found inside ESP, on its way to
+    /// the control plane; `Meta::spi` says which inbound SA it came on.
+    Control,
 }
 
 /// Per-packet metadata the ports fill in and the worker reads.
@@ -33,6 +36,8 @@ pub struct Meta {
     /// Outside packets: the local UDP port it arrived on or leaves from.
     pub local_port: u16,
     pub encap: Encap,
+    /// `Encap::Control`: the inbound SPI the message was decrypted with.
+    pub spi: u32,
 }
 
 impl Default for Meta {
@@ -41,6 +46,7 @@ impl Default for Meta {
             remote: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
             local_port: 0,
             encap: Encap::default(),
+            spi: 0,
         }
     }
 }

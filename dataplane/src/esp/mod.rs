@@ -34,6 +34,10 @@ pub mod next_header {
     pub const IPV6: u8 = 41;
     /// A dummy packet for traffic-flow confidentiality (RFC 4303 2.6).
     pub const NONE: u8 = 59;
+    /// esprit's control messages (the epoch ping and pong, docs/ping.md):
+    /// 253 is reserved for experimentation (RFC 3692), so no real inner
+    /// protocol is ever mistaken for one.
+    pub const CONTROL: u8 = 253;
 }
 
 #[inline]

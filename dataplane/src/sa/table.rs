@@ -34,6 +34,9 @@ pub struct SaTables {
     /// Each tunnel's current outbound SA, by tunnel id.
     pub outbound: RadixArray<Arc<OutboundSa>>,
     pub routes: RouteTable,
+    /// Tunnels whose first epoch is being probed: their data waits in the
+    /// workers' small hold queues instead of being dropped as unroutable.
+    pub holding: RadixArray<()>,
     /// Incremented at every publication.
     pub version: u64,
 }
@@ -86,6 +89,16 @@ impl SaTables {
 
     pub fn remove_outbound(&mut self, tunnel: TunnelId) -> Option<Arc<OutboundSa>> {
         self.outbound.set(tunnel as usize, None)
+    }
+
+    /// Marks (or unmarks) `tunnel` as probing its first epoch.
+    pub fn set_holding(&mut self, tunnel: TunnelId, holding: bool) {
+        self.holding.set(tunnel as usize, holding.then_some(()));
+    }
+
+    #[inline]
+    pub fn is_holding(&self, tunnel: TunnelId) -> bool {
+        self.holding.get(tunnel as usize).is_some()
     }
 }
 

@@ -77,6 +77,15 @@ pub fn handoff_mesh(n: usize, capacity: usize) -> Vec<Handoff> {
         .collect()
 }
 
+/// A control message the control plane wants sealed on a given outbound SA
+/// (a ping on an epoch that carries no data yet, or a pong). It goes to the
+/// SA's owning worker, the only writer of its sequence number.
+pub struct SealRequest {
+    pub sa: Arc<crate::sa::OutboundSa>,
+    /// The message: becomes the ESP payload, next header 253.
+    pub packet: Packet,
+}
+
 /// A worker's link to the control plane.
 #[derive(Clone)]
 pub struct ControlLink {
@@ -86,6 +95,8 @@ pub struct ControlLink {
     /// Packets the control plane wants sent from this worker's outside
     /// port (IKE replies on 4500 must leave from the socket they came in on).
     pub from_control: Queue,
+    /// Control messages to seal and send (see [`SealRequest`]).
+    pub seal: Arc<ArrayQueue<SealRequest>>,
 }
 
 impl ControlLink {
@@ -93,6 +104,7 @@ impl ControlLink {
         ControlLink {
             to_control: Arc::new(ArrayQueue::new(capacity)),
             from_control: Arc::new(ArrayQueue::new(capacity)),
+            seal: Arc::new(ArrayQueue::new(capacity)),
         }
     }
 }

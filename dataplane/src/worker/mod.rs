@@ -10,9 +10,10 @@
 mod links;
 mod stats;
 
-pub use links::{handoff_mesh, ControlLink, Handoff};
+pub use links::{handoff_mesh, ControlLink, Handoff, SealRequest};
 pub use stats::{Counter, StatsSnapshot, WorkerStats};
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,7 +23,12 @@ use crate::drop_reason::DropReason;
 use crate::esp::{self, next_header};
 use crate::packet::{Encap, Packet, PacketPool};
 use crate::port::Port;
-use crate::sa::{SaReader, SaTables, WorkerId};
+use crate::sa::{SaReader, SaTables, TunnelId, WorkerId};
+
+/// Packets held per tunnel while its first epoch is probed.
+const HOLD_PER_TUNNEL: usize = 16;
+/// Packets held per worker in all.
+const HOLD_TOTAL: usize = 1024;
 use crate::wire;
 use crate::wire::natt::Classified;
 
@@ -71,6 +77,9 @@ struct Core<O: Port, I: Port> {
     outside_tx: Vec<Packet>,
     inside_tx: Vec<Packet>,
     idle_polls: u32,
+    /// Data for tunnels still probing their first epoch (DESIGN.md 4).
+    held: HashMap<TunnelId, VecDeque<Packet>>,
+    held_total: usize,
 }
 
 impl<O: Port, I: Port> Worker<O, I> {
@@ -98,6 +107,8 @@ impl<O: Port, I: Port> Worker<O, I> {
                 outside_tx: Vec::with_capacity(burst * 4),
                 inside_tx: Vec::with_capacity(burst * 4),
                 idle_polls: 0,
+                held: HashMap::new(),
+                held_total: 0,
             },
         }
     }
@@ -169,9 +180,14 @@ impl<O: Port, I: Port> Core<O, I> {
             match p.meta.encap {
                 Encap::Inner => self.inbound_clear(t, p),
                 Encap::EspInUdp | Encap::RawEsp => self.inbound_outside(t, p),
+                Encap::Control => self.discard(p, DropReason::Malformed),
             }
         }
         self.rx = rx;
+        work += self.seal_control_messages();
+        if self.held_total > 0 {
+            self.release_held(t);
+        }
 
         // The control plane's own packets (IKE replies on 4500) go out as is.
         while self.outside_tx.len() < burst * 2 {
@@ -270,6 +286,11 @@ impl<O: Port, I: Port> Core<O, I> {
                     self.stats.dummies.add(1);
                     self.pool.put(p);
                 }
+                next_header::CONTROL => {
+                    p.meta.encap = Encap::Control;
+                    p.meta.spi = sa.spi;
+                    self.pass_to_control(p);
+                }
                 _ => self.discard(p, DropReason::Malformed),
             },
         }
@@ -281,7 +302,13 @@ impl<O: Port, I: Port> Core<O, I> {
         let Ok((_, dst)) = wire::ip_src_dst(p.data()) else {
             return self.discard(p, DropReason::Malformed);
         };
-        let Some(sa) = t.routes.lookup(dst).and_then(|tun| t.outbound_sa(tun)) else {
+        let Some(tunnel) = t.routes.lookup(dst) else {
+            return self.discard(p, DropReason::NoRoute);
+        };
+        let Some(sa) = t.outbound_sa(tunnel) else {
+            if t.is_holding(tunnel) {
+                return self.hold(tunnel, p);
+            }
             return self.discard(p, DropReason::NoRoute);
         };
         if sa.owner != self.cfg.id {
@@ -299,6 +326,62 @@ impl<O: Port, I: Port> Core<O, I> {
             }
             Err(r) => self.discard(p, r),
         }
+    }
+
+    /// Keeps a packet for a tunnel whose first epoch is not confirmed yet.
+    fn hold(&mut self, tunnel: TunnelId, p: Packet) {
+        let q = self.held.entry(tunnel).or_default();
+        if q.len() >= HOLD_PER_TUNNEL || self.held_total >= HOLD_TOTAL {
+            return self.discard(p, DropReason::HoldDropped);
+        }
+        q.push_back(p);
+        self.held_total += 1;
+    }
+
+    /// Sends what was held for tunnels that now have an outbound SA, and
+    /// drops what was held for tunnels no longer probing.
+    fn release_held(&mut self, t: &SaTables) {
+        let ready: Vec<TunnelId> = self
+            .held
+            .keys()
+            .copied()
+            .filter(|tun| t.outbound_sa(*tun).is_some() || !t.is_holding(*tun))
+            .collect();
+        for tun in ready {
+            let q = self.held.remove(&tun).unwrap_or_default();
+            self.held_total -= q.len();
+            let up = t.outbound_sa(tun).is_some();
+            for p in q {
+                if up {
+                    self.inbound_clear(t, p);
+                } else {
+                    self.discard(p, DropReason::HoldDropped);
+                }
+            }
+        }
+    }
+
+    /// Seals the control plane's messages on the SAs it named.
+    fn seal_control_messages(&mut self) -> usize {
+        let mut n = 0;
+        while n < self.cfg.burst {
+            let Some(req) = self.control.seal.pop() else {
+                break;
+            };
+            n += 1;
+            let mut p = req.packet;
+            if req.sa.owner != self.cfg.id {
+                // Only the owner may take sequence numbers of this SA.
+                debug_assert!(false, "seal request sent to the wrong worker");
+                self.discard(p, DropReason::QueueFull);
+                continue;
+            }
+            match esp::seal(&req.sa, &mut p, next_header::CONTROL) {
+                Ok(()) => self.outside_tx.push(p),
+                Err(r) => self.discard(p, r),
+            }
+        }
+        n
     }
 
     fn pass_to_control(&mut self, p: Packet) {

@@ -349,3 +349,82 @@ fn a_published_rekey_switches_the_outbound_sa_without_a_pause() {
         1
     );
 }
+
+#[test]
+fn control_messages_are_sealed_on_request_and_passed_up_after_opening() {
+    let (mut gw, mut cl) = pair();
+    let out_sa = gw.publisher.published().outbound_sa(3).unwrap().clone();
+    let msg = b"EPNG ping on this epoch";
+    gw.control[0]
+        .seal
+        .push(SealRequest {
+            sa: out_sa,
+            packet: Packet::from_slice(msg).unwrap(),
+        })
+        .ok()
+        .unwrap();
+    run_all(&mut [&mut gw, &mut cl]);
+    let got = cl.control[0]
+        .to_control
+        .pop()
+        .expect("control message reached the client's control plane");
+    assert_eq!(got.meta.encap, Encap::Control);
+    assert_eq!(
+        got.meta.spi, 0x0100_0202,
+        "tagged with the inbound SA it came on"
+    );
+    assert_eq!(got.data(), msg);
+    assert!(recv_all(&cl.inside[0]).is_empty(), "never forwarded inside");
+    assert_eq!(total(&cl).to_control, 1);
+}
+
+#[test]
+fn data_for_a_probing_tunnel_is_held_then_sent_or_dropped() {
+    let (mut gw, mut cl) = pair();
+    // The gateway's tunnel has a route but its outbound SA is not confirmed.
+    let sa = gw.publisher.edit().remove_outbound(3).unwrap();
+    gw.publisher.edit().set_holding(3, true);
+    gw.publisher.publish();
+    for i in 0..20u32 {
+        send_inner(
+            &gw.inside[0],
+            ipv4_udp(SERVER_INNER, CLIENT_INNER, (2, 1), &i.to_be_bytes()),
+        );
+    }
+    run_all(&mut [&mut gw, &mut cl]);
+    assert!(
+        recv_all(&cl.inside[0]).is_empty(),
+        "nothing leaves before the epoch is confirmed"
+    );
+    assert_eq!(
+        total(&gw).drops(DropReason::HoldDropped),
+        4,
+        "16 held, 4 over the bound"
+    );
+    // The pong came back: the outbound SA goes in, the held data follows.
+    gw.publisher.edit().install_outbound(sa);
+    gw.publisher.edit().set_holding(3, false);
+    gw.publisher.publish();
+    run_all(&mut [&mut gw, &mut cl]);
+    let got = recv_all(&cl.inside[0]);
+    assert_eq!(got.len(), 16);
+    assert_eq!(
+        ipv4_udp_payload(&got[0]).unwrap(),
+        0u32.to_be_bytes(),
+        "in order"
+    );
+    // A tunnel that stops probing without an SA drops what it held.
+    let sa = gw.publisher.edit().remove_outbound(3).unwrap();
+    gw.publisher.edit().set_holding(3, true);
+    gw.publisher.publish();
+    send_inner(
+        &gw.inside[0],
+        ipv4_udp(SERVER_INNER, CLIENT_INNER, (2, 1), b"late"),
+    );
+    run_all(&mut [&mut gw]);
+    gw.publisher.edit().set_holding(3, false);
+    gw.publisher.publish();
+    run_all(&mut [&mut gw]);
+    assert_eq!(total(&gw).drops(DropReason::HoldDropped), 5);
+    drop(sa);
+}
