@@ -122,7 +122,13 @@ impl TunnelBook {
             limits: HardLimits::default(),
         })
         .map_err(|e| e.to_string())?;
-        let encap = if c.udp_encap || self.udp_only {
+        let mut remote_addr = c.peer;
+        let encap = if c.udp_encap {
+            Encap::EspInUdp
+        } else if self.udp_only {
+            // No NAT, but no raw ESP socket either: ESP-in-UDP to the
+            // peer's NAT-T port (RFC 3948 2.1), never to its IKE port.
+            remote_addr.set_port(4500);
             Encap::EspInUdp
         } else {
             Encap::RawEsp
@@ -134,7 +140,7 @@ impl TunnelBook {
             key: c.outbound_key.key(),
             salt: c.outbound_key.salt(),
             esn: c.esn,
-            remote: c.peer,
+            remote: remote_addr,
             encap,
             limits: HardLimits::default(),
         })
