@@ -469,3 +469,163 @@ fn rekeys_from_both_sides_under_traffic_then_delete() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// IKE_SA_INIT requests from `n` spoofed sources 198.51.100.x (a raw
+/// socket writes the IP header), each a fresh handshake from our own
+/// initiator code.
+fn flood_ike_sa_init(ns: &NetNs, n: usize) {
+    use controlplane::ike::sa::{IkeEndpoint, SequentialSpis};
+    use dataplane::wire::{ipv4, udp};
+    use rand::SeedableRng;
+    ns.run(move || {
+        // SAFETY: plain socket(2); the fd is owned by `raw` below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let mut ep = IkeEndpoint::new(
+            Box::new(rand::rngs::StdRng::seed_from_u64(1)),
+            Box::new(SequentialSpis::starting_at(0x2000)),
+        );
+        let gw: SocketAddr = "192.0.2.1:500".parse().unwrap();
+        for i in 0..n {
+            let src = std::net::Ipv4Addr::new(198, 51, 100, 1 + (i % 250) as u8);
+            let local = SocketAddr::new(src.into(), 500 + (i / 250) as u16);
+            let policy = flood_policy();
+            ep.connect(Instant::now(), local, gw, policy).unwrap();
+            let t = ep.poll_transmit().unwrap();
+            let udp_repr = udp::Repr {
+                src_port: local.port(),
+                dst_port: 500,
+                payload_len: t.payload.len(),
+            };
+            let ip_repr = ipv4::Repr {
+                src_addr: src,
+                dst_addr: std::net::Ipv4Addr::new(192, 0, 2, 1),
+                next_header: 17,
+                payload_len: udp_repr.buffer_len(),
+                hop_limit: 64,
+                dscp_ecn: 0,
+                ident: i as u16,
+                dont_frag: false,
+            };
+            let mut pkt = vec![0u8; ip_repr.buffer_len()];
+            ip_repr
+                .emit(&mut ipv4::Packet::new_unchecked(&mut pkt[..]))
+                .unwrap();
+            pkt[28..].copy_from_slice(&t.payload);
+            udp_repr
+                .emit(&mut udp::Packet::new_unchecked(&mut pkt[20..]), None)
+                .unwrap();
+            let to = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes([192, 0, 2, 1]),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: valid buffer and sockaddr for the duration of the call.
+            let rc = unsafe {
+                libc::sendto(
+                    fd,
+                    pkt.as_ptr().cast(),
+                    pkt.len(),
+                    0,
+                    (&to as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            };
+            assert!(rc > 0, "raw send: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: closing the fd we opened.
+        unsafe { libc::close(fd) };
+    })
+    .join()
+    .expect("flood");
+}
+
+fn flood_policy() -> controlplane::ike::sa::Policy {
+    use controlplane::ike::crypto::{DhGroup, Prf, Secret};
+    use controlplane::ike::sa::{Policy, Retransmit};
+    use controlplane::ike::wire::Identification;
+    Policy {
+        local_id: Identification::fqdn("flood.lab.test"),
+        remote_id: None,
+        psk: Secret::new(b"not the psk".to_vec()),
+        ike_encr_bits: vec![128],
+        ike_prfs: vec![Prf::HmacSha256],
+        ike_groups: vec![DhGroup::Curve25519],
+        esp_encr_bits: vec![128],
+        esp_groups: vec![],
+        local_ts: vec![],
+        remote_ts: vec![],
+        request_virtual_ip: false,
+        dns: vec![],
+        retransmit: Retransmit::default(),
+    }
+}
+
+#[test]
+fn a_spoofed_ike_sa_init_flood_turns_cookies_on_and_tunnels_keep_working() {
+    let Some(lab) = Lab::new("f") else { return };
+    let espritd = lab.espritd(&gateway_config_with(
+        "aes128gcm16-prfsha256-x25519",
+        "aes128gcm16",
+        "cookie_threshold = 50",
+        "",
+    ));
+    let charon = lab.charon(&roadwarrior_swanctl(
+        "aes128gcm16-prfsha256-x25519",
+        "aes128gcm16",
+    ));
+    initiate(&charon, &espritd);
+    let mut pinger = lab.sw.command("ping");
+    pinger.args(["-c", "40", "-i", "0.05", "-W", "1", "10.1.0.1"]);
+    let ping_thread = std::thread::spawn(move || pinger.output());
+
+    flood_ike_sa_init(&lab.sw, 2000);
+
+    // A real client now gets a COOKIE instead of a DH computation.
+    let probe = lab.sw.run(|| {
+        use controlplane::ike::sa::{IkeEndpoint, SequentialSpis};
+        use controlplane::ike::wire::{Message, NotifyType, Payload};
+        use rand::SeedableRng;
+        let sock = std::net::UdpSocket::bind("192.0.2.2:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut ep = IkeEndpoint::new(
+            Box::new(rand::rngs::StdRng::seed_from_u64(2)),
+            Box::new(SequentialSpis::starting_at(0x3000)),
+        );
+        let local = sock.local_addr().unwrap();
+        ep.connect(
+            Instant::now(),
+            local,
+            "192.0.2.1:500".parse().unwrap(),
+            flood_policy(),
+        );
+        let t = ep.poll_transmit().unwrap();
+        sock.send_to(&t.payload, t.remote).unwrap();
+        let mut buf = [0u8; 4096];
+        let (n, _) = sock.recv_from(&mut buf).expect("an answer under load");
+        let reply = Message::parse(&buf[..n]).expect("a valid IKE message");
+        reply
+            .payloads
+            .iter()
+            .any(|p| matches!(p, Payload::Notify(n) if n.notify_type == NotifyType::COOKIE))
+    });
+    assert!(
+        probe.join().unwrap(),
+        "espritd did not demand a cookie under the flood"
+    );
+
+    let out = ping_thread.join().unwrap().expect("ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("40 received"),
+        "the established tunnel suffered:\n{text}"
+    );
+    // strongSwan answers cookies: a new handshake still gets through.
+    let r = charon.swanctl(&["--terminate", "--ike", "gw"]);
+    assert!(r.status.success());
+    initiate(&charon, &espritd);
+    ping_ok(&lab.sw, &["10.1.0.1"], 3, &espritd);
+}

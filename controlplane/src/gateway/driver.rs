@@ -115,7 +115,6 @@ impl IkeDriver {
             .iter()
             .filter(|p| p.role == Role::Responder)
             .collect();
-        endpoint.set_cookie_threshold(cfg.ike.cookie_threshold as usize);
         let lifetimes = cfg
             .peers
             .iter()
@@ -131,6 +130,8 @@ impl IkeDriver {
             .collect();
         if let Some(r) = responders.first() {
             endpoint.accept(policy(r, &cfg.ike.retransmit), address_pool(r));
+            // After accept, which sets the endpoint's default.
+            endpoint.set_cookie_threshold(cfg.ike.cookie_threshold as usize);
             if responders.len() > 1 {
                 tracing::warn!(
                     used = %r.name,
