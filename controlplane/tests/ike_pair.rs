@@ -968,3 +968,53 @@ fn the_endpoint_can_move_to_the_control_plane_thread() {
     send::<IkeEndpoint>();
     send::<Event>();
 }
+
+#[test]
+fn simultaneous_child_rekeys_leave_exactly_one_pair() {
+    for seed in 0..4u64 {
+        let mut p = Pair::new();
+        p.client = Node::new(10 + seed, 0xc000_0000);
+        // Both ends with PFS, so each accepts the other's offer.
+        let mut c = client_policy();
+        c.esp_groups = vec![DhGroup::Curve25519];
+        let cid = p.connect(c);
+        p.drive();
+        let sid = server_id(&p);
+        let (ci, si) = (
+            p.client.children()[0].inbound_spi,
+            p.server.children()[0].inbound_spi,
+        );
+        assert!(p.client.ep.rekey_child_sa(p.now, cid, ci));
+        assert!(p.server.ep.rekey_child_sa(p.now, sid, si));
+        p.drive();
+        let (cl, sl) = (p.client.spis.live(), p.server.spis.live());
+        assert_eq!(
+            (cl.len(), sl.len()),
+            (1, 1),
+            "seed {seed}: {:?} / {:?}",
+            p.client.events,
+            p.server.events
+        );
+        // The surviving pair is the same pair on both ends.
+        let c = p
+            .client
+            .children()
+            .into_iter()
+            .find(|c| c.inbound_spi == cl[0])
+            .unwrap()
+            .clone();
+        assert_eq!(c.outbound_spi, sl[0]);
+        let s = p
+            .server
+            .children()
+            .into_iter()
+            .find(|s| s.inbound_spi == sl[0])
+            .unwrap()
+            .clone();
+        assert_eq!(c.outbound_key.0.as_bytes(), s.inbound_key.0.as_bytes());
+        assert!(p.client.ike_ended().is_empty() && p.server.ike_ended().is_empty());
+        // Both rekeys completed: two CREATE_CHILD_SA requests were answered
+        // with new pairs, then one redundant pair and the old one deleted.
+        assert_eq!(p.client.children().len() + p.server.children().len(), 6);
+    }
+}

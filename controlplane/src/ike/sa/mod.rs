@@ -17,6 +17,7 @@
 
 mod auth;
 mod child;
+mod collision;
 mod dispatch;
 mod endpoint;
 mod event;

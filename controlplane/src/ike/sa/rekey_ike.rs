@@ -70,6 +70,7 @@ impl IkeSa {
         n.nr = nr.to_vec();
         n.children = std::mem::take(&mut self.children);
         n.virtual_ip = self.virtual_ip.take();
+        n.leased_ip = self.leased_ip.take();
         n.peer_id = self.peer_id.clone();
         n.dns = self.dns.clone();
         self.rekeyed = true;
