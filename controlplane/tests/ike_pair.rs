@@ -781,6 +781,15 @@ fn ike_sa_rekey_moves_the_child_sas_to_the_new_sa() {
             assert!(n.spis.live().is_empty());
             assert_eq!(n.ep.ike_sa_count(), 0);
         }
+        // The lease went back to the pool whichever end rekeyed.
+        p.connect(client_policy());
+        p.drive();
+        let last = p.client.children().last().unwrap().virtual_ip;
+        assert_eq!(
+            last,
+            Some(Ipv4Addr::new(10, 9, 0, 1)),
+            "server_starts={server_starts}"
+        );
     }
 }
 
