@@ -106,6 +106,8 @@ pub(crate) struct IkeSa {
     pub ike_offer: Option<super::rekey_ike::IkeOffer>,
     /// Set once a successor took over the CHILD SAs.
     pub rekeyed: bool,
+    /// Responder: this SA's entry in the endpoint's half-open index.
+    pub half_open_key: Option<(SocketAddr, u64)>,
     /// Responder: forget a half-open SA after this.
     pub expires: Option<Instant>,
 }
@@ -157,6 +159,7 @@ impl IkeSa {
             rekey_collision: None,
             ike_offer: None,
             rekeyed: false,
+            half_open_key: None,
             expires: None,
         }
     }

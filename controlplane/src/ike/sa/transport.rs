@@ -90,11 +90,12 @@ impl IkeSa {
 
     /// Retransmits with exponential back-off; kills the SA after the last try.
     pub fn on_timeout(&mut self, io: &mut Io, now: Instant) {
-        if let Some(exp) = self.expires {
-            if now >= exp && self.state == State::HalfOpen {
+        if self.expires.is_some_and(|e| now >= e) {
+            if self.state == State::HalfOpen {
                 self.state = State::Dead;
                 return;
             }
+            self.expires = None;
         }
         let max = self.policy.retransmit.max_tries;
         let initial = self.policy.retransmit.initial;
