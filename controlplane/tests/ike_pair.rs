@@ -1027,3 +1027,21 @@ fn simultaneous_child_rekeys_leave_exactly_one_pair() {
         assert_eq!(p.client.children().len() + p.server.children().len(), 6);
     }
 }
+
+#[test]
+fn initial_contact_finds_stale_sas_after_a_gateway_initiated_rekey() {
+    let mut p = Pair::new();
+    p.connect(client_policy());
+    p.drive();
+    let sid = server_id(&p);
+    assert!(p.server.ep.rekey_ike_sa(p.now, sid));
+    p.drive();
+    // The client reboots; its identity's old (rekeyed) SA must go.
+    p.client = Node::new(6, 0xd000_0000);
+    p.connect(client_policy());
+    p.drive();
+    let ended: Vec<IkeSaEnd> = p.server.ike_ended();
+    assert_eq!(ended, [IkeSaEnd::Rekeyed, IkeSaEnd::Replaced]);
+    assert_eq!(p.server.ep.ike_sa_count(), 1);
+    assert_eq!(p.server.spis.live().len(), 1);
+}

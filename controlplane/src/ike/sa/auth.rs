@@ -182,6 +182,7 @@ impl IkeSa {
         self.expires = None;
         self.peer_id = a.idi.cloned();
         let id = self.id();
+        io.authenticated.push(id);
         if a.initial_contact {
             io.initial_contact.push(id);
         }

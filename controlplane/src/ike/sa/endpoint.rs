@@ -13,7 +13,8 @@ use super::init_responder::{on_init_request, InitOutcome};
 use super::io::Io;
 use super::{AddressPool, Event, IkeSaId, PeerPolicy, Policy, SpiAllocator, Transmit};
 use crate::ike::wire::{
-    strip_non_esp_marker, ExchangeType, Message, Notify, NotifyType, ParseError, Payload,
+    strip_non_esp_marker, ExchangeType, Identification, Message, Notify, NotifyType, ParseError,
+    Payload,
 };
 
 /// Half-open IKE SAs (each cost a DH computation) before cookies are
@@ -41,6 +42,8 @@ pub struct IkeEndpoint {
     /// a million SAs; `armed` says which entry belongs to which SA.
     timers: BTreeSet<(Instant, u64)>,
     armed: HashMap<u64, Instant>,
+    /// Accepted SAs by authenticated peer identity, for INITIAL_CONTACT.
+    by_peer: HashMap<Identification, Vec<u64>>,
     /// IKE_SA_INIT retransmissions find their SA by (peer, SPIi).
     half_open: HashMap<(SocketAddr, u64), u64>,
     responder: Option<Responder>,
@@ -54,6 +57,7 @@ impl IkeEndpoint {
             sas: HashMap::new(),
             timers: BTreeSet::new(),
             armed: HashMap::new(),
+            by_peer: HashMap::new(),
             half_open: HashMap::new(),
             responder: None,
             io: Io {
@@ -65,6 +69,7 @@ impl IkeEndpoint {
                 events: Default::default(),
                 born: Vec::new(),
                 initial_contact: Vec::new(),
+                authenticated: Vec::new(),
             },
             stats: EndpointStats::default(),
         }
@@ -228,6 +233,11 @@ impl IkeEndpoint {
             self.sas.insert(id, sa);
             self.rearm(id);
         }
+        for id in std::mem::take(&mut self.io.authenticated) {
+            if let Some(who) = self.sas.get(&id.0).and_then(|s| s.peer_id.clone()) {
+                self.by_peer.entry(who).or_default().push(id.0);
+            }
+        }
         for fresh in std::mem::take(&mut self.io.initial_contact) {
             self.initial_contact(fresh);
         }
@@ -238,7 +248,9 @@ impl IkeEndpoint {
                 }
             }
             if sa.state == State::Dead {
-                self.sas.remove(&spi);
+                if let Some(sa) = self.sas.remove(&spi) {
+                    self.unindex(&sa, spi);
+                }
             }
         }
         self.rearm(spi);
@@ -260,19 +272,29 @@ impl IkeEndpoint {
             return;
         };
         let stale: Vec<u64> = self
-            .sas
-            .iter()
-            .filter(|(k, s)| **k != fresh.0 && !s.initiator && s.peer_id.as_ref() == Some(&who))
-            .map(|(k, _)| *k)
-            .collect();
+            .by_peer
+            .get(&who)
+            .map(|v| v.iter().copied().filter(|s| *s != fresh.0).collect())
+            .unwrap_or_default();
         for spi in stale {
             if let Some(mut sa) = self.sas.remove(&spi) {
                 sa.end(&mut self.io, super::IkeSaEnd::Replaced);
                 if let Some(k) = sa.half_open_key.take() {
                     self.half_open.remove(&k);
                 }
+                self.unindex(&sa, spi);
             }
             self.rearm(spi);
+        }
+    }
+
+    fn unindex(&mut self, sa: &IkeSa, spi: u64) {
+        let Some(who) = &sa.peer_id else { return };
+        if let Some(v) = self.by_peer.get_mut(who) {
+            v.retain(|s| *s != spi);
+            if v.is_empty() {
+                self.by_peer.remove(who);
+            }
         }
     }
 
