@@ -1045,3 +1045,34 @@ fn initial_contact_finds_stale_sas_after_a_gateway_initiated_rekey() {
     assert_eq!(p.server.ep.ike_sa_count(), 1);
     assert_eq!(p.server.spis.live().len(), 1);
 }
+
+#[test]
+fn child_rekey_retries_with_the_pfs_group_the_responder_wants() {
+    let mut p = Pair::new();
+    let mut s = server_policy();
+    s.esp_groups = vec![DhGroup::Curve25519];
+    p.server
+        .ep
+        .accept(s, Some(AddressPool::new(Ipv4Addr::new(10, 9, 0, 1), 4)));
+    let mut c = client_policy();
+    c.esp_groups = vec![DhGroup::Ecp256, DhGroup::Curve25519];
+    let id = p.connect(c);
+    p.drive();
+    let old = p.client.children()[0].inbound_spi;
+    assert!(p.client.ep.rekey_child_sa(p.now, id, old));
+    p.drive();
+    assert_eq!(p.exchanges(true, ExchangeType::CREATE_CHILD_SA).len(), 2);
+    let (c, s) = (p.client.children(), p.server.children());
+    assert_eq!((c.len(), s.len()), (2, 2));
+    assert_eq!(c[1].replaces, Some(old));
+    assert_eq!(
+        c[1].outbound_key.0.as_bytes(),
+        s[1].inbound_key.0.as_bytes()
+    );
+    assert!(!p
+        .client
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::ChildSaFailed { .. })));
+    assert_eq!(p.client.spis.live().len(), 1);
+}

@@ -154,6 +154,18 @@ impl IkeSa {
 
     /// Initiator: CREATE_CHILD_SA rekeying the pair with our `inbound_spi`.
     pub(crate) fn rekey_child(&mut self, io: &mut Io, now: Instant, inbound_spi: u32) -> bool {
+        let group = self.policy.esp_groups.first().copied();
+        self.rekey_child_with(io, now, inbound_spi, group)
+    }
+
+    /// `group`: the PFS group of the KE payload, if any.
+    fn rekey_child_with(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        inbound_spi: u32,
+        group: Option<DhGroup>,
+    ) -> bool {
         if self.state != State::Established || self.child_offer.is_some() {
             return false;
         }
@@ -169,11 +181,7 @@ impl IkeSa {
             return false;
         };
         let ni = io.nonce();
-        let dh = self
-            .policy
-            .esp_groups
-            .first()
-            .map(|g| DhPrivate::generate(*g, io.rng.as_mut()));
+        let dh = group.map(|g| DhPrivate::generate(g, io.rng.as_mut()));
         let mut p = vec![
             Payload::Notify(Notify {
                 protocol: ProtocolId::ESP,
@@ -328,6 +336,19 @@ impl IkeSa {
             }
             Err(t) => {
                 io.spis.release(offer.new_spi);
+                // §1.3: retry once with the group the responder asked for.
+                let wanted = pick(inner)
+                    .error
+                    .filter(|n| n.notify_type == NotifyType::INVALID_KE_PAYLOAD)
+                    .and_then(|n| <[u8; 2]>::try_from(n.data.as_slice()).ok())
+                    .and_then(|g| DhGroup::from_id(u16::from_be_bytes(g)))
+                    .filter(|g| self.policy.esp_groups.contains(g))
+                    .filter(|g| offer.dh.as_ref().map(|d| d.group()) != Some(*g));
+                if let (Some(g), Some(old)) = (wanted, offer.replaces) {
+                    if self.rekey_child_with(io, now, old, Some(g)) {
+                        return;
+                    }
+                }
                 io.events.push_back(Event::ChildSaFailed { id, reason: t });
             }
         }
