@@ -350,6 +350,19 @@ fn handshake_establishes_matching_child_sas_with_a_leased_address() {
     assert_eq!(p.wire.len(), 4);
     assert_eq!(p.server.ep.half_open_count(), 0);
     assert!(format!("{c:?}").contains("Secret(<20 bytes>)"));
+    // The status view for the control socket.
+    let st: Vec<IkeSaStatus> = p.server.ep.ike_sas().collect();
+    assert_eq!(st.len(), 1);
+    assert_eq!(st[0].state, IkeSaState::Established);
+    assert_eq!(st[0].peer_id, Some(Identification::fqdn("client.test")));
+    assert_eq!(st[0].children, [(s.inbound_spi, s.outbound_spi)]);
+    assert_eq!(st[0].virtual_ip, Some(vip));
+    assert!(!st[0].initiator);
+    let suite = st[0].suite.unwrap();
+    assert_eq!(
+        (suite.encr_bits, suite.prf, suite.group),
+        (128, Prf::HmacSha256, DhGroup::Curve25519)
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ use rand::RngCore;
 use super::ike_sa::{IkeSa, State};
 use super::init_responder::{on_init_request, InitOutcome};
 use super::io::Io;
-use super::{AddressPool, Event, IkeSaId, PeerPolicy, Policy, SpiAllocator, Transmit};
+use super::{AddressPool, Event, IkeSaId, IkeSaStatus, PeerPolicy, Policy, SpiAllocator, Transmit};
 use crate::ike::wire::{
     strip_non_esp_marker, ExchangeType, Identification, Message, Notify, NotifyType, ParseError,
     Payload,
@@ -375,6 +375,15 @@ impl IkeEndpoint {
         let ok = sa.liveness(&mut self.io, now);
         self.rearm(id.0);
         ok
+    }
+
+    /// Every live IKE SA, for status displays.
+    pub fn ike_sas(&self) -> impl Iterator<Item = IkeSaStatus> + '_ {
+        self.sas.values().filter_map(IkeSa::status)
+    }
+
+    pub fn ike_sa(&self, id: IkeSaId) -> Option<IkeSaStatus> {
+        self.sas.get(&id.0).and_then(IkeSa::status)
     }
 
     pub fn ike_sa_count(&self) -> usize {
