@@ -1089,3 +1089,38 @@ fn child_rekey_retries_with_the_pfs_group_the_responder_wants() {
         .any(|e| matches!(e, Event::ChildSaFailed { .. })));
     assert_eq!(p.client.spis.live().len(), 1);
 }
+
+#[test]
+fn a_handshake_may_start_on_port_4500() {
+    let mut p = Pair::new();
+    let local: SocketAddr = "198.51.100.7:4500".parse().unwrap();
+    p.client
+        .ep
+        .connect(
+            p.now,
+            local,
+            "203.0.113.1:4500".parse().unwrap(),
+            client_policy(),
+        )
+        .unwrap();
+    p.drive();
+    assert!(
+        p.wire.iter().all(|s| s.t.payload[..4] == [0, 0, 0, 0]),
+        "every IKE datagram marked"
+    );
+    assert_eq!(p.client.children().len(), 1);
+    assert_eq!(p.server.children().len(), 1);
+    // Error answers too: a client the responder can't agree with.
+    let mut q = Pair::new();
+    let mut c = client_policy();
+    c.ike_prfs = vec![Prf::HmacSha384];
+    q.client
+        .ep
+        .connect(q.now, local, "203.0.113.1:4500".parse().unwrap(), c)
+        .unwrap();
+    q.drive();
+    assert_eq!(
+        q.client.ike_ended(),
+        [IkeSaEnd::PeerError(NotifyType::NO_PROPOSAL_CHOSEN)]
+    );
+}

@@ -185,7 +185,7 @@ impl IkeEndpoint {
         self.io.transmits.push_back(Transmit {
             local,
             remote,
-            payload: m.emit(),
+            payload: super::init_responder::marked(local, m.emit()),
         });
     }
 
