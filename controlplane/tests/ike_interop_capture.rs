@@ -81,6 +81,13 @@ fn strongswan_ike_sa_init_request_gets_a_well_formed_answer() {
     ep.handle_datagram(now, d.dst, d.src, &d.payload);
     assert_eq!(ep.poll_transmit().unwrap().payload, t.payload);
     assert_eq!(ep.ike_sa_count(), 1);
+    // No IKE_AUTH follows: the half-open SA is forgotten after 30 s, silently.
+    let t = ep.next_timeout().unwrap();
+    assert_eq!(t - now, std::time::Duration::from_secs(30));
+    ep.handle_timeout(t);
+    assert_eq!((ep.ike_sa_count(), ep.half_open_count()), (0, 0));
+    assert_eq!(ep.next_timeout(), None);
+    assert!(ep.poll_event().is_none());
 }
 
 #[test]

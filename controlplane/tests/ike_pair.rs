@@ -350,6 +350,19 @@ fn handshake_establishes_matching_child_sas_with_a_leased_address() {
     assert_eq!(p.wire.len(), 4);
     assert_eq!(p.server.ep.half_open_count(), 0);
     assert!(format!("{c:?}").contains("Secret(<20 bytes>)"));
+    // The status view for the control socket.
+    let st: Vec<IkeSaStatus> = p.server.ep.ike_sas().collect();
+    assert_eq!(st.len(), 1);
+    assert_eq!(st[0].state, IkeSaState::Established);
+    assert_eq!(st[0].peer_id, Some(Identification::fqdn("client.test")));
+    assert_eq!(st[0].children, [(s.inbound_spi, s.outbound_spi)]);
+    assert_eq!(st[0].virtual_ip, Some(vip));
+    assert!(!st[0].initiator);
+    let suite = st[0].suite.unwrap();
+    assert_eq!(
+        (suite.encr_bits, suite.prf, suite.group),
+        (128, Prf::HmacSha256, DhGroup::Curve25519)
+    );
 }
 
 #[test]
@@ -781,6 +794,15 @@ fn ike_sa_rekey_moves_the_child_sas_to_the_new_sa() {
             assert!(n.spis.live().is_empty());
             assert_eq!(n.ep.ike_sa_count(), 0);
         }
+        // The lease went back to the pool whichever end rekeyed.
+        p.connect(client_policy());
+        p.drive();
+        let last = p.client.children().last().unwrap().virtual_ip;
+        assert_eq!(
+            last,
+            Some(Ipv4Addr::new(10, 9, 0, 1)),
+            "server_starts={server_starts}"
+        );
     }
 }
 
@@ -967,4 +989,138 @@ fn the_endpoint_can_move_to_the_control_plane_thread() {
     fn send<T: Send>() {}
     send::<IkeEndpoint>();
     send::<Event>();
+}
+
+#[test]
+fn simultaneous_child_rekeys_leave_exactly_one_pair() {
+    for seed in 0..4u64 {
+        let mut p = Pair::new();
+        p.client = Node::new(10 + seed, 0xc000_0000);
+        // Both ends with PFS, so each accepts the other's offer.
+        let mut c = client_policy();
+        c.esp_groups = vec![DhGroup::Curve25519];
+        let cid = p.connect(c);
+        p.drive();
+        let sid = server_id(&p);
+        let (ci, si) = (
+            p.client.children()[0].inbound_spi,
+            p.server.children()[0].inbound_spi,
+        );
+        assert!(p.client.ep.rekey_child_sa(p.now, cid, ci));
+        assert!(p.server.ep.rekey_child_sa(p.now, sid, si));
+        p.drive();
+        let (cl, sl) = (p.client.spis.live(), p.server.spis.live());
+        assert_eq!(
+            (cl.len(), sl.len()),
+            (1, 1),
+            "seed {seed}: {:?} / {:?}",
+            p.client.events,
+            p.server.events
+        );
+        // The surviving pair is the same pair on both ends.
+        let c = p
+            .client
+            .children()
+            .into_iter()
+            .find(|c| c.inbound_spi == cl[0])
+            .unwrap()
+            .clone();
+        assert_eq!(c.outbound_spi, sl[0]);
+        let s = p
+            .server
+            .children()
+            .into_iter()
+            .find(|s| s.inbound_spi == sl[0])
+            .unwrap()
+            .clone();
+        assert_eq!(c.outbound_key.0.as_bytes(), s.inbound_key.0.as_bytes());
+        assert!(p.client.ike_ended().is_empty() && p.server.ike_ended().is_empty());
+        // Both rekeys completed: two CREATE_CHILD_SA requests were answered
+        // with new pairs, then one redundant pair and the old one deleted.
+        assert_eq!(p.client.children().len() + p.server.children().len(), 6);
+    }
+}
+
+#[test]
+fn initial_contact_finds_stale_sas_after_a_gateway_initiated_rekey() {
+    let mut p = Pair::new();
+    p.connect(client_policy());
+    p.drive();
+    let sid = server_id(&p);
+    assert!(p.server.ep.rekey_ike_sa(p.now, sid));
+    p.drive();
+    // The client reboots; its identity's old (rekeyed) SA must go.
+    p.client = Node::new(6, 0xd000_0000);
+    p.connect(client_policy());
+    p.drive();
+    let ended: Vec<IkeSaEnd> = p.server.ike_ended();
+    assert_eq!(ended, [IkeSaEnd::Rekeyed, IkeSaEnd::Replaced]);
+    assert_eq!(p.server.ep.ike_sa_count(), 1);
+    assert_eq!(p.server.spis.live().len(), 1);
+}
+
+#[test]
+fn child_rekey_retries_with_the_pfs_group_the_responder_wants() {
+    let mut p = Pair::new();
+    let mut s = server_policy();
+    s.esp_groups = vec![DhGroup::Curve25519];
+    p.server
+        .ep
+        .accept(s, Some(AddressPool::new(Ipv4Addr::new(10, 9, 0, 1), 4)));
+    let mut c = client_policy();
+    c.esp_groups = vec![DhGroup::Ecp256, DhGroup::Curve25519];
+    let id = p.connect(c);
+    p.drive();
+    let old = p.client.children()[0].inbound_spi;
+    assert!(p.client.ep.rekey_child_sa(p.now, id, old));
+    p.drive();
+    assert_eq!(p.exchanges(true, ExchangeType::CREATE_CHILD_SA).len(), 2);
+    let (c, s) = (p.client.children(), p.server.children());
+    assert_eq!((c.len(), s.len()), (2, 2));
+    assert_eq!(c[1].replaces, Some(old));
+    assert_eq!(
+        c[1].outbound_key.0.as_bytes(),
+        s[1].inbound_key.0.as_bytes()
+    );
+    assert!(!p
+        .client
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::ChildSaFailed { .. })));
+    assert_eq!(p.client.spis.live().len(), 1);
+}
+
+#[test]
+fn a_handshake_may_start_on_port_4500() {
+    let mut p = Pair::new();
+    let local: SocketAddr = "198.51.100.7:4500".parse().unwrap();
+    p.client
+        .ep
+        .connect(
+            p.now,
+            local,
+            "203.0.113.1:4500".parse().unwrap(),
+            client_policy(),
+        )
+        .unwrap();
+    p.drive();
+    assert!(
+        p.wire.iter().all(|s| s.t.payload[..4] == [0, 0, 0, 0]),
+        "every IKE datagram marked"
+    );
+    assert_eq!(p.client.children().len(), 1);
+    assert_eq!(p.server.children().len(), 1);
+    // Error answers too: a client the responder can't agree with.
+    let mut q = Pair::new();
+    let mut c = client_policy();
+    c.ike_prfs = vec![Prf::HmacSha384];
+    q.client
+        .ep
+        .connect(q.now, local, "203.0.113.1:4500".parse().unwrap(), c)
+        .unwrap();
+    q.drive();
+    assert_eq!(
+        q.client.ike_ended(),
+        [IkeSaEnd::PeerError(NotifyType::NO_PROPOSAL_CHOSEN)]
+    );
 }

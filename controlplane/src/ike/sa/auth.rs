@@ -182,6 +182,7 @@ impl IkeSa {
         self.expires = None;
         self.peer_id = a.idi.cloned();
         let id = self.id();
+        io.authenticated.push(id);
         if a.initial_contact {
             io.initial_contact.push(id);
         }
@@ -221,7 +222,7 @@ impl IkeSa {
                 .as_mut()
                 .and_then(|p| p.lease())
                 .ok_or(NotifyType::INTERNAL_ADDRESS_FAILURE)?;
-            self.virtual_ip = Some(a);
+            self.leased_ip = Some(a);
             allowed_i = vec![TrafficSelector::range(IpAddr::V4(a), IpAddr::V4(a))];
             let mut attrs = vec![CfgAttribute::ip4(CfgAttrType::INTERNAL_IP4_ADDRESS, a)];
             attrs.extend(
@@ -236,8 +237,10 @@ impl IkeSa {
             }));
         }
         let (ni, nr) = (self.ni.clone(), self.nr.clone());
+        let local = self.policy.local_ts.clone();
         // §1.2: a KE can't come with IKE_AUTH; DH transforms are ignored there.
-        let mut child = self.accept_child(io, sa, tsi, tsr, &allowed_i, None, &ni, &nr, None)?;
+        let mut child =
+            self.accept_child(io, sa, tsi, tsr, &allowed_i, &local, None, &ni, &nr, None)?;
         out.append(&mut child);
         Ok(out)
     }
@@ -350,7 +353,7 @@ impl IkeSa {
             local: self.local,
             peer: self.remote,
             udp_encap: self.nat_detected,
-            virtual_ip: self.virtual_ip,
+            virtual_ip: self.virtual_ip.or(self.leased_ip),
             dns: self.dns.clone(),
             replaces: None,
         })

@@ -82,13 +82,14 @@ impl IkeSa {
         tsi: &TrafficSelectors,
         tsr: &TrafficSelectors,
         allowed_i: &[TrafficSelector],
+        allowed_r: &[TrafficSelector],
         ke: Option<&KeyExchange>,
         ni: &[u8],
         nr: &[u8],
         replaces: Option<u32>,
     ) -> Result<Vec<Payload>, NotifyType> {
         let ts_i = narrow(&tsi.0, allowed_i);
-        let ts_r = narrow(&tsr.0, &self.policy.local_ts);
+        let ts_r = narrow(&tsr.0, allowed_r);
         if ts_i.is_empty() || ts_r.is_empty() {
             return Err(NotifyType::TS_UNACCEPTABLE);
         }
@@ -144,7 +145,7 @@ impl IkeSa {
                 local: self.local,
                 peer: self.remote,
                 udp_encap: self.nat_detected,
-                virtual_ip: self.virtual_ip,
+                virtual_ip: self.virtual_ip.or(self.leased_ip),
                 dns: self.dns.clone(),
                 replaces,
             })));
@@ -153,6 +154,18 @@ impl IkeSa {
 
     /// Initiator: CREATE_CHILD_SA rekeying the pair with our `inbound_spi`.
     pub(crate) fn rekey_child(&mut self, io: &mut Io, now: Instant, inbound_spi: u32) -> bool {
+        let group = self.policy.esp_groups.first().copied();
+        self.rekey_child_with(io, now, inbound_spi, group)
+    }
+
+    /// `group`: the PFS group of the KE payload, if any.
+    fn rekey_child_with(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        inbound_spi: u32,
+        group: Option<DhGroup>,
+    ) -> bool {
         if self.state != State::Established || self.child_offer.is_some() {
             return false;
         }
@@ -168,11 +181,7 @@ impl IkeSa {
             return false;
         };
         let ni = io.nonce();
-        let dh = self
-            .policy
-            .esp_groups
-            .first()
-            .map(|g| DhPrivate::generate(*g, io.rng.as_mut()));
+        let dh = group.map(|g| DhPrivate::generate(g, io.rng.as_mut()));
         let mut p = vec![
             Payload::Notify(Notify {
                 protocol: ProtocolId::ESP,
@@ -245,6 +254,15 @@ impl IkeSa {
             }
             None => None,
         };
+        // §2.8.2: a rekey of a pair we are deleting loses.
+        if replaces.is_some_and(|old| self.deleting_child(old)) {
+            return self.respond(
+                io,
+                ex,
+                mid,
+                &[notify(NotifyType::TEMPORARY_FAILURE, Vec::new())],
+            );
+        }
         // A KE for a group we'd accept but not the one sent: INVALID_KE_PAYLOAD (§1.3).
         if let (Some(ke), Some(g)) = (c.ke, self.policy.esp_groups.first()) {
             if DhGroup::from_id(ke.group).is_none_or(|x| !self.policy.esp_groups.contains(&x)) {
@@ -259,14 +277,22 @@ impl IkeSa {
                 );
             }
         }
-        let allowed_i = match self.virtual_ip {
-            Some(a) => vec![TrafficSelector::range(IpAddr::V4(a), IpAddr::V4(a))],
-            None => self.policy.remote_ts.clone(),
-        };
+        // The exchange's initiator is the peer: TSi is its side, TSr ours.
+        let host =
+            |a: std::net::Ipv4Addr| vec![TrafficSelector::range(IpAddr::V4(a), IpAddr::V4(a))];
+        let allowed_i = self
+            .leased_ip
+            .map_or_else(|| self.policy.remote_ts.clone(), host);
+        let allowed_r = self
+            .virtual_ip
+            .map_or_else(|| self.policy.local_ts.clone(), host);
         let nr = io.nonce();
         let id = self.id();
-        match self.accept_child(io, sa, tsi, tsr, &allowed_i, c.ke, &ni.0, &nr, replaces) {
+        match self.accept_child(
+            io, sa, tsi, tsr, &allowed_i, &allowed_r, c.ke, &ni.0, &nr, replaces,
+        ) {
             Ok(mut out) => {
+                self.note_collision(replaces, &ni.0, &nr);
                 out.insert(1, Payload::Nonce(Nonce(nr)));
                 self.respond(io, ex, mid, &out);
             }
@@ -290,6 +316,8 @@ impl IkeSa {
         let id = self.id();
         match self.complete_child(&offer, inner) {
             Ok(child) => {
+                let nr = pick(inner).nonce.map(|n| n.0.clone()).unwrap_or_default();
+                let redundant = self.lost_collision(&offer, &nr);
                 self.children.push(ChildRef {
                     inbound_spi: child.inbound_spi,
                     outbound_spi: child.outbound_spi,
@@ -302,9 +330,25 @@ impl IkeSa {
                 if let Some(old) = offer.replaces {
                     self.delete_child(io, now, old);
                 }
+                if redundant {
+                    self.delete_child(io, now, offer.new_spi);
+                }
             }
             Err(t) => {
                 io.spis.release(offer.new_spi);
+                // §1.3: retry once with the group the responder asked for.
+                let wanted = pick(inner)
+                    .error
+                    .filter(|n| n.notify_type == NotifyType::INVALID_KE_PAYLOAD)
+                    .and_then(|n| <[u8; 2]>::try_from(n.data.as_slice()).ok())
+                    .and_then(|g| DhGroup::from_id(u16::from_be_bytes(g)))
+                    .filter(|g| self.policy.esp_groups.contains(g))
+                    .filter(|g| offer.dh.as_ref().map(|d| d.group()) != Some(*g));
+                if let (Some(g), Some(old)) = (wanted, offer.replaces) {
+                    if self.rekey_child_with(io, now, old, Some(g)) {
+                        return;
+                    }
+                }
                 io.events.push_back(Event::ChildSaFailed { id, reason: t });
             }
         }
@@ -359,7 +403,7 @@ impl IkeSa {
             local: self.local,
             peer: self.remote,
             udp_encap: self.nat_detected,
-            virtual_ip: self.virtual_ip,
+            virtual_ip: self.virtual_ip.or(self.leased_ip),
             dns: self.dns.clone(),
             replaces: offer.replaces,
         })

@@ -87,10 +87,20 @@ impl IkeSa {
             {
                 self.on_informational_request(io, mid, &inner)
             }
-            ExchangeType::CREATE_CHILD_SA if self.state == State::Established => {
+            ExchangeType::CREATE_CHILD_SA if self.state == State::Established && !self.rekeyed => {
                 self.on_create_child_request(io, mid, &inner)
             }
-            _ => {}
+            // Every request gets an answer, or the peer retransmits until it
+            // gives up on the IKE SA (§2.1). Not now (§2.7: e.g. while the
+            // SA is being deleted or replaced), or not at all.
+            ExchangeType::CREATE_CHILD_SA => {
+                let n = Notify::new(NotifyType::TEMPORARY_FAILURE, Vec::new());
+                self.respond(io, h.exchange, mid, &[Payload::Notify(n)]);
+            }
+            _ => {
+                let n = Notify::new(NotifyType::INVALID_SYNTAX, Vec::new());
+                self.respond(io, h.exchange, mid, &[Payload::Notify(n)]);
+            }
         }
     }
 

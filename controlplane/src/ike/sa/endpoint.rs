@@ -1,7 +1,7 @@
 //! The IKE endpoint: routes datagrams to IKE SAs by SPI and drives their
 //! timers. No sockets, no clock: the caller feeds it and drains it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,9 +11,10 @@ use rand::RngCore;
 use super::ike_sa::{IkeSa, State};
 use super::init_responder::{on_init_request, InitOutcome};
 use super::io::Io;
-use super::{AddressPool, Event, IkeSaId, PeerPolicy, Policy, SpiAllocator, Transmit};
+use super::{AddressPool, Event, IkeSaId, IkeSaStatus, PeerPolicy, Policy, SpiAllocator, Transmit};
 use crate::ike::wire::{
-    strip_non_esp_marker, ExchangeType, Message, Notify, NotifyType, ParseError, Payload,
+    strip_non_esp_marker, ExchangeType, Identification, Message, Notify, NotifyType, ParseError,
+    Payload,
 };
 
 /// Half-open IKE SAs (each cost a DH computation) before cookies are
@@ -37,6 +38,12 @@ pub struct EndpointStats {
 
 pub struct IkeEndpoint {
     sas: HashMap<u64, IkeSa>,
+    /// Every SA's next deadline, ordered, so timeouts cost O(log n) with
+    /// a million SAs; `armed` says which entry belongs to which SA.
+    timers: BTreeSet<(Instant, u64)>,
+    armed: HashMap<u64, Instant>,
+    /// Accepted SAs by authenticated peer identity, for INITIAL_CONTACT.
+    by_peer: HashMap<Identification, Vec<u64>>,
     /// IKE_SA_INIT retransmissions find their SA by (peer, SPIi).
     half_open: HashMap<(SocketAddr, u64), u64>,
     responder: Option<Responder>,
@@ -48,6 +55,9 @@ impl IkeEndpoint {
     pub fn new(rng: Box<dyn RngCore + Send>, spis: Box<dyn SpiAllocator + Send>) -> Self {
         IkeEndpoint {
             sas: HashMap::new(),
+            timers: BTreeSet::new(),
+            armed: HashMap::new(),
+            by_peer: HashMap::new(),
             half_open: HashMap::new(),
             responder: None,
             io: Io {
@@ -59,6 +69,7 @@ impl IkeEndpoint {
                 events: Default::default(),
                 born: Vec::new(),
                 initial_contact: Vec::new(),
+                authenticated: Vec::new(),
             },
             stats: EndpointStats::default(),
         }
@@ -100,6 +111,7 @@ impl IkeEndpoint {
         let sa = IkeSa::start(&mut self.io, now, local, remote, Arc::new(policy))?;
         let id = sa.id();
         self.sas.insert(id.0, sa);
+        self.rearm(id.0);
         Some(id)
     }
 
@@ -173,7 +185,7 @@ impl IkeEndpoint {
         self.io.transmits.push_back(Transmit {
             local,
             remote,
-            payload: m.emit(),
+            payload: super::init_responder::marked(local, m.emit()),
         });
     }
 
@@ -203,33 +215,54 @@ impl IkeEndpoint {
         if let InitOutcome::Created(sa) =
             on_init_request(&mut self.io, now, local, remote, raw, &msg, &policy, secret)
         {
-            self.half_open.insert((remote, sa.spi_i), sa.spi_r);
-            self.sas.insert(sa.spi_r, *sa);
+            let mut sa = *sa;
+            let (key, spi) = ((remote, sa.spi_i), sa.spi_r);
+            sa.half_open_key = Some(key);
+            self.half_open.insert(key, spi);
+            self.sas.insert(spi, sa);
+            self.rearm(spi);
         }
     }
 
-    /// Drops an SA that ended; forgets the half-open index once established;
-    /// adopts SAs born from a rekey.
+    /// After touching SA `spi`: adopts SAs born from a rekey, applies
+    /// INITIAL_CONTACT, forgets the half-open index once established, drops
+    /// the SA if it ended, and re-arms its timer.
     fn reap(&mut self, spi: u64) {
         for sa in std::mem::take(&mut self.io.born) {
-            self.sas.insert(sa.id().0, sa);
+            let id = sa.id().0;
+            self.sas.insert(id, sa);
+            self.rearm(id);
+        }
+        for id in std::mem::take(&mut self.io.authenticated) {
+            if let Some(who) = self.sas.get(&id.0).and_then(|s| s.peer_id.clone()) {
+                self.by_peer.entry(who).or_default().push(id.0);
+            }
         }
         for fresh in std::mem::take(&mut self.io.initial_contact) {
             self.initial_contact(fresh);
         }
-        let Some(sa) = self.sas.get(&spi) else { return };
-        if sa.state != State::HalfOpen && !sa.initiator {
-            let key = self
-                .half_open
-                .iter()
-                .find(|(_, v)| **v == spi)
-                .map(|(k, _)| *k);
-            if let Some(k) = key {
-                self.half_open.remove(&k);
+        if let Some(sa) = self.sas.get_mut(&spi) {
+            if sa.state != State::HalfOpen {
+                if let Some(k) = sa.half_open_key.take() {
+                    self.half_open.remove(&k);
+                }
+            }
+            if sa.state == State::Dead {
+                if let Some(sa) = self.sas.remove(&spi) {
+                    self.unindex(&sa, spi);
+                }
             }
         }
-        if sa.state == State::Dead {
-            self.sas.remove(&spi);
+        self.rearm(spi);
+    }
+
+    fn rearm(&mut self, spi: u64) {
+        if let Some(t) = self.armed.remove(&spi) {
+            self.timers.remove(&(t, spi));
+        }
+        if let Some(t) = self.sas.get(&spi).and_then(IkeSa::next_timeout) {
+            self.armed.insert(spi, t);
+            self.timers.insert((t, spi));
         }
     }
 
@@ -239,26 +272,39 @@ impl IkeEndpoint {
             return;
         };
         let stale: Vec<u64> = self
-            .sas
-            .iter()
-            .filter(|(k, s)| **k != fresh.0 && !s.initiator && s.peer_id.as_ref() == Some(&who))
-            .map(|(k, _)| *k)
-            .collect();
+            .by_peer
+            .get(&who)
+            .map(|v| v.iter().copied().filter(|s| *s != fresh.0).collect())
+            .unwrap_or_default();
         for spi in stale {
             if let Some(mut sa) = self.sas.remove(&spi) {
                 sa.end(&mut self.io, super::IkeSaEnd::Replaced);
+                if let Some(k) = sa.half_open_key.take() {
+                    self.half_open.remove(&k);
+                }
+                self.unindex(&sa, spi);
+            }
+            self.rearm(spi);
+        }
+    }
+
+    fn unindex(&mut self, sa: &IkeSa, spi: u64) {
+        let Some(who) = &sa.peer_id else { return };
+        if let Some(v) = self.by_peer.get_mut(who) {
+            v.retain(|s| *s != spi);
+            if v.is_empty() {
+                self.by_peer.remove(who);
             }
         }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<u64> = self
-            .sas
-            .iter()
-            .filter(|(_, s)| s.next_timeout().is_some_and(|t| t <= now))
-            .map(|(k, _)| *k)
-            .collect();
-        for spi in due {
+        while let Some(&(t, spi)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            self.armed.remove(&spi);
             if let Some(sa) = self.sas.get_mut(&spi) {
                 sa.on_timeout(&mut self.io, now);
             }
@@ -267,7 +313,7 @@ impl IkeEndpoint {
     }
 
     pub fn next_timeout(&self) -> Option<Instant> {
-        self.sas.values().filter_map(IkeSa::next_timeout).min()
+        self.timers.first().map(|(t, _)| *t)
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -293,7 +339,9 @@ impl IkeEndpoint {
         let Some(sa) = self.sas.get_mut(&id.0) else {
             return false;
         };
-        sa.delete_child(&mut self.io, now, inbound_spi)
+        let ok = sa.delete_child(&mut self.io, now, inbound_spi);
+        self.rearm(id.0);
+        ok
     }
 
     /// Rekeys the CHILD SA with our `inbound_spi` (CREATE_CHILD_SA, §2.8):
@@ -303,7 +351,9 @@ impl IkeEndpoint {
         let Some(sa) = self.sas.get_mut(&id.0) else {
             return false;
         };
-        sa.rekey_child(&mut self.io, now, inbound_spi)
+        let ok = sa.rekey_child(&mut self.io, now, inbound_spi);
+        self.rearm(id.0);
+        ok
     }
 
     /// Rekeys the IKE SA (CREATE_CHILD_SA, §2.18): `IkeSaRekeyed`, then the
@@ -312,7 +362,9 @@ impl IkeEndpoint {
         let Some(sa) = self.sas.get_mut(&id.0) else {
             return false;
         };
-        sa.rekey_ike(&mut self.io, now)
+        let ok = sa.rekey_ike(&mut self.io, now);
+        self.rearm(id.0);
+        ok
     }
 
     /// Sends an empty INFORMATIONAL request; no answer kills the SA (§1.4).
@@ -320,7 +372,18 @@ impl IkeEndpoint {
         let Some(sa) = self.sas.get_mut(&id.0) else {
             return false;
         };
-        sa.liveness(&mut self.io, now)
+        let ok = sa.liveness(&mut self.io, now);
+        self.rearm(id.0);
+        ok
+    }
+
+    /// Every live IKE SA, for status displays.
+    pub fn ike_sas(&self) -> impl Iterator<Item = IkeSaStatus> + '_ {
+        self.sas.values().filter_map(IkeSa::status)
+    }
+
+    pub fn ike_sa(&self, id: IkeSaId) -> Option<IkeSaStatus> {
+        self.sas.get(&id.0).and_then(IkeSa::status)
     }
 
     pub fn ike_sa_count(&self) -> usize {

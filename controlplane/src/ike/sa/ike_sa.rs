@@ -88,7 +88,11 @@ pub(crate) struct IkeSa {
     pub children: Vec<ChildRef>,
     /// Inbound SPI offered in our IKE_AUTH request.
     pub offered_child_spi: Option<u32>,
+    /// Our own inner address, from the peer's CP reply.
     pub virtual_ip: Option<Ipv4Addr>,
+    /// The peer's inner address, leased from our pool (roles can swap with
+    /// an IKE rekey, so the two are kept apart).
+    pub leased_ip: Option<Ipv4Addr>,
     /// Initiator: DNS servers from the CP reply.
     pub dns: Vec<Ipv4Addr>,
     /// Responder: the peer lookup knew nothing of the claimed identity.
@@ -97,9 +101,13 @@ pub(crate) struct IkeSa {
     pub peer_id: Option<crate::ike::wire::Identification>,
     /// Our outstanding CREATE_CHILD_SA offer.
     pub child_offer: Option<super::child::ChildOffer>,
+    /// The peer rekeyed the pair we are rekeying too (§2.8.1).
+    pub rekey_collision: Option<super::collision::Collision>,
     pub ike_offer: Option<super::rekey_ike::IkeOffer>,
     /// Set once a successor took over the CHILD SAs.
     pub rekeyed: bool,
+    /// Responder: this SA's entry in the endpoint's half-open index.
+    pub half_open_key: Option<(SocketAddr, u64)>,
     /// Responder: forget a half-open SA after this.
     pub expires: Option<Instant>,
 }
@@ -143,12 +151,15 @@ impl IkeSa {
             children: Vec::new(),
             offered_child_spi: None,
             virtual_ip: None,
+            leased_ip: None,
             peer_id: None,
             dns: Vec::new(),
             unknown_peer: false,
             child_offer: None,
+            rekey_collision: None,
             ike_offer: None,
             rekeyed: false,
+            half_open_key: None,
             expires: None,
         }
     }
@@ -202,10 +213,8 @@ impl IkeSa {
         if let Some(o) = self.child_offer.take() {
             io.spis.release(o.new_spi);
         }
-        if let (Some(a), Some(pool)) = (self.virtual_ip.take(), io.pool.as_mut()) {
-            if !self.initiator {
-                pool.release(a);
-            }
+        if let (Some(a), Some(pool)) = (self.leased_ip.take(), io.pool.as_mut()) {
+            pool.release(a);
         }
         let reason = if self.rekeyed && reason == IkeSaEnd::Deleted {
             IkeSaEnd::Rekeyed

@@ -42,8 +42,17 @@ fn refuse(io: &mut Io, local: SocketAddr, remote: SocketAddr, req: &Header, n: N
     io.transmits.push_back(super::Transmit {
         local,
         remote,
-        payload: m.emit(),
+        payload: marked(local, m.emit()),
     });
+}
+
+/// Adds the non-ESP marker on port 4500.
+pub(crate) fn marked(local: SocketAddr, msg: Vec<u8>) -> Vec<u8> {
+    if local.port() == 4500 {
+        [&crate::ike::wire::NON_ESP_MARKER[..], &msg].concat()
+    } else {
+        msg
+    }
 }
 
 /// Cookie = prf(secret, Ni | IPi | SPIi) (§2.6), so no state is kept.
@@ -169,7 +178,8 @@ pub(crate) fn on_init_request(
     s.init_resp = resp.emit();
     s.next_peer_request_id = 1;
     s.next_request_id = 0;
-    let d = s.init_resp.clone();
+    // Cached with the marker when IKE_SA_INIT came to 4500 (§2.23 allows it).
+    let d = s.datagram(&s.init_resp);
     io.transmits.push_back(super::Transmit {
         local,
         remote,

@@ -19,6 +19,9 @@ pub(crate) struct Io {
     /// IKE SAs whose peer sent INITIAL_CONTACT (RFC 7296 §2.4): older SAs
     /// with the same peer identity are stale.
     pub initial_contact: Vec<super::IkeSaId>,
+    /// IKE SAs whose peer just authenticated (or that inherited a peer
+    /// identity through a rekey), for the endpoint's identity index.
+    pub authenticated: Vec<super::IkeSaId>,
 }
 
 impl Io {

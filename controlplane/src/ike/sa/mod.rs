@@ -17,6 +17,7 @@
 
 mod auth;
 mod child;
+mod collision;
 mod dispatch;
 mod endpoint;
 mod event;
@@ -31,6 +32,7 @@ mod pool;
 mod proposal;
 mod rekey_ike;
 mod spi;
+mod status;
 mod transport;
 
 pub use endpoint::{EndpointStats, IkeEndpoint, DEFAULT_COOKIE_THRESHOLD};
@@ -40,3 +42,4 @@ pub use policy::{PeerPolicy, Policy, Retransmit};
 pub use pool::AddressPool;
 pub use proposal::{EspSuite, IkeSuite};
 pub use spi::{SequentialSpis, SpiAllocator};
+pub use status::{IkeSaState, IkeSaStatus};

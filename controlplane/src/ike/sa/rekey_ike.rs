@@ -70,7 +70,11 @@ impl IkeSa {
         n.nr = nr.to_vec();
         n.children = std::mem::take(&mut self.children);
         n.virtual_ip = self.virtual_ip.take();
+        n.leased_ip = self.leased_ip.take();
         n.peer_id = self.peer_id.clone();
+        if n.peer_id.is_some() {
+            io.authenticated.push(n.id());
+        }
         n.dns = self.dns.clone();
         self.rekeyed = true;
         io.events.push_back(Event::IkeSaRekeyed {

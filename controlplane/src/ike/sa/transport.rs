@@ -8,6 +8,11 @@ use super::io::Io;
 use super::{IkeSaEnd, Transmit};
 use crate::ike::wire::{ExchangeType, Header, Message, Payload};
 
+/// `now + d`, saturating instead of panicking on absurd configured timeouts.
+fn later(now: Instant, d: std::time::Duration) -> Instant {
+    now.checked_add(d).unwrap_or(now)
+}
+
 impl IkeSa {
     pub(super) fn transmit(&self, io: &mut Io, datagram: Vec<u8>) {
         io.transmits.push_back(Transmit {
@@ -67,7 +72,7 @@ impl IkeSa {
             kind,
             datagram,
             tries: 1,
-            deadline: now + self.policy.retransmit.initial,
+            deadline: later(now, self.policy.retransmit.initial),
         });
     }
 
@@ -90,11 +95,12 @@ impl IkeSa {
 
     /// Retransmits with exponential back-off; kills the SA after the last try.
     pub fn on_timeout(&mut self, io: &mut Io, now: Instant) {
-        if let Some(exp) = self.expires {
-            if now >= exp && self.state == State::HalfOpen {
+        if self.expires.is_some_and(|e| now >= e) {
+            if self.state == State::HalfOpen {
                 self.state = State::Dead;
                 return;
             }
+            self.expires = None;
         }
         let max = self.policy.retransmit.max_tries;
         let initial = self.policy.retransmit.initial;
@@ -111,7 +117,7 @@ impl IkeSa {
         }
         p.tries += 1;
         // Doubling, capped at 2^10 times the first timeout.
-        p.deadline = now + initial.saturating_mul(1 << (p.tries - 1).min(10));
+        p.deadline = later(now, initial.saturating_mul(1 << (p.tries - 1).min(10)));
         let d = p.datagram.clone();
         self.transmit(io, d);
     }

@@ -3,7 +3,7 @@
 use super::reader::Reader;
 use super::{IdType, ParseError};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Identification {
     pub id_type: IdType,
     pub data: Vec<u8>,
