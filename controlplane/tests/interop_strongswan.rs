@@ -629,3 +629,28 @@ fn a_spoofed_ike_sa_init_flood_turns_cookies_on_and_tunnels_keep_working() {
     initiate(&charon, &espritd);
     ping_ok(&lab.sw, &["10.1.0.1"], 3, &espritd);
 }
+
+#[test]
+fn an_identity_outside_every_template_is_refused() {
+    let Some(lab) = Lab::new("p") else { return };
+    // The template only admits *@staff.lab.test; strongSwan says client.lab.test.
+    let cfg = gateway_config("aes128gcm16-prfsha256-x25519", "aes128gcm16")
+        .replace("remote_id = \"any\"", "remote_id = \"*@staff.lab.test\"");
+    let espritd = lab.espritd(&cfg);
+    let charon = lab.charon(&roadwarrior_swanctl(
+        "aes128gcm16-prfsha256-x25519",
+        "aes128gcm16",
+    ));
+    let up = charon.swanctl(&["--initiate", "--child", "net", "--timeout", "10"]);
+    assert!(
+        !up.status.success(),
+        "an unknown identity got in:\n{}",
+        charon.list_sas()
+    );
+    assert!(
+        charon.log().contains("AUTHENTICATION_FAILED"),
+        "strongSwan should be told AUTHENTICATION_FAILED:\n{}",
+        charon.log()
+    );
+    assert!(!espritd.log_text().contains("CHILD SA installed"));
+}

@@ -17,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::child_install::TunnelBook;
-use super::policy::{address_pool, policy};
+use super::policy::{address_pool, policy, responder_lookup};
 use super::spi_slots::SpiSlots;
 use crate::ike::sa::{Event, IkeEndpoint, IkeSaEnd, IkeSaId, Policy, Transmit};
 
@@ -130,12 +130,14 @@ impl IkeDriver {
             .collect();
         if let Some(r) = responders.first() {
             endpoint.accept(policy(r, &cfg.ike.retransmit), address_pool(r));
+            // Each client gets the template its identity matches.
+            endpoint.set_peer_policy(responder_lookup(&cfg.peers, &cfg.ike.retransmit));
             // After accept, which sets the endpoint's default.
             endpoint.set_cookie_threshold(cfg.ike.cookie_threshold as usize);
-            if responders.len() > 1 {
+            if responders.iter().filter(|p| !p.pool.is_empty()).count() > 1 {
                 tracing::warn!(
                     used = %r.name,
-                    "several responder peers configured: only the first is used so far"
+                    "several responder peers have pools: addresses are leased from the first one's so far"
                 );
             }
         }

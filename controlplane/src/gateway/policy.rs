@@ -58,6 +58,48 @@ fn push_unique<T: PartialEq>(v: &mut Vec<T>, x: T) {
     }
 }
 
+/// The config's view of an identity a peer claimed, to match patterns.
+pub fn identity(id: &Identification) -> Option<Identity> {
+    let text = || String::from_utf8(id.data.clone()).ok();
+    Some(match id.id_type {
+        IdType::IPV4_ADDR => Identity::Ip(IpAddr::from(<[u8; 4]>::try_from(&id.data[..]).ok()?)),
+        IdType::IPV6_ADDR => Identity::Ip(IpAddr::from(<[u8; 16]>::try_from(&id.data[..]).ok()?)),
+        IdType::RFC822_ADDR => Identity::Email(text()?),
+        IdType::FQDN => Identity::Fqdn(text()?),
+        IdType::KEY_ID => Identity::KeyId(id.data.clone()),
+        _ => return None,
+    })
+}
+
+/// The responder's choice of policy by the identity a peer claims: the
+/// first `role = "responder"` peer whose `remote_id` matches it. A peer
+/// that matches none is refused (AUTHENTICATION_FAILED).
+pub fn responder_lookup(
+    peers: &[Peer],
+    retransmit: &config::schema::ike::Retransmit,
+) -> crate::ike::sa::PeerPolicy {
+    let templates: Vec<(
+        config::schema::identity::IdentityPattern,
+        std::sync::Arc<Policy>,
+    )> = peers
+        .iter()
+        .filter(|p| p.role == config::schema::peer::Role::Responder)
+        .map(|p| {
+            (
+                p.remote_id.clone(),
+                std::sync::Arc::new(policy(p, retransmit)),
+            )
+        })
+        .collect();
+    Box::new(move |id: &Identification| {
+        let claimed = identity(id)?;
+        templates
+            .iter()
+            .find(|(pattern, _)| pattern.matches(&claimed))
+            .map(|(_, p)| p.clone())
+    })
+}
+
 /// A prefix as the address range a traffic selector carries.
 pub fn selector(net: &IpNet) -> TrafficSelector {
     TrafficSelector::range(net.network(), net.broadcast())
@@ -120,4 +162,55 @@ pub fn address_pool(peer: &Peer) -> Option<AddressPool> {
         }
         IpNet::V6(_) => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: &str = r#"
+[ike]
+local_id = "vpn.lab.test"
+
+[[peer]]
+name = "staff"
+role = "responder"
+remote_id = "*@staff.lab.test"
+psk = "psk-for-the-staff-0123456789"
+local_ts = ["10.1.0.0/16"]
+pool = "10.3.0.0/16"
+
+[[peer]]
+name = "branch"
+role = "responder"
+remote_id = "branch1.lab.test"
+psk = "psk-for-the-branch-0123456789"
+local_ts = ["10.1.0.0/16"]
+remote_ts = ["10.9.0.0/24"]
+"#;
+
+    #[test]
+    fn each_identity_gets_the_template_it_matches_and_others_none() {
+        let cfg = config::parse(CFG, "test.toml").unwrap();
+        let lookup = responder_lookup(&cfg.peers, &cfg.ike.retransmit);
+        let email = |s: &str| Identification {
+            id_type: IdType::RFC822_ADDR,
+            data: s.as_bytes().to_vec(),
+        };
+        let staff = lookup(&email("ann@staff.lab.test")).expect("staff template");
+        assert_eq!(staff.psk.as_bytes(), b"psk-for-the-staff-0123456789");
+        let branch = lookup(&Identification::fqdn("branch1.lab.test")).expect("branch template");
+        assert_eq!(branch.psk.as_bytes(), b"psk-for-the-branch-0123456789");
+        assert_eq!(branch.remote_ts.len(), 1);
+        assert!(lookup(&email("eve@evil.lab.test")).is_none());
+        assert!(lookup(&Identification::fqdn("branch2.lab.test")).is_none());
+        let bad_ip = Identification {
+            id_type: IdType::IPV4_ADDR,
+            data: vec![1, 2, 3],
+        };
+        assert!(
+            lookup(&bad_ip).is_none(),
+            "malformed identities match nothing"
+        );
+    }
 }
