@@ -287,6 +287,7 @@ addresses = ["10.1.0.1/24"]
 local_id = "gw.lab.test"
 proposals = ["aes128gcm16-prfsha256-x25519"]
 esp_proposals = ["aes128gcm16"]
+nat_keepalive = "1s"
 
 [[peer]]
 name = "hq"
@@ -312,6 +313,32 @@ liveness = "ike"
     ping_ok(&lab.gw, &["-I", "10.1.0.1", "10.2.0.1"], 5, &espritd);
     ping_ok(&lab.sw, &["-I", "10.2.0.1", "10.1.0.1"], 3, &espritd);
     tcp_transfer(&lab.sw, &lab.gw, "10.2.0.1:5002", 2 << 20);
+
+    // strongSwan's userspace ESP always claims a NAT, so espritd, the
+    // initiator, keeps the mapping open: 1-byte 0xFF datagrams to 4500.
+    let cap = lab.sw.try_exec(&[
+        "tshark",
+        "-q",
+        "-i",
+        "veth-sw",
+        "-a",
+        "duration:3.5",
+        "-f",
+        "udp dst port 4500 and udp[4:2] = 9 and udp[8] = 0xff",
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+    ]);
+    let keepalives = String::from_utf8_lossy(&cap.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count();
+    assert!(
+        keepalives >= 2,
+        "NAT keepalives seen in 3.5 s: {keepalives}\n{}",
+        String::from_utf8_lossy(&cap.stderr)
+    );
 }
 
 /// The CHILD SAs espritd has in its data plane now, as (inbound, outbound)

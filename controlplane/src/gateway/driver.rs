@@ -51,8 +51,16 @@ impl Lifetimes {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Timer {
-    RekeyChild { inbound_spi: u32 },
-    RekeyIke { ike: IkeSaId },
+    RekeyChild {
+        inbound_spi: u32,
+    },
+    RekeyIke {
+        ike: IkeSaId,
+    },
+    /// A NAT keepalive to the peer of this IKE SA, then the next one.
+    Keepalive {
+        ike: IkeSaId,
+    },
 }
 
 struct Initiator {
@@ -87,6 +95,9 @@ pub struct IkeDriver {
     responder: Option<String>,
     /// Which IKE SA a CHILD SA (by inbound SPI) belongs to now.
     child_owner: HashMap<u32, IkeSaId>,
+    /// Peers we keep NAT mappings open to (our ESP-in-UDP tunnels).
+    keepalive_to: HashMap<IkeSaId, SocketAddr>,
+    nat_keepalive: Duration,
     /// Established IKE SAs, to delete on shutdown.
     established: std::collections::HashSet<IkeSaId>,
     timers: BTreeMap<Instant, Vec<Timer>>,
@@ -173,6 +184,8 @@ impl IkeDriver {
             responder: responders.first().map(|r| r.name.clone()),
             child_owner: HashMap::new(),
             established: Default::default(),
+            keepalive_to: HashMap::new(),
+            nat_keepalive: cfg.ike.nat_keepalive,
             timers: BTreeMap::new(),
             stats: DriverStats::default(),
             buf: vec![0u8; 65536],
@@ -295,6 +308,17 @@ impl IkeDriver {
                             "CHILD SA rekey (lifetime)"
                         );
                     }
+                    Timer::Keepalive { ike } => {
+                        let Some(peer) = self.keepalive_to.get(&ike).copied() else {
+                            continue; // the IKE SA is gone
+                        };
+                        self.send(Transmit {
+                            local: self.local_natt,
+                            remote: peer,
+                            payload: vec![0xff],
+                        });
+                        self.arm(now + self.nat_keepalive, Timer::Keepalive { ike });
+                    }
                     Timer::RekeyIke { ike } => {
                         let started = self.endpoint.rekey_ike_sa(now, ike);
                         tracing::info!(
@@ -356,6 +380,14 @@ impl IkeDriver {
                 Ok(tunnel) => {
                     self.stats.child_sas_installed += 1;
                     self.child_owner.insert(c.inbound_spi, c.ike_sa);
+                    // RFC 3948 2.3: whoever may sit behind a NAT keeps it open.
+                    let ours = self.peers_of.contains_key(&c.ike_sa);
+                    if ours && c.udp_encap && !self.nat_keepalive.is_zero() {
+                        let first = self.keepalive_to.insert(c.ike_sa, c.peer).is_none();
+                        if first {
+                            self.arm(now + self.nat_keepalive, Timer::Keepalive { ike: c.ike_sa });
+                        }
+                    }
                     if let Some(l) = self.lifetimes_of(c.ike_sa) {
                         let spi = c.inbound_spi;
                         self.arm(
@@ -400,6 +432,7 @@ impl IkeDriver {
             }
             Event::IkeSaDeleted { id, reason } => {
                 self.established.remove(&id);
+                self.keepalive_to.remove(&id);
                 let name = self.peers_of.remove(&id);
                 if !matches!(reason, IkeSaEnd::Deleted | IkeSaEnd::Rekeyed) {
                     self.stats.ike_sas_failed += 1;
@@ -416,6 +449,10 @@ impl IkeDriver {
             Event::IkeSaRekeyed { old, new } => {
                 self.established.remove(&old);
                 self.established.insert(new);
+                if let Some(peer) = self.keepalive_to.remove(&old) {
+                    self.keepalive_to.insert(new, peer);
+                    self.arm(now + self.nat_keepalive, Timer::Keepalive { ike: new });
+                }
                 for owner in self.child_owner.values_mut() {
                     if *owner == old {
                         *owner = new;
