@@ -1,3 +1,4 @@
 pub mod daemon;
+pub mod natlab;
 pub mod netns;
 pub mod strongswan;
