@@ -46,6 +46,10 @@ fn available() -> bool {
     let root = unsafe { libc::geteuid() } == 0;
     let ok = root && std::path::Path::new(CHARON).exists() && sh(&["ip", "netns", "list"]).is_ok();
     if !ok {
+        assert!(
+            std::env::var_os("ESPRIT_REQUIRE_PRIVILEGED_TESTS").is_none(),
+            "needs root, iproute2 and {CHARON}, and CI requires them"
+        );
         eprintln!("skipping: needs root, iproute2 and {CHARON}");
     }
     ok
