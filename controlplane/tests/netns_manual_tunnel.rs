@@ -217,3 +217,73 @@ fn ping_and_tcp(raw_esp: bool) {
 
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_reflecting_gateway_sends_each_packet_back_through_the_tunnel() {
+    if !privileged_or_skip("a_reflecting_gateway_sends_each_packet_back") {
+        return;
+    }
+    let tag = format!("{}f", std::process::id());
+    let a = NetNs::new(&format!("esprit-ma-{tag}"));
+    let b = NetNs::new(&format!("esprit-mb-{tag}"));
+    veth(&a, "veth-a", "192.0.2.1/24", &b, "veth-b", "192.0.2.2/24");
+    let dir = std::env::temp_dir().join(format!("esprit-manual-{tag}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let client = Side {
+        outside: "192.0.2.1",
+        inside_addr: "10.2.0.1/24",
+        remote: "192.0.2.2",
+        local_ts: "10.2.0.0/24",
+        remote_ts: "10.1.0.0/24",
+        inbound: (0x1001, KEY_BA),
+        outbound: (0x2002, KEY_AB),
+        raw_esp: false,
+    };
+    let gateway = Side {
+        outside: "192.0.2.2",
+        inside_addr: "10.1.0.1/24",
+        remote: "192.0.2.1",
+        local_ts: "10.1.0.0/24",
+        remote_ts: "10.2.0.0/24",
+        inbound: (0x2002, KEY_AB),
+        outbound: (0x1001, KEY_BA),
+        raw_esp: false,
+    };
+    let (cfg_a, cfg_b) = (dir.join("a.toml"), dir.join("b.toml"));
+    std::fs::write(&cfg_a, config(&client)).unwrap();
+    let reflecting = config(&gateway).replace("kind = \"tun\"", "kind = \"reflect\"");
+    std::fs::write(&cfg_b, reflecting).unwrap();
+    let _da = start(&a, &cfg_a);
+    let db = Daemon(
+        b.command(env!("CARGO_BIN_EXE_espritd"))
+            .arg("--config")
+            .arg(&cfg_b)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let got = a.run(|| {
+        let s = std::net::UdpSocket::bind("10.2.0.1:5000").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut n = 0;
+        let mut buf = [0u8; 64];
+        for i in 0..20u8 {
+            s.send_to(&[i; 32], "10.1.0.99:7").unwrap();
+            if let Ok((len, from)) = s.recv_from(&mut buf) {
+                if from.to_string() == "10.1.0.99:7" && buf[..len] == [i; 32] {
+                    n += 1;
+                }
+            }
+        }
+        n
+    });
+    assert_eq!(
+        got.join().unwrap(),
+        20,
+        "every datagram came back from the address it was sent to"
+    );
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+}

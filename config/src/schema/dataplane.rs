@@ -23,6 +23,10 @@ pub enum InsideKind {
     Tun,
     /// In-memory rings.
     Mem,
+    /// Sends every decrypted packet straight back to its source (addresses
+    /// and ports swapped): a gateway under load test needs no protected
+    /// network behind it.
+    Reflect,
 }
 
 /// The data plane: polled workers, one per core.

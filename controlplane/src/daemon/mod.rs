@@ -35,6 +35,15 @@ pub enum DaemonError {
     Unsupported(String),
 }
 
+/// Routes `prefix` into the TUN device, if the inside is one.
+fn route_into(tun: Option<&TunDevice>, prefix: &str) -> Result<(), DaemonError> {
+    match tun {
+        Some(t) => ports::add_route(t.name(), prefix)
+            .map_err(io_err(format!("route {prefix} into {}", t.name()))),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
     let what = what.into();
     move |source| DaemonError::Io { what, source }
@@ -47,7 +56,7 @@ pub struct Daemon {
     stats: Vec<Arc<WorkerStats>>,
     publisher: SaPublisher,
     ike: Option<IkeDriver>,
-    _tun: TunDevice,
+    _tun: Option<TunDevice>,
 }
 
 impl Daemon {
@@ -75,8 +84,7 @@ impl Daemon {
                 }
             })?;
             for prefix in &t.remote_ts {
-                ports::add_route(tun.name(), &prefix.to_string())
-                    .map_err(io_err(format!("route {prefix} into {}", tun.name())))?;
+                route_into(tun.as_ref(), &prefix.to_string())?;
             }
             tracing::info!(
                 tunnel = %t.name,
@@ -96,8 +104,7 @@ impl Daemon {
                     tracing::warn!(peer = %peer.name, %net, "not routing a default route into the TUN");
                     continue;
                 }
-                ports::add_route(tun.name(), &net.to_string())
-                    .map_err(io_err(format!("route {net} into {}", tun.name())))?;
+                route_into(tun.as_ref(), &net.to_string())?;
             }
         }
         publisher.publish();
@@ -137,9 +144,10 @@ impl Daemon {
                     .map_err(io_err(format!("IKE on port {}", cfg.gateway.ike_port)))?,
             )
         };
+        let inside = tun.as_ref().map_or("reflect", |t| t.name());
         tracing::info!(
             workers = n,
-            inside = tun.name(),
+            inside,
             ike = ike.is_some(),
             "data plane running"
         );

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use dataplane::port::dual::DualPort;
 use dataplane::port::raw_esp::RawEspPort;
+use dataplane::port::reflect::ReflectPort;
 use dataplane::port::tun::{TunDevice, TunPort};
 use dataplane::port::udp::{UdpConfig, UdpPort};
 use dataplane::port::Port;
@@ -17,8 +18,9 @@ use super::{io_err, DaemonError};
 /// device they share.
 pub struct Opened {
     pub outside: Vec<Box<dyn Port>>,
-    pub inside: Vec<TunPort>,
-    pub tun: TunDevice,
+    pub inside: Vec<Box<dyn Port>>,
+    /// The TUN device, when the inside is one (`None` for `reflect`).
+    pub tun: Option<TunDevice>,
 }
 
 pub fn open(cfg: &config::Config, workers: usize) -> Result<Opened, DaemonError> {
@@ -29,9 +31,9 @@ pub fn open(cfg: &config::Config, workers: usize) -> Result<Opened, DaemonError>
             cfg.dataplane.port
         )));
     }
-    if cfg.dataplane.inside.kind != InsideKind::Tun {
+    if cfg.dataplane.inside.kind == InsideKind::Mem {
         return Err(DaemonError::Unsupported(
-            "dataplane.inside.kind: espritd needs a tun inside (mem is for tests and the demo)"
+            "dataplane.inside.kind = \"mem\" is for tests and the demo; espritd takes tun or reflect"
                 .into(),
         ));
     }
@@ -65,7 +67,31 @@ pub fn open(cfg: &config::Config, workers: usize) -> Result<Opened, DaemonError>
             .collect()
     };
 
-    let inside = &cfg.dataplane.inside;
+    if cfg.dataplane.inside.kind == InsideKind::Reflect {
+        let ring = cfg.dataplane.ring_size.max(64);
+        return Ok(Opened {
+            outside,
+            inside: (0..workers)
+                .map(|_| Box::new(ReflectPort::new(ring)) as Box<dyn Port>)
+                .collect(),
+            tun: None,
+        });
+    }
+    let (tun, queues) = open_tun(&cfg.dataplane.inside, workers)?;
+    Ok(Opened {
+        outside,
+        inside: queues
+            .into_iter()
+            .map(|q| Box::new(q) as Box<dyn Port>)
+            .collect(),
+        tun: Some(tun),
+    })
+}
+
+fn open_tun(
+    inside: &config::schema::dataplane::Inside,
+    workers: usize,
+) -> Result<(TunDevice, Vec<TunPort>), DaemonError> {
     let (tun, queues) = TunDevice::open(&inside.name, workers)
         .map_err(io_err(format!("TUN device {}", inside.name)))?;
     tun.set_mtu(inside.mtu as u32)
@@ -76,11 +102,7 @@ pub fn open(cfg: &config::Config, workers: usize) -> Result<Opened, DaemonError>
     }
     tun.set_up()
         .map_err(io_err(format!("bring {} up", inside.name)))?;
-    Ok(Opened {
-        outside,
-        inside: queues,
-        tun,
-    })
+    Ok((tun, queues))
 }
 
 /// Routes `prefix` into the TUN device so the kernel hands its traffic to

@@ -10,6 +10,7 @@ pub mod dual;
 pub mod mem;
 mod mmsg;
 pub mod raw_esp;
+pub mod reflect;
 pub mod steering;
 mod sys;
 pub mod tun;
