@@ -306,8 +306,9 @@ fn esp_costs(size: usize, n: usize) -> (f64, f64, f64) {
         limits: HardLimits::default(),
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    // Rounds over a cache-sized set of buffers, refilled between rounds.
-    let mut pkts: Vec<Packet> = (0..1024).map(|_| Packet::new()).collect();
+    // Rounds of one burst, refilled between rounds: the buffers stay in
+    // cache, as ring's single buffer does.
+    let mut pkts: Vec<Packet> = (0..BURST).map(|_| Packet::new()).collect();
     let (mut seal_t, mut open_t) = (Duration::ZERO, Duration::ZERO);
     for _ in 0..n.div_ceil(pkts.len()) {
         for p in pkts.iter_mut() {
