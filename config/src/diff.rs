@@ -12,17 +12,22 @@ pub struct NamedChanges {
 }
 
 impl NamedChanges {
+    /// Matches items by name through hash maps: a reload of 100,000 peers
+    /// must not compare every pair.
     fn between<T: PartialEq>(old: &[T], new: &[T], name: impl Fn(&T) -> &str) -> Self {
+        use std::collections::HashMap;
+        let old_by_name: HashMap<&str, &T> = old.iter().map(|o| (name(o), o)).collect();
         let mut changes = Self::default();
         for item in new {
-            match old.iter().find(|o| name(o) == name(item)) {
+            match old_by_name.get(name(item)) {
                 None => changes.added.push(name(item).to_owned()),
-                Some(o) if o == item => changes.unchanged.push(name(item).to_owned()),
+                Some(o) if *o == item => changes.unchanged.push(name(item).to_owned()),
                 Some(_) => changes.changed.push(name(item).to_owned()),
             }
         }
+        let new_names: std::collections::HashSet<&str> = new.iter().map(&name).collect();
         for item in old {
-            if !new.iter().any(|n| name(n) == name(item)) {
+            if !new_names.contains(name(item)) {
                 changes.removed.push(name(item).to_owned());
             }
         }
