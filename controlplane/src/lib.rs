@@ -1,5 +1,6 @@
 //! esprit control plane: IKEv2, tunnel epochs and pings, timers, control socket.
 
+pub mod ctl;
 pub mod daemon;
 pub mod gateway;
 pub mod ike;

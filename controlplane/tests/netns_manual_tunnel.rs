@@ -99,6 +99,7 @@ impl Drop for Daemon {
 }
 
 fn start(ns: &NetNs, cfg_path: &std::path::Path) -> Daemon {
+    common::daemon::give_own_control_socket(cfg_path);
     let child = ns
         .command(env!("CARGO_BIN_EXE_espritd"))
         .arg("--config")
@@ -254,6 +255,7 @@ fn a_reflecting_gateway_sends_each_packet_back_through_the_tunnel() {
     let reflecting = config(&gateway).replace("kind = \"tun\"", "kind = \"reflect\"");
     std::fs::write(&cfg_b, reflecting).unwrap();
     let _da = start(&a, &cfg_a);
+    common::daemon::give_own_control_socket(&cfg_b);
     let db = Daemon(
         b.command(env!("CARGO_BIN_EXE_espritd"))
             .arg("--config")

@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use controlplane::daemon::Daemon;
+use controlplane::daemon::{Daemon, Options};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter};
 
 /// esprit IPsec gateway.
 #[derive(Parser)]
@@ -27,12 +30,15 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log));
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .init();
 
     if let Some(file) = &args.check_config {
@@ -54,7 +60,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let daemon = match Daemon::start(&cfg) {
+    let options = Options {
+        config_path: Some(args.config.clone()),
+        set_log_filter: Some(Box::new(move |f: &str| {
+            let new = EnvFilter::try_new(f).map_err(|e| e.to_string())?;
+            handle.reload(new).map_err(|e| e.to_string())
+        })),
+    };
+    let daemon = match Daemon::start_with(&cfg, options) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("espritd: {e}");

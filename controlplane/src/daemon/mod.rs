@@ -1,24 +1,33 @@
 //! The gateway process: builds the data plane from the config, runs its
-//! workers, and owns everything that changes SAs (manual tunnels now; IKE,
-//! epochs and the control socket as they arrive).
+//! workers, and owns everything that changes SAs: manual tunnels, the IKE
+//! driver, reloads and the control socket, all on one control-plane thread.
 
+mod control;
 mod manual;
 mod ports;
 mod stats_log;
 
 pub use manual::to_dataplane;
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::ctl::{Access, CtlServer};
 use crate::gateway::{IkeDriver, SpiSlots};
 use dataplane::port::tun::TunDevice;
-use dataplane::sa::SaPublisher;
+use dataplane::sa::manual::ManualTunnel as DpManualTunnel;
+use dataplane::sa::{SaPublisher, TunnelId};
 use dataplane::worker::{
     handoff_mesh, ControlLink, StatsSnapshot, Worker, WorkerConfig, WorkerStats,
 };
+
+/// Manual tunnels get ids from here up, IKE tunnels from 1: a reload can add
+/// either kind without the two ever meeting.
+const MANUAL_TUNNEL_BASE: TunnelId = 1 << 23;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,19 +58,51 @@ pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> 
     move |source| DaemonError::Io { what, source }
 }
 
-/// A running data plane.
+/// Changes the log filter at run time (the binary owns the subscriber).
+pub type LogFilterSetter = Box<dyn Fn(&str) -> Result<(), String> + Send>;
+
+/// How the daemon is started, besides its config.
+#[derive(Default)]
+pub struct Options {
+    /// Where the config came from, for reloads.
+    pub config_path: Option<PathBuf>,
+    pub set_log_filter: Option<LogFilterSetter>,
+}
+
+/// A manually keyed tunnel, its SAs (kept across terminate/initiate so
+/// sequence numbers go on) and whether it is in the data plane.
+struct ManualEntry {
+    tunnel: DpManualTunnel,
+    sas: dataplane::sa::manual::ManualSas,
+    up: bool,
+}
+
+/// A running gateway.
 pub struct Daemon {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     stats: Vec<Arc<WorkerStats>>,
     publisher: SaPublisher,
-    ike: Option<IkeDriver>,
-    _tun: Option<TunDevice>,
+    ike: IkeDriver,
+    tun: Option<TunDevice>,
+    workers: usize,
+    config: config::Config,
+    options: Options,
+    manual: BTreeMap<String, ManualEntry>,
+    next_manual_id: TunnelId,
+    slots: SpiSlots,
+    ctl: Option<CtlServer>,
+    started: Instant,
 }
 
 impl Daemon {
     /// Opens the ports, installs the manual tunnels and starts the workers.
     pub fn start(cfg: &config::Config) -> Result<Daemon, DaemonError> {
+        Daemon::start_with(cfg, Options::default())
+    }
+
+    /// As [`Daemon::start`], with the control socket and reload support.
+    pub fn start_with(cfg: &config::Config, options: Options) -> Result<Daemon, DaemonError> {
         let n = cfg.dataplane.workers.max(1);
         let ports::Opened {
             outside,
@@ -69,50 +110,11 @@ impl Daemon {
             tun,
         } = ports::open(cfg, n)?;
 
-        let mut publisher = SaPublisher::new();
-        let slots = SpiSlots::new();
-        for (i, t) in cfg.manual_tunnels.iter().enumerate() {
-            slots.reserve(t.inbound.spi);
-            let tunnel = to_dataplane(t, i as u32 + 1).map_err(|message| DaemonError::Tunnel {
-                name: t.name.clone(),
-                message,
-            })?;
-            dataplane::sa::manual::install(publisher.edit(), &tunnel, n).map_err(|e| {
-                DaemonError::Tunnel {
-                    name: t.name.clone(),
-                    message: e.to_string(),
-                }
-            })?;
-            for prefix in &t.remote_ts {
-                route_into(tun.as_ref(), &prefix.to_string())?;
-            }
-            tracing::info!(
-                tunnel = %t.name,
-                inbound_spi = format_args!("{:#010x}", t.inbound.spi),
-                outbound_spi = format_args!("{:#010x}", t.outbound.spi),
-                remote = %t.remote,
-                "manual tunnel installed"
-            );
-        }
-        // What lies behind IKE peers (their selectors, the addresses leased
-        // to clients) is reached through the TUN.
-        for peer in &cfg.peers {
-            for net in peer.remote_ts.iter().chain(&peer.pool) {
-                if net.prefix_len() == 0 {
-                    // A default route into the tunnel would capture the
-                    // tunnel's own outer traffic: leave it to the operator.
-                    tracing::warn!(peer = %peer.name, %net, "not routing a default route into the TUN");
-                    continue;
-                }
-                route_into(tun.as_ref(), &net.to_string())?;
-            }
-        }
-        publisher.publish();
-
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         let mut stats = Vec::new();
         let mut control = Vec::new();
+        let publisher = SaPublisher::new();
         let mesh = handoff_mesh(n, cfg.dataplane.ring_size.max(64));
         for (id, ((out, ins), handoff)) in outside.into_iter().zip(inside).zip(mesh).enumerate() {
             let link = ControlLink::new(1024);
@@ -135,30 +137,100 @@ impl Daemon {
                     .map_err(io_err(format!("spawn worker {id}")))?,
             );
         }
-        let ike = if cfg.peers.is_empty() {
-            None
+        let slots = SpiSlots::new();
+        let ike = IkeDriver::new(cfg, control, slots.clone(), 1)
+            .map_err(io_err(format!("IKE on port {}", cfg.gateway.ike_port)))?;
+        let ctl = if options.config_path.is_some() {
+            Some(open_control_socket(&cfg.control)?)
         } else {
-            let first_tunnel = cfg.manual_tunnels.len() as u32 + 1;
-            Some(
-                IkeDriver::new(cfg, control, slots, first_tunnel)
-                    .map_err(io_err(format!("IKE on port {}", cfg.gateway.ike_port)))?,
-            )
+            None
         };
-        let inside = tun.as_ref().map_or("reflect", |t| t.name());
-        tracing::info!(
-            workers = n,
-            inside,
-            ike = ike.is_some(),
-            "data plane running"
-        );
-        Ok(Daemon {
+        let mut d = Daemon {
             stop,
             threads,
             stats,
             publisher,
             ike,
-            _tun: tun,
-        })
+            tun,
+            workers: n,
+            config: cfg.clone(),
+            options,
+            manual: BTreeMap::new(),
+            next_manual_id: MANUAL_TUNNEL_BASE,
+            slots,
+            ctl,
+            started: Instant::now(),
+        };
+        for t in &cfg.manual_tunnels {
+            d.add_manual(t)?;
+        }
+        d.route_peers(&cfg.peers)?;
+        d.publisher.publish();
+        let inside = d.tun.as_ref().map_or("reflect", |t| t.name());
+        tracing::info!(workers = n, inside, "data plane running");
+        Ok(d)
+    }
+
+    /// Installs a manual tunnel from the config (not yet published).
+    fn add_manual(&mut self, t: &config::ManualTunnel) -> Result<(), DaemonError> {
+        self.slots.reserve(t.inbound.spi);
+        let id = self.next_manual_id;
+        self.next_manual_id += 1;
+        let tunnel = to_dataplane(t, id).map_err(|message| DaemonError::Tunnel {
+            name: t.name.clone(),
+            message,
+        })?;
+        let sas = dataplane::sa::manual::install(self.publisher.edit(), &tunnel, self.workers)
+            .map_err(|e| DaemonError::Tunnel {
+                name: t.name.clone(),
+                message: e.to_string(),
+            })?;
+        for prefix in &t.remote_ts {
+            route_into(self.tun.as_ref(), &prefix.to_string())?;
+        }
+        tracing::info!(
+            tunnel = %t.name,
+            inbound_spi = format_args!("{:#010x}", t.inbound.spi),
+            outbound_spi = format_args!("{:#010x}", t.outbound.spi),
+            remote = %t.remote,
+            "manual tunnel installed"
+        );
+        self.manual.insert(
+            t.name.clone(),
+            ManualEntry {
+                tunnel,
+                sas,
+                up: true,
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes a manual tunnel from the data plane (not yet published).
+    fn remove_manual(&mut self, name: &str) {
+        if let Some(e) = self.manual.remove(name) {
+            if e.up {
+                dataplane::sa::manual::remove(self.publisher.edit(), &e.tunnel);
+            }
+            tracing::info!(tunnel = %name, "manual tunnel removed");
+        }
+    }
+
+    /// What lies behind IKE peers (their selectors, the addresses leased
+    /// to clients) is reached through the TUN.
+    fn route_peers(&self, peers: &[config::Peer]) -> Result<(), DaemonError> {
+        for peer in peers {
+            for net in peer.remote_ts.iter().chain(&peer.pool) {
+                if net.prefix_len() == 0 {
+                    // A default route into the tunnel would capture the
+                    // tunnel's own outer traffic: leave it to the operator.
+                    tracing::warn!(peer = %peer.name, %net, "not routing a default route into the TUN");
+                    continue;
+                }
+                route_into(self.tun.as_ref(), &net.to_string())?;
+            }
+        }
+        Ok(())
     }
 
     /// Counters summed over all workers.
@@ -170,48 +242,58 @@ impl Daemon {
         t
     }
 
-    /// Runs until SIGINT or SIGTERM, logging stats every `every`.
+    /// Runs until SIGINT or SIGTERM, logging stats every `every`; SIGHUP
+    /// reloads the config.
     pub fn run_until_signal(mut self, every: Duration) -> Result<(), DaemonError> {
         let term = Arc::new(AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             signal_hook::flag::register(sig, term.clone())
                 .map_err(io_err("install signal handler"))?;
         }
+        let hup = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+            .map_err(io_err("install signal handler"))?;
         let mut log = stats_log::StatsLog::new(every);
         while !term.load(Ordering::Relaxed) {
+            if hup.swap(false, Ordering::Relaxed) {
+                let reply = self.reload();
+                match reply.error {
+                    None => tracing::info!(result = %reply.data, "reloaded on SIGHUP"),
+                    Some(e) => tracing::warn!(error = %e, "SIGHUP reload refused"),
+                }
+            }
             self.control_step();
             log.maybe_log(&self.totals(), &self.publisher.published());
             self.publisher.reclaim();
         }
         tracing::info!("shutting down");
-        if let Some(ike) = self.ike.as_mut() {
-            ike.shutdown(Instant::now(), self.publisher.edit());
-            self.publisher.publish();
-            // Let the workers send the DELETEs that leave on port 4500.
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.ike.shutdown(Instant::now(), self.publisher.edit());
+        self.publisher.publish();
+        // Let the workers send the DELETEs that leave on port 4500.
+        std::thread::sleep(Duration::from_millis(100));
         self.shutdown();
         Ok(())
     }
 
-    /// One turn of the control loop: IKE datagrams and timers, then a
-    /// short sleep on the IKE socket (the workers' queues are checked at
-    /// least every few milliseconds).
+    /// One turn of the control loop: control requests, IKE datagrams and
+    /// timers, then a short sleep on the IKE socket (the workers' queues are
+    /// checked at least every few milliseconds).
     fn control_step(&mut self) {
-        let Some(ike) = self.ike.as_mut() else {
-            std::thread::sleep(Duration::from_millis(50));
-            return;
-        };
-        if ike.poll(Instant::now(), self.publisher.edit()) {
+        while let Some(p) = self.ctl.as_ref().and_then(|c| c.next()) {
+            let reply = self.handle(p.request.clone());
+            p.answer(reply);
+        }
+        if self.ike.poll(Instant::now(), self.publisher.edit()) {
             self.publisher.publish();
         }
-        let wait = ike
+        let wait = self
+            .ike
             .next_timeout()
             .map(|t| t.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::MAX)
             .min(Duration::from_millis(5));
         let mut fds = [libc::pollfd {
-            fd: ike.fd(),
+            fd: self.ike.fd(),
             events: libc::POLLIN,
             revents: 0,
         }];
@@ -231,5 +313,30 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+fn open_control_socket(c: &config::ControlSocket) -> Result<CtlServer, DaemonError> {
+    let group = match &c.group {
+        None => None,
+        Some(name) => Some(group_id(name).ok_or_else(|| {
+            DaemonError::Unsupported(format!("control.group {name:?}: no such group"))
+        })?),
+    };
+    CtlServer::bind(&c.path, c.mode, Access { group })
+        .map_err(io_err(format!("control socket {}", c.path.display())))
+}
+
+/// The numeric id of group `name`.
+fn group_id(name: &str) -> Option<u32> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    // SAFETY: getgrnam takes a valid C string and returns a pointer to
+    // static storage (or null), read at once.
+    let gr = unsafe { libc::getgrnam(cname.as_ptr()) };
+    if gr.is_null() {
+        None
+    } else {
+        // SAFETY: non-null result of getgrnam.
+        Some(unsafe { (*gr).gr_gid })
     }
 }

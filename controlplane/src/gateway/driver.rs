@@ -273,6 +273,154 @@ impl IkeDriver {
         changed
     }
 
+    /// IKE SAs as JSON rows for the control socket (no key material).
+    pub fn status(&self) -> Vec<serde_json::Value> {
+        let mut rows: Vec<serde_json::Value> = self
+            .endpoint
+            .ike_sas()
+            .map(|st| {
+                let peer_name = self
+                    .peers_of
+                    .get(&st.id)
+                    .or(self.responder.as_ref())
+                    .cloned();
+                serde_json::json!({
+                    "ike_sa": format!("{:016x}", st.id.0),
+                    "peer": peer_name,
+                    "state": format!("{:?}", st.state).to_lowercase(),
+                    "initiator": st.initiator,
+                    "remote": st.peer.to_string(),
+                    "local": st.local.to_string(),
+                    "peer_id": st.peer_id.as_ref().map(|i| String::from_utf8_lossy(&i.data).into_owned()),
+                    "nat_detected": st.nat_detected,
+                    "virtual_ip": st.virtual_ip.map(|a| a.to_string()),
+                    "children": st.children.iter().map(|(i, o)| {
+                        serde_json::json!({"inbound_spi": format!("{i:#010x}"), "outbound_spi": format!("{o:#010x}")})
+                    }).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| a["ike_sa"].as_str().cmp(&b["ike_sa"].as_str()));
+        rows
+    }
+
+    /// Number of IKE SAs (any state).
+    pub fn ike_sa_count(&self) -> usize {
+        self.endpoint.ike_sa_count()
+    }
+
+    /// Whether `name` is one of our initiator peers.
+    pub fn has_initiator(&self, name: &str) -> bool {
+        self.initiators.iter().any(|i| i.name == name)
+    }
+
+    /// Connects initiator peer `name` now (if not connected).
+    pub fn initiate(&mut self, name: &str, now: Instant) -> Result<(), String> {
+        let i = self
+            .initiators
+            .iter_mut()
+            .find(|i| i.name == name)
+            .ok_or_else(|| format!("no initiator peer named {name:?}"))?;
+        if i.sa.is_some() {
+            return Err(format!("peer {name:?} is already connected or connecting"));
+        }
+        i.retry_at = Some(now);
+        Ok(())
+    }
+
+    /// Deletes initiator peer `name`'s IKE SA and does not reconnect.
+    pub fn terminate(&mut self, name: &str, now: Instant) -> Result<(), String> {
+        let i = self
+            .initiators
+            .iter_mut()
+            .find(|i| i.name == name)
+            .ok_or_else(|| format!("no initiator peer named {name:?}"))?;
+        i.retry_at = None;
+        let Some(id) = i.sa.take() else {
+            return Err(format!("peer {name:?} is not connected"));
+        };
+        self.endpoint.delete_ike_sa(now, id);
+        Ok(())
+    }
+
+    /// Rekeys every CHILD SA of peer `name` now.
+    pub fn rekey(&mut self, name: &str, now: Instant) -> Result<usize, String> {
+        let ids: Vec<IkeSaId> = self
+            .peers_of
+            .iter()
+            .filter(|(_, n)| n.as_str() == name)
+            .map(|(id, _)| *id)
+            .chain(
+                self.responder
+                    .as_deref()
+                    .filter(|r| *r == name)
+                    .into_iter()
+                    .flat_map(|_| self.established.iter().copied()),
+            )
+            .collect();
+        let children: Vec<(IkeSaId, u32)> = self
+            .child_owner
+            .iter()
+            .filter(|(_, ike)| ids.contains(ike))
+            .map(|(spi, ike)| (*ike, *spi))
+            .collect();
+        if children.is_empty() {
+            return Err(format!("peer {name:?} has no CHILD SA to rekey"));
+        }
+        let started = children
+            .iter()
+            .filter(|(ike, spi)| self.endpoint.rekey_child_sa(now, *ike, *spi))
+            .count();
+        Ok(started)
+    }
+
+    /// Applies a reloaded config's peers: responders' templates at once
+    /// (new IKE SAs use them), removed or changed initiators deleted, added
+    /// or changed ones connected.
+    pub fn reconfigure(
+        &mut self,
+        now: Instant,
+        cfg: &config::Config,
+        peers: &config::NamedChanges,
+    ) {
+        self.endpoint
+            .set_peer_policy(responder_lookup(&cfg.peers, &cfg.ike.retransmit));
+        for name in peers.removed.iter().chain(&peers.changed) {
+            if let Some(pos) = self.initiators.iter().position(|i| &i.name == name) {
+                let i = self.initiators.remove(pos);
+                if let Some(id) = i.sa {
+                    self.endpoint.delete_ike_sa(now, id);
+                }
+            }
+        }
+        for name in peers.added.iter().chain(&peers.changed) {
+            let Some(p) = cfg.peers.iter().find(|p| &p.name == name) else {
+                continue;
+            };
+            self.lifetimes.insert(
+                p.name.clone(),
+                Lifetimes {
+                    ike: p.ike_lifetime,
+                    child: p.child_lifetime,
+                    margin: cfg.ike.rekey_margin,
+                    jitter: cfg.ike.rekey_jitter,
+                },
+            );
+            if let (Role::Initiator, Some(mut remote)) = (p.role, p.remote) {
+                if remote.port() == 0 {
+                    remote.set_port(500);
+                }
+                self.initiators.push(Initiator {
+                    name: p.name.clone(),
+                    remote,
+                    policy: policy(p, &cfg.ike.retransmit),
+                    sa: None,
+                    retry_at: Some(now),
+                });
+            }
+        }
+    }
+
     /// Tells every peer we are going (INFORMATIONAL DELETE of each IKE SA,
     /// RFC 7296 1.4.1) and sends it; the caller keeps the workers running
     /// a moment so that messages on port 4500 leave.

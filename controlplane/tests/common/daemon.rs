@@ -16,7 +16,10 @@ pub struct Espritd {
 
 impl Espritd {
     /// Starts espritd with `config` in `ns` and waits for its TUN device.
+    /// The control socket goes next to the config, so parallel tests never
+    /// share `/run/esprit/ctl.sock`.
     pub fn start(ns: &NetNs, config: &Path, tun: &str) -> Espritd {
+        give_own_control_socket(config);
         let log = config.with_extension("log");
         let file = std::fs::File::create(&log).unwrap();
         let child = ns
@@ -48,8 +51,32 @@ impl Espritd {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Adds a `[control]` section with a socket beside `config` if it has none.
+pub fn give_own_control_socket(config: &Path) {
+    let text = std::fs::read_to_string(config).unwrap();
+    if !text.contains("[control]") {
+        let sock = config.with_extension("sock");
+        std::fs::write(
+            config,
+            format!("{text}\n[control]\npath = \"{}\"\n", sock.display()),
+        )
+        .unwrap();
+    }
+}
+
+impl Espritd {
+    /// The control socket `give_own_control_socket` chose.
+    pub fn socket(config: &Path) -> std::path::PathBuf {
+        config.with_extension("sock")
     }
 }
 

@@ -37,9 +37,17 @@ pub struct ManualTunnel {
     pub replay_window: u32,
 }
 
-/// Installs `t` into `tables` for a data plane of `workers` workers. The
-/// tunnel belongs to the worker its inbound SPI steers to.
-pub fn install(tables: &mut SaTables, t: &ManualTunnel, workers: usize) -> Result<(), CryptoError> {
+/// The SAs of a manual tunnel, built once: a tunnel taken down and brought
+/// back up reuses them, so its sequence numbers and replay window go on
+/// (new SA objects would restart at 1, and the peer would see replays).
+pub struct ManualSas {
+    pub inbound: Arc<InboundSa>,
+    pub outbound: Arc<OutboundSa>,
+}
+
+/// Builds `t`'s SAs for a data plane of `workers` workers. The tunnel
+/// belongs to the worker its inbound SPI steers to.
+pub fn build(t: &ManualTunnel, workers: usize) -> Result<ManualSas, CryptoError> {
     let owner = owner_of_spi(t.inbound.spi, workers);
     let inbound = InboundSa::new(InboundSpec {
         spi: t.inbound.spi,
@@ -63,12 +71,30 @@ pub fn install(tables: &mut SaTables, t: &ManualTunnel, workers: usize) -> Resul
         encap: t.encap,
         limits: HardLimits::default(),
     })?;
-    tables.install_inbound(Arc::new(inbound));
-    tables.install_outbound(Arc::new(outbound));
+    Ok(ManualSas {
+        inbound: Arc::new(inbound),
+        outbound: Arc::new(outbound),
+    })
+}
+
+/// Puts built SAs and `t`'s routes into `tables`.
+pub fn install_built(tables: &mut SaTables, t: &ManualTunnel, sas: &ManualSas) {
+    tables.install_inbound(sas.inbound.clone());
+    tables.install_outbound(sas.outbound.clone());
     for p in &t.remote_ts {
         tables.routes.insert(*p, t.tunnel);
     }
-    Ok(())
+}
+
+/// Builds and installs `t` into `tables` for a data plane of `workers` workers.
+pub fn install(
+    tables: &mut SaTables,
+    t: &ManualTunnel,
+    workers: usize,
+) -> Result<ManualSas, CryptoError> {
+    let sas = build(t, workers)?;
+    install_built(tables, t, &sas);
+    Ok(sas)
 }
 
 /// Removes what [`install`] put in for `t`.
