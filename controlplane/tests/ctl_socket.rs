@@ -356,7 +356,7 @@ fn an_unrelated_reload_under_traffic_loses_nothing_and_rekeys_nothing() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(p.ping());
+    assert!(p.wait_ping());
 }
 
 fn send_raw(sock: &Path, bytes: &[u8]) -> String {
