@@ -4,3 +4,4 @@ pub mod ctl;
 pub mod daemon;
 pub mod gateway;
 pub mod ike;
+pub mod metrics;

@@ -71,6 +71,11 @@ struct Pair {
 
 impl Pair {
     fn new(tag: &str) -> Option<Pair> {
+        Pair::with(tag, "")
+    }
+
+    /// `b_extra` is appended to B's config.
+    fn with(tag: &str, b_extra: &str) -> Option<Pair> {
         if !privileged_or_skip("ctl_socket") {
             return None;
         }
@@ -97,7 +102,8 @@ impl Pair {
                 "10.2.0.0/24",
                 (0x2002, 0x1001),
                 (KEY_AB, KEY_BA),
-            );
+            )
+            + b_extra;
         let (cfg_a, cfg_b) = (dir.join("a.toml"), dir.join("b.toml"));
         std::fs::write(&cfg_a, &a_text).unwrap();
         std::fs::write(&cfg_b, &b_text).unwrap();
@@ -408,4 +414,55 @@ fn hostile_clients_get_errors_and_the_daemon_keeps_serving() {
     let st = p.ctl_json(&["status"]);
     assert_eq!(st["ok"], true);
     assert!(p.wait_ping(), "the data plane kept working");
+}
+
+#[test]
+fn prometheus_metrics_are_scraped() {
+    let Some(p) = Pair::with("m", "\n[metrics]\nlisten = \"127.0.0.1:9180\"\n") else {
+        return;
+    };
+    assert!(p.wait_ping());
+    assert!(
+        p.db.log_text().contains("metrics at"),
+        "{}",
+        p.db.log_text()
+    );
+    let page = || {
+        p.b.run(|| {
+            let mut s = std::net::TcpStream::connect("127.0.0.1:9180").expect("metrics listener");
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: esprit\r\n\r\n")
+                .unwrap();
+            let mut r = String::new();
+            s.read_to_string(&mut r).unwrap();
+            r
+        })
+        .join()
+        .unwrap()
+    };
+    // The page is rendered about once a second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut text = page();
+    while !text.contains("kind=\"decrypted\"} 1")
+        && !text.contains("esprit_tunnel_tx_bytes{tunnel=\"to-a\"}")
+    {
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(300));
+        text = page();
+    }
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(text.contains("# TYPE esprit_drops_total counter"));
+    assert!(text.contains("esprit_drops_total{worker=\"0\",reason=\"replay\"} 0"));
+    assert!(text.contains("esprit_tunnels{kind=\"manual\",state=\"up\"} 1"));
+    assert!(
+        text.contains("esprit_tunnel_tx_bytes{tunnel=\"to-a\"}"),
+        "{text}"
+    );
+    let decrypted: u64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("esprit_worker_packets_total") && l.contains("kind=\"decrypted\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(decrypted >= 1, "{text}");
 }

@@ -4,6 +4,7 @@
 
 mod control;
 mod manual;
+mod metrics_page;
 mod ports;
 mod stats_log;
 
@@ -92,6 +93,8 @@ pub struct Daemon {
     next_manual_id: TunnelId,
     slots: SpiSlots,
     ctl: Option<CtlServer>,
+    /// The Prometheus page and when it was last rendered.
+    metrics: Option<(crate::metrics::Page, Instant)>,
     started: Instant,
 }
 
@@ -145,6 +148,16 @@ impl Daemon {
         } else {
             None
         };
+        let metrics = match &cfg.metrics {
+            None => None,
+            Some(m) => {
+                let page = crate::metrics::Page::default();
+                let at = crate::metrics::serve(m.listen, page.clone())
+                    .map_err(io_err(format!("metrics listener {}", m.listen)))?;
+                tracing::info!(listen = %at, "metrics at http://{at}/metrics");
+                Some((page, Instant::now()))
+            }
+        };
         let mut d = Daemon {
             stop,
             threads,
@@ -159,6 +172,7 @@ impl Daemon {
             next_manual_id: MANUAL_TUNNEL_BASE,
             slots,
             ctl,
+            metrics,
             started: Instant::now(),
         };
         for t in &cfg.manual_tunnels {
@@ -285,6 +299,19 @@ impl Daemon {
         }
         if self.ike.poll(Instant::now(), self.publisher.edit()) {
             self.publisher.publish();
+        }
+        if self
+            .metrics
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() >= Duration::from_secs(1))
+        {
+            let text = self.render_metrics();
+            if let Some((page, at)) = self.metrics.as_mut() {
+                if let Ok(mut p) = page.write() {
+                    *p = text;
+                }
+                *at = Instant::now();
+            }
         }
         let wait = self
             .ike
