@@ -26,7 +26,6 @@ pub(super) fn check_networks(nets: &[IpNet], path: &KeyPath, problems: &mut Vec<
 /// Inner destinations must route to exactly one tunnel: the `remote_ts` of manual tunnels and
 /// initiators and the pools of responders must not overlap.
 pub(super) fn check_remote_overlaps(config: &ConfigToml, problems: &mut Vec<Problem>) {
-    let mut seen: Vec<(IpNet, KeyPath)> = Vec::new();
     let mut claims: Vec<(IpNet, KeyPath)> = Vec::new();
     for (t, tunnel) in config.manual_tunnels.iter().enumerate() {
         let path = KeyPath::root()
@@ -59,21 +58,52 @@ pub(super) fn check_remote_overlaps(config: &ConfigToml, problems: &mut Vec<Prob
             );
         }
     }
-    for (net, path) in claims {
-        let owner = |p: &KeyPath| p.segments().get(..2).map(|s| s.to_vec());
-        let clash = seen
-            .iter()
-            .find(|(other, other_path)| overlaps(&net, other) && owner(other_path) != owner(&path));
-        if let Some((other, other_path)) = clash {
-            problems.push(
-                Problem::new(
-                    path.clone(),
-                    format!("{net} overlaps {other} of {other_path}"),
-                )
-                .hint("each inner network must belong to one tunnel; split or remove one of them"),
-            );
+    report_overlaps(&claims, problems);
+}
+
+/// Finds overlapping prefixes of different owners in O(n log n): prefixes
+/// either nest or are disjoint, so after sorting by (family, network,
+/// length) a stack of the prefixes that contain the current one is enough.
+/// Each clash is reported at whichever of the two comes later in the file.
+fn report_overlaps(claims: &[(IpNet, KeyPath)], problems: &mut Vec<Problem>) {
+    let owner = |p: &KeyPath| p.segments().get(..2).map(|s| s.to_vec());
+    let key = |n: &IpNet| match n {
+        IpNet::V4(v4) => (0u8, u32::from(v4.network()) as u128, n.prefix_len()),
+        IpNet::V6(v6) => (1u8, u128::from(v6.network()), n.prefix_len()),
+    };
+    let mut order: Vec<usize> = (0..claims.len()).collect();
+    order.sort_by_key(|&i| (key(&claims[i].0), i));
+    let mut open: Vec<usize> = Vec::new();
+    let mut clashes: Vec<(usize, usize)> = Vec::new();
+    for &i in &order {
+        let net = &claims[i].0;
+        while open
+            .last()
+            .is_some_and(|&top| !overlaps(&claims[top].0, net))
+        {
+            open.pop();
         }
-        seen.push((net, path));
+        if let Some(&top) = open
+            .iter()
+            .rev()
+            .find(|&&o| owner(&claims[o].1) != owner(&claims[i].1))
+        {
+            clashes.push((top.max(i), top.min(i)));
+        }
+        open.push(i);
+    }
+    clashes.sort_unstable();
+    clashes.dedup_by_key(|c| c.0);
+    for (later, earlier) in clashes {
+        let (net, path) = &claims[later];
+        let (other, other_path) = &claims[earlier];
+        problems.push(
+            Problem::new(
+                path.clone(),
+                format!("{net} overlaps {other} of {other_path}"),
+            )
+            .hint("each inner network must belong to one tunnel; split or remove one of them"),
+        );
     }
 }
 

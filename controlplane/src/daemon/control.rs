@@ -205,14 +205,19 @@ impl Daemon {
     /// Reads and validates the whole file, then applies only the
     /// difference; a bad file, or one changing what needs a restart,
     /// changes nothing.
-    pub(super) fn reload(&mut self) -> Reply {
+    pub fn reload(&mut self) -> Reply {
         let Some(path) = self.options.config_path.clone() else {
             return Reply::error("this daemon was not started from a config file");
         };
-        let new = match config::load(&path) {
-            Ok(c) => c,
-            Err(e) => return Reply::error(format!("nothing changed: {e}")),
-        };
+        match config::load(&path) {
+            Ok(new) => self.apply_config(new),
+            Err(e) => Reply::error(format!("nothing changed: {e}")),
+        }
+    }
+
+    /// Applies a validated config as a difference to the running one:
+    /// what did not change is not touched.
+    pub fn apply_config(&mut self, new: config::Config) -> Reply {
         let diff = self.config.diff(&new);
         if !diff.restart_required.is_empty() {
             return Reply::error(format!(
@@ -240,8 +245,13 @@ impl Daemon {
         }
         self.ike.reconfigure(Instant::now(), &new, &diff.peers);
         self.publisher.publish();
-        self.config = new;
-        let names = |c: &config::NamedChanges| json!({ "added": c.added, "removed": c.removed, "changed": c.changed, "unchanged": c.unchanged.len() });
+        // Freeing a large old config (keys are wiped one by one) is left to
+        // a thread of its own, off the control loop.
+        let old = std::mem::replace(&mut self.config, new);
+        let _ = std::thread::Builder::new()
+            .name("esprit-free-config".into())
+            .spawn(move || drop(old));
+        let names = |c: &config::NamedChanges| json!({ "added": c.added, "removed": c.removed, "changed": c.changed, "unchanged": c.unchanged });
         let data = json!({
             "manual_tunnels": names(&diff.manual_tunnels),
             "peers": names(&diff.peers),

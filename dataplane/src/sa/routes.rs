@@ -4,13 +4,16 @@
 //! - host routes inside an address pool (the concentrator case: each client
 //!   gets one address from a pool): a radix array indexed by the address's
 //!   offset in the pool, so lookup is O(1) and an edit copies three nodes;
-//! - other prefixes (site-to-site selectors, manual tunnels), kept longest
-//!   first and scanned; there are few of them.
+//! - other prefixes (site-to-site selectors, manual tunnels): one hash map
+//!   per prefix length, longest first, so a lookup costs one probe per
+//!   length in use, whatever the number of routes. An edit copies the map
+//!   of its length if a published snapshot shares it.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::prefix::IpPrefix;
+use super::prefix::{mask, IpPrefix};
 use super::radix::{RadixArray, KEY_LIMIT};
 use super::TunnelId;
 
@@ -29,11 +32,20 @@ pub enum RouteError {
     PoolOverlap(IpPrefix, IpPrefix),
 }
 
+/// Routes of one prefix length and family, by masked address.
+#[derive(Clone)]
+struct LengthGroup {
+    v4: bool,
+    len: u8,
+    routes: Arc<HashMap<IpAddr, TunnelId>>,
+}
+
 /// Inner destination -> tunnel.
 #[derive(Clone, Default)]
 pub struct RouteTable {
     pools: Arc<Vec<PoolRoutes>>,
-    prefixes: Arc<Vec<(IpPrefix, TunnelId)>>,
+    /// Longest prefix first.
+    groups: Arc<Vec<LengthGroup>>,
 }
 
 fn offset_in(pool: &IpPrefix, ip: IpAddr) -> Option<usize> {
@@ -79,11 +91,26 @@ impl RouteTable {
                 }
             }
         }
-        let list = Arc::make_mut(&mut self.prefixes);
-        list.retain(|(p, _)| *p != prefix);
-        // Longest first so the scan finds the most specific route.
-        let at = list.partition_point(|(p, _)| p.prefix_len() >= prefix.prefix_len());
-        list.insert(at, (prefix, tunnel));
+        let v4 = prefix.addr().is_ipv4();
+        let len = prefix.prefix_len();
+        let groups = Arc::make_mut(&mut self.groups);
+        let at = match groups.iter().position(|g| g.v4 == v4 && g.len == len) {
+            Some(i) => i,
+            None => {
+                // Longest first so the first hit is the most specific route.
+                let i = groups.partition_point(|g| g.len >= len);
+                groups.insert(
+                    i,
+                    LengthGroup {
+                        v4,
+                        len,
+                        routes: Arc::default(),
+                    },
+                );
+                i
+            }
+        };
+        Arc::make_mut(&mut groups[at].routes).insert(prefix.addr(), tunnel);
     }
 
     /// Removes the route for exactly `prefix`, if it points to `tunnel`.
@@ -101,8 +128,17 @@ impl RouteTable {
                 return;
             }
         }
-        if self.prefixes.contains(&(prefix, tunnel)) {
-            Arc::make_mut(&mut self.prefixes).retain(|r| *r != (prefix, tunnel));
+        let (v4, len) = (prefix.addr().is_ipv4(), prefix.prefix_len());
+        let Some(i) = self.groups.iter().position(|g| g.v4 == v4 && g.len == len) else {
+            return;
+        };
+        if self.groups[i].routes.get(&prefix.addr()) != Some(&tunnel) {
+            return;
+        }
+        let groups = Arc::make_mut(&mut self.groups);
+        Arc::make_mut(&mut groups[i].routes).remove(&prefix.addr());
+        if groups[i].routes.is_empty() {
+            groups.remove(i);
         }
     }
 
@@ -116,10 +152,11 @@ impl RouteTable {
                 }
             }
         }
-        self.prefixes
+        let v4 = dst.is_ipv4();
+        self.groups
             .iter()
-            .find(|(p, _)| p.contains(dst))
-            .map(|(_, t)| *t)
+            .filter(|g| g.v4 == v4)
+            .find_map(|g| g.routes.get(&mask(dst, g.len)).copied())
     }
 }
 
@@ -162,6 +199,30 @@ mod tests {
         assert_eq!(snapshot.lookup(ip("fd00:1::5")), Some(43));
         assert_eq!(r.lookup(ip("10.3.1.7")), Some(9));
         assert_eq!(r.lookup(ip("10.3.1.8")), Some(9));
+    }
+
+    #[test]
+    fn many_prefixes_cost_one_probe_per_length_and_edits_leave_snapshots_alone() {
+        let mut r = RouteTable::default();
+        for i in 0..10_000u32 {
+            let net =
+                IpPrefix::new(IpAddr::from((0x0a00_0000 | (i << 8)).to_be_bytes()), 24).unwrap();
+            r.insert(net, i);
+        }
+        r.insert(p("10.0.0.0/8"), 99_999);
+        assert_eq!(r.groups.len(), 2, "two lengths in use");
+        assert_eq!(r.lookup(ip("10.0.42.7")), Some(42));
+        assert_eq!(
+            r.lookup(ip("10.200.0.1")),
+            Some(99_999),
+            "beyond the /24s: the /8"
+        );
+        let snapshot = r.clone();
+        r.remove(p("10.0.42.0/24"), 42);
+        r.remove(p("10.0.43.0/24"), 7); // not its tunnel: ignored
+        assert_eq!(r.lookup(ip("10.0.42.7")), Some(99_999));
+        assert_eq!(r.lookup(ip("10.0.43.7")), Some(43));
+        assert_eq!(snapshot.lookup(ip("10.0.42.7")), Some(42));
     }
 
     #[test]
