@@ -7,6 +7,7 @@
 //! - `tun`: a multi-queue TUN device (inside).
 
 pub mod dual;
+pub mod l2;
 pub mod mem;
 mod mmsg;
 pub mod raw_esp;
