@@ -6,6 +6,7 @@
 //! - `udp`: ESP-in-UDP and raw ESP sockets (outside);
 //! - `tun`: a multi-queue TUN device (inside).
 
+pub mod af_packet;
 pub mod dual;
 pub mod l2;
 pub mod mem;
