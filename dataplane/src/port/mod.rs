@@ -7,6 +7,8 @@
 //! - `tun`: a multi-queue TUN device (inside).
 
 pub mod af_packet;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod dual;
 pub mod l2;
 pub mod mem;
