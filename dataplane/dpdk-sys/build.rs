@@ -9,12 +9,24 @@ fn main() {
     println!("cargo:rerun-if-changed=src/shim.c");
     println!("cargo:rerun-if-changed=src/shim.h");
     println!("cargo:rerun-if-changed=src/wrapper.h");
-    let lib = pkg_config::Config::new()
+    println!("cargo::rustc-check-cfg=cfg(dpdk_missing)");
+    // Without DPDK the crate builds empty (with a warning), so that
+    // `cargo test --workspace` works on hosts without it; only the
+    // dataplane's `dpdk` feature then fails, naming the missing functions.
+    let lib = match pkg_config::Config::new()
         .atleast_version("22.11")
         .probe("libdpdk")
-        .unwrap_or_else(|e| {
-            panic!("DPDK not found ({e}); on Debian: apt-get install libdpdk-dev libclang-dev pkg-config")
-        });
+    {
+        Ok(lib) => lib,
+        Err(e) => {
+            println!(
+                "cargo::warning=DPDK >= 22.11 not found ({e}); dpdk-sys is empty. \
+                 On Debian 12: apt-get install libdpdk-dev libclang-dev pkg-config"
+            );
+            println!("cargo:rustc-cfg=dpdk_missing");
+            return;
+        }
+    };
     // rte_eth_from_rings lives in the net_ring driver library.
     println!("cargo:rustc-link-lib=rte_net_ring");
 

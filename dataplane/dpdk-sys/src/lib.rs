@@ -10,4 +10,5 @@
 #![allow(non_upper_case_globals, non_camel_case_types, non_snake_case)]
 #![allow(clippy::all, missing_docs)]
 
+#[cfg(not(dpdk_missing))]
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
