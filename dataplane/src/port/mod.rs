@@ -7,6 +7,8 @@
 //! - `tun`: a multi-queue TUN device (inside).
 
 pub mod af_packet;
+#[cfg(feature = "af_xdp")]
+pub mod af_xdp;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod dual;
