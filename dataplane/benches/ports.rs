@@ -204,10 +204,14 @@ fn main() {
             return;
         }
         report("af_packet (veth)", af_packet_pair);
+        #[cfg(feature = "af_xdp")]
+        report("af_xdp (veth, generic)", xdp::af_xdp_pair);
     });
     let _ = in_ns.join();
     #[cfg(feature = "dpdk")]
     dpdk_ring::report_ring();
+    #[cfg(not(feature = "af_xdp"))]
+    println!("af_xdp (veth, generic) skipped (build with --features af_xdp)");
     #[cfg(not(feature = "dpdk"))]
     println!("dpdk (net_ring)        skipped (build with --features dpdk)");
 }
@@ -261,5 +265,38 @@ mod dpdk_ring {
                 DpdkPort::new(b, 0, l2(2)).ok()?,
             ))
         });
+    }
+}
+
+#[cfg(feature = "af_xdp")]
+mod xdp {
+    use super::*;
+    use dataplane::port::af_xdp::{AfXdpConfig, AfXdpPort};
+
+    pub fn af_xdp_pair() -> Option<(AfXdpPort, AfXdpPort)> {
+        let run = |args: &[&str]| {
+            std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        };
+        let _ = run(&["link", "del", "xbench-a"]);
+        if !run(&[
+            "link", "add", "xbench-a", "type", "veth", "peer", "name", "xbench-b",
+        ]) {
+            return None;
+        }
+        for i in ["xbench-a", "xbench-b"] {
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{i}/disable_ipv6"), "1");
+            run(&["link", "set", i, "up"]);
+        }
+        let open = |ifname: &str, ip: Ipv4Addr| {
+            let cfg = AfXdpConfig::new(ifname, L2Config::new(MacAddr::ZERO, ip, 24));
+            AfXdpPort::open_group(&cfg, 1, SharedNeighbours::new())
+                .ok()?
+                .pop()
+        };
+        Some((open("xbench-a", GW_IP)?, open("xbench-b", CL_IP)?))
     }
 }

@@ -23,8 +23,11 @@ const PORT_IP: [u8; 4] = [192, 0, 2, 1];
 const PEER: &str = "192.0.2.2";
 
 /// Creates veth-a (here) and veth-b in a new namespace owned by a thread
-/// that runs `peer` there once veth-b is up with 192.0.2.2/24.
-fn with_peer<T: Send + 'static>(peer: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
+/// that runs `peer` there once veth-b is up with 192.0.2.2/24. The peer
+/// starts when the returned sender is signalled (after the port is open).
+fn with_peer<T: Send + 'static>(
+    peer: impl FnOnce() -> T + Send + 'static,
+) -> (JoinHandle<T>, mpsc::Sender<()>) {
     ip(&[
         "link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b",
     ]);
@@ -45,8 +48,23 @@ fn with_peer<T: Send + 'static>(peer: impl FnOnce() -> T + Send + 'static) -> Jo
     // No IPv6 chatter (router solicitations, MLD) on the port's link.
     let _ = std::fs::write("/proc/sys/net/ipv6/conf/veth-a/disable_ipv6", "1");
     ip(&["link", "set", "veth-a", "up"]);
-    go_tx.send(()).unwrap();
-    h
+    (h, go_tx)
+}
+
+/// Waits (at most 3 s) until the kernel reports `ifname` running.
+fn wait_oper_up(ifname: &str) {
+    // Not /sys/class/net: sysfs shows the namespace it was mounted in.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let out = Command::new("ip")
+            .args(["-o", "link", "show", ifname])
+            .output();
+        if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("state UP")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("{ifname} did not come up");
 }
 
 fn l2() -> L2Config {
@@ -70,7 +88,7 @@ struct PeerReport {
 #[test]
 fn arp_esp_both_ways_ike_and_ping_against_the_kernel() {
     in_new_netns(|| {
-        let peer = with_peer(|| {
+        let (peer, go) = with_peer(|| {
             let s = UdpSocket::bind((PEER, 4500)).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
             // The first datagram makes the kernel ARP for 192.0.2.1.
@@ -94,6 +112,7 @@ fn arp_esp_both_ways_ike_and_ping_against_the_kernel() {
         });
         let cfg = AfPacketConfig::new("veth-a", l2());
         let mut ports = AfPacketPort::open_group(&cfg, 1, SharedNeighbours::new()).unwrap();
+        go.send(()).unwrap();
         let port = &mut ports[0];
         let mut pool = PacketPool::with_capacity(256);
         let mut got: Vec<Packet> = Vec::new();
@@ -131,8 +150,10 @@ fn arp_esp_both_ways_ike_and_ping_against_the_kernel() {
 fn port_resolves_the_peer_itself_and_fanout_steers_by_spi() {
     in_new_netns(|| {
         let (spis_tx, spis_rx) = mpsc::channel::<Vec<u8>>();
-        let peer = with_peer(move || {
+        let (ready_tx, ready_rx) = mpsc::channel::<()>();
+        let (peer, go) = with_peer(move || {
             let s = UdpSocket::bind((PEER, 4500)).unwrap();
+            ready_tx.send(()).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             // Wait for the port to speak first: it must ARP for us.
             let mut buf = [0u8; 64];
@@ -146,8 +167,13 @@ fn port_resolves_the_peer_itself_and_fanout_steers_by_spi() {
         });
         let cfg = AfPacketConfig::new("veth-a", l2());
         let mut ports = AfPacketPort::open_group(&cfg, 2, SharedNeighbours::new()).unwrap();
+        go.send(()).unwrap();
         let mut pool = PacketPool::with_capacity(256);
         let peer_addr: SocketAddr = "192.0.2.2:4500".parse().unwrap();
+        // The peer's address is up and our link is running (the kernel
+        // activates its queue asynchronously): one ARP request must do.
+        ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        wait_oper_up("veth-a");
         // Worker 1 sends first: its packet waits for ARP, whose reply may
         // reach worker 0's socket; the shared table lets worker 1 go on.
         let mut out = vec![esp(peer_addr, b"\x00\x00\x00\x05hello")];
