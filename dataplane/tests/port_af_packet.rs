@@ -3,6 +3,7 @@
 //! kernel owns 192.0.2.2 on veth-b in another. ARP, ESP-in-UDP both ways,
 //! IKE on 500, ping to the port, and SPI steering across a fanout group.
 
+mod l2_planes;
 mod port_netns;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -204,5 +205,28 @@ fn port_resolves_the_peer_itself_and_fanout_steers_by_spi() {
                 "worker {w}: {spis:?}"
             );
         }
+    });
+}
+
+#[test]
+fn two_data_planes_carry_a_tunnel_over_a_veth_pair() {
+    in_new_netns(|| {
+        ip(&[
+            "link", "add", "veth-g", "type", "veth", "peer", "name", "veth-c",
+        ]);
+        for i in ["veth-g", "veth-c"] {
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{i}/disable_ipv6"), "1");
+            ip(&["link", "set", i, "up"]);
+        }
+        wait_oper_up("veth-g");
+        let open = |ifname: &str, ip: [u8; 4]| {
+            let cfg = AfPacketConfig::new(ifname, L2Config::new(MacAddr::ZERO, ip.into(), 24));
+            AfPacketPort::open_group(&cfg, 1, SharedNeighbours::new())
+                .unwrap()
+                .remove(0)
+        };
+        let gw = open("veth-g", [192, 0, 2, 1]);
+        let cl = open("veth-c", [192, 0, 2, 2]);
+        l2_planes::traffic_both_ways(gw, cl, 200);
     });
 }

@@ -3,6 +3,7 @@
 //! 192.0.2.2 on veth-y in another. ARP, ESP-in-UDP both ways, ping.
 #![cfg(feature = "af_xdp")]
 
+mod l2_planes;
 mod port_netns;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -88,5 +89,27 @@ fn arp_esp_both_ways_and_ping_over_xdp() {
             s.arp_requests_answered >= 1 && s.icmp_echo_answered >= 2,
             "{s:?}"
         );
+    });
+}
+
+#[test]
+fn two_data_planes_carry_a_tunnel_over_xdp_sockets() {
+    in_new_netns(|| {
+        ip(&[
+            "link", "add", "veth-g", "type", "veth", "peer", "name", "veth-c",
+        ]);
+        for i in ["veth-g", "veth-c"] {
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{i}/disable_ipv6"), "1");
+            ip(&["link", "set", i, "up"]);
+        }
+        let open = |ifname: &str, ip: [u8; 4]| {
+            let cfg = AfXdpConfig::new(ifname, L2Config::new(MacAddr::ZERO, ip.into(), 24));
+            AfXdpPort::open_group(&cfg, 1, SharedNeighbours::new())
+                .unwrap()
+                .remove(0)
+        };
+        let gw = open("veth-g", [192, 0, 2, 1]);
+        let cl = open("veth-c", [192, 0, 2, 2]);
+        l2_planes::traffic_both_ways(gw, cl, 200);
     });
 }

@@ -5,6 +5,7 @@
 //! the kernel in a network namespace (ARP, UDP 4500 both ways, ping).
 #![cfg(feature = "dpdk")]
 
+mod l2_planes;
 mod port_netns;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -195,114 +196,13 @@ fn net_af_packet_on_a_veth_answers_arp_and_ping_and_carries_udp() {
     });
 }
 
-mod data_planes {
-    //! Two whole data planes (a gateway and a client, one worker each, real
-    //! ESP with manual SAs) whose outside ports are DPDK devices joined by
-    //! rings; the inside ports are in-memory.
-    use super::*;
-    use dataplane::port::mem::{link, MemPort};
-    use dataplane::sa::manual::{install, ManualSaKeys, ManualTunnel};
-    use dataplane::sa::SaPublisher;
-    use dataplane::testkit::{ipv4_udp, ipv4_udp_payload};
-    use dataplane::worker::{ControlLink, Handoff, Worker, WorkerConfig};
-    use dataplane::DropReason;
-    use std::net::Ipv4Addr;
-    use zeroize::Zeroizing;
-
-    const CLIENT_INNER: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 5);
-    const SERVER_INNER: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 9);
-
-    fn keys(spi: u32, byte: u8) -> ManualSaKeys {
-        ManualSaKeys {
-            spi,
-            key: Zeroizing::new(vec![byte; 16]),
-            salt: [byte; 4],
-            esn: true,
-        }
-    }
-
-    fn plane(
-        outside: DpdkPort,
-        tunnel: &ManualTunnel,
-    ) -> (SaPublisher, Worker<DpdkPort, MemPort>, MemPort) {
-        let mut publisher = SaPublisher::new();
-        install(publisher.edit(), tunnel, 1).unwrap();
-        publisher.publish();
-        let (inside, far) = link(512);
-        let w = Worker::new(
-            WorkerConfig::default(),
-            outside,
-            inside,
-            publisher.reader(),
-            Handoff::single(),
-            ControlLink::new(16),
-        );
-        (publisher, w, far)
-    }
-
-    fn inner(pkt: Vec<u8>) -> Packet {
-        let mut p = Packet::from_slice(&pkt).unwrap();
-        p.meta.encap = Encap::Inner;
-        p
-    }
-
-    #[test]
-    fn traffic_crosses_a_tunnel_between_two_dpdk_data_planes() {
-        let (eal, mbufs) = eal();
-        let (a, b) = DpdkDevice::ring_pair(eal, (&name("gw"), &name("cl")), mbufs).unwrap();
-        let gw_l2 = L2Config::new(MacAddr([2, 0, 0, 0, 1, 1]), [192, 0, 2, 1].into(), 24);
-        let cl_l2 = L2Config::new(MacAddr([2, 0, 0, 0, 2, 2]), [192, 0, 2, 2].into(), 24);
-        let gw_port = DpdkPort::per_queue(&a, Some(gw_l2)).unwrap().remove(0);
-        let cl_port = DpdkPort::per_queue(&b, Some(cl_l2)).unwrap().remove(0);
-        let gw_t = ManualTunnel {
-            tunnel: 3,
-            remote: "192.0.2.2:4500".parse().unwrap(),
-            encap: Encap::EspInUdp,
-            remote_ts: vec!["10.2.0.0/16".parse().unwrap()],
-            inbound: keys(0x0100_0101, 1),
-            outbound: keys(0x0100_0202, 2),
-            replay_window: 1024,
-        };
-        let cl_t = gw_t.mirrored(
-            "192.0.2.1:4500".parse().unwrap(),
-            vec!["10.1.0.0/16".parse().unwrap()],
-        );
-        let (_gp, mut gw, gw_inside) = plane(gw_port, &gw_t);
-        let (_cp, mut cl, cl_inside) = plane(cl_port, &cl_t);
-        for i in 0..200u32 {
-            let up = ipv4_udp(CLIENT_INNER, SERVER_INNER, (1000, 2000), &i.to_be_bytes());
-            cl_inside.send(inner(up)).ok().unwrap();
-            let down = ipv4_udp(
-                SERVER_INNER,
-                CLIENT_INNER,
-                (2000, 1000),
-                &(i + 1000).to_be_bytes(),
-            );
-            gw_inside.send(inner(down)).ok().unwrap();
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let (mut at_gw, mut at_cl) = (Vec::new(), Vec::new());
-        while (at_gw.len() < 200 || at_cl.len() < 200) && Instant::now() < deadline {
-            gw.poll_once();
-            cl.poll_once();
-            at_gw.extend(std::iter::from_fn(|| gw_inside.recv()).map(|p| p.data().to_vec()));
-            at_cl.extend(std::iter::from_fn(|| cl_inside.recv()).map(|p| p.data().to_vec()));
-        }
-        assert_eq!((at_gw.len(), at_cl.len()), (200, 200));
-        for (i, p) in at_gw.iter().enumerate() {
-            assert_eq!(ipv4_udp_payload(p).unwrap(), (i as u32).to_be_bytes());
-        }
-        for (i, p) in at_cl.iter().enumerate() {
-            assert_eq!(
-                ipv4_udp_payload(p).unwrap(),
-                (i as u32 + 1000).to_be_bytes()
-            );
-        }
-        for w in [&gw, &cl] {
-            let s = w.stats().snapshot();
-            assert_eq!((s.decrypted, s.encrypted), (200, 200));
-            assert_eq!(s.drops[DropReason::TxFailed.index()], 0);
-            assert_eq!(s.total_drops(), 0, "{s:?}");
-        }
-    }
+#[test]
+fn traffic_crosses_a_tunnel_between_two_dpdk_data_planes() {
+    let (eal, mbufs) = eal();
+    let (a, b) = DpdkDevice::ring_pair(eal, (&name("gw"), &name("cl")), mbufs).unwrap();
+    let gw_l2 = L2Config::new(MacAddr([2, 0, 0, 0, 1, 1]), [192, 0, 2, 1].into(), 24);
+    let cl_l2 = L2Config::new(MacAddr([2, 0, 0, 0, 2, 2]), [192, 0, 2, 2].into(), 24);
+    let gw = DpdkPort::per_queue(&a, Some(gw_l2)).unwrap().remove(0);
+    let cl = DpdkPort::per_queue(&b, Some(cl_l2)).unwrap().remove(0);
+    l2_planes::traffic_both_ways(gw, cl, 200);
 }
