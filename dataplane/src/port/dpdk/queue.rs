@@ -144,6 +144,8 @@ pub struct DpdkPort {
     l2: Option<L2Outside>,
     mbufs: Mbufs,
     frames: Vec<Packet>,
+    /// Received frames before L2, kept to avoid an allocation per burst.
+    rx_scratch: Vec<Packet>,
     stats: DpdkStats,
 }
 
@@ -174,6 +176,7 @@ impl DpdkPort {
             l2,
             mbufs: Mbufs(Vec::with_capacity(BURST)),
             frames: Vec::with_capacity(BURST),
+            rx_scratch: Vec::with_capacity(BURST),
             stats: DpdkStats::default(),
         })
     }
@@ -323,12 +326,12 @@ impl Port for DpdkPort {
             return Ok(out.len() - before);
         }
         let now = Instant::now();
-        let mut got = Vec::with_capacity(max.min(BURST));
+        let mut got = std::mem::take(&mut self.rx_scratch);
         self.rx_frames(pool, &mut got, max);
         let mut frames = std::mem::take(&mut self.frames);
         let mut n = 0;
         if let Some(l2) = self.l2.as_mut() {
-            for mut p in got {
+            for mut p in got.drain(..) {
                 match l2.rx(&mut p, now) {
                     RxVerdict::Deliver => {
                         out.push(p);
@@ -344,6 +347,7 @@ impl Port for DpdkPort {
             self.tx_frames(&mut frames, pool);
         }
         self.frames = frames;
+        self.rx_scratch = got;
         Ok(n)
     }
 
