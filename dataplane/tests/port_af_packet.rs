@@ -230,3 +230,59 @@ fn two_data_planes_carry_a_tunnel_over_a_veth_pair() {
         l2_planes::traffic_both_ways(gw, cl, 200);
     });
 }
+
+#[test]
+fn ipv6_neighbour_discovery_esp_and_ping6_against_the_kernel() {
+    in_new_netns(|| {
+        let (peer, go) = with_peer(|| {
+            // nodad: usable at once, no duplicate address detection wait.
+            ip(&["addr", "add", "2001:db8::2/64", "dev", "veth-b", "nodad"]);
+            let s = UdpSocket::bind("[2001:db8::2]:4500").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            s.send_to(b"\x00\x00\x60\x06esp-over-v6", "[2001:db8::1]:4500")
+                .unwrap();
+            let mut buf = [0u8; 64];
+            let (n, from) = s.recv_from(&mut buf).unwrap();
+            let ping = Command::new("ping")
+                .args(["-6", "-c", "2", "-i", "0.2", "-W", "2", "2001:db8::1"])
+                .output()
+                .unwrap();
+            (buf[..n].to_vec(), from, ping.status.success())
+        });
+        let mut cfg = l2();
+        cfg.ipv6 = Some("2001:db8::1".parse().unwrap());
+        let cfg = AfPacketConfig::new("veth-a", cfg);
+        let mut port = AfPacketPort::open_group(&cfg, 1, SharedNeighbours::new())
+            .unwrap()
+            .remove(0);
+        go.send(()).unwrap();
+        let mut pool = PacketPool::with_capacity(256);
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !peer.is_finished() && Instant::now() < deadline {
+            let mut rx = Vec::new();
+            port.rx_burst(&mut pool, &mut rx, 32).unwrap();
+            for p in rx {
+                let mut out = vec![esp(p.meta.remote, b"\x00\x00\x60\x07v6-reply")];
+                assert_eq!(port.tx_burst(&mut out, &mut pool).unwrap(), 1);
+                got.push(p);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let (reply, from, ping_ok) = peer.join().unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].data(), b"\x00\x00\x60\x06esp-over-v6");
+        assert_eq!(got[0].meta.remote, "[2001:db8::2]:4500".parse().unwrap());
+        assert_eq!(
+            reply, b"\x00\x00\x60\x07v6-reply",
+            "the kernel accepted our UDP checksum"
+        );
+        assert_eq!(from, "[2001:db8::1]:4500".parse().unwrap());
+        assert!(ping_ok, "ping -6 answered by the port");
+        let s = port.l2_stats();
+        assert!(
+            s.nd_solicitations_answered >= 1 && s.icmp_echo_answered >= 2,
+            "{s:?}"
+        );
+    });
+}

@@ -1,5 +1,5 @@
-//! The neighbour table: IPv4 next hop -> MAC, learned from ARP (RFC 826)
-//! and shared by the ports of all workers, since an ARP reply reaches only
+//! The neighbour table: next hop -> MAC, learned from ARP (RFC 826) and
+//! IPv6 neighbour discovery (RFC 4861), and shared by the ports of all workers, since an ARP reply reaches only
 //! one of them (fanout, RSS).
 //!
 //! Workers read a private copy, refreshed when the shared generation moves
@@ -9,7 +9,7 @@
 //! which is RFC 1122 §2.3.2.1's "refresh" without a separate state machine.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ pub struct SharedNeighbours {
 #[derive(Default)]
 struct Inner {
     generation: AtomicU64,
-    table: Mutex<HashMap<Ipv4Addr, Neighbour>>,
+    table: Mutex<HashMap<IpAddr, Neighbour>>,
 }
 
 impl SharedNeighbours {
@@ -42,7 +42,8 @@ impl SharedNeighbours {
 
     /// Records `ip` at `mac`; moves the generation only if that changes the
     /// MAC or revives an old entry, so steady traffic costs no copies.
-    pub fn learn(&self, ip: Ipv4Addr, mac: MacAddr, now: Instant, reachable: Duration) {
+    pub fn learn(&self, ip: impl Into<IpAddr>, mac: MacAddr, now: Instant, reachable: Duration) {
+        let ip = ip.into();
         let Ok(mut t) = self.inner.table.lock() else {
             return;
         };
@@ -57,7 +58,7 @@ impl SharedNeighbours {
     }
 
     /// Adds a static entry (from the config); it never goes stale.
-    pub fn insert_static(&self, ip: Ipv4Addr, mac: MacAddr) {
+    pub fn insert_static(&self, ip: impl Into<IpAddr>, mac: MacAddr) {
         self.learn(ip, mac, far_future(), Duration::ZERO);
     }
 
@@ -66,7 +67,7 @@ impl SharedNeighbours {
     }
 
     /// A copy of the table.
-    pub fn snapshot(&self) -> HashMap<Ipv4Addr, Neighbour> {
+    pub fn snapshot(&self) -> HashMap<IpAddr, Neighbour> {
         self.inner
             .table
             .lock()
@@ -75,7 +76,8 @@ impl SharedNeighbours {
     }
 
     /// The MAC of `ip`, if known (control plane, tests).
-    pub fn lookup(&self, ip: Ipv4Addr) -> Option<MacAddr> {
+    pub fn lookup(&self, ip: impl Into<IpAddr>) -> Option<MacAddr> {
+        let ip = ip.into();
         self.inner
             .table
             .lock()
@@ -95,7 +97,7 @@ fn far_future() -> Instant {
 pub struct NeighbourCache {
     shared: SharedNeighbours,
     seen: u64,
-    local: HashMap<Ipv4Addr, Neighbour>,
+    local: HashMap<IpAddr, Neighbour>,
 }
 
 /// What the cache knows about a next hop.
@@ -133,7 +135,7 @@ impl NeighbourCache {
         true
     }
 
-    pub fn resolve(&self, ip: Ipv4Addr, now: Instant, reachable: Duration) -> Resolution {
+    pub fn resolve(&self, ip: IpAddr, now: Instant, reachable: Duration) -> Resolution {
         match self.local.get(&ip) {
             None => Resolution::Unknown,
             Some(n) if now.saturating_duration_since(n.learned) < reachable => {
@@ -147,6 +149,7 @@ impl NeighbourCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     const IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
     const MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
@@ -157,13 +160,16 @@ mod tests {
         let shared = SharedNeighbours::new();
         let mut mine = NeighbourCache::new(shared.clone());
         let t0 = Instant::now();
-        assert_eq!(mine.resolve(IP, t0, REACH), Resolution::Unknown);
+        assert_eq!(mine.resolve(IP.into(), t0, REACH), Resolution::Unknown);
         shared.learn(IP, MAC, t0, REACH);
         assert!(mine.refresh());
         assert!(!mine.refresh(), "nothing new");
-        assert_eq!(mine.resolve(IP, t0, REACH), Resolution::Reachable(MAC));
         assert_eq!(
-            mine.resolve(IP, t0 + REACH, REACH),
+            mine.resolve(IP.into(), t0, REACH),
+            Resolution::Reachable(MAC)
+        );
+        assert_eq!(
+            mine.resolve(IP.into(), t0 + REACH, REACH),
             Resolution::Stale(MAC),
             "old entries are used but re-asked"
         );
@@ -189,6 +195,9 @@ mod tests {
         shared.insert_static(IP, MAC);
         let c = NeighbourCache::new(shared);
         let later = Instant::now() + Duration::from_secs(86_400);
-        assert_eq!(c.resolve(IP, later, REACH), Resolution::Reachable(MAC));
+        assert_eq!(
+            c.resolve(IP.into(), later, REACH),
+            Resolution::Reachable(MAC)
+        );
     }
 }

@@ -15,7 +15,7 @@
 //! UDP port `meta.local_port` (the NAT-T port when 0).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::arp::{ArpOp, ArpPacket, ARP_LEN};
@@ -25,6 +25,10 @@ use super::ipv4::{
     checksum, emit_ipv4, protocol, Ipv4Error, Ipv4Header, UdpHeader, IPV4_HEADER_LEN,
     UDP_HEADER_LEN,
 };
+use super::ipv6::{
+    emit_ipv6, multicast_mac, pseudo_checksum, solicited_node, Ipv6Header, ICMPV6, IPV6_HEADER_LEN,
+};
+use super::ndp::{self, NdMessage, ND_LEN};
 use super::neighbour::{NeighbourCache, Resolution, SharedNeighbours};
 use crate::packet::{Encap, Packet, PacketPool};
 
@@ -43,6 +47,12 @@ pub struct L2Config {
     pub prefix_len: u8,
     /// Next hop for peers outside the prefix; `None`: on-link only.
     pub gateway: Option<Ipv4Addr>,
+    /// The outside IPv6 address, if any: neighbour discovery and echo for
+    /// it, ESP to IPv6 peers.
+    pub ipv6: Option<Ipv6Addr>,
+    pub prefix6_len: u8,
+    /// IPv6 next hop for peers outside `prefix6_len` (often link-local).
+    pub gateway6: Option<Ipv6Addr>,
     /// ESP-in-UDP and IKE after NAT detection (RFC 3948).
     pub nat_t_port: u16,
     /// IKE (RFC 7296 §2).
@@ -66,6 +76,9 @@ impl L2Config {
             ipv4,
             prefix_len: prefix_len.min(32),
             gateway: None,
+            ipv6: None,
+            prefix6_len: 64,
+            gateway6: None,
             nat_t_port: 4500,
             ike_port: 500,
             mtu: 1500,
@@ -82,6 +95,28 @@ impl L2Config {
             .unwrap_or(0);
         u32::from(ip) & mask == u32::from(self.ipv4) & mask
     }
+
+    fn on_link6(&self, ip: Ipv6Addr) -> bool {
+        let Some(me) = self.ipv6 else { return false };
+        // fe80::/10 is always on-link (RFC 4291 §2.5.6).
+        if ip.segments()[0] & 0xffc0 == 0xfe80 {
+            return true;
+        }
+        let mask = u128::MAX
+            .checked_shl(128 - u32::from(self.prefix6_len.min(128)))
+            .unwrap_or(0);
+        u128::from(ip) & mask == u128::from(me) & mask
+    }
+
+    /// The next hop towards `dst`, if any.
+    fn next_hop(&self, dst: IpAddr) -> Option<IpAddr> {
+        match dst {
+            IpAddr::V4(d) if self.on_link(d) => Some(dst),
+            IpAddr::V4(_) => self.gateway.map(IpAddr::V4),
+            IpAddr::V6(d) if self.on_link6(d) => Some(dst),
+            IpAddr::V6(_) => self.gateway6.map(IpAddr::V6),
+        }
+    }
 }
 
 /// Counters of the L2 layer (per port).
@@ -94,9 +129,12 @@ pub struct L2Stats {
     pub rx_bad_checksum: u64,
     /// Outer IPv4 fragments (not reassembled).
     pub rx_fragment: u64,
-    /// Other EtherTypes (IPv6 included, not yet spoken), protocols, ports.
+    /// Other EtherTypes (IPv6 without an IPv6 address), protocols, ports.
     pub rx_unsupported: u64,
     pub arp_requests_answered: u64,
+    /// IPv6 neighbour solicitations answered (RFC 4861 §7.2.4).
+    pub nd_solicitations_answered: u64,
+    pub nd_solicitations_sent: u64,
     pub arp_requests_sent: u64,
     pub arp_learned: u64,
     pub icmp_echo_answered: u64,
@@ -108,7 +146,7 @@ pub struct L2Stats {
     pub tx_no_route: u64,
     /// Larger than the MTU, or no headroom for the headers.
     pub tx_too_big: u64,
-    /// IPv6 peers and inner packets on the outside.
+    /// IPv6 peers without an IPv6 address, inner packets on the outside.
     pub tx_unsupported: u64,
 }
 
@@ -127,7 +165,7 @@ pub enum RxVerdict {
 }
 
 struct Held {
-    next_hop: Ipv4Addr,
+    next_hop: IpAddr,
     since: Instant,
     pkt: Packet,
 }
@@ -142,7 +180,7 @@ pub struct L2Outside {
     cfg: L2Config,
     neighbours: NeighbourCache,
     held: VecDeque<Held>,
-    asking: HashMap<Ipv4Addr, Asking>,
+    asking: HashMap<IpAddr, Asking>,
     ident: u16,
     stats: L2Stats,
 }
@@ -179,7 +217,11 @@ impl L2Outside {
             self.stats.rx_malformed += 1;
             return RxVerdict::Drop;
         };
-        if eth.dst != self.cfg.mac && !eth.dst.is_broadcast() {
+        let solicited = self
+            .cfg
+            .ipv6
+            .is_some_and(|me| eth.dst == multicast_mac(solicited_node(me)));
+        if eth.dst != self.cfg.mac && !eth.dst.is_broadcast() && !solicited {
             self.stats.rx_not_for_us += 1;
             return RxVerdict::Drop;
         }
@@ -189,6 +231,9 @@ impl L2Outside {
             ethertype::IPV4 => {
                 self.stats.rx_not_for_us += 1;
                 RxVerdict::Drop
+            }
+            ethertype::IPV6 if self.cfg.ipv6.is_some() && !eth.dst.is_broadcast() => {
+                self.rx_ipv6(pkt, eth, now)
             }
             _ => {
                 self.stats.rx_unsupported += 1;
@@ -205,12 +250,13 @@ impl L2Outside {
         let for_us = arp.target_ip == self.cfg.ipv4;
         // RFC 826 "merge": update a sender we know or are asking for, add
         // one that asks us. Probes (sender 0.0.0.0, RFC 5227) teach nothing.
+        let sender = IpAddr::V4(arp.sender_ip);
         let known = !matches!(
             self.neighbours
-                .resolve(arp.sender_ip, now, self.cfg.reachable_time),
+                .resolve(sender, now, self.cfg.reachable_time),
             Resolution::Unknown
         );
-        let wanted = self.asking.contains_key(&arp.sender_ip);
+        let wanted = self.asking.contains_key(&sender);
         if !arp.sender_ip.is_unspecified()
             && !arp.sender_mac.is_multicast()
             && (for_us || known || wanted)
@@ -263,14 +309,8 @@ impl L2Outside {
         pkt.truncate(HEADER_LEN + ip.total_len);
         let l4 = HEADER_LEN + ip.header_len;
         match ip.protocol {
-            protocol::UDP => self.rx_udp(pkt, &ip, l4),
-            protocol::ESP => {
-                pkt.pull_front(l4);
-                pkt.meta.remote = SocketAddr::V4(SocketAddrV4::new(ip.src, 0));
-                pkt.meta.local_port = 0;
-                pkt.meta.encap = Encap::RawEsp;
-                RxVerdict::Deliver
-            }
+            protocol::UDP => self.rx_udp(pkt, IpAddr::V4(ip.src), l4),
+            protocol::ESP => rx_raw_esp(pkt, IpAddr::V4(ip.src), l4),
             protocol::ICMP => self.rx_icmp(pkt, eth, l4),
             _ => {
                 self.stats.rx_unsupported += 1;
@@ -279,7 +319,7 @@ impl L2Outside {
         }
     }
 
-    fn rx_udp(&mut self, pkt: &mut Packet, ip: &Ipv4Header, l4: usize) -> RxVerdict {
+    fn rx_udp(&mut self, pkt: &mut Packet, src: IpAddr, l4: usize) -> RxVerdict {
         let Some(udp) = pkt.data().get(l4..).and_then(UdpHeader::parse) else {
             self.stats.rx_malformed += 1;
             return RxVerdict::Drop;
@@ -300,7 +340,7 @@ impl L2Outside {
                 }
             }
         }
-        pkt.meta.remote = SocketAddr::V4(SocketAddrV4::new(ip.src, udp.src_port));
+        pkt.meta.remote = SocketAddr::new(src, udp.src_port);
         pkt.meta.local_port = udp.dst_port;
         pkt.meta.encap = Encap::EspInUdp;
         RxVerdict::Deliver
@@ -341,9 +381,150 @@ impl L2Outside {
         RxVerdict::Reply
     }
 
+    fn rx_ipv6(&mut self, pkt: &mut Packet, eth: EthernetHeader, now: Instant) -> RxVerdict {
+        let Some(me) = self.cfg.ipv6 else {
+            self.stats.rx_unsupported += 1;
+            return RxVerdict::Drop;
+        };
+        let Some(ip) = pkt.data().get(HEADER_LEN..).and_then(Ipv6Header::parse) else {
+            self.stats.rx_malformed += 1;
+            return RxVerdict::Drop;
+        };
+        let to_me = ip.dst == me;
+        if !to_me && ip.dst != solicited_node(me) {
+            self.stats.rx_not_for_us += 1;
+            return RxVerdict::Drop;
+        }
+        pkt.truncate(HEADER_LEN + IPV6_HEADER_LEN + ip.payload_len);
+        let l4 = HEADER_LEN + IPV6_HEADER_LEN;
+        match ip.next_header {
+            protocol::UDP if to_me => self.rx_udp(pkt, IpAddr::V6(ip.src), l4),
+            protocol::ESP if to_me => rx_raw_esp(pkt, IpAddr::V6(ip.src), l4),
+            ICMPV6 => self.rx_icmpv6(pkt, eth, &ip, me, now),
+            _ => {
+                self.stats.rx_unsupported += 1;
+                RxVerdict::Drop
+            }
+        }
+    }
+
+    fn rx_icmpv6(
+        &mut self,
+        pkt: &mut Packet,
+        eth: EthernetHeader,
+        ip: &Ipv6Header,
+        me: Ipv6Addr,
+        now: Instant,
+    ) -> RxVerdict {
+        let l4 = HEADER_LEN + IPV6_HEADER_LEN;
+        let Some(msg) = pkt.data().get(l4..) else {
+            self.stats.rx_malformed += 1;
+            return RxVerdict::Drop;
+        };
+        if pseudo_checksum(ip.src, ip.dst, ICMPV6, msg) != 0 {
+            self.stats.rx_bad_checksum += 1;
+            return RxVerdict::Drop;
+        }
+        let kind = msg.first().copied().unwrap_or(0);
+        if kind == ndp::ECHO_REQUEST && ip.dst == me {
+            return self.answer_echo6(pkt, eth, ip, me);
+        }
+        if kind != ndp::NEIGHBOR_SOLICIT && kind != ndp::NEIGHBOR_ADVERT {
+            self.stats.rx_unsupported += 1;
+            return RxVerdict::Drop;
+        }
+        // RFC 4861 §7.1: only from the link itself.
+        let Some(nd) = NdMessage::parse(msg).filter(|_| ip.hop_limit == 255) else {
+            self.stats.rx_malformed += 1;
+            return RxVerdict::Drop;
+        };
+        let reach = self.cfg.reachable_time;
+        if nd.kind == ndp::NEIGHBOR_ADVERT {
+            let target = IpAddr::V6(nd.target);
+            let known = !matches!(
+                self.neighbours.resolve(target, now, reach),
+                Resolution::Unknown
+            );
+            if let Some(mac) = nd
+                .mac
+                .filter(|_| known || self.asking.contains_key(&target))
+            {
+                self.neighbours.shared().learn(target, mac, now, reach);
+                self.stats.arp_learned += 1;
+            }
+            return RxVerdict::Consumed;
+        }
+        if nd.target != me {
+            return RxVerdict::Consumed;
+        }
+        // A solicitation for us: learn the asker (§7.2.3), then advertise.
+        let unspecified = ip.src.is_unspecified();
+        if let Some(mac) = nd.mac.filter(|m| !unspecified && !m.is_multicast()) {
+            self.neighbours.shared().learn(ip.src, mac, now, reach);
+            self.stats.arp_learned += 1;
+        }
+        // §7.2.4: to the asker, or to all nodes if it has no address yet.
+        let (dst, dst_mac) = if unspecified {
+            let all = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+            (all, multicast_mac(all))
+        } else {
+            (ip.src, nd.mac.unwrap_or(eth.src))
+        };
+        let na = NdMessage {
+            kind: ndp::NEIGHBOR_ADVERT,
+            target: me,
+            mac: Some(self.cfg.mac),
+        };
+        match write_nd_frame(pkt, dst_mac, self.cfg.mac, me, dst, &na) {
+            Some(()) => {
+                self.stats.nd_solicitations_answered += 1;
+                RxVerdict::Reply
+            }
+            None => {
+                self.stats.rx_malformed += 1;
+                RxVerdict::Drop
+            }
+        }
+    }
+
+    fn answer_echo6(
+        &mut self,
+        pkt: &mut Packet,
+        eth: EthernetHeader,
+        ip: &Ipv6Header,
+        me: Ipv6Addr,
+    ) -> RxVerdict {
+        let l4 = HEADER_LEN + IPV6_HEADER_LEN;
+        let d = pkt.data_mut();
+        if d.len() < l4 + 8 {
+            self.stats.rx_malformed += 1;
+            return RxVerdict::Drop;
+        }
+        d[l4] = ndp::ECHO_REPLY;
+        d[l4 + 2..l4 + 4].copy_from_slice(&[0, 0]);
+        let c = pseudo_checksum(me, ip.src, ICMPV6, &d[l4..]);
+        d[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
+        let h = &mut d[HEADER_LEN..l4];
+        h[7] = TTL;
+        h[8..24].copy_from_slice(&me.octets());
+        h[24..40].copy_from_slice(&ip.src.octets());
+        let back = EthernetHeader {
+            dst: eth.src,
+            src: self.cfg.mac,
+            ethertype: ethertype::IPV6,
+        };
+        if back.emit(d).is_none() {
+            self.stats.rx_malformed += 1;
+            return RxVerdict::Drop;
+        }
+        self.stats.icmp_echo_answered += 1;
+        RxVerdict::Reply
+    }
+
     /// Wraps the worker's packet `pkt` (ESP, or a control-plane datagram)
     /// for the wire. Frames ready to send go to `out` (with any ARP request
-    /// it takes); unresolved ones are held; dropped ones go back to `pool`.
+    /// or neighbour solicitation it takes); unresolved ones are held;
+    /// dropped ones go back to `pool`.
     pub fn tx(
         &mut self,
         mut pkt: Packet,
@@ -351,14 +532,19 @@ impl L2Outside {
         out: &mut Vec<Packet>,
         pool: &mut PacketPool,
     ) {
-        let SocketAddr::V4(remote) = pkt.meta.remote else {
-            self.stats.tx_unsupported += 1;
-            return pool.put(pkt);
-        };
+        let remote = pkt.meta.remote;
         let proto = match pkt.meta.encap {
             Encap::EspInUdp => protocol::UDP,
             Encap::RawEsp => protocol::ESP,
             Encap::Inner => {
+                self.stats.tx_unsupported += 1;
+                return pool.put(pkt);
+            }
+        };
+        let ip_len = match (remote, self.cfg.ipv6) {
+            (SocketAddr::V4(_), _) => IPV4_HEADER_LEN,
+            (SocketAddr::V6(_), Some(_)) => IPV6_HEADER_LEN,
+            (SocketAddr::V6(_), None) => {
                 self.stats.tx_unsupported += 1;
                 return pool.put(pkt);
             }
@@ -368,7 +554,7 @@ impl L2Outside {
         } else {
             0
         };
-        if IPV4_HEADER_LEN + l4_extra + pkt.len() > self.cfg.mtu {
+        if ip_len + l4_extra + pkt.len() > self.cfg.mtu {
             self.stats.tx_too_big += 1;
             return pool.put(pkt);
         }
@@ -393,22 +579,36 @@ impl L2Outside {
             }
         }
         let payload = pkt.len();
-        self.ident = self.ident.wrapping_add(1);
-        let (src, ident) = (self.cfg.ipv4, self.ident);
-        let ok = pkt
-            .push_front(IPV4_HEADER_LEN)
-            .ok()
-            .and_then(|h| emit_ipv4(h, src, *remote.ip(), proto, payload, ident, TTL));
+        let ok = match (remote, self.cfg.ipv6) {
+            (SocketAddr::V4(r), _) => {
+                self.ident = self.ident.wrapping_add(1);
+                let (src, ident) = (self.cfg.ipv4, self.ident);
+                pkt.push_front(IPV4_HEADER_LEN)
+                    .ok()
+                    .and_then(|h| emit_ipv4(h, src, *r.ip(), proto, payload, ident, TTL))
+            }
+            (SocketAddr::V6(r), Some(me)) => {
+                // UDP over IPv6 must carry a checksum (RFC 8200 §8.1).
+                if proto == protocol::UDP {
+                    let c = match pseudo_checksum(me, *r.ip(), proto, pkt.data()) {
+                        0 => 0xffff,
+                        c => c,
+                    };
+                    if let Some(f) = pkt.data_mut().get_mut(6..8) {
+                        f.copy_from_slice(&c.to_be_bytes());
+                    }
+                }
+                pkt.push_front(IPV6_HEADER_LEN)
+                    .ok()
+                    .and_then(|h| emit_ipv6(h, me, *r.ip(), proto, payload, TTL))
+            }
+            (SocketAddr::V6(_), None) => None,
+        };
         if ok.is_none() {
             self.stats.tx_too_big += 1;
             return pool.put(pkt);
         }
-        let dst = *remote.ip();
-        let next_hop = if self.cfg.on_link(dst) {
-            dst
-        } else if let Some(gw) = self.cfg.gateway {
-            gw
-        } else {
+        let Some(next_hop) = self.cfg.next_hop(remote.ip()) else {
             self.stats.tx_no_route += 1;
             return pool.put(pkt);
         };
@@ -417,7 +617,7 @@ impl L2Outside {
 
     fn send_via(
         &mut self,
-        next_hop: Ipv4Addr,
+        next_hop: IpAddr,
         pkt: Packet,
         now: Instant,
         out: &mut Vec<Packet>,
@@ -427,9 +627,9 @@ impl L2Outside {
             .neighbours
             .resolve(next_hop, now, self.cfg.reachable_time)
         {
-            Resolution::Reachable(mac) => self.push_framed(mac, pkt, out, pool),
+            Resolution::Reachable(mac) => self.push_framed(mac, next_hop, pkt, out, pool),
             Resolution::Stale(mac) => {
-                self.push_framed(mac, pkt, out, pool);
+                self.push_framed(mac, next_hop, pkt, out, pool);
                 self.ask(next_hop, now, out, pool);
             }
             Resolution::Unknown => {
@@ -452,6 +652,7 @@ impl L2Outside {
     fn push_framed(
         &mut self,
         mac: MacAddr,
+        next_hop: IpAddr,
         mut pkt: Packet,
         out: &mut Vec<Packet>,
         pool: &mut PacketPool,
@@ -459,7 +660,11 @@ impl L2Outside {
         let eth = EthernetHeader {
             dst: mac,
             src: self.cfg.mac,
-            ethertype: ethertype::IPV4,
+            ethertype: if next_hop.is_ipv4() {
+                ethertype::IPV4
+            } else {
+                ethertype::IPV6
+            },
         };
         match pkt.push_front(HEADER_LEN).ok().and_then(|h| eth.emit(h)) {
             Some(()) => out.push(pkt),
@@ -470,8 +675,9 @@ impl L2Outside {
         }
     }
 
-    /// Sends an ARP request for `ip` unless one went out within the retry time.
-    fn ask(&mut self, ip: Ipv4Addr, now: Instant, out: &mut Vec<Packet>, pool: &mut PacketPool) {
+    /// Sends an ARP request or neighbour solicitation for `ip` unless one
+    /// went out within the retry time.
+    fn ask(&mut self, ip: IpAddr, now: Instant, out: &mut Vec<Packet>, pool: &mut PacketPool) {
         if let Some(a) = self.asking.get(&ip) {
             if now.saturating_duration_since(a.last) < self.cfg.arp_retry {
                 return;
@@ -483,10 +689,29 @@ impl L2Outside {
         });
         a.last = now;
         a.tries += 1;
-        let req = ArpPacket::request(self.cfg.mac, self.cfg.ipv4, ip);
         let mut p = pool.get();
-        if write_arp_frame(&mut p, MacAddr::BROADCAST, self.cfg.mac, &req).is_some() {
-            self.stats.arp_requests_sent += 1;
+        let written = match (ip, self.cfg.ipv6) {
+            (IpAddr::V4(ip), _) => {
+                let req = ArpPacket::request(self.cfg.mac, self.cfg.ipv4, ip);
+                let w = write_arp_frame(&mut p, MacAddr::BROADCAST, self.cfg.mac, &req);
+                self.stats.arp_requests_sent += u64::from(w.is_some());
+                w
+            }
+            (IpAddr::V6(target), Some(me)) => {
+                // RFC 4861 §7.2.2: to the target's solicited-node group.
+                let group = solicited_node(target);
+                let ns = NdMessage {
+                    kind: ndp::NEIGHBOR_SOLICIT,
+                    target,
+                    mac: Some(self.cfg.mac),
+                };
+                let w = write_nd_frame(&mut p, multicast_mac(group), self.cfg.mac, me, group, &ns);
+                self.stats.nd_solicitations_sent += u64::from(w.is_some());
+                w
+            }
+            (IpAddr::V6(_), None) => None,
+        };
+        if written.is_some() {
             out.push(p);
         } else {
             pool.put(p);
@@ -512,7 +737,7 @@ impl L2Outside {
                     .resolve(h.next_hop, now, self.cfg.reachable_time)
                 {
                     Resolution::Reachable(mac) | Resolution::Stale(mac) => {
-                        self.push_framed(mac, h.pkt, out, pool)
+                        self.push_framed(mac, h.next_hop, h.pkt, out, pool)
                     }
                     Resolution::Unknown if now.saturating_duration_since(h.since) >= give_up => {
                         self.stats.tx_unresolved += 1;
@@ -561,6 +786,42 @@ fn write_arp_frame(pkt: &mut Packet, dst: MacAddr, src: MacAddr, arp: &ArpPacket
     }
     .emit(d)?;
     arp.emit(d.get_mut(HEADER_LEN..)?)
+}
+
+/// Takes the IP payload from `l4` on as raw ESP from `src`.
+fn rx_raw_esp(pkt: &mut Packet, src: IpAddr, l4: usize) -> RxVerdict {
+    pkt.pull_front(l4);
+    pkt.meta.remote = SocketAddr::new(src, 0);
+    pkt.meta.local_port = 0;
+    pkt.meta.encap = Encap::RawEsp;
+    RxVerdict::Deliver
+}
+
+/// Makes `pkt` an Ethernet/IPv6 frame carrying the ND message `nd` from
+/// `src` to `dst`, hop limit 255 (RFC 4861 §7.1), checksum filled in.
+fn write_nd_frame(
+    pkt: &mut Packet,
+    dst_mac: MacAddr,
+    src_mac: MacAddr,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    nd: &NdMessage,
+) -> Option<()> {
+    pkt.set_data(&[0u8; HEADER_LEN + IPV6_HEADER_LEN + ND_LEN])
+        .ok()?;
+    let d = pkt.data_mut();
+    EthernetHeader {
+        dst: dst_mac,
+        src: src_mac,
+        ethertype: ethertype::IPV6,
+    }
+    .emit(d)?;
+    emit_ipv6(d.get_mut(HEADER_LEN..)?, src, dst, ICMPV6, ND_LEN, 255)?;
+    let msg = d.get_mut(HEADER_LEN + IPV6_HEADER_LEN..)?;
+    nd.emit(msg)?;
+    let c = pseudo_checksum(src, dst, ICMPV6, msg);
+    msg.get_mut(2..4)?.copy_from_slice(&c.to_be_bytes());
+    Some(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 use super::*;
 use crate::port::l2::ipv4::checksum;
 use proptest::prelude::*;
+use std::net::SocketAddrV4;
 
 const A_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
 const B_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb]);
@@ -309,16 +310,146 @@ fn refuses_what_it_cannot_send() {
     assert_eq!(pool.available(), 3);
 }
 
+const A6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+const B6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+
+fn engine6(mac: MacAddr, ip: Ipv4Addr, ip6: Ipv6Addr) -> L2Outside {
+    let mut cfg = L2Config::new(mac, ip, 24);
+    cfg.ipv6 = Some(ip6);
+    L2Outside::new(cfg, SharedNeighbours::new())
+}
+
+#[test]
+fn ipv6_peers_are_resolved_by_neighbour_discovery_and_reached() {
+    let (mut a, mut b) = (engine6(A_MAC, A_IP, A6), engine6(B_MAC, B_IP, B6));
+    let mut pool = PacketPool::with_capacity(0);
+    let now = Instant::now();
+    let mut out = Vec::new();
+    let mut p = Packet::from_slice(b"\x00\x00\x30\x03esp6").unwrap();
+    p.meta.remote = SocketAddr::new(B6.into(), 4500);
+    a.tx(p, now, &mut out, &mut pool);
+    assert_eq!((a.held(), out.len()), (1, 1), "held, one solicitation out");
+    let ns = out[0].data();
+    assert_eq!(
+        &ns[..6],
+        &[0x33, 0x33, 0xff, 0, 0, 2],
+        "to B's solicited-node group"
+    );
+    let (_, got_b) = exchange(&mut a, &mut b, out, now);
+    assert_eq!(a.held(), 0);
+    assert_eq!(got_b.len(), 1);
+    assert_eq!(got_b[0].data(), b"\x00\x00\x30\x03esp6");
+    assert_eq!(got_b[0].meta.remote, SocketAddr::new(A6.into(), 4500));
+    assert_eq!(a.stats().nd_solicitations_sent, 1);
+    assert_eq!(b.stats().nd_solicitations_answered, 1);
+    // The frame on the wire carries a valid UDP checksum.
+    let mut out = Vec::new();
+    let mut p = Packet::from_slice(b"again").unwrap();
+    p.meta.remote = SocketAddr::new(B6.into(), 4500);
+    a.tx(p, now, &mut out, &mut pool);
+    let f = out[0].data();
+    assert_eq!(&f[12..14], &ethertype::IPV6.to_be_bytes());
+    assert_eq!(pseudo_checksum(A6, B6, protocol::UDP, &f[54..]), 0);
+}
+
+#[test]
+fn answers_ping6_and_refuses_routed_neighbour_discovery() {
+    let mut a = engine6(A_MAC, A_IP, A6);
+    let now = Instant::now();
+    let frame6 = |dst: Ipv6Addr, hop: u8, msg: &mut Vec<u8>| {
+        let c = pseudo_checksum(B6, dst, ICMPV6, msg);
+        msg[2..4].copy_from_slice(&c.to_be_bytes());
+        let mut p = Packet::from_slice(msg).unwrap();
+        emit_ipv6(p.push_front(40).unwrap(), B6, dst, ICMPV6, msg.len(), hop).unwrap();
+        EthernetHeader {
+            dst: A_MAC,
+            src: B_MAC,
+            ethertype: ethertype::IPV6,
+        }
+        .emit(p.push_front(14).unwrap())
+        .unwrap();
+        p
+    };
+    let mut echo = vec![128, 0, 0, 0, 0, 9, 0, 1, b'v', b'6'];
+    let mut ping = frame6(A6, 64, &mut echo);
+    assert_eq!(a.rx(&mut ping, now), RxVerdict::Reply);
+    let d = ping.data();
+    assert_eq!(&d[..6], &B_MAC.0);
+    let ip = Ipv6Header::parse(&d[14..]).unwrap();
+    assert_eq!((ip.src, ip.dst), (A6, B6));
+    assert_eq!(d[54], 129, "echo reply");
+    assert_eq!(pseudo_checksum(A6, B6, ICMPV6, &d[54..]), 0);
+
+    let mut ns = vec![0u8; ND_LEN];
+    NdMessage {
+        kind: ndp::NEIGHBOR_SOLICIT,
+        target: A6,
+        mac: Some(B_MAC),
+    }
+    .emit(&mut ns)
+    .unwrap();
+    let mut routed = frame6(solicited_node(A6), 64, &mut ns.clone());
+    assert_eq!(
+        a.rx(&mut routed, now),
+        RxVerdict::Drop,
+        "hop limit must be 255"
+    );
+    let mut good = frame6(solicited_node(A6), 255, &mut ns);
+    good.data_mut()[..6].copy_from_slice(&multicast_mac(solicited_node(A6)).0);
+    assert_eq!(a.rx(&mut good, now), RxVerdict::Reply);
+    let na = NdMessage::parse(&good.data()[54..]).unwrap();
+    assert_eq!(
+        (na.kind, na.target, na.mac),
+        (ndp::NEIGHBOR_ADVERT, A6, Some(A_MAC))
+    );
+    assert_eq!(
+        a.neighbours.shared().lookup(B6),
+        Some(B_MAC),
+        "learned the asker"
+    );
+}
+
+#[test]
+fn without_an_ipv6_address_ipv6_is_refused_both_ways() {
+    let mut a = engine(A_MAC, A_IP);
+    let mut pool = PacketPool::with_capacity(0);
+    let mut out = Vec::new();
+    let mut p = Packet::from_slice(b"x").unwrap();
+    p.meta.remote = SocketAddr::new(B6.into(), 4500);
+    a.tx(p, Instant::now(), &mut out, &mut pool);
+    assert!(out.is_empty());
+    assert_eq!(a.stats().tx_unsupported, 1);
+}
+
 proptest! {
     #[test]
     fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), ip in any::<bool>()) {
-        let mut a = engine(A_MAC, A_IP);
+        let mut a = engine6(A_MAC, A_IP, A6);
         let mut p = if ip {
             // Valid Ethernet + IPv4 front so the fuzz reaches the inner parsers.
             frame_b_to_a(protocol::UDP, &bytes)
         } else {
             Packet::from_slice(&bytes).unwrap()
         };
+        let _ = a.rx(&mut p, Instant::now());
+    }
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_ipv6_payloads_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..120),
+        next in prop_oneof![Just(17u8), Just(50u8), Just(58u8), any::<u8>()],
+        hop in any::<u8>(),
+        to_group in any::<bool>(),
+    ) {
+        let mut a = engine6(A_MAC, A_IP, A6);
+        let dst = if to_group { solicited_node(A6) } else { A6 };
+        let mut p = Packet::from_slice(&bytes).unwrap();
+        emit_ipv6(p.push_front(40).unwrap(), B6, dst, next, bytes.len(), hop).unwrap();
+        EthernetHeader { dst: A_MAC, src: B_MAC, ethertype: ethertype::IPV6 }
+            .emit(p.push_front(14).unwrap())
+            .unwrap();
         let _ = a.rx(&mut p, Instant::now());
     }
 }
