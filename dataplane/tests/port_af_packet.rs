@@ -286,3 +286,51 @@ fn ipv6_neighbour_discovery_esp_and_ping6_against_the_kernel() {
         );
     });
 }
+
+#[test]
+fn fanout_steers_ipv6_esp_by_spi_too() {
+    in_new_netns(|| {
+        let (ready_tx, ready_rx) = mpsc::channel::<()>();
+        let (peer, go) = with_peer(move || {
+            ip(&["addr", "add", "2001:db8::2/64", "dev", "veth-b", "nodad"]);
+            let s = UdpSocket::bind("[2001:db8::2]:4500").unwrap();
+            ready_tx.send(()).unwrap();
+            for spi in 1u32..=16 {
+                let mut d = spi.to_be_bytes().to_vec();
+                d.extend_from_slice(b"v6");
+                s.send_to(&d, "[2001:db8::1]:4500").unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let mut cfg = l2();
+        cfg.ipv6 = Some("2001:db8::1".parse().unwrap());
+        let cfg = AfPacketConfig::new("veth-a", cfg);
+        let mut ports = AfPacketPort::open_group(&cfg, 2, SharedNeighbours::new()).unwrap();
+        go.send(()).unwrap();
+        ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let mut pool = PacketPool::with_capacity(256);
+        let mut per_worker: Vec<Vec<u32>> = vec![Vec::new(), Vec::new()];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while per_worker.iter().map(Vec::len).sum::<usize>() < 16 && Instant::now() < deadline {
+            for (w, port) in ports.iter_mut().enumerate() {
+                let mut rx = Vec::new();
+                port.rx_burst(&mut pool, &mut rx, 32).unwrap();
+                for p in rx {
+                    let d = p.data();
+                    per_worker[w].push(u32::from_be_bytes([d[0], d[1], d[2], d[3]]));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        peer.join().unwrap();
+        for (w, spis) in per_worker.iter().enumerate() {
+            assert_eq!(spis.len(), 8, "worker {w}: {spis:?}");
+            assert!(
+                spis.iter().all(|&s| steer_worker(s, 2) == w),
+                "worker {w}: {spis:?}"
+            );
+        }
+        // The kernel's solicitation for us reached worker 0 and was answered.
+        assert!(ports[0].l2_stats().nd_solicitations_answered >= 1);
+    });
+}

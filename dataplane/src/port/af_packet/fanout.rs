@@ -2,7 +2,8 @@
 //! form a group, and each ESP packet goes to the socket of the worker that
 //! owns its SA ([`crate::port::steering::steer_worker`] of the SPI), as the
 //! SO_REUSEPORT program does for the UDP port. Everything else (ARP, ICMP,
-//! IKE on 500, the non-ESP marker) goes to socket 0.
+//! IKE on 500, the non-ESP marker) goes to socket 0. IPv6 packets with
+//! extension headers go to socket 0 too (and are handed off).
 //!
 //! The fanout program runs on received packets before the packet socket
 //! pushes the MAC header back, so offsets are from the IP header and the
@@ -25,29 +26,41 @@ fn op(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     }
 }
 
-/// `ipv4 && (udp to nat_t_port ? spi at udp+8 : esp ? spi at ip+ihl : 0)`,
-/// masked and taken modulo `n_workers` (the kernel takes it modulo the
-/// group size again).
+/// For IPv4 and IPv6 (no extension headers): `udp to nat_t_port ? SPI at
+/// udp+8 : esp ? SPI at the IP payload : 0`, masked and taken modulo
+/// `n_workers` (the kernel takes it modulo the group size again).
 pub fn fanout_program(nat_t_port: u16, n_workers: usize) -> Vec<libc::sock_filter> {
     use libc::{BPF_A, BPF_K, BPF_LD, BPF_LDX, BPF_MOD, BPF_MSH, BPF_RET, BPF_W};
     use libc::{BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_H, BPF_IND, BPF_JA, BPF_JEQ, BPF_JMP};
     let n = u32::try_from(n_workers.max(1)).unwrap_or(u32::MAX);
+    let port = u32::from(nat_t_port);
+    let jeq = |k, jt, jf| op(BPF_JMP | BPF_JEQ | BPF_K, k, jt, jf);
     vec![
         /* 0 */ op(BPF_LD | BPF_H | BPF_ABS, ANC_PROTOCOL, 0, 0),
-        /* 1 */ op(BPF_JMP | BPF_JEQ | BPF_K, 0x0800, 0, 12), // -> 14
+        /* 1 */ jeq(0x0800, 0, 10), // not IPv4 -> 12
         /* 2 */ op(BPF_LDX | BPF_B | BPF_MSH, 0, 0, 0), // X = IHL * 4
         /* 3 */ op(BPF_LD | BPF_B | BPF_ABS, 9, 0, 0), // protocol
-        /* 4 */ op(BPF_JMP | BPF_JEQ | BPF_K, 50, 5, 0), // ESP -> 10
-        /* 5 */ op(BPF_JMP | BPF_JEQ | BPF_K, 17, 0, 8), // else -> 14
+        /* 4 */ jeq(50, 5, 0), // ESP -> 10
+        /* 5 */ jeq(17, 0, 18), // else -> 24
         /* 6 */ op(BPF_LD | BPF_H | BPF_IND, 2, 0, 0), // UDP dst port
-        /* 7 */ op(BPF_JMP | BPF_JEQ | BPF_K, u32::from(nat_t_port), 0, 6), // -> 14
+        /* 7 */ jeq(port, 0, 16), // -> 24
         /* 8 */ op(BPF_LD | BPF_W | BPF_IND, 8, 0, 0), // SPI after UDP
-        /* 9 */ op(BPF_JMP | BPF_JA, 1, 0, 0), // -> 11
-        /* 10 */ op(BPF_LD | BPF_W | BPF_IND, 0, 0, 0), // SPI after IP
-        /* 11 */ op(BPF_ALU | BPF_AND | BPF_K, SPI_STEERING_MASK, 0, 0),
-        /* 12 */ op(BPF_ALU | BPF_MOD | BPF_K, n, 0, 0),
-        /* 13 */ op(BPF_RET | BPF_A, 0, 0, 0),
-        /* 14 */ op(BPF_RET | BPF_K, 0, 0, 0),
+        /* 9 */ op(BPF_JMP | BPF_JA, 11, 0, 0), // -> 21
+        /* 10 */ op(BPF_LD | BPF_W | BPF_IND, 0, 0, 0), // SPI after IPv4
+        /* 11 */ op(BPF_JMP | BPF_JA, 9, 0, 0), // -> 21
+        /* 12 */ jeq(0x86dd, 0, 11), // not IPv6 either -> 24
+        /* 13 */ op(BPF_LD | BPF_B | BPF_ABS, 6, 0, 0), // next header
+        /* 14 */ jeq(50, 5, 0), // ESP -> 20
+        /* 15 */ jeq(17, 0, 8), // else -> 24
+        /* 16 */ op(BPF_LD | BPF_H | BPF_ABS, 42, 0, 0), // UDP dst port
+        /* 17 */ jeq(port, 0, 6), // -> 24
+        /* 18 */ op(BPF_LD | BPF_W | BPF_ABS, 48, 0, 0), // SPI after UDP
+        /* 19 */ op(BPF_JMP | BPF_JA, 1, 0, 0), // -> 21
+        /* 20 */ op(BPF_LD | BPF_W | BPF_ABS, 40, 0, 0), // SPI after IPv6
+        /* 21 */ op(BPF_ALU | BPF_AND | BPF_K, SPI_STEERING_MASK, 0, 0),
+        /* 22 */ op(BPF_ALU | BPF_MOD | BPF_K, n, 0, 0),
+        /* 23 */ op(BPF_RET | BPF_A, 0, 0, 0),
+        /* 24 */ op(BPF_RET | BPF_K, 0, 0, 0),
     ]
 }
 
@@ -71,6 +84,6 @@ mod tests {
             }
         }
         let ret = |i: usize| u32::from(p[i].code) & 0x07 == libc::BPF_RET;
-        assert!(ret(13) && ret(14) && p[14].k == 0);
+        assert!(ret(23) && ret(24) && p[24].k == 0);
     }
 }
