@@ -1,5 +1,7 @@
 use super::*;
 use crate::port::l2::ipv4::checksum;
+use crate::port::l2::ipv6::{Ipv6Header, ICMPV6};
+use crate::port::l2::ndp::ND_LEN;
 use proptest::prelude::*;
 use std::net::SocketAddrV4;
 
