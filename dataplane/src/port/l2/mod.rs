@@ -19,4 +19,4 @@ pub mod outside;
 
 pub use ethernet::MacAddr;
 pub use neighbour::SharedNeighbours;
-pub use outside::{L2Config, L2Outside, L2Stats, RxVerdict};
+pub use outside::{L2Config, L2Outside, L2Stats, Route, RxVerdict};

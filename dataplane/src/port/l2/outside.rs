@@ -51,6 +51,9 @@ pub struct L2Config {
     pub prefix6_len: u8,
     /// IPv6 next hop for peers outside `prefix6_len` (often link-local).
     pub gateway6: Option<Ipv6Addr>,
+    /// Static routes (from the config), longest prefix first-class: they
+    /// win over the gateways, on-link peers win over them.
+    pub routes: Vec<Route>,
     /// ESP-in-UDP and IKE after NAT detection (RFC 3948).
     pub nat_t_port: u16,
     /// IKE (RFC 7296 §2).
@@ -77,6 +80,7 @@ impl L2Config {
             ipv6: None,
             prefix6_len: 64,
             gateway6: None,
+            routes: Vec::new(),
             nat_t_port: 4500,
             ike_port: 500,
             mtu: 1500,
@@ -108,11 +112,56 @@ impl L2Config {
 
     /// The next hop towards `dst`, if any.
     fn next_hop(&self, dst: IpAddr) -> Option<IpAddr> {
+        let on_link = match dst {
+            IpAddr::V4(d) => self.on_link(d),
+            IpAddr::V6(d) => self.on_link6(d),
+        };
+        if on_link {
+            return Some(dst);
+        }
+        let best = self
+            .routes
+            .iter()
+            .filter(|r| r.contains(dst))
+            .max_by_key(|r| r.prefix_len);
+        if let Some(r) = best {
+            return Some(r.via);
+        }
         match dst {
             IpAddr::V4(d) if self.on_link(d) => Some(dst),
+
             IpAddr::V4(_) => self.gateway.map(IpAddr::V4),
             IpAddr::V6(d) if self.on_link6(d) => Some(dst),
             IpAddr::V6(_) => self.gateway6.map(IpAddr::V6),
+        }
+    }
+}
+
+/// A static route: peers in `dest/prefix_len` are reached via `via`, an
+/// on-link neighbour of the same family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub dest: IpAddr,
+    pub prefix_len: u8,
+    pub via: IpAddr,
+}
+
+impl Route {
+    fn contains(&self, ip: IpAddr) -> bool {
+        match (self.dest, ip) {
+            (IpAddr::V4(d), IpAddr::V4(i)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix_len.min(32)))
+                    .unwrap_or(0);
+                u32::from(d) & mask == u32::from(i) & mask
+            }
+            (IpAddr::V6(d), IpAddr::V6(i)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix_len.min(128)))
+                    .unwrap_or(0);
+                u128::from(d) & mask == u128::from(i) & mask
+            }
+            _ => false,
         }
     }
 }

@@ -455,3 +455,38 @@ proptest! {
         let _ = a.rx(&mut p, Instant::now());
     }
 }
+
+#[test]
+fn static_routes_pick_the_longest_prefix_over_the_gateway() {
+    let mut cfg = L2Config::new(A_MAC, A_IP, 24);
+    let gw = Ipv4Addr::new(192, 0, 2, 254);
+    let r1 = Ipv4Addr::new(192, 0, 2, 253);
+    let r2 = Ipv4Addr::new(192, 0, 2, 252);
+    cfg.gateway = Some(gw);
+    cfg.routes = vec![
+        Route {
+            dest: Ipv4Addr::new(198, 51, 100, 0).into(),
+            prefix_len: 24,
+            via: r1.into(),
+        },
+        Route {
+            dest: Ipv4Addr::new(198, 51, 100, 128).into(),
+            prefix_len: 25,
+            via: r2.into(),
+        },
+        Route {
+            dest: B6.into(),
+            prefix_len: 0,
+            via: B6.into(),
+        },
+    ];
+    let hop = |ip: [u8; 4]| cfg.next_hop(Ipv4Addr::from(ip).into());
+    assert_eq!(hop([198, 51, 100, 7]), Some(r1.into()));
+    assert_eq!(hop([198, 51, 100, 200]), Some(r2.into()), "longest prefix");
+    assert_eq!(hop([203, 0, 113, 1]), Some(gw.into()), "default gateway");
+    assert_eq!(
+        hop([192, 0, 2, 9]),
+        Some(Ipv4Addr::new(192, 0, 2, 9).into()),
+        "on-link"
+    );
+}
