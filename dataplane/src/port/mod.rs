@@ -6,7 +6,13 @@
 //! - `udp`: ESP-in-UDP and raw ESP sockets (outside);
 //! - `tun`: a multi-queue TUN device (inside).
 
+pub mod af_packet;
+#[cfg(feature = "af_xdp")]
+pub mod af_xdp;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod dual;
+pub mod l2;
 pub mod mem;
 mod mmsg;
 pub mod raw_esp;
