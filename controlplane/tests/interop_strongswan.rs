@@ -681,3 +681,85 @@ fn an_identity_outside_every_template_is_refused() {
     );
     assert!(!espritd.log_text().contains("CHILD SA installed"));
 }
+
+/// espritctl against the daemon under test.
+fn espritctl(lab: &Lab, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_espritctl"))
+        .arg("--socket")
+        .arg(Espritd::socket(&lab.dir.join("espritd.toml")))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn reloading_removes_and_adds_an_ike_peer() {
+    let Some(lab) = Lab::new("l") else { return };
+    lab.sw
+        .exec(&["ip", "addr", "add", "10.2.0.1/32", "dev", "lo"]);
+    let charon = lab.charon(&format!(
+        r#"connections {{
+  hq {{
+    version = 2
+    local_addrs = 192.0.2.2
+    proposals = aes128gcm16-prfsha256-x25519
+    local {{
+      auth = psk
+      id = hq.lab.test
+    }}
+    remote {{
+      auth = psk
+      id = gw.lab.test
+    }}
+    children {{
+      net {{
+        local_ts = 10.2.0.0/24
+        remote_ts = 10.1.0.0/24
+        esp_proposals = aes128gcm16
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-hq {{
+    id-1 = hq.lab.test
+    id-2 = gw.lab.test
+    secret = "{PSK}"
+  }}
+}}
+"#
+    ));
+    let head = "[gateway]\noutside = [\"192.0.2.1:4500\"]\n\n[dataplane.inside]\nname = \"esprit0\"\naddresses = [\"10.1.0.1/24\"]\n\n[ike]\nlocal_id = \"gw.lab.test\"\nproposals = [\"aes128gcm16-prfsha256-x25519\"]\nesp_proposals = [\"aes128gcm16\"]\n";
+    let peer = format!(
+        "\n[[peer]]\nname = \"hq\"\nrole = \"initiator\"\nremote = \"192.0.2.2\"\nremote_id = \"hq.lab.test\"\npsk = \"{PSK}\"\nlocal_ts = [\"10.1.0.0/24\"]\nremote_ts = [\"10.2.0.0/24\"]\nliveness = \"ike\"\n"
+    );
+    let espritd = lab.espritd(&format!("{head}{peer}"));
+    let cfg = lab.dir.join("espritd.toml");
+    let with_peer = std::fs::read_to_string(&cfg).unwrap();
+    let wait_for = |want: bool, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while charon.list_sas().contains("INSTALLED") != want {
+            assert!(Instant::now() < deadline, "{what}\n{}", espritd.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(true, "espritd did not connect");
+    ping_ok(&lab.gw, &["-I", "10.1.0.1", "10.2.0.1"], 2, &espritd);
+
+    // The peer leaves the file: reload deletes its IKE SA at strongSwan too.
+    std::fs::write(&cfg, with_peer.replace(&peer, "")).unwrap();
+    let r = espritctl(&lab, &["--json", "reload"]);
+    let reply: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(reply["data"]["peers"]["removed"][0], "hq", "{reply}");
+    wait_for(false, "strongSwan kept the SA of a removed peer");
+
+    // And comes back.
+    std::fs::write(&cfg, &with_peer).unwrap();
+    let r = espritctl(&lab, &["--json", "reload"]);
+    let reply: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(reply["data"]["peers"]["added"][0], "hq", "{reply}");
+    wait_for(true, "an added peer did not connect");
+    ping_ok(&lab.gw, &["-I", "10.1.0.1", "10.2.0.1"], 2, &espritd);
+    let tunnels = espritctl(&lab, &["tunnels"]);
+    assert!(String::from_utf8_lossy(&tunnels.stdout).contains("hq"));
+}
