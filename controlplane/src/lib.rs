@@ -5,3 +5,4 @@ pub mod daemon;
 pub mod gateway;
 pub mod ike;
 pub mod metrics;
+pub mod tunnel;
