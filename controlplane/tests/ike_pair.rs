@@ -705,6 +705,35 @@ fn rekey(pfs: Vec<DhGroup>) -> Pair {
 }
 
 #[test]
+fn a_deferred_rekey_keeps_the_old_pair_until_the_caller_deletes_it() {
+    let mut p = Pair::new();
+    p.client.ep.set_defer_rekeyed_delete(true);
+    let id = p.connect(client_policy());
+    p.drive();
+    let old = p.client.children()[0].clone();
+    assert!(p.client.ep.rekey_child_sa(p.now, id, old.inbound_spi));
+    p.drive();
+    assert_eq!(p.client.children().len(), 2, "the new pair is up");
+    let deleted = |n: &Node| {
+        n.events
+            .iter()
+            .filter(|e| matches!(e, Event::ChildSaDeleted { .. }))
+            .count()
+    };
+    assert_eq!(
+        (deleted(&p.client), deleted(&p.server)),
+        (0, 0),
+        "old pair kept on both sides"
+    );
+    assert_eq!(p.client.spis.live().len(), 2);
+    // The epoch switch and its grace period are over: now it goes.
+    assert!(p.client.ep.delete_child_sa(p.now, id, old.inbound_spi));
+    p.drive();
+    assert_eq!((deleted(&p.client), deleted(&p.server)), (1, 1));
+    assert_eq!(p.client.spis.live().len(), 1);
+}
+
+#[test]
 fn child_sa_rekey_without_pfs_replaces_the_pair() {
     rekey(vec![]);
 }

@@ -326,8 +326,9 @@ impl IkeSa {
                 });
                 io.events
                     .push_back(Event::ChildSaEstablished(Box::new(child)));
-                // §2.8: the rekey's initiator deletes the old pair.
-                if let Some(old) = offer.replaces {
+                // §2.8: the rekey's initiator deletes the old pair (at once,
+                // unless the caller keeps it for a grace period).
+                if let Some(old) = offer.replaces.filter(|_| !io.defer_rekeyed_delete) {
                     self.delete_child(io, now, old);
                 }
                 if redundant {

@@ -69,6 +69,7 @@ impl IkeEndpoint {
                 events: Default::default(),
                 born: Vec::new(),
                 initial_contact: Vec::new(),
+                defer_rekeyed_delete: false,
                 authenticated: Vec::new(),
             },
             stats: EndpointStats::default(),
@@ -91,6 +92,12 @@ impl IkeEndpoint {
     /// without it every peer gets the policy given to `accept`.
     pub fn set_peer_policy(&mut self, lookup: PeerPolicy) {
         self.io.peer_policy = Some(lookup);
+    }
+
+    /// Leave the old pair of a CHILD SA rekey we started for the caller to
+    /// delete with `delete_child_sa` (after its epoch switch and grace).
+    pub fn set_defer_rekeyed_delete(&mut self, defer: bool) {
+        self.io.defer_rekeyed_delete = defer;
     }
 
     /// Demand cookies once `n` IKE SAs are half-open.

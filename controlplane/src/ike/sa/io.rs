@@ -22,6 +22,10 @@ pub(crate) struct Io {
     /// IKE SAs whose peer just authenticated (or that inherited a peer
     /// identity through a rekey), for the endpoint's identity index.
     pub authenticated: Vec<super::IkeSaId>,
+    /// After a CHILD SA rekey we started, leave the old pair for the
+    /// caller to delete (`delete_child_sa`): esprit's epochs keep it until
+    /// the peer has moved to the new one (docs/ping.md).
+    pub defer_rekeyed_delete: bool,
 }
 
 impl Io {
