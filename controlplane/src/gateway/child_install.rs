@@ -98,6 +98,42 @@ impl TunnelBook {
         c: &ChildSa,
         workers: usize,
     ) -> Result<TunnelId, String> {
+        let (tunnel, outbound) = self.install_with(t, c, workers, false)?;
+        t.install_outbound(outbound);
+        Ok(tunnel)
+    }
+
+    /// Installs the inbound SA (and a new tunnel's routes) and returns the
+    /// outbound SA without installing it: its epoch must prove its path
+    /// first (docs/ping.md). A new tunnel is marked holding meanwhile.
+    pub fn install_held(
+        &mut self,
+        t: &mut SaTables,
+        c: &ChildSa,
+        workers: usize,
+    ) -> Result<(TunnelId, Arc<OutboundSa>), String> {
+        self.install_with(t, c, workers, true)
+    }
+
+    /// Data of `tunnel` goes on `sa` from now on.
+    pub fn switch_outbound(&self, t: &mut SaTables, sa: Arc<OutboundSa>) {
+        let tunnel = sa.tunnel;
+        t.install_outbound(sa);
+        t.set_holding(tunnel, false);
+    }
+
+    /// The tunnel an inbound SPI belongs to.
+    pub fn tunnel_of(&self, inbound_spi: u32) -> Option<TunnelId> {
+        self.by_inbound.get(&inbound_spi).copied()
+    }
+
+    fn install_with(
+        &mut self,
+        t: &mut SaTables,
+        c: &ChildSa,
+        workers: usize,
+        hold: bool,
+    ) -> Result<(TunnelId, Arc<OutboundSa>), String> {
         let rekeyed = c
             .replaces
             .and_then(|old| self.by_inbound.get(&old).copied());
@@ -145,18 +181,20 @@ impl TunnelBook {
             limits: HardLimits::default(),
         })
         .map_err(|e| e.to_string())?;
-        // New inbound first, then the outbound switch: the peer may already
-        // send on the new SA; we start sending on it now.
+        // New inbound first: the peer may already send on the new SA. The
+        // caller decides when the outbound SA takes the data.
         t.install_inbound(Arc::new(inbound));
-        t.install_outbound(Arc::new(outbound));
         self.by_inbound.insert(c.inbound_spi, tunnel);
         if rekeyed.is_none() {
             for p in &remote {
                 t.routes.insert(*p, tunnel);
             }
             self.routes.insert(tunnel, remote);
+            if hold {
+                t.set_holding(tunnel, true);
+            }
         }
-        Ok(tunnel)
+        Ok((tunnel, Arc::new(outbound)))
     }
 
     /// Removes a deleted CHILD SA. If it was its tunnel's current pair, the
@@ -171,8 +209,12 @@ impl TunnelBook {
         let tunnel = self.by_inbound.remove(&inbound_spi)?;
         t.remove_inbound(inbound_spi);
         let current = t.outbound_sa(tunnel).map(|sa| sa.spi);
-        if current == Some(outbound_spi) {
+        // The tunnel ends with its current pair, or with its last inbound
+        // SA when no outbound SA was ever confirmed.
+        let last = !self.by_inbound.values().any(|v| *v == tunnel);
+        if current == Some(outbound_spi) || (current.is_none() && last) {
             t.remove_outbound(tunnel);
+            t.set_holding(tunnel, false);
             for p in self.routes.remove(&tunnel).unwrap_or_default() {
                 t.routes.remove(p, tunnel);
             }
