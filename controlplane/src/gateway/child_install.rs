@@ -122,6 +122,11 @@ impl TunnelBook {
         t.set_holding(tunnel, false);
     }
 
+    /// Whether the tunnel still exists.
+    pub fn is_live(&self, tunnel: TunnelId) -> bool {
+        self.routes.contains_key(&tunnel)
+    }
+
     /// The tunnel an inbound SPI belongs to.
     pub fn tunnel_of(&self, inbound_spi: u32) -> Option<TunnelId> {
         self.by_inbound.get(&inbound_spi).copied()

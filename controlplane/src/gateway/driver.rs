@@ -17,9 +17,14 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::child_install::TunnelBook;
+use super::epochs::{self, Epochs, TRAFFIC_CHECK};
 use super::policy::{address_pool, policy, responder_lookup};
 use super::spi_slots::SpiSlots;
-use crate::ike::sa::{Event, IkeEndpoint, IkeSaEnd, IkeSaId, Policy, Transmit};
+use crate::ike::sa::{ChildSa, Event, IkeEndpoint, IkeSaEnd, IkeSaId, Policy, Transmit};
+use crate::tunnel::{Action as EpochAction, Mode, Role as EpochRole, Settings as EpochSettings};
+use dataplane::worker::SealRequest;
+use std::collections::HashSet;
+use std::sync::Arc;
 
 /// How long an initiator waits before starting over after its IKE SA failed.
 const RECONNECT_AFTER: Duration = Duration::from_secs(3);
@@ -101,6 +106,12 @@ pub struct IkeDriver {
     /// Established IKE SAs, to delete on shutdown.
     established: std::collections::HashSet<IkeSaId>,
     timers: BTreeMap<Instant, Vec<Timer>>,
+    /// esprit's epochs on negotiated tunnels (docs/ping.md).
+    epochs: Epochs,
+    epoch_settings: HashMap<String, Arc<EpochSettings>>,
+    /// Old inbound SPIs of CHILD SA rekeys we started: ours to delete.
+    started_rekeys: HashSet<u32>,
+    last_traffic_check: Instant,
     pub stats: DriverStats,
     buf: Vec<u8>,
 }
@@ -121,6 +132,9 @@ impl IkeDriver {
         let socket = UdpSocket::bind(local_ike)?;
         socket.set_nonblocking(true)?;
         let mut endpoint = IkeEndpoint::new(Box::new(StdRng::from_os_rng()), Box::new(slots));
+        // Rekeys we start keep their old pair until the epoch switch (or,
+        // without esprit's ping, until we delete it right after).
+        endpoint.set_defer_rekeyed_delete(true);
         let responders: Vec<&Peer> = cfg
             .peers
             .iter()
@@ -187,6 +201,14 @@ impl IkeDriver {
             keepalive_to: HashMap::new(),
             nat_keepalive: cfg.ike.nat_keepalive,
             timers: BTreeMap::new(),
+            epochs: Epochs::default(),
+            epoch_settings: cfg
+                .peers
+                .iter()
+                .map(|p| (p.name.clone(), Arc::new(epochs::settings(&p.liveness))))
+                .collect(),
+            started_rekeys: HashSet::new(),
+            last_traffic_check: Instant::now(),
             stats: DriverStats::default(),
             buf: vec![0u8; 65536],
         })
@@ -204,6 +226,7 @@ impl IkeDriver {
             .iter()
             .filter_map(|i| i.retry_at)
             .chain(self.timers.keys().next().copied())
+            .chain(self.epochs.next_timeout())
             .min();
         match (self.endpoint.next_timeout(), retry) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -236,6 +259,10 @@ impl IkeDriver {
         }
         for i in 0..self.links.len() {
             while let Some(p) = self.links[i].to_control.pop() {
+                if p.meta.encap == Encap::Control {
+                    self.on_control_message(now, p.meta.spi, p.data());
+                    continue;
+                }
                 self.endpoint.handle_datagram(
                     now,
                     self.local_natt,
@@ -267,6 +294,16 @@ impl IkeDriver {
         while let Some(e) = self.endpoint.poll_event() {
             changed |= self.on_event(now, e, tables);
         }
+        if now.duration_since(self.last_traffic_check) >= TRAFFIC_CHECK {
+            self.last_traffic_check = now;
+            self.epochs.notice_traffic(now, tables);
+        }
+        changed |= self.apply_epoch_actions(now, tables);
+        // Epoch actions may have asked IKE for something.
+        while let Some(e) = self.endpoint.poll_event() {
+            changed |= self.on_event(now, e, tables);
+        }
+        changed |= self.apply_epoch_actions(now, tables);
         while let Some(t) = self.endpoint.poll_transmit() {
             self.send(t);
         }
@@ -367,10 +404,13 @@ impl IkeDriver {
         if children.is_empty() {
             return Err(format!("peer {name:?} has no CHILD SA to rekey"));
         }
-        let started = children
-            .iter()
-            .filter(|(ike, spi)| self.endpoint.rekey_child_sa(now, *ike, *spi))
-            .count();
+        let mut started = 0;
+        for (ike, spi) in children {
+            if self.endpoint.rekey_child_sa(now, ike, spi) {
+                self.started_rekeys.insert(spi);
+                started += 1;
+            }
+        }
         Ok(started)
     }
 
@@ -421,6 +461,142 @@ impl IkeDriver {
         }
     }
 
+    /// Installs a negotiated CHILD SA. With esprit's ping its outbound SA
+    /// waits for the epoch machine; without it data moves at once (and the
+    /// old pair of a rekey we started is deleted right away).
+    fn install_child(
+        &mut self,
+        now: Instant,
+        c: &ChildSa,
+        tables: &mut SaTables,
+    ) -> Result<TunnelId, String> {
+        let peer = self
+            .peers_of
+            .get(&c.ike_sa)
+            .or(self.responder.as_ref())
+            .cloned();
+        let role = if self.peers_of.contains_key(&c.ike_sa) {
+            EpochRole::Client
+        } else {
+            EpochRole::Server
+        };
+        let settings = peer
+            .as_ref()
+            .and_then(|p| self.epoch_settings.get(p))
+            .cloned();
+        let ours = c.replaces.filter(|old| self.started_rekeys.remove(old));
+        let Some(settings) = settings.filter(|s| s.mode == Mode::EspPing) else {
+            let tunnel = self.book.install(tables, c, self.workers)?;
+            if let Some(old) = ours {
+                self.endpoint.delete_child_sa(now, c.ike_sa, old);
+            }
+            return Ok(tunnel);
+        };
+        let (tunnel, outbound) = self.book.install_held(tables, c, self.workers)?;
+        let e = self
+            .epochs
+            .machine(tunnel, role, settings, c.ike_sa, peer, now);
+        e.ike = c.ike_sa;
+        e.held.insert(outbound.spi, outbound);
+        e.machine
+            .handle_epoch_ready(now, epochs::spis(c.inbound_spi, c.outbound_spi));
+        if let Some(old) = ours {
+            self.epochs.to_delete_after_grace.insert(old, tunnel);
+        }
+        Ok(tunnel)
+    }
+
+    /// A ping or pong the workers decrypted.
+    fn on_control_message(&mut self, now: Instant, inbound_spi: u32, payload: &[u8]) {
+        let Some(tunnel) = self.book.tunnel_of(inbound_spi) else {
+            return;
+        };
+        if let Some(e) = self.epochs.tunnels.get_mut(&tunnel) {
+            e.machine.handle_control(now, inbound_spi, payload);
+        }
+    }
+
+    /// Carries out what the epoch machines decided.
+    fn apply_epoch_actions(&mut self, now: Instant, tables: &mut SaTables) -> bool {
+        let mut changed = false;
+        for (tunnel, action) in self.epochs.due_actions(now) {
+            let Some(e) = self.epochs.tunnels.get_mut(&tunnel) else {
+                continue;
+            };
+            match action {
+                EpochAction::SendControl {
+                    outbound_spi,
+                    payload,
+                } => {
+                    let sa = e.held.get(&outbound_spi).cloned().or_else(|| {
+                        tables
+                            .outbound_sa(tunnel)
+                            .filter(|s| s.spi == outbound_spi)
+                            .cloned()
+                    });
+                    let (Some(sa), Some(packet)) = (sa, Packet::from_slice(&payload)) else {
+                        continue;
+                    };
+                    if let Some(link) = self.links.get(sa.owner as usize) {
+                        let _ = link.seal.push(SealRequest { sa, packet });
+                    }
+                }
+                EpochAction::SwitchOutbound {
+                    epoch,
+                    outbound_spi,
+                } => {
+                    if let Some(sa) = e.held.remove(&outbound_spi) {
+                        self.book.switch_outbound(tables, sa);
+                        changed = true;
+                        tracing::info!(
+                            tunnel,
+                            epoch,
+                            outbound_spi = format_args!("{outbound_spi:#010x}"),
+                            "epoch confirmed: data moves"
+                        );
+                    }
+                }
+                EpochAction::RemoveInbound { spi } => {
+                    // Grace is over: the old pair of a rekey we started goes.
+                    if self.epochs.to_delete_after_grace.remove(&spi).is_some() {
+                        let ike = e.ike;
+                        self.endpoint.delete_child_sa(now, ike, spi);
+                    }
+                }
+                EpochAction::Rekey => {
+                    let (ike, spi) = (e.ike, e.machine.latest_inbound());
+                    let started = spi.is_some_and(|s| self.endpoint.rekey_child_sa(now, ike, s));
+                    tracing::info!(tunnel, started, "rekey: the epoch's path does not answer");
+                    match spi.filter(|_| started) {
+                        Some(s) => {
+                            self.started_rekeys.insert(s);
+                        }
+                        None => e.machine.handle_rekey_failed(now),
+                    }
+                }
+                EpochAction::RestartIke => {
+                    let ike = e.ike;
+                    let peer = e.peer.clone();
+                    tracing::warn!(tunnel, ?peer, "rekeys failed: starting a new IKE session");
+                    if let Some(i) = self
+                        .initiators
+                        .iter_mut()
+                        .find(|i| Some(&i.name) == peer.as_ref())
+                    {
+                        i.sa = None;
+                        i.retry_at = Some(now);
+                    }
+                    self.endpoint.delete_ike_sa(now, ike);
+                }
+                EpochAction::CheckLiveness => {
+                    let ike = e.ike;
+                    self.endpoint.check_liveness(now, ike);
+                }
+            }
+        }
+        changed
+    }
+
     /// Tells every peer we are going (INFORMATIONAL DELETE of each IKE SA,
     /// RFC 7296 1.4.1) and sends it; the caller keeps the workers running
     /// a moment so that messages on port 4500 leave.
@@ -450,6 +626,9 @@ impl IkeDriver {
                             continue; // gone or already replaced
                         };
                         let started = self.endpoint.rekey_child_sa(now, ike, inbound_spi);
+                        if started {
+                            self.started_rekeys.insert(inbound_spi);
+                        }
                         tracing::info!(
                             inbound_spi = format_args!("{:#010x}", inbound_spi),
                             started,
@@ -524,7 +703,7 @@ impl IkeDriver {
                 tracing::info!(ike_sa = format_args!("{:016x}", id.0), %peer, "IKE SA established");
                 false
             }
-            Event::ChildSaEstablished(c) => match self.book.install(tables, &c, self.workers) {
+            Event::ChildSaEstablished(c) => match self.install_child(now, &c, tables) {
                 Ok(tunnel) => {
                     self.stats.child_sas_installed += 1;
                     self.child_owner.insert(c.inbound_spi, c.ike_sa);
@@ -570,6 +749,9 @@ impl IkeDriver {
                 let removed = self.book.remove(tables, inbound_spi, outbound_spi);
                 if let Some(tunnel) = removed {
                     self.stats.child_sas_removed += 1;
+                    if !self.book.is_live(tunnel) {
+                        self.epochs.forget(tunnel);
+                    }
                     tracing::info!(
                         tunnel,
                         inbound_spi = format_args!("{:#010x}", inbound_spi),
@@ -580,6 +762,9 @@ impl IkeDriver {
             }
             Event::IkeSaDeleted { id, reason } => {
                 self.established.remove(&id);
+                for e in self.epochs.tunnels.values_mut().filter(|e| e.ike == id) {
+                    e.machine.handle_ike_down(now);
+                }
                 self.keepalive_to.remove(&id);
                 let name = self.peers_of.remove(&id);
                 if !matches!(reason, IkeSaEnd::Deleted | IkeSaEnd::Rekeyed) {
@@ -595,6 +780,9 @@ impl IkeDriver {
                 false
             }
             Event::IkeSaRekeyed { old, new } => {
+                for e in self.epochs.tunnels.values_mut().filter(|e| e.ike == old) {
+                    e.ike = new;
+                }
                 self.established.remove(&old);
                 self.established.insert(new);
                 if let Some(peer) = self.keepalive_to.remove(&old) {
@@ -617,8 +805,17 @@ impl IkeDriver {
                 }
                 false
             }
-            other => {
-                tracing::debug!(event = ?other, "IKE event");
+            Event::ChildSaFailed { id, reason } => {
+                tracing::info!(
+                    ike_sa = format_args!("{:016x}", id.0),
+                    ?reason,
+                    "CHILD SA failed"
+                );
+                for e in self.epochs.tunnels.values_mut().filter(|e| e.ike == id) {
+                    if e.machine.state() == crate::tunnel::State::Rekeying {
+                        e.machine.handle_rekey_failed(now);
+                    }
+                }
                 false
             }
         }

@@ -3,6 +3,7 @@
 
 mod child_install;
 mod driver;
+mod epochs;
 mod policy;
 mod spi_slots;
 

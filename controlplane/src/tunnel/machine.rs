@@ -173,6 +173,12 @@ impl Tunnel {
         self.stats
     }
 
+    /// The inbound SPI of the epoch data uses now, or else of the newest
+    /// epoch (what a rekey should replace).
+    pub fn latest_inbound(&self) -> Option<u32> {
+        self.pending.or(self.current).map(|e| e.spis.inbound)
+    }
+
     /// The outbound SPI data may use now, if any.
     pub fn data_outbound(&self) -> Option<u32> {
         self.current.map(|e| e.spis.outbound)
