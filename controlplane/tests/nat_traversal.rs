@@ -40,3 +40,165 @@ fn two_espritd_through_a_linux_nat() {
         "a NAT mapping for 4500"
     );
 }
+
+/// Short timers so recovery fits a test: ping every second when idle,
+/// 500 ms for a pong, two re-pings, one rekey attempt, IKE retransmits
+/// given up after 3 tries of 500 ms.
+const FAST_IKE: &str = "[ike.retransmit]\ntimeout = \"500ms\"\ntries = 3\nmax_timeout = \"1s\"\n";
+const FAST_PEER: &str = "ping_timeout = \"500ms\"\nping_retries = 2\nidle_ping_after = \"1s\"\nrekey_attempts = 1\ngrace_period = \"1s\"\n";
+
+/// Waits until a ping crosses; returns how long that took.
+fn until_pings(lab: &NatLab, limit: Duration, logs: &dyn Fn() -> String) -> Duration {
+    let start = Instant::now();
+    while !lab.ping_once("1") {
+        assert!(
+            start.elapsed() < limit,
+            "no recovery within {limit:?}\n{}",
+            logs()
+        );
+    }
+    start.elapsed()
+}
+
+fn esp_ping_lab(tag: &str) -> Option<(NatLab, common::daemon::Espritd, common::daemon::Espritd)> {
+    if !privileged_or_skip("esp-ping NAT recovery") {
+        return None;
+    }
+    let lab = NatLab::new(tag);
+    let server = lab.start_server(
+        &format!("{}{FAST_PEER}", lab.server_config(""))
+            .replace("[[peer]]", &format!("{FAST_IKE}\n[[peer]]")),
+    );
+    let client = lab.start_client(&lab.client_config(FAST_IKE, FAST_PEER));
+    Some((lab, server, client))
+}
+
+#[test]
+fn esp_ping_epochs_come_up_through_a_linux_nat() {
+    let Some((lab, server, client)) = esp_ping_lab("e") else {
+        return;
+    };
+    let logs = || {
+        format!(
+            "--- client:\n{}\n--- server:\n{}",
+            client.log_text(),
+            server.log_text()
+        )
+    };
+    until_pings(&lab, Duration::from_secs(10), &logs);
+    let c = client.log_text();
+    assert!(
+        c.contains("epoch confirmed"),
+        "the client moved data only after its pong:\n{}",
+        logs()
+    );
+    assert!(
+        server.log_text().contains("epoch confirmed"),
+        "the server moved after the client's ping:\n{}",
+        logs()
+    );
+}
+
+/// The budget the issue sets: ping_timeout x (ping_retries + 1), plus one
+/// rekey or one new IKE session (with the idle ping's 1 s in front).
+fn budget() -> Duration {
+    Duration::from_millis(1000 + 500 * 3) + Duration::from_secs(5)
+}
+
+#[test]
+fn recovers_after_the_nat_forgets_its_mappings() {
+    let Some((lab, server, client)) = esp_ping_lab("a") else {
+        return;
+    };
+    let logs = || {
+        format!(
+            "--- client:\n{}\n--- server:\n{}",
+            client.log_text(),
+            server.log_text()
+        )
+    };
+    until_pings(&lab, Duration::from_secs(10), &logs);
+    lab.flush_conntrack();
+    let took = until_pings(&lab, budget(), &logs);
+    eprintln!("recovery after conntrack -F: {took:?}");
+}
+
+#[test]
+fn recovers_when_the_nat_moves_its_mapping_to_other_ports() {
+    let Some((lab, server, client)) = esp_ping_lab("b") else {
+        return;
+    };
+    let logs = || {
+        format!(
+            "--- client:\n{}\n--- server:\n{}",
+            client.log_text(),
+            server.log_text()
+        )
+    };
+    until_pings(&lab, Duration::from_secs(10), &logs);
+    lab.masquerade(":40000-40999");
+    lab.flush_conntrack();
+    let took = until_pings(&lab, budget(), &logs);
+    eprintln!("recovery after the NAT moved to ports 40000-40999: {took:?}");
+    // The old mapping is dead for the server's replies: pongs stop and the
+    // client rekeys; the rekey, sent from the new port, gives the server the
+    // new address (its new CHILD SA goes there).
+    assert!(
+        client
+            .log_text()
+            .contains("the epoch's path does not answer"),
+        "{}",
+        logs()
+    );
+    let s = server.log_text();
+    let moved_peer = s
+        .lines()
+        .filter(|l| l.contains("CHILD SA installed"))
+        .filter_map(|l| {
+            l.split("peer=203.0.113.1:")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u16>()
+                .ok()
+        })
+        .any(|p| (40000..=40999).contains(&p));
+    assert!(
+        moved_peer,
+        "the server follows the new mapping:\n{}",
+        logs()
+    );
+    let ct = lab.nat.try_exec(&["conntrack", "-L", "-p", "udp"]);
+    let text = String::from_utf8_lossy(&ct.stdout);
+    let moved = text
+        .split("dport=")
+        .skip(1)
+        .filter_map(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .any(|p| (40000..=40999).contains(&p));
+    assert!(moved, "the new mapping is in the new range:\n{text}");
+}
+
+#[test]
+fn recovers_after_a_black_hole_longer_than_the_ping_budget() {
+    let Some((lab, server, client)) = esp_ping_lab("c") else {
+        return;
+    };
+    let logs = || {
+        format!(
+            "--- client:\n{}\n--- server:\n{}",
+            client.log_text(),
+            server.log_text()
+        )
+    };
+    until_pings(&lab, Duration::from_secs(10), &logs);
+    lab.black_hole();
+    std::thread::sleep(Duration::from_secs(6));
+    lab.restore_path();
+    let took = until_pings(&lab, budget(), &logs);
+    eprintln!("recovery after a 6 s black hole: {took:?}");
+    assert!(
+        client.log_text().contains("starting a new IKE session"),
+        "{}",
+        logs()
+    );
+}

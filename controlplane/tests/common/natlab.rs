@@ -133,7 +133,7 @@ impl NatLab {
             "chain",
             "ip",
             "esprit_bh",
-            "fwd",
+            "drop_all",
             "{ type filter hook forward priority 0; policy drop; }",
         ]);
     }
