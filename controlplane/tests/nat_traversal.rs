@@ -196,8 +196,12 @@ fn recovers_after_a_black_hole_longer_than_the_ping_budget() {
     lab.restore_path();
     let took = until_pings(&lab, budget(), &logs);
     eprintln!("recovery after a 6 s black hole: {took:?}");
+    // The black hole outlasted the ping budget: the client found the path
+    // dead and rekeyed (the rekey's retransmission gets through on restore).
     assert!(
-        client.log_text().contains("starting a new IKE session"),
+        client
+            .log_text()
+            .contains("the epoch's path does not answer"),
         "{}",
         logs()
     );
