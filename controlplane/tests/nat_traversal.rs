@@ -92,6 +92,20 @@ fn esp_ping_epochs_come_up_through_a_linux_nat() {
         "the client moved data only after its pong:\n{}",
         logs()
     );
+    // espritctl shows the epoch, its state and the last pong's RTT.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_espritctl"))
+        .arg("--socket")
+        .arg(common::daemon::Espritd::socket(
+            &lab.dir.join("client.toml"),
+        ))
+        .args(["--json", "tunnels"])
+        .output()
+        .unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &reply["data"][0];
+    assert_eq!(row["epoch_state"], "up", "{reply}");
+    assert!(row["epoch"].as_u64().unwrap_or(0) >= 1, "{reply}");
+    assert!(row["rtt_ms"].as_f64().is_some(), "{reply}");
     assert!(
         server.log_text().contains("epoch confirmed"),
         "the server moved after the client's ping:\n{}",

@@ -108,6 +108,12 @@ impl Daemon {
             row["kind"] = json!("ike");
             row["name"] = sa["peer"].clone();
             row["state"] = json!(st);
+            // esprit's epochs, when the peer speaks the ping.
+            if let Some(e) = sa["epochs"].get(0) {
+                row["epoch"] = e["epoch"].clone();
+                row["epoch_state"] = e["state"].clone();
+                row["rtt_ms"] = e["last_rtt_ms"].clone();
+            }
             rows.push(row);
         }
         rows.retain(|r| {

@@ -321,7 +321,28 @@ impl IkeDriver {
                     .get(&st.id)
                     .or(self.responder.as_ref())
                     .cloned();
+                let epochs: Vec<serde_json::Value> = self
+                    .epochs
+                    .tunnels
+                    .iter()
+                    .filter(|(_, e)| e.ike == st.id)
+                    .map(|(t, e)| {
+                        let s = e.machine.stats();
+                        serde_json::json!({
+                            "tunnel": t,
+                            "state": format!("{:?}", e.machine.state()).to_lowercase(),
+                            "epoch": s.epoch,
+                            "last_rtt_ms": s.last_rtt.map(|d| d.as_secs_f64() * 1000.0),
+                            "pings": s.pings_sent,
+                            "retries": s.retries,
+                            "rekeys": s.rekeys,
+                            "restarts": s.restarts,
+                            "rejected": s.rejected,
+                        })
+                    })
+                    .collect();
                 serde_json::json!({
+                    "epochs": epochs,
                     "ike_sa": format!("{:016x}", st.id.0),
                     "peer": peer_name,
                     "state": format!("{:?}", st.state).to_lowercase(),
