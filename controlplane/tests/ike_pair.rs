@@ -734,6 +734,36 @@ fn a_deferred_rekey_keeps_the_old_pair_until_the_caller_deletes_it() {
 }
 
 #[test]
+fn a_client_that_ignores_peer_rekeys_refuses_them_and_keeps_its_pair() {
+    let mut p = Pair::new();
+    let id = p.connect(client_policy());
+    p.drive();
+    p.client.ep.refuse_peer_child_rekeys(id, true);
+    let server_sa = server_id(&p);
+    let old = p.server.children()[0].clone();
+    assert!(p
+        .server
+        .ep
+        .rekey_child_sa(p.now, server_sa, old.inbound_spi));
+    p.drive();
+    assert_eq!(p.client.children().len(), 1, "no new pair");
+    let failed = p.server.events.iter().any(|e| {
+        matches!(e, Event::ChildSaFailed { reason, .. } if *reason == NotifyType::NO_ADDITIONAL_SAS)
+    });
+    assert!(failed, "the server was told NO_ADDITIONAL_SAS");
+    assert!(!p
+        .server
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::ChildSaDeleted { .. })));
+    // The client's own rekeys still work.
+    let mine = p.client.children()[0].inbound_spi;
+    assert!(p.client.ep.rekey_child_sa(p.now, id, mine));
+    p.drive();
+    assert_eq!(p.client.children().len(), 2);
+}
+
+#[test]
 fn child_sa_rekey_without_pfs_replaces_the_pair() {
     rekey(vec![]);
 }

@@ -527,6 +527,18 @@ impl IkeDriver {
         Ok(tunnel)
     }
 
+    /// Clients set to `ignore_peer_rekey` refuse the server's CHILD rekeys.
+    fn apply_ignore_peer_rekey(&mut self, id: IkeSaId) {
+        let ignore = self
+            .peers_of
+            .get(&id)
+            .and_then(|p| self.epoch_settings.get(p))
+            .is_some_and(|s| s.ignore_peer_rekey);
+        if ignore {
+            self.endpoint.refuse_peer_child_rekeys(id, true);
+        }
+    }
+
     /// A ping or pong the workers decrypted.
     fn on_control_message(&mut self, now: Instant, inbound_spi: u32, payload: &[u8]) {
         let Some(tunnel) = self.book.tunnel_of(inbound_spi) else {
@@ -718,6 +730,7 @@ impl IkeDriver {
             Event::IkeSaEstablished { id, peer } => {
                 self.stats.ike_sas_established += 1;
                 self.established.insert(id);
+                self.apply_ignore_peer_rekey(id);
                 if let Some(l) = self.lifetimes_of(id) {
                     self.arm(now + l.rekey_after(l.ike), Timer::RekeyIke { ike: id });
                 }
@@ -804,6 +817,7 @@ impl IkeDriver {
                 for e in self.epochs.tunnels.values_mut().filter(|e| e.ike == old) {
                     e.ike = new;
                 }
+
                 self.established.remove(&old);
                 self.established.insert(new);
                 if let Some(peer) = self.keepalive_to.remove(&old) {
@@ -821,6 +835,7 @@ impl IkeDriver {
                 if let Some(name) = self.peers_of.remove(&old) {
                     self.peers_of.insert(new, name);
                 }
+                self.apply_ignore_peer_rekey(new);
                 if let Some(i) = self.initiators.iter_mut().find(|i| i.sa == Some(old)) {
                     i.sa = Some(new);
                 }

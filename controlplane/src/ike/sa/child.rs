@@ -254,6 +254,15 @@ impl IkeSa {
             }
             None => None,
         };
+        // A client keeping its own rekey rhythm refuses the peer's.
+        if replaces.is_some() && io.refuse_child_rekeys.contains(&self.id().0) {
+            return self.respond(
+                io,
+                ex,
+                mid,
+                &[notify(NotifyType::NO_ADDITIONAL_SAS, Vec::new())],
+            );
+        }
         // §2.8.2: a rekey of a pair we are deleting loses.
         if replaces.is_some_and(|old| self.deleting_child(old)) {
             return self.respond(

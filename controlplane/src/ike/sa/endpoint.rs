@@ -70,6 +70,7 @@ impl IkeEndpoint {
                 born: Vec::new(),
                 initial_contact: Vec::new(),
                 defer_rekeyed_delete: false,
+                refuse_child_rekeys: Default::default(),
                 authenticated: Vec::new(),
             },
             stats: EndpointStats::default(),
@@ -98,6 +99,16 @@ impl IkeEndpoint {
     /// delete with `delete_child_sa` (after its epoch switch and grace).
     pub fn set_defer_rekeyed_delete(&mut self, defer: bool) {
         self.io.defer_rekeyed_delete = defer;
+    }
+
+    /// Refuse (or accept again) the peer's CHILD SA rekeys on IKE SA `id`,
+    /// with NO_ADDITIONAL_SAS (RFC 7296 3.10.1): the SA stays up.
+    pub fn refuse_peer_child_rekeys(&mut self, id: IkeSaId, refuse: bool) {
+        if refuse {
+            self.io.refuse_child_rekeys.insert(id.0);
+        } else {
+            self.io.refuse_child_rekeys.remove(&id.0);
+        }
     }
 
     /// Demand cookies once `n` IKE SAs are half-open.

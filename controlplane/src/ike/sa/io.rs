@@ -26,6 +26,9 @@ pub(crate) struct Io {
     /// caller to delete (`delete_child_sa`): esprit's epochs keep it until
     /// the peer has moved to the new one (docs/ping.md).
     pub defer_rekeyed_delete: bool,
+    /// IKE SAs (by our SPI) whose peer may not rekey CHILD SAs: esprit
+    /// clients with `ignore_peer_rekey` keep their own rhythm.
+    pub refuse_child_rekeys: std::collections::HashSet<u64>,
 }
 
 impl Io {
