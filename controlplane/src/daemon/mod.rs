@@ -300,6 +300,7 @@ impl Daemon {
         if self.ike.poll(Instant::now(), self.publisher.edit()) {
             self.publisher.publish();
         }
+        self.ike.flush();
         if self
             .metrics
             .as_ref()

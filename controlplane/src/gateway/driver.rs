@@ -304,10 +304,17 @@ impl IkeDriver {
             changed |= self.on_event(now, e, tables);
         }
         changed |= self.apply_epoch_actions(now, tables);
+        changed
+    }
+
+    /// Sends what IKE wants sent. Called after the caller published the
+    /// tables `poll` changed: a peer answered by an IKE response must find
+    /// the new SAs already in the workers' tables when its first ESP packet
+    /// (a ping on the new epoch) arrives.
+    pub fn flush(&mut self) {
         while let Some(t) = self.endpoint.poll_transmit() {
             self.send(t);
         }
-        changed
     }
 
     /// IKE SAs as JSON rows for the control socket (no key material).
