@@ -787,6 +787,14 @@ impl IkeDriver {
                 ..
             } => {
                 self.child_owner.remove(&inbound_spi);
+                // A pending epoch on this pair (a rekey collision's loser)
+                // is forgotten before the pair goes.
+                if let Some(t) = self.book.tunnel_of(inbound_spi) {
+                    if let Some(e) = self.epochs.tunnels.get_mut(&t) {
+                        e.machine.handle_epoch_deleted(now, inbound_spi);
+                        e.held.remove(&outbound_spi);
+                    }
+                }
                 let removed = self.book.remove(tables, inbound_spi, outbound_spi);
                 if let Some(tunnel) = removed {
                     self.stats.child_sas_removed += 1;

@@ -132,6 +132,9 @@ pub struct Tunnel {
     current: Option<Epoch>,
     /// A newer epoch not yet confirmed.
     pending: Option<Epoch>,
+    /// The epoch that was pending before `pending` came (after a rekey
+    /// collision both may exist until IKE deletes the redundant one).
+    older_pending: Option<Epoch>,
     next_epoch: u32,
     outstanding: Option<Outstanding>,
     last_rx: Instant,
@@ -153,6 +156,7 @@ impl Tunnel {
             state: State::Connecting,
             current: None,
             pending: None,
+            older_pending: None,
             next_epoch: 1,
             outstanding: None,
             last_rx: now,
@@ -201,11 +205,44 @@ impl Tunnel {
             self.switch_to(now, epoch);
             return;
         }
-        self.pending = Some(epoch);
+        self.older_pending = self.pending.replace(epoch);
         self.state = State::Probing;
         if self.role == Role::Client {
             self.outstanding = None;
             self.ping(now, epoch, 1);
+        }
+    }
+
+    /// IKE deleted a CHILD SA pair (for example the redundant one of a
+    /// rekey collision, RFC 7296 2.8.1): an epoch still pending on it is
+    /// forgotten, and the other pending one, if any, is probed instead.
+    pub fn handle_epoch_deleted(&mut self, now: Instant, inbound_spi: u32) {
+        if self
+            .older_pending
+            .is_some_and(|e| e.spis.inbound == inbound_spi)
+        {
+            self.older_pending = None;
+        }
+        if !self.pending.is_some_and(|e| e.spis.inbound == inbound_spi) {
+            return;
+        }
+        self.pending = self.older_pending.take();
+        if self
+            .outstanding
+            .is_some_and(|o| o.epoch.spis.inbound == inbound_spi)
+        {
+            self.outstanding = None;
+        }
+        match self.pending {
+            Some(e) if self.role == Role::Client => self.ping(now, e, 1),
+            Some(_) => {}
+            None => {
+                self.state = if self.current.is_some() {
+                    State::Up
+                } else {
+                    State::Connecting
+                };
+            }
         }
     }
 
@@ -237,6 +274,7 @@ impl Tunnel {
     pub fn handle_ike_down(&mut self, _now: Instant) {
         self.current = None;
         self.pending = None;
+        self.older_pending = None;
         self.outstanding = None;
         self.state = State::Restarting;
     }
@@ -339,15 +377,17 @@ impl Tunnel {
         self.outstanding = None;
         self.stats.pongs_received += 1;
         self.stats.last_rtt = Some(now.saturating_duration_since(o.sent));
-        if self.pending.is_some_and(|p| p.number == o.epoch.number) {
+        let probed = |p: Option<Epoch>| p.is_some_and(|p| p.number == o.epoch.number);
+        if probed(self.pending) || probed(self.older_pending) {
             self.pending = None;
+            self.older_pending = None;
             self.switch_to(now, o.epoch);
         }
     }
 
     fn on_ping(&mut self, now: Instant, inbound_spi: u32, msg: PingMsg) {
         // Answer on the epoch the ping came on.
-        let on = [self.pending, self.current]
+        let on = [self.pending, self.older_pending, self.current]
             .into_iter()
             .flatten()
             .find(|e| e.spis.inbound == inbound_spi);
@@ -355,9 +395,12 @@ impl Tunnel {
             self.stats.rejected += 1;
             return;
         };
-        if self.role == Role::Server && self.pending.is_some_and(|p| p.number == epoch.number) {
+        let is_pending = |p: Option<Epoch>| p.is_some_and(|p| p.number == epoch.number);
+        if self.role == Role::Server && (is_pending(self.pending) || is_pending(self.older_pending))
+        {
             // The client reached us on the new epoch: our data follows.
             self.pending = None;
+            self.older_pending = None;
             self.switch_to(now, epoch);
         }
         let pong = PingMsg {
@@ -400,6 +443,7 @@ impl Tunnel {
             self.rekey_failures = 0;
             self.current = None;
             self.pending = None;
+            self.older_pending = None;
             self.outstanding = None;
             self.state = State::Restarting;
             self.stats.restarts += 1;

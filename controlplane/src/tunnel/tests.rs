@@ -344,6 +344,30 @@ fn ike_liveness_mode_sends_no_pings_and_checks_when_idle() {
 }
 
 #[test]
+fn after_a_rekey_collision_the_surviving_epoch_is_probed() {
+    let mut p = Pair::new(Mode::EspPing);
+    p.epoch(1);
+    // Both ends rekeyed at once: two new pairs arrive before any ping crosses.
+    p.lose_up = true;
+    p.epoch(2);
+    p.epoch(3);
+    // IKE deletes the redundant pair (the newest here).
+    p.client.handle_epoch_deleted(p.now, spis(3).inbound);
+    p.server
+        .handle_epoch_deleted(p.now, mirror(spis(3)).inbound);
+    p.lose_up = false;
+    p.settle();
+    p.advance(Duration::from_millis(600));
+    assert_eq!(
+        p.client.data_outbound(),
+        Some(spis(2).outbound),
+        "the survivor carries the data"
+    );
+    assert_eq!(p.server.data_outbound(), Some(spis(2).inbound));
+    assert_eq!(p.client.state(), State::Up);
+}
+
+#[test]
 fn a_tunnel_is_small() {
     let size = std::mem::size_of::<Tunnel>();
     assert!(size <= 384, "Tunnel is {size} bytes");
