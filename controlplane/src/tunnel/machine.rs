@@ -223,7 +223,7 @@ impl Tunnel {
         {
             self.older_pending = None;
         }
-        if !self.pending.is_some_and(|e| e.spis.inbound == inbound_spi) {
+        if self.pending.is_none_or(|e| e.spis.inbound != inbound_spi) {
             return;
         }
         self.pending = self.older_pending.take();
