@@ -137,7 +137,15 @@ fn no_datagram_is_lost_or_duplicated_across_epoch_switches() {
                 dups += 1;
             }
         }
-        (seen.len() as u64, dups)
+        // Runs of missing numbers, to tell one lost burst from scattered drops.
+        let mut missing: Vec<(u64, u64)> = Vec::new();
+        for i in (0..total).filter(|i| !seen.contains(i)) {
+            match missing.last_mut() {
+                Some((_, end)) if *end + 1 == i => *end = i,
+                _ => missing.push((i, i)),
+            }
+        }
+        (seen.len() as u64, dups, missing)
     });
     ready_rx.recv().unwrap();
     let tx = c.run(move || {
@@ -153,7 +161,19 @@ fn no_datagram_is_lost_or_duplicated_across_epoch_switches() {
         start.elapsed()
     });
     let sent_in = tx.join().unwrap();
-    let (received, dups) = rx.join().unwrap();
+    let (received, dups, missing) = rx.join().unwrap();
+    if !missing.is_empty() {
+        let shown: Vec<String> = missing
+            .iter()
+            .take(20)
+            .map(|(a, b)| format!("{a}..={b} (t={:.3}s)", *a as f64 / pps as f64))
+            .collect();
+        println!("missing runs ({}): {}", missing.len(), shown.join(", "));
+        for (name, ns) in [("client", &c), ("server", &s)] {
+            let out = ns.try_exec(&["ip", "-s", "link", "show", "esprit0"]);
+            println!("{name} esprit0:\n{}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
     let switches = client.log_text().matches("epoch confirmed").count();
     for (name, cfg) in [("client", &cc), ("server", &sc)] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_espritctl"))

@@ -236,33 +236,52 @@ impl Pair {
     fn step(&mut self) -> bool {
         self.collect();
         let mut moved = false;
-        while let Some((to_server, mut t)) = self.queue.pop_front() {
+        while let Some((to_server, t)) = self.queue.pop_front() {
             moved = true;
-            if to_server {
-                t.local = self.nat_out(t.local);
-            }
-            let seen = Seen {
-                at: self.now - self.start,
-                to_server,
-                t: t.clone(),
-            };
-            self.wire.push(seen.clone());
-            if (self.drop)(&seen) {
-                continue;
-            }
-            if to_server {
-                self.server
-                    .ep
-                    .handle_datagram(self.now, t.remote, t.local, &t.payload);
-            } else {
-                let dst = self.nat_in(t.remote);
-                self.client
-                    .ep
-                    .handle_datagram(self.now, dst, t.local, &t.payload);
-            }
-            self.collect();
+            self.deliver(to_server, t);
         }
         moved
+    }
+
+    /// Delivers the `n`th queued datagram going to the server (or to the
+    /// client): lets a test choose the order of crossing messages.
+    fn deliver_nth(&mut self, to_server: bool, n: usize) {
+        self.collect();
+        let (i, _) = self
+            .queue
+            .iter()
+            .enumerate()
+            .filter(|(_, (s, _))| *s == to_server)
+            .nth(n)
+            .expect("a datagram in that direction");
+        let (s, t) = self.queue.remove(i).unwrap();
+        self.deliver(s, t);
+    }
+
+    fn deliver(&mut self, to_server: bool, mut t: Transmit) {
+        if to_server {
+            t.local = self.nat_out(t.local);
+        }
+        let seen = Seen {
+            at: self.now - self.start,
+            to_server,
+            t: t.clone(),
+        };
+        self.wire.push(seen.clone());
+        if (self.drop)(&seen) {
+            return;
+        }
+        if to_server {
+            self.server
+                .ep
+                .handle_datagram(self.now, t.remote, t.local, &t.payload);
+        } else {
+            let dst = self.nat_in(t.remote);
+            self.client
+                .ep
+                .handle_datagram(self.now, dst, t.local, &t.payload);
+        }
+        self.collect();
     }
 
     /// Runs until quiet or `limit` of simulated time has passed.
@@ -1068,31 +1087,7 @@ fn simultaneous_child_rekeys_leave_exactly_one_pair() {
         assert!(p.client.ep.rekey_child_sa(p.now, cid, ci));
         assert!(p.server.ep.rekey_child_sa(p.now, sid, si));
         p.drive();
-        let (cl, sl) = (p.client.spis.live(), p.server.spis.live());
-        assert_eq!(
-            (cl.len(), sl.len()),
-            (1, 1),
-            "seed {seed}: {:?} / {:?}",
-            p.client.events,
-            p.server.events
-        );
-        // The surviving pair is the same pair on both ends.
-        let c = p
-            .client
-            .children()
-            .into_iter()
-            .find(|c| c.inbound_spi == cl[0])
-            .unwrap()
-            .clone();
-        assert_eq!(c.outbound_spi, sl[0]);
-        let s = p
-            .server
-            .children()
-            .into_iter()
-            .find(|s| s.inbound_spi == sl[0])
-            .unwrap()
-            .clone();
-        assert_eq!(c.outbound_key.0.as_bytes(), s.inbound_key.0.as_bytes());
+        assert_one_live_pair(&p);
         assert!(p.client.ike_ended().is_empty() && p.server.ike_ended().is_empty());
         // Both rekeys completed: two CREATE_CHILD_SA requests were answered
         // with new pairs, then one redundant pair and the old one deleted.
@@ -1182,4 +1177,98 @@ fn a_handshake_may_start_on_port_4500() {
         q.client.ike_ended(),
         [IkeSaEnd::PeerError(NotifyType::NO_PROPOSAL_CHOSEN)]
     );
+}
+
+/// Exactly one pair is live on each end, and it is the same pair (SPIs
+/// and keys).
+fn assert_one_live_pair(p: &Pair) {
+    let (cl, sl) = (p.client.spis.live(), p.server.spis.live());
+    assert_eq!(
+        (cl.len(), sl.len()),
+        (1, 1),
+        "{:?} / {:?}",
+        p.client.events,
+        p.server.events
+    );
+    let c = p
+        .client
+        .children()
+        .into_iter()
+        .find(|c| c.inbound_spi == cl[0])
+        .unwrap()
+        .clone();
+    assert_eq!(c.outbound_spi, sl[0]);
+    let s = p
+        .server
+        .children()
+        .into_iter()
+        .find(|s| s.inbound_spi == sl[0])
+        .unwrap()
+        .clone();
+    assert_eq!(c.outbound_key.0.as_bytes(), s.inbound_key.0.as_bytes());
+}
+
+/// Both ends keep the old pair for a grace period, as espritd does.
+fn deferred_pair(seed: u64) -> (Pair, IkeSaId, IkeSaId) {
+    let mut p = Pair::new();
+    p.client = Node::new(20 + seed, 0xc000_0000);
+    p.client.ep.set_defer_rekeyed_delete(true);
+    p.server.ep.set_defer_rekeyed_delete(true);
+    let mut c = client_policy();
+    c.esp_groups = vec![DhGroup::Curve25519];
+    let cid = p.connect(c);
+    p.drive();
+    let sid = server_id(&p);
+    (p, cid, sid)
+}
+
+/// After the grace period both ends delete the pairs they replaced; then
+/// exactly one pair is left, the same on both ends.
+fn assert_one_pair_after_grace(p: &mut Pair, cid: IkeSaId, sid: IkeSaId, old: (u32, u32)) {
+    p.client.ep.delete_child_sa(p.now, cid, old.0);
+    p.server.ep.delete_child_sa(p.now, sid, old.1);
+    p.drive();
+    assert_one_live_pair(p);
+}
+
+#[test]
+fn a_pair_the_peer_already_rekeyed_is_not_rekeyed_again() {
+    let (mut p, cid, sid) = deferred_pair(0);
+    let old = (
+        p.client.children()[0].inbound_spi,
+        p.server.children()[0].inbound_spi,
+    );
+    assert!(p.client.ep.rekey_child_sa(p.now, cid, old.0));
+    p.drive();
+    // The server's own lifetime timer for the old pair fires late: the pair
+    // is already replaced, so no second (redundant) rekey starts.
+    assert!(!p.server.ep.rekey_child_sa(p.now, sid, old.1));
+    assert!(!p.client.ep.rekey_child_sa(p.now, cid, old.0));
+    assert_one_pair_after_grace(&mut p, cid, sid, old);
+    assert_eq!(p.exchanges(true, ExchangeType::CREATE_CHILD_SA).len(), 1);
+    assert_eq!(p.exchanges(false, ExchangeType::CREATE_CHILD_SA).len(), 1);
+}
+
+#[test]
+fn a_peer_rekey_that_crosses_a_completed_one_leaves_one_pair() {
+    for seed in 0..6u64 {
+        let (mut p, cid, sid) = deferred_pair(seed);
+        let old = (
+            p.client.children()[0].inbound_spi,
+            p.server.children()[0].inbound_spi,
+        );
+        assert!(p.client.ep.rekey_child_sa(p.now, cid, old.0));
+        assert!(p.server.ep.rekey_child_sa(p.now, sid, old.1));
+        // The client's request reaches the server (which notes the
+        // collision), and the server's answer overtakes the server's own
+        // request: the client sees the collision only after its rekey is done.
+        p.deliver_nth(true, 0);
+        p.deliver_nth(false, 1); // the answer, behind the server's request
+        p.deliver_nth(false, 0); // the server's request
+        p.drive();
+        let deletes = p.exchanges(true, ExchangeType::INFORMATIONAL).len()
+            + p.exchanges(false, ExchangeType::INFORMATIONAL).len();
+        assert!(deletes >= 1, "seed {seed}: the redundant pair was deleted");
+        assert_one_pair_after_grace(&mut p, cid, sid, old);
+    }
 }

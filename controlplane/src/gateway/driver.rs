@@ -28,6 +28,9 @@ use std::sync::Arc;
 
 /// How long an initiator waits before starting over after its IKE SA failed.
 const RECONNECT_AFTER: Duration = Duration::from_secs(3);
+/// A lifetime rekey that could not start (its IKE SA was busy with another
+/// exchange) is tried again after this.
+const REKEY_RETRY: Duration = Duration::from_millis(500);
 
 /// Lifetimes of one peer's SAs: a rekey starts `margin` (minus up to
 /// `jitter`, so tunnels set up together rekey apart) before they end.
@@ -111,6 +114,9 @@ pub struct IkeDriver {
     epoch_settings: HashMap<String, Arc<EpochSettings>>,
     /// Old inbound SPIs of CHILD SA rekeys we started: ours to delete.
     started_rekeys: HashSet<u32>,
+    /// Pairs (our inbound SPI) a rekey replaced, kept only for their grace
+    /// period: their lifetime timers do not rekey them again.
+    replaced_children: HashSet<u32>,
     last_traffic_check: Instant,
     pub stats: DriverStats,
     buf: Vec<u8>,
@@ -208,6 +214,7 @@ impl IkeDriver {
                 .map(|p| (p.name.clone(), Arc::new(epochs::settings(&p.liveness))))
                 .collect(),
             started_rekeys: HashSet::new(),
+            replaced_children: HashSet::new(),
             last_traffic_check: Instant::now(),
             stats: DriverStats::default(),
             buf: vec![0u8; 65536],
@@ -526,8 +533,13 @@ impl IkeDriver {
             .machine(tunnel, role, settings, c.ike_sa, peer, now);
         e.ike = c.ike_sa;
         e.held.insert(outbound.spi, outbound);
-        e.machine
-            .handle_epoch_ready(now, epochs::spis(c.inbound_spi, c.outbound_spi));
+        let spis = epochs::spis(c.inbound_spi, c.outbound_spi);
+        if c.replaces.is_some() && ours.is_none() {
+            // The peer's rekey: it installs its side on our answer.
+            e.machine.handle_peer_epoch_ready(now, spis);
+        } else {
+            e.machine.handle_epoch_ready(now, spis);
+        }
         if let Some(old) = ours {
             self.epochs.to_delete_after_grace.insert(old, tunnel);
         }
@@ -665,9 +677,16 @@ impl IkeDriver {
                         let Some(ike) = self.child_owner.get(&inbound_spi).copied() else {
                             continue; // gone or already replaced
                         };
+                        if self.replaced_children.contains(&inbound_spi) {
+                            continue;
+                        }
                         let started = self.endpoint.rekey_child_sa(now, ike, inbound_spi);
                         if started {
                             self.started_rekeys.insert(inbound_spi);
+                        } else if self.endpoint.ike_sa(ike).is_some() {
+                            // Another exchange of this IKE SA is under way
+                            // (one CREATE_CHILD_SA at a time): try again soon.
+                            self.arm(now + REKEY_RETRY, Timer::RekeyChild { inbound_spi });
                         }
                         tracing::info!(
                             inbound_spi = format_args!("{:#010x}", inbound_spi),
@@ -748,6 +767,9 @@ impl IkeDriver {
                 Ok(tunnel) => {
                     self.stats.child_sas_installed += 1;
                     self.child_owner.insert(c.inbound_spi, c.ike_sa);
+                    if let Some(old) = c.replaces {
+                        self.replaced_children.insert(old);
+                    }
                     // RFC 3948 2.3: whoever may sit behind a NAT keeps it open.
                     let ours = self.peers_of.contains_key(&c.ike_sa);
                     if ours && c.udp_encap && !self.nat_keepalive.is_zero() {
@@ -787,6 +809,7 @@ impl IkeDriver {
                 ..
             } => {
                 self.child_owner.remove(&inbound_spi);
+                self.replaced_children.remove(&inbound_spi);
                 // A pending epoch on this pair (a rekey collision's loser)
                 // is forgotten before the pair goes.
                 if let Some(t) = self.book.tunnel_of(inbound_spi) {

@@ -121,6 +121,11 @@ struct Outstanding {
 /// At most this many old inbound SAs wait out their grace period.
 const GRACE_SLOTS: usize = 4;
 
+/// The first ping on an epoch the peer created waits this long: the peer
+/// installs its side only when our IKE response reaches it, and a ping sent
+/// at once can arrive first and meet an unknown SPI.
+pub const PEER_EPOCH_SETTLE: Duration = Duration::from_millis(20);
+
 /// One tunnel. Small and allocation-free but for its short action queue:
 /// a concentrator holds one per client.
 pub struct Tunnel {
@@ -136,7 +141,13 @@ pub struct Tunnel {
     /// collision both may exist until IKE deletes the redundant one).
     older_pending: Option<Epoch>,
     next_epoch: u32,
+    /// The ping on `pending` (or an idle ping on `current`).
     outstanding: Option<Outstanding>,
+    /// The ping on `older_pending` when a newer epoch came: its pong still
+    /// counts, but it is not retried.
+    older_outstanding: Option<Outstanding>,
+    /// When the first ping on `pending` goes (see [`PEER_EPOCH_SETTLE`]).
+    first_ping_at: Option<Instant>,
     last_rx: Instant,
     rekey_failures: u32,
     grace: [Option<(u32, Instant)>; GRACE_SLOTS],
@@ -159,6 +170,8 @@ impl Tunnel {
             older_pending: None,
             next_epoch: 1,
             outstanding: None,
+            older_outstanding: None,
+            first_ping_at: None,
             last_rx: now,
             rekey_failures: 0,
             grace: [None; GRACE_SLOTS],
@@ -193,8 +206,21 @@ impl Tunnel {
     }
 
     /// IKE installed a new CHILD SA pair (its inbound SA is in the data
-    /// plane; its outbound SA is not yet used for data).
+    /// plane; its outbound SA is not yet used for data) from an exchange
+    /// this side initiated, or the first pair of an IKE SA we initiated:
+    /// the peer has its side already.
     pub fn handle_epoch_ready(&mut self, now: Instant, spis: EpochSpis) {
+        self.epoch_ready(now, spis, Duration::ZERO);
+    }
+
+    /// As [`Tunnel::handle_epoch_ready`], for a pair the peer's exchange
+    /// created: the peer installs it only when our answer arrives, so the
+    /// first ping waits [`PEER_EPOCH_SETTLE`].
+    pub fn handle_peer_epoch_ready(&mut self, now: Instant, spis: EpochSpis) {
+        self.epoch_ready(now, spis, PEER_EPOCH_SETTLE);
+    }
+
+    fn epoch_ready(&mut self, now: Instant, spis: EpochSpis, settle: Duration) {
         let epoch = Epoch {
             number: self.next_epoch,
             spis,
@@ -205,45 +231,56 @@ impl Tunnel {
             self.switch_to(now, epoch);
             return;
         }
+        // A third unconfirmed epoch: the oldest is given up.
+        if let Some(given_up) = self.older_pending.take() {
+            self.retire(now, given_up.spis.inbound);
+        }
         self.older_pending = self.pending.replace(epoch);
+        let on_older =
+            |o: &Outstanding| Some(o.epoch.number) == self.older_pending.map(|e| e.number);
+        self.older_outstanding = self.outstanding.take().filter(on_older);
         self.state = State::Probing;
         if self.role == Role::Client {
-            self.outstanding = None;
-            self.ping(now, epoch, 1);
+            if settle.is_zero() {
+                self.ping(now, epoch, 1);
+            } else {
+                self.first_ping_at = Some(now + settle);
+            }
         }
     }
 
     /// IKE deleted a CHILD SA pair (for example the redundant one of a
     /// rekey collision, RFC 7296 2.8.1): an epoch still pending on it is
     /// forgotten, and the other pending one, if any, is probed instead.
+    /// A current epoch deleted under it leaves data waiting for the pending
+    /// one's proof.
     pub fn handle_epoch_deleted(&mut self, now: Instant, inbound_spi: u32) {
-        if self
-            .older_pending
-            .is_some_and(|e| e.spis.inbound == inbound_spi)
-        {
+        let on = |e: Option<Epoch>| e.is_some_and(|e| e.spis.inbound == inbound_spi);
+        if on(self.older_pending) {
             self.older_pending = None;
+            self.older_outstanding = None;
         }
-        if self.pending.is_none_or(|e| e.spis.inbound != inbound_spi) {
-            return;
+        if on(self.current) {
+            self.current = None;
         }
-        self.pending = self.older_pending.take();
-        if self
-            .outstanding
-            .is_some_and(|o| o.epoch.spis.inbound == inbound_spi)
-        {
+        if on(self.pending) {
+            // The older pending epoch's ping may have been lost while the
+            // newer one was probed: ping it afresh (an answer to the earlier
+            // ping, in `older_outstanding`, still counts).
+            self.pending = self.older_pending.take();
             self.outstanding = None;
-        }
-        match self.pending {
-            Some(e) if self.role == Role::Client => self.ping(now, e, 1),
-            Some(_) => {}
-            None => {
-                self.state = if self.current.is_some() {
-                    State::Up
-                } else {
-                    State::Connecting
-                };
+            if let (Some(e), Role::Client) = (self.pending, self.role) {
+                if self.first_ping_at.is_none() {
+                    self.ping(now, e, 1);
+                }
             }
         }
+        self.state = match (self.pending, self.current) {
+            (Some(_), _) => State::Probing,
+            (None, Some(_)) => State::Up,
+            (None, None) if self.state == State::Restarting => State::Restarting,
+            (None, None) => State::Connecting,
+        };
     }
 
     /// A control message arrived on inbound SA `inbound_spi`.
@@ -276,6 +313,8 @@ impl Tunnel {
         self.pending = None;
         self.older_pending = None;
         self.outstanding = None;
+        self.older_outstanding = None;
+        self.first_ping_at = None;
         self.state = State::Restarting;
     }
 
@@ -296,8 +335,14 @@ impl Tunnel {
             (State::Up, Mode::Ike, _) => Some(self.last_rx + self.settings.idle_ping_after),
             _ => None,
         };
+        let older = self
+            .older_outstanding
+            .map(|o| o.sent + self.settings.ping_timeout);
         let grace = self.grace.iter().flatten().map(|(_, t)| *t).min();
-        [ping, idle, grace].into_iter().flatten().min()
+        [ping, older, self.first_ping_at, idle, grace]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -308,6 +353,18 @@ impl Tunnel {
                     *slot = None;
                 }
             }
+        }
+        if self.first_ping_at.is_some_and(|t| t <= now) {
+            self.first_ping_at = None;
+            if let Some(e) = self.pending {
+                self.ping(now, e, 1);
+            }
+        }
+        if self
+            .older_outstanding
+            .is_some_and(|o| o.sent + self.settings.ping_timeout <= now)
+        {
+            self.older_outstanding = None;
         }
         if let Some(o) = self.outstanding {
             if o.sent + self.settings.ping_timeout <= now {
@@ -362,26 +419,44 @@ impl Tunnel {
     }
 
     fn on_pong(&mut self, now: Instant, inbound_spi: u32, msg: PingMsg) {
-        let Some(o) = self.outstanding else {
+        // Same ping, and back on the epoch it probed.
+        let answers = |o: &Outstanding| {
+            msg.nonce == o.nonce
+                && msg.epoch == o.epoch.number
+                && inbound_spi == o.epoch.spis.inbound
+        };
+        let o = if let Some(o) = self.outstanding.filter(answers) {
+            self.outstanding = None;
+            o
+        } else if let Some(o) = self.older_outstanding.filter(answers) {
+            self.older_outstanding = None;
+            o
+        } else {
             self.stats.rejected += 1;
             return;
         };
-        // Same ping, and back on the epoch it probed.
-        if msg.nonce != o.nonce
-            || msg.epoch != o.epoch.number
-            || inbound_spi != o.epoch.spis.inbound
-        {
-            self.stats.rejected += 1;
-            return;
-        }
-        self.outstanding = None;
         self.stats.pongs_received += 1;
         self.stats.last_rtt = Some(now.saturating_duration_since(o.sent));
-        let probed = |p: Option<Epoch>| p.is_some_and(|p| p.number == o.epoch.number);
-        if probed(self.pending) || probed(self.older_pending) {
+        self.confirm(now, o.epoch);
+    }
+
+    /// `epoch` is proven (its pong, or the client's ping on it): if it is
+    /// a pending one, data moves there. Older pending epochs are given up;
+    /// a newer one stays pending.
+    fn confirm(&mut self, now: Instant, epoch: Epoch) {
+        let is = |p: Option<Epoch>| p.is_some_and(|p| p.number == epoch.number);
+        if is(self.pending) {
+            if let Some(given_up) = self.older_pending.take() {
+                self.retire(now, given_up.spis.inbound);
+            }
             self.pending = None;
+            self.older_outstanding = None;
+            self.first_ping_at = None;
+            self.switch_to(now, epoch);
+        } else if is(self.older_pending) {
             self.older_pending = None;
-            self.switch_to(now, o.epoch);
+            self.switch_to(now, epoch);
+            self.state = State::Probing;
         }
     }
 
@@ -395,13 +470,9 @@ impl Tunnel {
             self.stats.rejected += 1;
             return;
         };
-        let is_pending = |p: Option<Epoch>| p.is_some_and(|p| p.number == epoch.number);
-        if self.role == Role::Server && (is_pending(self.pending) || is_pending(self.older_pending))
-        {
-            // The client reached us on the new epoch: our data follows.
-            self.pending = None;
-            self.older_pending = None;
-            self.switch_to(now, epoch);
+        if self.role == Role::Server {
+            // The client reached us on a new epoch: our data follows.
+            self.confirm(now, epoch);
         }
         let pong = PingMsg {
             kind: Kind::Pong,
@@ -417,14 +488,7 @@ impl Tunnel {
     fn switch_to(&mut self, now: Instant, epoch: Epoch) {
         if let Some(old) = self.current.replace(epoch) {
             if old.spis.inbound != epoch.spis.inbound {
-                let at = now + self.settings.grace_period;
-                match self.grace.iter_mut().find(|s| s.is_none()) {
-                    Some(slot) => *slot = Some((old.spis.inbound, at)),
-                    // Too many epochs in a grace period: retire the oldest now.
-                    None => self.actions.push_back(Action::RemoveInbound {
-                        spi: old.spis.inbound,
-                    }),
-                }
+                self.retire(now, old.spis.inbound);
             }
         }
         self.stats.epoch = epoch.number;
@@ -437,6 +501,17 @@ impl Tunnel {
         });
     }
 
+    /// The inbound SA `spi` carries no new data; after the grace period
+    /// it goes.
+    fn retire(&mut self, now: Instant, spi: u32) {
+        let at = now + self.settings.grace_period;
+        match self.grace.iter_mut().find(|s| s.is_none()) {
+            Some(slot) => *slot = Some((spi, at)),
+            // Too many epochs in a grace period: retire this one now.
+            None => self.actions.push_back(Action::RemoveInbound { spi }),
+        }
+    }
+
     fn rekey_failed(&mut self, _now: Instant) {
         self.rekey_failures += 1;
         if self.rekey_failures > self.settings.rekey_attempts {
@@ -445,6 +520,8 @@ impl Tunnel {
             self.pending = None;
             self.older_pending = None;
             self.outstanding = None;
+            self.older_outstanding = None;
+            self.first_ping_at = None;
             self.state = State::Restarting;
             self.stats.restarts += 1;
             self.actions.push_back(Action::RestartIke);

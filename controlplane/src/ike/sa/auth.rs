@@ -280,6 +280,7 @@ impl IkeSa {
                     outbound_spi: c.outbound_spi,
                     local_ts: c.local_ts.clone(),
                     remote_ts: c.remote_ts.clone(),
+                    replaced: false,
                 });
                 io.events.push_back(Event::ChildSaEstablished(Box::new(c)));
             }

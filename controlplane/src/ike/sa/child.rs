@@ -131,7 +131,11 @@ impl IkeSa {
             outbound_spi: peer_spi,
             local_ts: ts_r.clone(),
             remote_ts: ts_i.clone(),
+            replaced: false,
         });
+        if let Some(old) = replaces {
+            self.mark_replaced(old);
+        }
         io.events
             .push_back(Event::ChildSaEstablished(Box::new(ChildSa {
                 ike_sa: self.id(),
@@ -166,7 +170,10 @@ impl IkeSa {
         inbound_spi: u32,
         group: Option<DhGroup>,
     ) -> bool {
-        if self.state != State::Established || self.child_offer.is_some() {
+        if self.state != State::Established
+            || self.child_offer.is_some()
+            || self.child_replaced(inbound_spi)
+        {
             return false;
         }
         let Some(old) = self
@@ -219,7 +226,13 @@ impl IkeSa {
     }
 
     /// Responder.
-    pub(crate) fn on_create_child_request(&mut self, io: &mut Io, mid: u32, inner: &[Payload]) {
+    pub(crate) fn on_create_child_request(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        mid: u32,
+        inner: &[Payload],
+    ) {
         let c = pick(inner);
         let ex = ExchangeType::CREATE_CHILD_SA;
         if let (Some(sa), Some(ni), Some(ke), None) = (c.sa, c.nonce, c.ke, c.tsi) {
@@ -302,8 +315,12 @@ impl IkeSa {
         ) {
             Ok(mut out) => {
                 self.note_collision(replaces, &ni.0, &nr);
+                let redundant = self.late_collision(replaces, &ni.0, &nr);
                 out.insert(1, Payload::Nonce(Nonce(nr)));
                 self.respond(io, ex, mid, &out);
+                if let Some(ours) = redundant {
+                    self.delete_child(io, now, ours);
+                }
             }
             Err(t) => {
                 io.events.push_back(Event::ChildSaFailed { id, reason: t });
@@ -326,13 +343,17 @@ impl IkeSa {
         match self.complete_child(&offer, inner) {
             Ok(child) => {
                 let nr = pick(inner).nonce.map(|n| n.0.clone()).unwrap_or_default();
-                let redundant = self.lost_collision(&offer, &nr);
+                let redundant = self.lost_collision(&offer, child.inbound_spi, &nr);
                 self.children.push(ChildRef {
                     inbound_spi: child.inbound_spi,
                     outbound_spi: child.outbound_spi,
                     local_ts: child.local_ts.clone(),
                     remote_ts: child.remote_ts.clone(),
+                    replaced: false,
                 });
+                if let Some(old) = offer.replaces {
+                    self.mark_replaced(old);
+                }
                 io.events
                     .push_back(Event::ChildSaEstablished(Box::new(child)));
                 // §2.8: the rekey's initiator deletes the old pair (at once,

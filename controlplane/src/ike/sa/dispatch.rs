@@ -88,7 +88,7 @@ impl IkeSa {
                 self.on_informational_request(io, mid, &inner)
             }
             ExchangeType::CREATE_CHILD_SA if self.state == State::Established && !self.rekeyed => {
-                self.on_create_child_request(io, mid, &inner)
+                self.on_create_child_request(io, now, mid, &inner)
             }
             // Every request gets an answer, or the peer retransmits until it
             // gives up on the IKE SA (§2.1). Not now (§2.7: e.g. while the

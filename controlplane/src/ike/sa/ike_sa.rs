@@ -55,6 +55,8 @@ pub(crate) struct ChildRef {
     pub outbound_spi: u32,
     pub local_ts: Vec<crate::ike::wire::TrafficSelector>,
     pub remote_ts: Vec<crate::ike::wire::TrafficSelector>,
+    /// A rekey (either end's) replaced this pair; it only awaits deletion.
+    pub replaced: bool,
 }
 
 pub(crate) struct IkeSa {
@@ -103,6 +105,8 @@ pub(crate) struct IkeSa {
     pub child_offer: Option<super::child::ChildOffer>,
     /// The peer rekeyed the pair we are rekeying too (§2.8.1).
     pub rekey_collision: Option<super::collision::Collision>,
+    /// Our last completed CHILD rekey, for a peer's rekey that crossed it.
+    pub last_rekey: Option<super::collision::CompletedRekey>,
     pub ike_offer: Option<super::rekey_ike::IkeOffer>,
     /// Set once a successor took over the CHILD SAs.
     pub rekeyed: bool,
@@ -157,6 +161,7 @@ impl IkeSa {
             unknown_peer: false,
             child_offer: None,
             rekey_collision: None,
+            last_rekey: None,
             ike_offer: None,
             rekeyed: false,
             half_open_key: None,
