@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::natlab::NatLab;
+use common::natlab::{until_pings, NatLab, FAST_IKE, FAST_PEER};
 use common::netns::privileged_or_skip;
 
 #[test]
@@ -39,25 +39,6 @@ fn two_espritd_through_a_linux_nat() {
         String::from_utf8_lossy(&ct.stdout).contains("dport=4500"),
         "a NAT mapping for 4500"
     );
-}
-
-/// Short timers so recovery fits a test: ping every second when idle,
-/// 500 ms for a pong, two re-pings, one rekey attempt, IKE retransmits
-/// given up after 3 tries of 500 ms.
-const FAST_IKE: &str = "[ike.retransmit]\ntimeout = \"500ms\"\ntries = 3\nmax_timeout = \"1s\"\n";
-const FAST_PEER: &str = "ping_timeout = \"500ms\"\nping_retries = 2\nidle_ping_after = \"1s\"\nrekey_attempts = 1\ngrace_period = \"1s\"\n";
-
-/// Waits until a ping crosses; returns how long that took.
-fn until_pings(lab: &NatLab, limit: Duration, logs: &dyn Fn() -> String) -> Duration {
-    let start = Instant::now();
-    while !lab.ping_once("1") {
-        assert!(
-            start.elapsed() < limit,
-            "no recovery within {limit:?}\n{}",
-            logs()
-        );
-    }
-    start.elapsed()
 }
 
 fn esp_ping_lab(tag: &str) -> Option<(NatLab, common::daemon::Espritd, common::daemon::Espritd)> {

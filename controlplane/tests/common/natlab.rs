@@ -11,11 +11,36 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use super::daemon::Espritd;
 use super::netns::{sh, NetNs};
 
 pub const PSK: &str = "nat-lab-psk-0123456789abcdef";
+
+/// Short timers so recovery fits a test: ping every second when idle,
+/// 500 ms for a pong, two re-pings, one rekey attempt, IKE retransmits
+/// given up after 3 tries of 500 ms.
+pub const FAST_IKE: &str =
+    "[ike.retransmit]\ntimeout = \"500ms\"\ntries = 3\nmax_timeout = \"1s\"\n";
+pub const FAST_PEER: &str = "ping_timeout = \"500ms\"\nping_retries = 2\nidle_ping_after = \"1s\"\nrekey_attempts = 1\ngrace_period = \"1s\"\n";
+
+/// Waits until a ping crosses; returns how long that took.
+pub fn until_pings(lab: &NatLab, limit: Duration, logs: &dyn Fn() -> String) -> Duration {
+    try_until_pings(lab, limit)
+        .unwrap_or_else(|| panic!("no recovery within {limit:?}\n{}", logs()))
+}
+
+/// How long until a ping crosses, or `None` if none does within `limit`.
+pub fn try_until_pings(lab: &NatLab, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while !lab.ping_once("1") {
+        if start.elapsed() >= limit {
+            return None;
+        }
+    }
+    Some(start.elapsed())
+}
 
 pub struct NatLab {
     pub client: NetNs,

@@ -28,6 +28,22 @@ pub struct Charon {
 impl Charon {
     /// Writes the configs into `dir` and starts charon inside `ns`.
     pub fn start(ns: &NetNs, dir: &Path, swanctl_conf: &str) -> Charon {
+        Charon::start_tuned(
+            ns,
+            dir,
+            swanctl_conf,
+            "retransmit_tries = 3\n  retransmit_timeout = 1.0",
+        )
+    }
+
+    /// As [`Charon::start`], with `charon_settings` (lines of the `charon`
+    /// section of strongswan.conf, e.g. retransmission timers).
+    pub fn start_tuned(
+        ns: &NetNs,
+        dir: &Path,
+        swanctl_conf: &str,
+        charon_settings: &str,
+    ) -> Charon {
         let _ = std::fs::remove_dir_all(dir);
         for sub in [
             "run", "x509", "x509ca", "x509ocsp", "x509aa", "x509ac", "x509crl", "pubkey",
@@ -42,8 +58,7 @@ impl Charon {
                 r#"charon {{
   load = random nonce openssl aes gcm sha2 hmac kdf curve25519 socket-default kernel-libipsec kernel-netlink vici updown
   install_routes = yes
-  retransmit_tries = 3
-  retransmit_timeout = 1.0
+  {charon_settings}
   filelog {{
     test {{
       path = {d}/charon.log
