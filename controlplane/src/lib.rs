@@ -5,4 +5,5 @@ pub mod daemon;
 pub mod gateway;
 pub mod ike;
 pub mod metrics;
+pub mod timer_wheel;
 pub mod tunnel;

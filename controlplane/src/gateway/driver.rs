@@ -207,7 +207,7 @@ impl IkeDriver {
             keepalive_to: HashMap::new(),
             nat_keepalive: cfg.ike.nat_keepalive,
             timers: BTreeMap::new(),
-            epochs: Epochs::default(),
+            epochs: Epochs::new(Instant::now()),
             epoch_settings: cfg
                 .peers
                 .iter()
@@ -337,9 +337,9 @@ impl IkeDriver {
                     .cloned();
                 let epochs: Vec<serde_json::Value> = self
                     .epochs
-                    .tunnels
-                    .iter()
-                    .filter(|(_, e)| e.ike == st.id)
+                    .tunnels_of(st.id)
+                    .into_iter()
+                    .filter_map(|t| Some((t, self.epochs.get(t)?)))
                     .map(|(t, e)| {
                         let s = e.machine.stats();
                         serde_json::json!({
@@ -531,7 +531,6 @@ impl IkeDriver {
         let e = self
             .epochs
             .machine(tunnel, role, settings, c.ike_sa, peer, now);
-        e.ike = c.ike_sa;
         e.held.insert(outbound.spi, outbound);
         let spis = epochs::spis(c.inbound_spi, c.outbound_spi);
         if c.replaces.is_some() && ours.is_none() {
@@ -563,7 +562,7 @@ impl IkeDriver {
         let Some(tunnel) = self.book.tunnel_of(inbound_spi) else {
             return;
         };
-        if let Some(e) = self.epochs.tunnels.get_mut(&tunnel) {
+        if let Some(e) = self.epochs.get_mut(tunnel) {
             e.machine.handle_control(now, inbound_spi, payload);
         }
     }
@@ -572,7 +571,7 @@ impl IkeDriver {
     fn apply_epoch_actions(&mut self, now: Instant, tables: &mut SaTables) -> bool {
         let mut changed = false;
         for (tunnel, action) in self.epochs.due_actions(now) {
-            let Some(e) = self.epochs.tunnels.get_mut(&tunnel) else {
+            let Some(e) = self.epochs.get_mut(tunnel) else {
                 continue;
             };
             match action {
@@ -610,8 +609,8 @@ impl IkeDriver {
                 }
                 EpochAction::RemoveInbound { spi } => {
                     // Grace is over: the old pair of a rekey we started goes.
+                    let ike = e.ike;
                     if self.epochs.to_delete_after_grace.remove(&spi).is_some() {
-                        let ike = e.ike;
                         self.endpoint.delete_child_sa(now, ike, spi);
                     }
                 }
@@ -813,7 +812,7 @@ impl IkeDriver {
                 // A pending epoch on this pair (a rekey collision's loser)
                 // is forgotten before the pair goes.
                 if let Some(t) = self.book.tunnel_of(inbound_spi) {
-                    if let Some(e) = self.epochs.tunnels.get_mut(&t) {
+                    if let Some(e) = self.epochs.get_mut(t) {
                         e.machine.handle_epoch_deleted(now, inbound_spi);
                         e.held.remove(&outbound_spi);
                     }
@@ -834,9 +833,7 @@ impl IkeDriver {
             }
             Event::IkeSaDeleted { id, reason } => {
                 self.established.remove(&id);
-                for e in self.epochs.tunnels.values_mut().filter(|e| e.ike == id) {
-                    e.machine.handle_ike_down(now);
-                }
+                self.epochs.for_ike(id, |e| e.machine.handle_ike_down(now));
                 self.keepalive_to.remove(&id);
                 let name = self.peers_of.remove(&id);
                 if !matches!(reason, IkeSaEnd::Deleted | IkeSaEnd::Rekeyed) {
@@ -852,9 +849,7 @@ impl IkeDriver {
                 false
             }
             Event::IkeSaRekeyed { old, new } => {
-                for e in self.epochs.tunnels.values_mut().filter(|e| e.ike == old) {
-                    e.ike = new;
-                }
+                self.epochs.ike_rekeyed(old, new);
 
                 self.established.remove(&old);
                 self.established.insert(new);
@@ -885,11 +880,11 @@ impl IkeDriver {
                     ?reason,
                     "CHILD SA failed"
                 );
-                for e in self.epochs.tunnels.values_mut().filter(|e| e.ike == id) {
+                self.epochs.for_ike(id, |e| {
                     if e.machine.state() == crate::tunnel::State::Rekeying {
                         e.machine.handle_rekey_failed(now);
                     }
-                }
+                });
                 false
             }
         }

@@ -3,13 +3,14 @@
 //! the workers and the SAs' counters, and turned into data-plane edits,
 //! sealed pings and IKE requests by the driver.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dataplane::sa::{OutboundSa, SaTables, TunnelId};
 
 use crate::ike::sa::IkeSaId;
+use crate::timer_wheel::TimerWheel;
 use crate::tunnel::{Action, EpochSpis, Mode, Role, Settings, Tunnel};
 
 /// Settings of a peer section.
@@ -41,16 +42,38 @@ pub struct EpochTunnel {
     pub seen_packets: u64,
 }
 
-/// All negotiated tunnels' machines.
-#[derive(Default)]
+/// All negotiated tunnels' machines, their timers on one wheel, and an
+/// index by IKE SA: no operation looks at every tunnel but the periodic
+/// traffic check.
 pub struct Epochs {
-    pub tunnels: HashMap<TunnelId, EpochTunnel>,
+    tunnels: HashMap<TunnelId, EpochTunnel>,
+    by_ike: HashMap<IkeSaId, HashSet<TunnelId>>,
+    wheel: TimerWheel<TunnelId>,
+    /// Machines handled since their actions were last collected.
+    touched: Vec<TunnelId>,
+    /// The last `now` seen, for `next_timeout` while machines are touched.
+    last_now: Instant,
     /// Old inbound SPIs of rekeys we started, deleted after their grace.
     pub to_delete_after_grace: HashMap<u32, TunnelId>,
 }
 
+/// Resolution of the tunnels' timers (pings, grace periods).
+const TIMER_TICK: Duration = Duration::from_millis(5);
+
 impl Epochs {
-    /// The machine for a tunnel, created on its first epoch.
+    pub fn new(now: Instant) -> Epochs {
+        Epochs {
+            tunnels: HashMap::new(),
+            by_ike: HashMap::new(),
+            wheel: TimerWheel::new(now, TIMER_TICK),
+            touched: Vec::new(),
+            last_now: now,
+            to_delete_after_grace: HashMap::new(),
+        }
+    }
+
+    /// The machine for a tunnel, created on its first epoch; its CHILD SAs
+    /// now belong to `ike`.
     pub fn machine(
         &mut self,
         tunnel: TunnelId,
@@ -60,13 +83,63 @@ impl Epochs {
         peer: Option<String>,
         now: Instant,
     ) -> &mut EpochTunnel {
-        self.tunnels.entry(tunnel).or_insert_with(|| EpochTunnel {
+        let e = self.tunnels.entry(tunnel).or_insert_with(|| EpochTunnel {
             machine: Tunnel::new(role, settings, now, rand::random()),
             ike,
             peer,
             held: HashMap::new(),
             seen_packets: 0,
-        })
+        });
+        if e.ike != ike {
+            if let Some(set) = self.by_ike.get_mut(&e.ike) {
+                set.remove(&tunnel);
+            }
+            e.ike = ike;
+        }
+        self.by_ike.entry(ike).or_default().insert(tunnel);
+        self.touched.push(tunnel);
+        e
+    }
+
+    /// A tunnel's machine, to feed it (its actions are collected next).
+    pub fn get_mut(&mut self, tunnel: TunnelId) -> Option<&mut EpochTunnel> {
+        let e = self.tunnels.get_mut(&tunnel)?;
+        self.touched.push(tunnel);
+        Some(e)
+    }
+
+    pub fn get(&self, tunnel: TunnelId) -> Option<&EpochTunnel> {
+        self.tunnels.get(&tunnel)
+    }
+
+    /// The tunnels whose CHILD SAs belong to `ike`.
+    pub fn tunnels_of(&self, ike: IkeSaId) -> Vec<TunnelId> {
+        self.by_ike
+            .get(&ike)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Feeds every tunnel of `ike`.
+    pub fn for_ike(&mut self, ike: IkeSaId, mut f: impl FnMut(&mut EpochTunnel)) {
+        for t in self.tunnels_of(ike) {
+            if let Some(e) = self.get_mut(t) {
+                f(e);
+            }
+        }
+    }
+
+    /// The CHILD SAs of IKE SA `old` moved to its successor `new`.
+    pub fn ike_rekeyed(&mut self, old: IkeSaId, new: IkeSaId) {
+        let Some(set) = self.by_ike.remove(&old) else {
+            return;
+        };
+        for t in &set {
+            if let Some(e) = self.tunnels.get_mut(t) {
+                e.ike = new;
+            }
+        }
+        self.by_ike.entry(new).or_default().extend(set);
     }
 
     /// Feeds each tunnel whether its inbound SAs counted new packets (one
@@ -83,36 +156,61 @@ impl Epochs {
                 if packets != e.seen_packets {
                     e.seen_packets = packets;
                     e.machine.handle_traffic_seen(now);
+                    self.touched.push(tunnel);
                 }
             }
         }
     }
 
-    /// The earliest timer of any machine.
+    /// When `due_actions` next has work.
     pub fn next_timeout(&self) -> Option<Instant> {
-        self.tunnels
-            .values()
-            .filter_map(|e| e.machine.next_timeout())
-            .min()
+        if self.touched.is_empty() {
+            self.wheel.next_wakeup()
+        } else {
+            Some(self.last_now)
+        }
     }
 
-    /// Fires due timers and collects every machine's actions.
+    /// Fires due timers and collects the actions of every machine that
+    /// fired or was fed since the last call.
     pub fn due_actions(&mut self, now: Instant) -> Vec<(TunnelId, Action)> {
+        self.last_now = now;
+        let fired = self.wheel.expire(now);
+        for t in &fired {
+            if let Some(e) = self.tunnels.get_mut(t) {
+                if e.machine.next_timeout().is_some_and(|d| d <= now) {
+                    e.machine.handle_timeout(now);
+                }
+            }
+        }
+        let mut work = std::mem::take(&mut self.touched);
+        work.extend(fired);
+        work.sort_unstable();
+        work.dedup();
         let mut out = Vec::new();
-        for (tunnel, e) in self.tunnels.iter_mut() {
-            if e.machine.next_timeout().is_some_and(|t| t <= now) {
-                e.machine.handle_timeout(now);
-            }
+        for t in work {
+            let Some(e) = self.tunnels.get_mut(&t) else {
+                continue;
+            };
             while let Some(a) = e.machine.poll_action() {
-                out.push((*tunnel, a));
+                out.push((t, a));
             }
+            self.wheel.set(t, e.machine.next_timeout());
         }
         out
     }
 
     /// Forgets a tunnel that ended.
     pub fn forget(&mut self, tunnel: TunnelId) {
-        self.tunnels.remove(&tunnel);
+        if let Some(e) = self.tunnels.remove(&tunnel) {
+            if let Some(set) = self.by_ike.get_mut(&e.ike) {
+                set.remove(&tunnel);
+                if set.is_empty() {
+                    self.by_ike.remove(&e.ike);
+                }
+            }
+        }
+        self.wheel.set(tunnel, None);
         self.to_delete_after_grace.retain(|_, t| *t != tunnel);
     }
 }
@@ -123,4 +221,82 @@ pub const TRAFFIC_CHECK: Duration = Duration::from_millis(500);
 /// An epoch's SPIs as the machine wants them.
 pub fn spis(inbound: u32, outbound: u32) -> EpochSpis {
     EpochSpis { inbound, outbound }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tunnel::Mode;
+
+    fn settings() -> Arc<Settings> {
+        Arc::new(Settings {
+            mode: Mode::EspPing,
+            ping_timeout: Duration::from_millis(500),
+            ping_retries: 2,
+            idle_ping_after: Duration::from_secs(20),
+            rekey_attempts: 1,
+            ignore_peer_rekey: false,
+            grace_period: Duration::from_secs(1),
+        })
+    }
+
+    fn pings(actions: &[(TunnelId, Action)]) -> usize {
+        actions
+            .iter()
+            .filter(|(_, a)| matches!(a, Action::SendControl { .. }))
+            .count()
+    }
+
+    #[test]
+    fn timers_fire_through_the_wheel_for_many_tunnels() {
+        let t0 = Instant::now();
+        let mut e = Epochs::new(t0);
+        let n = 20_000u32;
+        for t in 0..n {
+            let m = e.machine(
+                t,
+                Role::Client,
+                settings(),
+                IkeSaId(u64::from(t % 100)),
+                None,
+                t0,
+            );
+            m.machine.handle_epoch_ready(t0, spis(t, t));
+        }
+        assert_eq!(
+            pings(&e.due_actions(t0)),
+            n as usize,
+            "each pings its epoch"
+        );
+        // Nothing is due before the ping timeout...
+        assert!(e.due_actions(t0 + Duration::from_millis(400)).is_empty());
+        // ...then every tunnel re-pings, found by the wheel.
+        let later = t0 + Duration::from_millis(510);
+        assert_eq!(pings(&e.due_actions(later)), n as usize);
+        assert!(e.next_timeout().is_some());
+    }
+
+    #[test]
+    fn the_ike_index_follows_rekeys_and_forgotten_tunnels() {
+        let t0 = Instant::now();
+        let mut e = Epochs::new(t0);
+        for t in 0..3 {
+            e.machine(t, Role::Server, settings(), IkeSaId(1), None, t0);
+        }
+        e.machine(9, Role::Server, settings(), IkeSaId(2), None, t0);
+        e.ike_rekeyed(IkeSaId(1), IkeSaId(5));
+        let mut of5 = e.tunnels_of(IkeSaId(5));
+        of5.sort();
+        assert_eq!(of5, [0, 1, 2]);
+        assert!(e.tunnels_of(IkeSaId(1)).is_empty());
+        assert_eq!(e.get(1).map(|x| x.ike), Some(IkeSaId(5)));
+        e.forget(1);
+        let mut of5 = e.tunnels_of(IkeSaId(5));
+        of5.sort();
+        assert_eq!(of5, [0, 2]);
+        // A tunnel whose new epoch comes on another IKE SA moves over.
+        e.machine(9, Role::Server, settings(), IkeSaId(5), None, t0);
+        assert_eq!(e.tunnels_of(IkeSaId(5)).len(), 3);
+        assert!(e.tunnels_of(IkeSaId(2)).is_empty());
+    }
 }
