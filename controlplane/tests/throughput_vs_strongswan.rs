@@ -1,0 +1,273 @@
+//! esprit against strongSwan's userspace ESP (kernel-libipsec), side by side
+//! in one run (issue 7, item 4): the same two namespaces joined by a veth,
+//! the same cipher (AES-128-GCM, X25519 IKE), the same traffic through each
+//! tunnel: iperf3 TCP, and iperf3 UDP at 64-byte and 1400-byte packets.
+//! Each espritd runs one data-plane worker (one core).
+//!
+//! Outside the default suite, and in release mode (a debug espritd says
+//! nothing about speed):
+//! `cargo test --release -p controlplane --test throughput_vs_strongswan -- --ignored --nocapture`
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::daemon::Espritd;
+use common::netns::{privileged_or_skip, veth, NetNs};
+use common::strongswan::{self, Charon};
+
+const PSK: &str = "throughput-psk-0123456789abcdef";
+/// Seconds of traffic per measurement.
+const SECONDS: &str = "5";
+
+/// The figures of one implementation.
+#[derive(Clone, Copy, Debug, Default)]
+struct Figures {
+    tcp_mbit: f64,
+    udp64_pps: f64,
+    udp1400_pps: f64,
+}
+
+fn espritd_config(outside: &str, inside: &str, role: &str) -> String {
+    let (local_ts, remote_ts, local_id, remote_id, remote) = if role == "initiator" {
+        (
+            "10.8.0.0/24",
+            "10.1.0.0/24",
+            "client.lab.test",
+            "server.lab.test",
+            "remote = \"192.0.2.2\"",
+        )
+    } else {
+        (
+            "10.1.0.0/24",
+            "10.8.0.0/24",
+            "server.lab.test",
+            "client.lab.test",
+            "",
+        )
+    };
+    format!(
+        r#"
+[gateway]
+outside = ["{outside}:4500"]
+
+[dataplane]
+workers = 1
+
+[dataplane.inside]
+name = "esprit0"
+addresses = ["{inside}"]
+
+[ike]
+local_id = "{local_id}"
+proposals = ["aes128gcm16-prfsha256-x25519"]
+esp_proposals = ["aes128gcm16"]
+
+[[peer]]
+name = "other"
+role = "{role}"
+remote_id = "{remote_id}"
+psk = "{PSK}"
+local_ts = ["{local_ts}"]
+remote_ts = ["{remote_ts}"]
+{remote}
+"#
+    )
+}
+
+fn swanctl(local: &str, remote: &str, ts: (&str, &str), ids: (&str, &str), start: bool) -> String {
+    format!(
+        r#"connections {{
+  lab {{
+    version = 2
+    local_addrs = {local}
+    remote_addrs = {remote}
+    proposals = aes128gcm16-prfsha256-x25519
+    local {{
+      auth = psk
+      id = {}
+    }}
+    remote {{
+      auth = psk
+      id = {}
+    }}
+    children {{
+      net {{
+        local_ts = {}
+        remote_ts = {}
+        esp_proposals = aes128gcm16
+        start_action = {}
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-lab {{
+    id-1 = client.lab.test
+    id-2 = server.lab.test
+    secret = "{PSK}"
+  }}
+}}
+"#,
+        ids.0,
+        ids.1,
+        ts.0,
+        ts.1,
+        if start { "start" } else { "none" }
+    )
+}
+
+/// Two namespaces, client 192.0.2.1 and server 192.0.2.2.
+fn namespaces(tag: &str) -> (NetNs, NetNs) {
+    let id = std::process::id();
+    let c = NetNs::new(&format!("esprit-tc{tag}-{id}"));
+    let s = NetNs::new(&format!("esprit-ts{tag}-{id}"));
+    veth(&c, "veth-c", "192.0.2.1/24", &s, "veth-s", "192.0.2.2/24");
+    (c, s)
+}
+
+fn wait_for_tunnel(c: &NetNs, logs: &dyn Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !c
+        .try_exec(&["ping", "-c", "1", "-W", "1", "-I", "10.8.0.1", "10.1.0.1"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "no tunnel:\n{}", logs());
+    }
+}
+
+/// Runs iperf3 across the tunnel and returns its JSON report.
+fn iperf3(c: &NetNs, s: &NetNs, args: &[&str]) -> serde_json::Value {
+    let mut server = s
+        .command("iperf3")
+        .args(["-s", "-1", "-B", "10.1.0.1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("iperf3 server");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut a = vec![
+        "iperf3", "-c", "10.1.0.1", "-B", "10.8.0.1", "-t", SECONDS, "-J",
+    ];
+    a.extend_from_slice(args);
+    let out = c.try_exec(&a);
+    let _ = server.kill();
+    let _ = server.wait();
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+fn measure(c: &NetNs, s: &NetNs) -> Figures {
+    let tcp = iperf3(c, s, &[]);
+    let tcp_mbit = tcp["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0)
+        / 1e6;
+    // UDP flat out; what arrives, per second. 1400-byte IP packets are
+    // 1372 bytes of UDP payload (the tunnels' inner MTU is 1400).
+    let udp = |len: &str| {
+        let r = iperf3(c, s, &["-u", "-b", "0", "-l", len]);
+        let sum = &r["end"]["sum"];
+        let sent = sum["packets"].as_f64().unwrap_or(0.0);
+        let lost = sum["lost_packets"].as_f64().unwrap_or(0.0);
+        let secs = sum["seconds"].as_f64().unwrap_or(1.0).max(0.001);
+        (sent - lost).max(0.0) / secs
+    };
+    Figures {
+        tcp_mbit,
+        udp64_pps: udp("64"),
+        udp1400_pps: udp("1372"),
+    }
+}
+
+fn esprit_figures(dir: &Path) -> Figures {
+    let (c, s) = namespaces("e");
+    let (cc, sc) = (dir.join("client.toml"), dir.join("server.toml"));
+    std::fs::write(&sc, espritd_config("192.0.2.2", "10.1.0.1/24", "responder")).unwrap();
+    std::fs::write(&cc, espritd_config("192.0.2.1", "10.8.0.1/24", "initiator")).unwrap();
+    let server = Espritd::start(&s, &sc, "esprit0");
+    let client = Espritd::start(&c, &cc, "esprit0");
+    wait_for_tunnel(&c, &|| {
+        format!("{}\n{}", client.log_text(), server.log_text())
+    });
+    measure(&c, &s)
+}
+
+fn strongswan_figures(dir: &Path) -> Figures {
+    let (c, s) = namespaces("s");
+    c.exec(&["ip", "addr", "add", "10.8.0.1/32", "dev", "lo"]);
+    s.exec(&["ip", "addr", "add", "10.1.0.1/32", "dev", "lo"]);
+    let server = Charon::start(
+        &s,
+        &dir.join("charon-server"),
+        &swanctl(
+            "192.0.2.2",
+            "%any",
+            ("10.1.0.0/24", "10.8.0.0/24"),
+            ("server.lab.test", "client.lab.test"),
+            false,
+        ),
+    );
+    let client = Charon::start(
+        &c,
+        &dir.join("charon-client"),
+        &swanctl(
+            "192.0.2.1",
+            "192.0.2.2",
+            ("10.8.0.0/24", "10.1.0.0/24"),
+            ("client.lab.test", "server.lab.test"),
+            true,
+        ),
+    );
+    wait_for_tunnel(&c, &|| format!("{}\n{}", client.log(), server.log()));
+    measure(&c, &s)
+}
+
+#[test]
+#[ignore = "a minute of iperf3: run with --release --ignored"]
+fn esprit_against_strongswan_libipsec_through_the_same_namespaces() {
+    if !privileged_or_skip("throughput comparison") {
+        return;
+    }
+    assert!(
+        strongswan::available(),
+        "strongSwan's charon with kernel-libipsec is needed"
+    );
+    if cfg!(debug_assertions) {
+        println!("warning: a debug build; run with --release for figures that mean anything");
+    }
+    let dir = std::env::temp_dir().join(format!("esprit-tput-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ours = esprit_figures(&dir);
+    let theirs = strongswan_figures(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::INFINITY };
+    println!("| traffic (iperf3, {SECONDS} s) | esprit (1 worker) | strongSwan libipsec | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| TCP | {:.0} Mbit/s | {:.0} Mbit/s | {:.1}x |",
+        ours.tcp_mbit,
+        theirs.tcp_mbit,
+        ratio(ours.tcp_mbit, theirs.tcp_mbit)
+    );
+    println!(
+        "| UDP 64 B | {:.0} pkt/s | {:.0} pkt/s | {:.1}x |",
+        ours.udp64_pps,
+        theirs.udp64_pps,
+        ratio(ours.udp64_pps, theirs.udp64_pps)
+    );
+    println!(
+        "| UDP 1400 B | {:.0} pkt/s | {:.0} pkt/s | {:.1}x |",
+        ours.udp1400_pps,
+        theirs.udp1400_pps,
+        ratio(ours.udp1400_pps, theirs.udp1400_pps)
+    );
+    // Both tunnels carried traffic: the comparison measured something.
+    for f in [ours, theirs] {
+        assert!(
+            f.tcp_mbit > 0.0 && f.udp64_pps > 0.0 && f.udp1400_pps > 0.0,
+            "{f:?}"
+        );
+    }
+}
