@@ -135,22 +135,14 @@ fn recovers_when_the_nat_moves_its_mapping_to_other_ports() {
     lab.flush_conntrack();
     let took = until_pings(&lab, budget(), &logs);
     eprintln!("recovery after the NAT moved to ports 40000-40999: {took:?}");
-    // The old mapping is dead for the server's replies: pongs stop and the
-    // client rekeys; the rekey, sent from the new port, gives the server the
-    // new address (its new CHILD SA goes there).
-    assert!(
-        client
-            .log_text()
-            .contains("the epoch's path does not answer"),
-        "{}",
-        logs()
-    );
+    // The client's next ping comes from the new port; it is authentic, so
+    // the server follows it there (its SAs and IKE), without a rekey.
     let s = server.log_text();
     let moved_peer = s
         .lines()
-        .filter(|l| l.contains("CHILD SA installed"))
+        .filter(|l| l.contains("peer moved"))
         .filter_map(|l| {
-            l.split("peer=203.0.113.1:")
+            l.split("to=203.0.113.1:")
                 .nth(1)?
                 .split_whitespace()
                 .next()?
@@ -163,6 +155,52 @@ fn recovers_when_the_nat_moves_its_mapping_to_other_ports() {
         "the server follows the new mapping:\n{}",
         logs()
     );
+    assert!(
+        !client
+            .log_text()
+            .contains("the epoch's path does not answer"),
+        "no rekey was needed:\n{}",
+        logs()
+    );
+    // And IKE follows too: a rekey now reaches the client at its new port.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_espritctl"))
+        .arg("--socket")
+        .arg(common::daemon::Espritd::socket(
+            &lab.dir.join("server.toml"),
+        ))
+        .args(["rekey", "client"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let installed_at_new_port = || {
+        server
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("CHILD SA installed") && l.contains("rekey=true"))
+            .filter_map(|l| {
+                l.split("peer=203.0.113.1:")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<u16>()
+                    .ok()
+            })
+            .any(|p| (40000..=40999).contains(&p))
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !installed_at_new_port() {
+        assert!(
+            Instant::now() < deadline,
+            "the server's rekey reached the moved client:\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    until_pings(&lab, Duration::from_secs(5), &logs);
     let ct = lab.nat.try_exec(&["conntrack", "-L", "-p", "udp"]);
     let text = String::from_utf8_lossy(&ct.stdout);
     let moved = text

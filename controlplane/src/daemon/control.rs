@@ -137,7 +137,7 @@ impl Daemon {
             rows.push(json!({
                 "direction": "out", "spi": hex(sa.spi), "tunnel": sa.tunnel, "worker": sa.owner,
                 "packets": sa.counters.packets(), "bytes": sa.counters.bytes(), "seq": sa.last_seq(),
-                "remote": sa.remote.to_string(),
+                "remote": sa.remote().to_string(),
             }));
         }
         Value::Array(rows)
@@ -170,6 +170,7 @@ impl Daemon {
                 "ike_sas_failed": stats.ike_sas_failed,
                 "child_sas_installed": stats.child_sas_installed,
                 "child_sas_removed": stats.child_sas_removed,
+                "peer_moves": stats.peer_moves,
             },
         })
     }

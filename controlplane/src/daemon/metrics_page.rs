@@ -95,6 +95,12 @@ impl Daemon {
         );
         e.sample("esprit_ike_sas_failed_total", &[], s.ike_sas_failed);
         e.family(
+            "esprit_peer_moves_total",
+            "counter",
+            "Tunnels whose client was followed to a new NAT mapping (an authentic ping from a new address).",
+        );
+        e.sample("esprit_peer_moves_total", &[], s.peer_moves);
+        e.family(
             "esprit_child_sas_installed_total",
             "counter",
             "CHILD SAs installed in the data plane (rekeys included).",

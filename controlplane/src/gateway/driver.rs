@@ -86,6 +86,8 @@ pub struct DriverStats {
     pub child_sas_installed: u64,
     pub child_sas_removed: u64,
     pub ike_sas_failed: u64,
+    /// Tunnels whose peer was followed to a new NAT mapping.
+    pub peer_moves: u64,
 }
 
 pub struct IkeDriver {
@@ -267,7 +269,7 @@ impl IkeDriver {
         for i in 0..self.links.len() {
             while let Some(p) = self.links[i].to_control.pop() {
                 if p.meta.encap == Encap::Control {
-                    self.on_control_message(now, p.meta.spi, p.data());
+                    self.on_control_message(now, p.meta.spi, p.data(), p.meta.remote, tables);
                     continue;
                 }
                 self.endpoint.handle_datagram(
@@ -557,13 +559,43 @@ impl IkeDriver {
         }
     }
 
-    /// A ping or pong the workers decrypted.
-    fn on_control_message(&mut self, now: Instant, inbound_spi: u32, payload: &[u8]) {
+    /// A ping or pong the workers decrypted (authenticated, not a replay),
+    /// which came from `from`.
+    fn on_control_message(
+        &mut self,
+        now: Instant,
+        inbound_spi: u32,
+        payload: &[u8],
+        from: SocketAddr,
+        tables: &SaTables,
+    ) {
         let Some(tunnel) = self.book.tunnel_of(inbound_spi) else {
             return;
         };
-        if let Some(e) = self.epochs.get_mut(tunnel) {
-            e.machine.handle_control(now, inbound_spi, payload);
+        let Some(e) = self.epochs.get_mut(tunnel) else {
+            return;
+        };
+        if !e.machine.handle_control(now, inbound_spi, payload) {
+            return;
+        }
+        // An authentic ping from a new address: the client's NAT mapping
+        // moved. Its epochs' SAs, and IKE, follow it (as RFC 7296 2.23 has
+        // IKE follow an authenticated message), so the pong and the data
+        // reach it without waiting for a rekey.
+        let ike = e.ike;
+        let outbound = tables
+            .outbound_sa(tunnel)
+            .into_iter()
+            .chain(e.held.values())
+            .filter(|sa| sa.encap == Encap::EspInUdp);
+        let mut moved = false;
+        for sa in outbound {
+            moved |= sa.move_remote(from);
+        }
+        if moved {
+            self.endpoint.peer_moved(ike, from);
+            self.stats.peer_moves += 1;
+            tracing::info!(tunnel, to = %from, "peer moved: its NAT mapping changed");
         }
     }
 

@@ -283,17 +283,25 @@ impl Tunnel {
         };
     }
 
-    /// A control message arrived on inbound SA `inbound_spi`.
-    pub fn handle_control(&mut self, now: Instant, inbound_spi: u32, payload: &[u8]) {
+    /// A control message arrived on inbound SA `inbound_spi`. Returns
+    /// whether it was a ping on one of this tunnel's epochs (answered): the
+    /// peer is where that packet came from.
+    pub fn handle_control(&mut self, now: Instant, inbound_spi: u32, payload: &[u8]) -> bool {
         let Ok(msg) = PingMsg::decode(payload) else {
             self.stats.rejected += 1;
-            return;
+            return false;
         };
         self.last_rx = now;
         match (msg.kind, self.role) {
-            (Kind::Pong, Role::Client) => self.on_pong(now, inbound_spi, msg),
+            (Kind::Pong, Role::Client) => {
+                self.on_pong(now, inbound_spi, msg);
+                false
+            }
             (Kind::Ping, _) => self.on_ping(now, inbound_spi, msg),
-            (Kind::Pong, Role::Server) => self.stats.rejected += 1,
+            (Kind::Pong, Role::Server) => {
+                self.stats.rejected += 1;
+                false
+            }
         }
     }
 
@@ -460,7 +468,7 @@ impl Tunnel {
         }
     }
 
-    fn on_ping(&mut self, now: Instant, inbound_spi: u32, msg: PingMsg) {
+    fn on_ping(&mut self, now: Instant, inbound_spi: u32, msg: PingMsg) -> bool {
         // Answer on the epoch the ping came on.
         let on = [self.pending, self.older_pending, self.current]
             .into_iter()
@@ -468,7 +476,7 @@ impl Tunnel {
             .find(|e| e.spis.inbound == inbound_spi);
         let Some(epoch) = on else {
             self.stats.rejected += 1;
-            return;
+            return false;
         };
         if self.role == Role::Server {
             // The client reached us on a new epoch: our data follows.
@@ -482,6 +490,7 @@ impl Tunnel {
             outbound_spi: epoch.spis.outbound,
             payload: pong.encode(),
         });
+        true
     }
 
     /// Data moves to `epoch`; the old inbound SA waits out its grace.

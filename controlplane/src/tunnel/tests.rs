@@ -541,3 +541,17 @@ proptest! {
         prop_assert!(switched.windows(2).all(|w| w[0] < w[1]));
     }
 }
+
+#[test]
+fn only_an_authentic_ping_on_an_epoch_says_where_the_peer_is() {
+    let t0 = Instant::now();
+    let mut s = Tunnel::new(Role::Server, Arc::new(settings(Mode::EspPing)), t0, 3);
+    s.handle_epoch_ready(t0, mirror(spis(1)));
+    let mut c = Tunnel::new(Role::Client, Arc::new(settings(Mode::EspPing)), t0, 7);
+    c.handle_epoch_ready(t0, spis(1));
+    let ping = pings(&mut c)[0].1;
+    assert!(s.handle_control(t0, mirror(spis(1)).inbound, &ping));
+    assert!(!s.handle_control(t0, 0xdead, &ping), "not one of its epochs");
+    assert!(!s.handle_control(t0, mirror(spis(1)).inbound, &[1, 2, 3]));
+    assert!(!s.handle_control(t0, mirror(spis(1)).inbound, &pong(&ping)));
+}

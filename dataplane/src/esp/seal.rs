@@ -45,7 +45,7 @@ pub fn seal(sa: &OutboundSa, pkt: &mut Packet, next_header: u8) -> Result<(), Dr
     icv.copy_from_slice(&tag);
 
     sa.counters.add(inner_len);
-    pkt.meta.remote = sa.remote;
+    pkt.meta.remote = sa.remote();
     pkt.meta.encap = sa.encap;
     Ok(())
 }

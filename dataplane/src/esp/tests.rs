@@ -47,7 +47,7 @@ fn seal_then_open_restores_every_length() {
         let mut p = Packet::from_slice(&inner(len)).unwrap();
         seal(&out, &mut p, next_header::IPV4).unwrap();
         assert_eq!((p.len() - FRONT_OVERHEAD - ICV_LEN) % 4, 0, "len {len}");
-        assert_eq!(p.meta.remote, out.remote);
+        assert_eq!(p.meta.remote, out.remote());
         if len >= 4 {
             assert_ne!(
                 &p.data()[FRONT_OVERHEAD..][..4],
@@ -194,4 +194,22 @@ fn no_room_means_too_big_not_a_panic() {
         Err(DropReason::TooBig)
     );
     assert_eq!(out.last_seq(), 0, "no sequence number is burnt");
+}
+
+#[test]
+fn a_moved_peer_gets_the_same_sa_at_its_new_address() {
+    let (out, inb) = pair(true);
+    let mut p = Packet::from_slice(&inner(40)).unwrap();
+    seal(&out, &mut p, next_header::IPV4).unwrap();
+    open(&inb, &mut p).unwrap();
+    let moved: SocketAddr = "203.0.113.1:40123".parse().unwrap();
+    assert!(out.move_remote(moved));
+    assert!(!out.move_remote(moved), "already there");
+    let mut p = Packet::from_slice(&inner(40)).unwrap();
+    seal(&out, &mut p, next_header::IPV4).unwrap();
+    assert_eq!(p.meta.remote, moved);
+    // Same key, and the sequence numbers go on: no nonce is reused.
+    assert_eq!(open(&inb, &mut p).unwrap().seq, 2);
+    assert!(!out.move_remote("[2001:db8::1]:4500".parse().unwrap()));
+    assert_eq!(out.remote(), moved);
 }

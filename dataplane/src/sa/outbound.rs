@@ -1,6 +1,6 @@
 //! An outbound SA: what a worker needs to seal packets into one tunnel.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use zeroize::Zeroize;
@@ -32,7 +32,11 @@ pub struct OutboundSa {
     pub(crate) cipher: AesGcm,
     pub(crate) salt: [u8; 4],
     pub esn: bool,
-    pub remote: SocketAddr,
+    /// The peer's address when the SA was made; see [`OutboundSa::remote`].
+    remote: SocketAddr,
+    /// The peer's IPv4 address and port after its NAT mapping moved
+    /// (`MOVED | ip << 16 | port`), or 0.
+    moved: AtomicU64,
     pub encap: Encap,
     /// Last sequence number used; 0 before the first packet.
     last_seq: AtomicU64,
@@ -51,6 +55,7 @@ impl OutboundSa {
             salt: spec.salt,
             esn: spec.esn,
             remote: spec.remote,
+            moved: AtomicU64::new(0),
             encap: spec.encap,
             last_seq: AtomicU64::new(0),
             limits: spec.limits,
@@ -85,11 +90,43 @@ impl OutboundSa {
         self.exhausted.load(Relaxed)
     }
 
+    /// Where the sealed packets go: the address the SA was made with, or
+    /// where the peer's NAT mapping moved to.
+    #[inline]
+    pub fn remote(&self) -> SocketAddr {
+        match self.moved.load(Relaxed) {
+            0 => self.remote,
+            m => SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from((m >> 16) as u32),
+                m as u16,
+            )),
+        }
+    }
+
+    /// The peer now sends from `to` (an authenticated packet of this
+    /// tunnel came from there): send there too. The key, the sequence
+    /// numbers and everything else stay. IPv4 only (NAT66 is rare);
+    /// returns whether the address changed.
+    pub fn move_remote(&self, to: SocketAddr) -> bool {
+        let SocketAddr::V4(v4) = to else {
+            return false;
+        };
+        if self.remote() == to {
+            return false;
+        }
+        let packed = MOVED | u64::from(u32::from(*v4.ip())) << 16 | u64::from(v4.port());
+        self.moved.store(packed, Relaxed);
+        true
+    }
+
     /// Test and tool hook: continue numbering after `seq`.
     pub fn set_last_seq(&self, seq: u64) {
         self.last_seq.store(seq, Relaxed);
     }
 }
+
+/// Marks `moved` as set (an address and port alone may be all zero).
+const MOVED: u64 = 1 << 48;
 
 impl Drop for OutboundSa {
     fn drop(&mut self) {
@@ -103,7 +140,7 @@ impl std::fmt::Debug for OutboundSa {
             .field("spi", &format_args!("{:#010x}", self.spi))
             .field("tunnel", &self.tunnel)
             .field("owner", &self.owner)
-            .field("remote", &self.remote)
+            .field("remote", &self.remote())
             .finish_non_exhaustive()
     }
 }

@@ -362,6 +362,18 @@ impl IkeEndpoint {
         ok
     }
 
+    /// The peer of `id` now sends from `remote` (an authenticated ESP packet
+    /// came from there, e.g. after its NAT mapping moved): IKE messages go
+    /// there too. Only with NAT traversal, where IKE and ESP share the
+    /// mapping of port 4500.
+    pub fn peer_moved(&mut self, id: IkeSaId, remote: SocketAddr) {
+        if let Some(sa) = self.sas.get_mut(&id.0) {
+            if sa.nat_detected {
+                sa.remote = remote;
+            }
+        }
+    }
+
     /// Rekeys the CHILD SA with our `inbound_spi` (CREATE_CHILD_SA, §2.8):
     /// `ChildSaEstablished { replaces: Some(inbound_spi), .. }` then the old
     /// pair's `ChildSaDeleted`.
