@@ -215,8 +215,9 @@ impl Epochs {
     }
 }
 
-/// How often the driver looks at SA counters for traffic.
-pub const TRAFFIC_CHECK: Duration = Duration::from_millis(500);
+/// How often the driver looks at SA counters for traffic: it delays the
+/// idle ping by up to this much (one pass over the inbound SAs each time).
+pub const TRAFFIC_CHECK: Duration = Duration::from_millis(200);
 
 /// An epoch's SPIs as the machine wants them.
 pub fn spis(inbound: u32, outbound: u32) -> EpochSpis {

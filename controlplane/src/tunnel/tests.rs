@@ -551,7 +551,10 @@ fn only_an_authentic_ping_on_an_epoch_says_where_the_peer_is() {
     c.handle_epoch_ready(t0, spis(1));
     let ping = pings(&mut c)[0].1;
     assert!(s.handle_control(t0, mirror(spis(1)).inbound, &ping));
-    assert!(!s.handle_control(t0, 0xdead, &ping), "not one of its epochs");
+    assert!(
+        !s.handle_control(t0, 0xdead, &ping),
+        "not one of its epochs"
+    );
     assert!(!s.handle_control(t0, mirror(spis(1)).inbound, &[1, 2, 3]));
     assert!(!s.handle_control(t0, mirror(spis(1)).inbound, &pong(&ping)));
 }
