@@ -239,3 +239,48 @@ fn recovers_after_a_black_hole_longer_than_the_ping_budget() {
         logs()
     );
 }
+
+#[test]
+fn a_client_reconnects_by_itself_after_the_server_crashed_and_came_back() {
+    let Some((lab, server, client)) = esp_ping_lab("r") else {
+        return;
+    };
+    until_pings(&lab, Duration::from_secs(10), &|| client.log_text());
+    // The server dies without a word and comes back with no state: the
+    // client's epoch goes quiet, its rekey meets a stranger, and it must
+    // start a new IKE session (with INITIAL_CONTACT) on its own.
+    server.crash();
+    let server = lab.start_server(
+        &format!("{}{FAST_PEER}", lab.server_config(""))
+            .replace("[[peer]]", &format!("{FAST_IKE}\n[[peer]]")),
+    );
+    let logs = || {
+        format!(
+            "--- client:\n{}\n--- server:\n{}",
+            client.log_text(),
+            server.log_text()
+        )
+    };
+    // Budget: the ping budget (1 s idle + 3 x 500 ms), one failed rekey
+    // (IKE retransmissions: 500 ms + 1 s + 1 s + 1 s), the reconnect delay
+    // (3 s) and a new IKE session.
+    let took = until_pings(&lab, Duration::from_secs(15), &logs);
+    eprintln!("recovery after a server crash and restart: {took:?}");
+    let c = client.log_text();
+    for l in c
+        .lines()
+        .filter(|l| l.contains("IKE SA") || l.contains("rekey") || l.contains("new IKE session"))
+    {
+        eprintln!("  client: {}", l.get(27..).unwrap_or(l));
+    }
+    assert!(
+        c.matches("IKE SA established").count() >= 2,
+        "a second IKE session:\n{}",
+        logs()
+    );
+    assert!(
+        server.log_text().contains("IKE SA established"),
+        "{}",
+        logs()
+    );
+}

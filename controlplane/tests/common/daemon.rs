@@ -51,6 +51,13 @@ impl Espritd {
         }
     }
 
+    /// Kills espritd without letting it say goodbye (a crash or a power
+    /// cut: no IKE DELETE reaches the peer).
+    pub fn crash(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
