@@ -129,6 +129,7 @@ impl Daemon {
                     .cores
                     .as_ref()
                     .and_then(|c| c.get(id).copied()),
+                spin_before_sleep: cfg.dataplane.idle_spins,
                 ..WorkerConfig::default()
             };
             let worker = Worker::new(wcfg, out, ins, publisher.reader(), handoff, link.clone());

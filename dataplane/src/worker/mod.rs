@@ -53,7 +53,7 @@ impl Default for WorkerConfig {
             id: 0,
             burst: 32,
             core: None,
-            spin_before_sleep: 1024,
+            spin_before_sleep: 64,
             pool_size: 4096,
         }
     }
