@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use super::gen_config::GenConfig;
+use super::ike::{run_ike, IkeOptions};
 use super::report::Report;
 use super::session::SessionOptions;
 use super::traffic::{SizeMix, Stop, TrafficSpec};
@@ -27,6 +28,40 @@ pub enum Command {
     GenConfig(GenArgs),
     /// Clients keyed by hand: the SAs come from the gateway's config.
     Manual(ManualArgs),
+    /// Clients that are IKEv2 initiators and ping on their epochs, against
+    /// the responder [[peer]] of the gateway's config (gen-config --ike).
+    Ike(IkeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct IkeArgs {
+    /// The gateway's config: its outside address, IKE port and first
+    /// responder [[peer]] (PSK, proposals, selectors).
+    #[arg(long, short)]
+    pub config: PathBuf,
+    #[arg(long, default_value_t = 100)]
+    pub clients: usize,
+    /// Send to this address instead of gateway.outside[0].
+    #[arg(long)]
+    pub gateway: Option<SocketAddr>,
+    /// The clients' outer address.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub client_ip: IpAddr,
+    /// First client port (0: any free ports).
+    #[arg(long, default_value_t = 0)]
+    pub client_port: u16,
+    /// Client sockets; clients are spread over them.
+    #[arg(long, default_value_t = 4)]
+    pub sockets: usize,
+    /// Handshakes in progress at most.
+    #[arg(long, default_value_t = 128)]
+    pub in_flight: usize,
+    /// Seconds the set-up phase may take; clients not up by then are
+    /// counted as failed.
+    #[arg(long, default_value_t = 120.0)]
+    pub setup_timeout: f64,
+    #[command(flatten)]
+    pub traffic: TrafficArgs,
 }
 
 #[derive(Args, Debug)]
@@ -59,6 +94,10 @@ pub struct GenArgs {
     /// espritd's control socket.
     #[arg(long)]
     pub control: Option<PathBuf>,
+    /// An IKE responder with an address pool (for `esprit-pktgen ike`)
+    /// instead of manual tunnels.
+    #[arg(long)]
+    pub ike: bool,
 }
 
 #[derive(Args, Debug)]
@@ -157,7 +196,7 @@ pub fn run_manual(
     let cfg = config::load(path)?;
     let clients = clients::from_config(&cfg, gateway)?;
     let lanes = session::bind_lanes(clients::by_socket(clients))?;
-    session::run(lanes, opt, "manual")
+    Ok(session::run(lanes, opt, "manual")?.0)
 }
 
 /// Runs a parsed command line.
@@ -174,6 +213,7 @@ pub fn run(cli: Cli) -> Result<(), PktgenError> {
                 sockets: a.sockets,
                 key_len: a.key_bits / 8,
                 control: a.control,
+                ike: a.ike,
             };
             let text = g.render()?;
             std::fs::write(&a.out, text)
@@ -187,6 +227,21 @@ pub fn run(cli: Cli) -> Result<(), PktgenError> {
                 a.client_port
             );
             Ok(())
+        }
+        Command::Ike(a) => {
+            let opt = a.traffic.session()?;
+            let cfg = config::load(&a.config)?;
+            let ike = IkeOptions {
+                clients: a.clients,
+                client_ip: a.client_ip,
+                client_port: a.client_port,
+                sockets: a.sockets,
+                in_flight: a.in_flight.clamp(1, 100_000),
+                setup_timeout: Duration::from_secs_f64(a.setup_timeout.clamp(1.0, 86_400.0)),
+                gateway: a.gateway,
+            };
+            let report = run_ike(&cfg, &ike, &opt)?;
+            a.traffic.output(&report)
         }
         Command::Manual(a) => {
             let opt = a.traffic.session()?;

@@ -80,6 +80,9 @@ pub struct ThreadResult {
     pub errors: Errors,
     /// From its first send to its last.
     pub send_time: Duration,
+    /// The sockets and clients, handed back (IKE mode deletes its SAs
+    /// through them afterwards).
+    pub lanes: Vec<Lane>,
 }
 
 /// A thread's share of the work.
@@ -154,6 +157,7 @@ pub fn run(
         tally: Tally::default(),
         errors: Errors::default(),
         send_time: Duration::ZERO,
+        lanes: Vec::new(),
     };
     let start = Instant::now();
     let end = match spec.stop {
@@ -239,6 +243,7 @@ pub fn run(
         pool.put_all(out);
         lane.port.release_buffers(&mut pool);
     }
+    res.lanes = lanes;
     res
 }
 
@@ -390,7 +395,7 @@ fn count_one(
 }
 
 /// Sleeps until a socket is readable or `wait` passes.
-fn wait_readable(fds: &[RawFd], wait: Duration) {
+pub(crate) fn wait_readable(fds: &[RawFd], wait: Duration) {
     let mut pfds: Vec<libc::pollfd> = fds
         .iter()
         .map(|&fd| libc::pollfd {

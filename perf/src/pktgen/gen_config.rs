@@ -42,6 +42,8 @@ pub struct GenConfig {
     pub key_len: usize,
     /// The control socket; `None` keeps espritd's default.
     pub control: Option<PathBuf>,
+    /// An IKE responder with an address pool instead of manual tunnels.
+    pub ike: bool,
 }
 
 impl Default for GenConfig {
@@ -56,6 +58,7 @@ impl Default for GenConfig {
             sockets: 4,
             key_len: 16,
             control: None,
+            ike: false,
         }
     }
 }
@@ -119,6 +122,10 @@ impl GenConfig {
             rng.fill_bytes(&mut salt);
             (hex::encode(&key), hex::encode(salt))
         };
+        if self.ike {
+            self.ike_section(&mut t, algorithm);
+            return Ok(t);
+        }
         for i in 0..self.clients {
             let port = usize::from(self.client_port) + i % self.sockets;
             let remote = SocketAddr::new(self.client_ip, port as u16);
@@ -140,6 +147,32 @@ impl GenConfig {
         Ok(t)
     }
 }
+
+impl GenConfig {
+    /// `[ike]` and one responder `[[peer]]` for every client: any
+    /// identity with the PSK, inner addresses from a pool in 10.128.0.0/9,
+    /// esprit's ping on every epoch.
+    fn ike_section(&self, t: &mut String, algorithm: &str) {
+        let mut psk = [0u8; 24];
+        rand::rng().fill_bytes(&mut psk);
+        let _ = write!(
+            t,
+            "\n[ike]\nlocal_id = \"{IKE_GATEWAY_ID}\"\n\
+             proposals = [\"{algorithm}-prfsha256-x25519\"]\nesp_proposals = [\"{algorithm}\"]\n\
+             cookie_threshold = {cookie}\n\n\
+             [[peer]]\nname = \"pktgen\"\nrole = \"responder\"\nremote_id = \"any\"\n\
+             psk = \"{psk}\"\nlocal_ts = [\"{PROTECTED}\"]\npool = \"{INNER_BASE}/9\"\n\
+             liveness = \"esp-ping\"\n",
+            // pktgen keeps at most a few thousand handshakes in flight:
+            // no cookies (RFC 7296 2.6) below that.
+            cookie = (self.clients * 2).clamp(1000, 1_000_000),
+            psk = hex::encode(psk),
+        );
+    }
+}
+
+/// The gateway's IKE identity in generated configs.
+pub const IKE_GATEWAY_ID: &str = "gw.pktgen.esprit";
 
 #[cfg(test)]
 mod tests {
@@ -163,6 +196,22 @@ mod tests {
         assert_eq!(t.outbound.spi, CLIENT_SPI_BASE + 3);
         assert_eq!(t.remote_ts[0].to_string(), "10.128.0.4/32");
         assert_ne!(t.inbound.key, t.outbound.key, "each direction its own key");
+    }
+
+    #[test]
+    fn the_ike_file_has_a_responder_with_a_pool_and_no_manual_tunnels() {
+        let g = GenConfig {
+            clients: 1000,
+            ike: true,
+            ..GenConfig::default()
+        };
+        let cfg = config::parse(&g.render().unwrap(), "gen.toml").unwrap();
+        assert!(cfg.manual_tunnels.is_empty());
+        let p = &cfg.peers[0];
+        assert_eq!(p.role, config::schema::peer::Role::Responder);
+        assert_eq!(p.pool[0].to_string(), "10.128.0.0/9");
+        assert_eq!(p.liveness.mode, config::schema::peer::LivenessMode::EspPing);
+        assert!(p.psk.len() >= 24);
     }
 
     #[test]

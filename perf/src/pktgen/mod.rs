@@ -16,6 +16,7 @@ pub mod clients;
 pub mod engine;
 pub mod error;
 pub mod gen_config;
+pub mod ike;
 pub mod plot;
 pub mod receiver;
 pub mod report;

@@ -42,8 +42,12 @@ pub fn bind_lanes(groups: Vec<(SocketAddr, Vec<Client>)>) -> Result<Vec<Lane>, P
 }
 
 /// Runs the traffic phase over `lanes` and reports. `mode` names the run in
-/// the report.
-pub fn run(lanes: Vec<Lane>, opt: &SessionOptions, mode: &str) -> Result<Report, PktgenError> {
+/// the report. The lanes come back for what follows (IKE deletes).
+pub fn run(
+    lanes: Vec<Lane>,
+    opt: &SessionOptions,
+    mode: &str,
+) -> Result<(Report, Vec<Lane>), PktgenError> {
     let clients: usize = lanes.iter().map(|l| l.clients.len()).sum();
     let sockets = lanes.len();
     let threads = opt.threads.clamp(1, sockets.max(1));
@@ -57,7 +61,7 @@ pub fn run(lanes: Vec<Lane>, opt: &SessionOptions, mode: &str) -> Result<Report,
     let abort = AtomicBool::new(false);
     let epoch = Instant::now();
     let mut timeline = vec![Sample::default()];
-    let results: Vec<ThreadResult> = std::thread::scope(|s| {
+    let mut results: Vec<ThreadResult> = std::thread::scope(|s| {
         let mut handles = Vec::new();
         for (i, lanes) in per_thread.into_iter().enumerate() {
             let share = engine::share(&opt.traffic, threads, i);
@@ -106,7 +110,7 @@ pub fn run(lanes: Vec<Lane>, opt: &SessionOptions, mode: &str) -> Result<Report,
         received,
         rx_bytes,
     });
-    Ok(Report::build(
+    let report = Report::build(
         mode,
         clients,
         threads,
@@ -114,5 +118,10 @@ pub fn run(lanes: Vec<Lane>, opt: &SessionOptions, mode: &str) -> Result<Report,
         &opt.traffic,
         &results,
         timeline,
-    ))
+    );
+    let lanes = results
+        .iter_mut()
+        .flat_map(|r| std::mem::take(&mut r.lanes))
+        .collect();
+    Ok((report, lanes))
 }
