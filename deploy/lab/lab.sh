@@ -83,7 +83,15 @@ cleanup() {
     for p in "${PIDS[@]}"; do
         wait "$p" 2>/dev/null || true
     done
+    # Anything else still inside our namespaces was started by this run:
+    # a namespace with a process in it would outlive `ip netns del`.
     for ns in "$NS_CL" "$NS_NAT" "$NS_GW" "$NS_PN"; do
+        local left
+        left=$(ip netns pids "$ns" 2>/dev/null || true)
+        if [ -n "$left" ]; then
+            # shellcheck disable=SC2086
+            kill -9 $left 2>/dev/null || true
+        fi
         ip netns del "$ns" 2>/dev/null || true
     done
     if [ "${KEEP:-0}" = 1 ] || [ $rc != 0 ]; then
@@ -156,11 +164,12 @@ if [ "$INSIDE" = tun ]; then
     in_ns "$NS_GW" ip route add 10.1.0.0/16 via 192.0.2.2
     in_ns "$NS_PN" ip addr add 10.1.0.1/32 dev lo
     in_ns "$NS_PN" ip route add 10.128.0.0/9 via 192.0.2.1
-    in_ns "$NS_PN" python3 "$HERE/udp_echo.py" 10.1.0.1 7 >"$WORK/echo.log" 2>&1 &
+    # `ip netns exec` execs the command, so $! is the echo itself.
+    ip netns exec "$NS_PN" python3 "$HERE/udp_echo.py" 10.1.0.1 7 >"$WORK/echo.log" 2>&1 &
     PIDS+=($!)
 fi
 
-in_ns "$NS_GW" "$ESPRITD" --config "$WORK/gateway.toml" --stats-interval 1 >"$WORK/espritd.log" 2>&1 &
+ip netns exec "$NS_GW" "$ESPRITD" --config "$WORK/gateway.toml" --stats-interval 1 >"$WORK/espritd.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do
     grep -q "data plane running" "$WORK/espritd.log" && break

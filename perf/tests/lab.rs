@@ -44,6 +44,21 @@ fn lab_namespaces() -> Vec<String> {
         .collect()
 }
 
+/// Processes running with a lab work directory on their command line.
+fn lab_processes() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains("/tmp/esplab-"))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
 #[test]
 fn the_smoke_scenario_runs_and_cleans_up() {
     if !root() {
@@ -53,6 +68,7 @@ fn the_smoke_scenario_runs_and_cleans_up() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/lab/lab.sh");
     let out_dir = std::env::temp_dir().join(format!("esplab-test-{}", std::process::id()));
     let before = lab_namespaces();
+    let procs_before = lab_processes();
     let out = Command::new("bash")
         .arg(&script)
         .arg("smoke")
@@ -79,6 +95,12 @@ fn the_smoke_scenario_runs_and_cleans_up() {
         "left behind: {after:?}"
     );
     assert!(stderr.contains("scenario smoke"));
+    // And no espritd it started outlives it.
+    let procs_after = lab_processes();
+    assert!(
+        procs_after.iter().all(|p| procs_before.contains(p)),
+        "still running: {procs_after:?}"
+    );
 }
 
 #[test]
