@@ -18,14 +18,15 @@
 #
 # Environment (defaults per scenario): CLIENTS, RATE (packets/s, empty =
 # flat out), SIZE (64, 1400, imix), DURATION (s), COUNT (packets, instead of
-# DURATION), THREADS, SOCKETS, WORKERS (gateway data-plane workers), OUT
+# DURATION), WINDOW (packets in flight per thread at most: closed loop),
+# THREADS, SOCKETS, WORKERS (gateway data-plane workers), OUT
 # (directory for SCENARIO.json and SCENARIO.svg, default ./lab-out),
 # BIN_DIR (where espritd and esprit-pktgen are; default target/release,
 # else target/debug), KEEP=1 keeps the work directory with the logs.
 set -euo pipefail
 
 usage() {
-    sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -182,6 +183,7 @@ mkdir -p "$OUT"
 RUN=("$MODE" --config "$WORK/gateway.toml" --threads "$THREADS" --size "$SIZE"
     --json "$OUT/$SCENARIO.json" --plot "$OUT/$SCENARIO.svg")
 [ -n "$RATE" ] && RUN+=(--rate "$RATE")
+[ -n "${WINDOW:-}" ] && RUN+=(--window "$WINDOW")
 if [ -n "$COUNT" ]; then RUN+=(--count "$COUNT"); else RUN+=(--duration "$DURATION"); fi
 [ "$MODE" = ike ] && RUN+=(--clients "$CLIENTS" --client-ip "$CLIENT_IP" --sockets "$SOCKETS")
 echo "lab.sh: esprit-pktgen ${RUN[*]}" >&2

@@ -84,6 +84,7 @@ fn two_hundred_ike_clients_come_up_ping_and_get_every_packet_back() {
                 stop: Stop::Count(20_000),
                 drain: Duration::from_secs(2),
                 burst: 32,
+                window: None,
             },
             progress: false,
         },

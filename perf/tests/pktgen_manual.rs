@@ -12,6 +12,16 @@ use perf::pktgen::session::SessionOptions;
 use perf::pktgen::traffic::{SizeMix, Stop, TrafficSpec};
 
 fn options(size: SizeMix, rate: Option<f64>, count: u64, threads: usize) -> SessionOptions {
+    windowed(size, rate, count, threads, None)
+}
+
+fn windowed(
+    size: SizeMix,
+    rate: Option<f64>,
+    count: u64,
+    threads: usize,
+    window: Option<usize>,
+) -> SessionOptions {
     SessionOptions {
         threads,
         traffic: TrafficSpec {
@@ -20,6 +30,7 @@ fn options(size: SizeMix, rate: Option<f64>, count: u64, threads: usize) -> Sess
             stop: Stop::Count(count),
             drain: Duration::from_secs(2),
             burst: 32,
+            window,
         },
         progress: false,
     }
@@ -63,6 +74,22 @@ fn imix_flat_out_accounts_for_every_packet() {
     );
     assert!((r.mean_inner_bytes - 354.33).abs() < 0.01);
     assert!(r.timeline.len() >= 2);
+}
+
+#[test]
+fn a_window_keeps_flat_out_traffic_lossless() {
+    let gw = common::gateway("window", 20, 2, 1);
+    let r = run_manual(
+        &gw.config,
+        None,
+        &windowed(SizeMix::Fixed(1400), None, 40_000, 1, Some(64)),
+    )
+    .unwrap();
+    assert_eq!(r.sent, 40_000, "{}", r.table());
+    assert_eq!((r.received, r.lost), (40_000, 0), "{}", r.table());
+    assert_eq!(r.window, Some(64));
+    // Closed loop: nothing waits long in a queue.
+    assert!(r.latency_us.p50 < 50_000.0, "{}", r.table());
 }
 
 #[test]

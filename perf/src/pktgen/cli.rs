@@ -136,6 +136,10 @@ pub struct TrafficArgs {
     /// Packets per send burst.
     #[arg(long, default_value_t = 32)]
     pub burst: usize,
+    /// Packets in flight per thread at most: the sender waits for replies
+    /// (flat out without overrunning the gateway's queues).
+    #[arg(long)]
+    pub window: Option<usize>,
     /// Write the report as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -167,6 +171,7 @@ impl TrafficArgs {
                 stop,
                 drain: Duration::from_secs_f64(self.drain.clamp(0.0, 60.0)),
                 burst: self.burst.clamp(1, 1024),
+                window: self.window.map(|w| w.clamp(1, 1 << 20)),
             },
             progress: !self.quiet,
         })

@@ -166,6 +166,11 @@ pub fn run(
     };
     let mut pacer = Pacer::new(share.rate, spec.burst, start);
     let mut drain_until: Option<Instant> = None;
+    let mut window = Window {
+        size: spec.window,
+        written_off: 0,
+        last_rx: start,
+    };
     loop {
         let now = Instant::now();
         let sending = drain_until.is_none()
@@ -176,7 +181,8 @@ pub fn run(
         let mut sent_now = 0;
         if sending && !sender.order.is_empty() {
             let left = usize::try_from(share.quota - res.sent).unwrap_or(usize::MAX);
-            let n = pacer.allow(now, spec.burst.min(left));
+            let room = window.room(&res, now);
+            let n = pacer.allow(now, spec.burst.min(left).min(room));
             let now_ns = epoch.elapsed().as_nanos() as u64;
             for _ in 0..n {
                 sender.one(&lanes, &mut tx, &mut pool, &spec, now_ns, &mut res);
@@ -215,6 +221,9 @@ pub fn run(
             epoch,
             &mut res,
         );
+        if got > 0 {
+            window.last_rx = now;
+        }
         progress.sent.store(res.sent, Ordering::Relaxed);
         progress
             .received
@@ -229,7 +238,7 @@ pub fn run(
             }
         }
         if sent_now == 0 && got == 0 {
-            let wait = if blocked {
+            let wait = if blocked || (sending && window.full(&res, now)) {
                 Duration::from_micros(50)
             } else if sending {
                 pacer.wait().max(Duration::from_micros(20))
@@ -245,6 +254,43 @@ pub fn run(
     }
     res.lanes = lanes;
     res
+}
+
+/// The closed-loop limit on packets in flight.
+struct Window {
+    size: Option<usize>,
+    /// Packets given up on (lost), so loss cannot close the window for good.
+    written_off: u64,
+    last_rx: Instant,
+}
+
+/// With the window full and nothing back for this long, what is in flight
+/// is taken as lost.
+const WRITE_OFF_AFTER: Duration = Duration::from_millis(100);
+
+impl Window {
+    fn in_flight(&self, res: &ThreadResult) -> u64 {
+        res.sent
+            .saturating_sub(res.tally.received + res.tally.late + self.written_off)
+    }
+
+    /// Packets that may leave now.
+    fn room(&mut self, res: &ThreadResult, now: Instant) -> usize {
+        let Some(size) = self.size else {
+            return usize::MAX;
+        };
+        let flying = self.in_flight(res);
+        if flying >= size as u64 && now.duration_since(self.last_rx) >= WRITE_OFF_AFTER {
+            self.written_off += flying;
+            self.last_rx = now;
+            return size;
+        }
+        size.saturating_sub(usize::try_from(flying).unwrap_or(usize::MAX))
+    }
+
+    fn full(&self, res: &ThreadResult, _now: Instant) -> bool {
+        self.size.is_some_and(|s| self.in_flight(res) >= s as u64)
+    }
 }
 
 impl Sender {

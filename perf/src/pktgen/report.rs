@@ -72,6 +72,8 @@ pub struct Report {
     /// Offered rate, packets/s; `None` = flat out.
     pub rate_pps: Option<f64>,
     pub count: Option<u64>,
+    /// Packets in flight per thread at most (closed loop), if limited.
+    pub window: Option<usize>,
     /// The send phase, seconds.
     pub seconds: f64,
     pub sent: u64,
@@ -140,6 +142,7 @@ impl Report {
                 Stop::Count(n) => Some(n),
                 Stop::After(_) => None,
             },
+            window: spec.window,
             seconds: secs,
             sent,
             received,
@@ -167,9 +170,12 @@ impl Report {
     /// The table printed at the end.
     pub fn table(&self) -> String {
         let mut t = String::new();
-        let rate = self
+        let mut rate = self
             .rate_pps
             .map_or("flat out".to_string(), |r| format!("{r:.0} pps"));
+        if let Some(w) = self.window {
+            rate += &format!(", at most {w} in flight per thread");
+        }
         if let Some(s) = &self.setup {
             t += &format!(
                 "set-up: {} tunnels in {:.2} s = {:.0} tunnels/s, {} failed, {} answered their first ping\n",

@@ -81,6 +81,9 @@ pub struct TrafficSpec {
     pub drain: Duration,
     /// Packets per send burst (sendmmsg batch).
     pub burst: usize,
+    /// Packets in flight per thread at most (closed loop: the sender waits
+    /// for replies); `None` sends open loop, at the rate or flat out.
+    pub window: Option<usize>,
 }
 
 /// Bytes of the stamp at the start of each inner UDP payload.
