@@ -188,4 +188,8 @@ if [ -n "$COUNT" ]; then RUN+=(--count "$COUNT"); else RUN+=(--duration "$DURATI
 [ "$MODE" = ike ] && RUN+=(--clients "$CLIENTS" --client-ip "$CLIENT_IP" --sockets "$SOCKETS")
 echo "lab.sh: esprit-pktgen ${RUN[*]}" >&2
 in_ns "$NS_CL" "$PKTGEN" "${RUN[@]}"
+# The gateway's peak memory, for memory per tunnel (compare runs with
+# different CLIENTS).
+HWM=$(awk '/^VmHWM/ { print $2 }' "/proc/${PIDS[-1]}/status" 2>/dev/null || true)
+[ -n "$HWM" ] && echo "gateway (espritd) peak RSS: $HWM KiB" >&2
 echo "lab.sh: wrote $OUT/$SCENARIO.json and $OUT/$SCENARIO.svg" >&2
