@@ -22,7 +22,8 @@
 # THREADS, SOCKETS, WORKERS (gateway data-plane workers), OUT
 # (directory for SCENARIO.json and SCENARIO.svg, default ./lab-out),
 # BIN_DIR (where espritd and esprit-pktgen are; default target/release,
-# else target/debug), KEEP=1 keeps the work directory with the logs.
+# else target/debug), KEEP=1 keeps the work directory with the logs,
+# LAB_TAG names the namespaces (default esplab-PID).
 set -euo pipefail
 
 usage() {
@@ -71,7 +72,9 @@ for b in "$ESPRITD" "$PKTGEN"; do
     [ -x "$b" ] || { echo "lab.sh: $b not found: cargo build --release, or set BIN_DIR" >&2; exit 2; }
 done
 
-TAG=esplab-$$
+# Names the namespaces (TAG-cl, TAG-gw, ...) and the work directory.
+TAG=${LAB_TAG:-esplab-$$}
+[[ $TAG =~ ^[a-z0-9-]{1,24}$ ]] || { echo "lab.sh: LAB_TAG must be 1-24 of a-z 0-9 -" >&2; exit 2; }
 NS_CL=$TAG-cl NS_NAT=$TAG-nat NS_GW=$TAG-gw NS_PN=$TAG-pn
 WORK=$(mktemp -d "/tmp/$TAG.XXXXXX")
 PIDS=()

@@ -35,17 +35,20 @@ fn bin_dir() -> PathBuf {
     dir
 }
 
-fn lab_namespaces() -> Vec<String> {
+/// Namespaces of the lab run tagged `tag`.
+fn lab_namespaces(tag: &str) -> Vec<String> {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| l.starts_with("esplab-"))
+        .filter(|l| l.starts_with(tag))
         .map(|l| l.to_string())
         .collect()
 }
 
-/// Processes running with a lab work directory on their command line.
-fn lab_processes() -> Vec<u32> {
+/// Processes running with the work directory of lab run `tag` on their
+/// command line.
+fn lab_processes(tag: &str) -> Vec<u32> {
+    let needle = format!("/tmp/{tag}.");
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -53,7 +56,7 @@ fn lab_processes() -> Vec<u32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains("/tmp/esplab-"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
                 .unwrap_or(false)
         })
         .collect()
@@ -67,11 +70,11 @@ fn the_smoke_scenario_runs_and_cleans_up() {
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/lab/lab.sh");
     let out_dir = std::env::temp_dir().join(format!("esplab-test-{}", std::process::id()));
-    let before = lab_namespaces();
-    let procs_before = lab_processes();
+    let tag = format!("esplab-t{}-smoke", std::process::id());
     let out = Command::new("bash")
         .arg(&script)
         .arg("smoke")
+        .env("LAB_TAG", &tag)
         .env("BIN_DIR", bin_dir())
         .env("OUT", &out_dir)
         .env("CLIENTS", "50")
@@ -88,19 +91,46 @@ fn the_smoke_scenario_runs_and_cleans_up() {
     assert_eq!(v["received"], 3000, "{stdout}");
     assert!(out_dir.join("smoke.svg").exists());
     let _ = std::fs::remove_dir_all(&out_dir);
-    // Its namespaces are gone (another lab running alongside may have its own).
-    let after = lab_namespaces();
-    assert!(
-        after.iter().all(|n| before.contains(n)),
-        "left behind: {after:?}"
-    );
+    // Its namespaces are gone, and no process it started outlives it.
+    assert_eq!(lab_namespaces(&tag), Vec::<String>::new());
+    assert_eq!(lab_processes(&tag), Vec::<u32>::new());
     assert!(stderr.contains("scenario smoke"));
-    // And no espritd it started outlives it.
-    let procs_after = lab_processes();
-    assert!(
-        procs_after.iter().all(|p| procs_before.contains(p)),
-        "still running: {procs_after:?}"
-    );
+}
+
+#[test]
+fn ike_clients_behind_a_nat_come_up_and_get_their_traffic_back() {
+    if !root() {
+        eprintln!("lab test skipped: needs root");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/lab/lab.sh");
+    let out_dir = std::env::temp_dir().join(format!("esplab-nat-{}", std::process::id()));
+    let tag = format!("esplab-t{}-nat", std::process::id());
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("nat")
+        .env("LAB_TAG", &tag)
+        .env("BIN_DIR", bin_dir())
+        .env("OUT", &out_dir)
+        .env("CLIENTS", "50")
+        .env("COUNT", "2000")
+        .env("RATE", "5000")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let json = std::fs::read_to_string(out_dir.join("nat.json")).unwrap();
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["mode"], "ike");
+    assert_eq!(v["setup"]["tunnels"], 50, "{stdout}");
+    assert_eq!(v["setup"]["pinged"], 50, "{stdout}");
+    assert_eq!(v["sent"], 2000);
+    assert_eq!(v["received"], 2000, "{stdout}");
+    assert!(stderr.contains("NAT 1"));
+    assert_eq!(lab_namespaces(&tag), Vec::<String>::new());
+    assert_eq!(lab_processes(&tag), Vec::<u32>::new());
 }
 
 #[test]
