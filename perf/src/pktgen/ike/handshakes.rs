@@ -66,7 +66,6 @@ struct ClientState {
 /// What the set-up phase may use.
 #[derive(Clone, Debug)]
 pub struct HandshakeOptions {
-    pub clients: usize,
     /// Handshakes in progress at most.
     pub in_flight: usize,
     /// Give up on clients not up by then.

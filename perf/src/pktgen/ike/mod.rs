@@ -67,7 +67,6 @@ pub fn run_ike(
     let policy = ClientPolicy::from_config(cfg)?;
     let mut hs = Handshakes::new(bind(opt)?, target, policy, opt.clients);
     let setup = hs.run(&HandshakeOptions {
-        clients: opt.clients,
         in_flight: opt.in_flight.max(1),
         timeout: opt.setup_timeout,
         progress: traffic.progress,
