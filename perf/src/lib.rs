@@ -1,2 +1,3 @@
 //! esprit performance tooling: the demo, the pktgen load generator, reports.
 pub mod demo;
+pub mod pktgen;

@@ -1,0 +1,478 @@
+//! One sender/receiver thread: it owns some sockets and the clients on
+//! them, seals and sends their numbered packets at its share of the rate,
+//! and opens and counts what the gateway reflects back. Nothing is shared
+//! between threads but a few progress counters.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dataplane::esp::{next_header, open, seal};
+use dataplane::port::udp::UdpPort;
+use dataplane::port::Port;
+use dataplane::testkit::{ipv4_udp_payload, write_ipv4_udp};
+use dataplane::{DropReason, Packet, PacketPool};
+
+use super::clients::Client;
+use super::receiver::{SeqWindow, Tally};
+use super::traffic::{Pacer, Stamp, Stop, TrafficSpec, MAX_SIZE, STAMP_LEN};
+
+/// Where the inner packets go: an address on the gateway's protected side
+/// (the reflecting inside sends them back with the endpoints swapped).
+pub const TARGET: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+const TARGET_PORT: u16 = 7;
+
+/// One socket and the clients that send through it.
+pub struct Lane {
+    pub port: UdpPort,
+    pub clients: Vec<Client>,
+}
+
+/// Counters the main thread reads for the progress line.
+#[derive(Default)]
+pub struct Progress {
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+    pub rx_bytes: AtomicU64,
+}
+
+/// Why packets did not count, besides loss.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Errors {
+    /// Sealed but refused by the socket (its buffer full).
+    pub tx_dropped: u64,
+    /// Could not be sealed (sequence numbers or lifetime exhausted).
+    pub seal_failed: u64,
+    /// ESP whose SPI is none of ours.
+    pub unknown_spi: u64,
+    /// Datagrams that were not ESP (IKE, keepalives).
+    pub not_esp: u64,
+    /// ESP that did not open, by reason (authentication, replay, ...).
+    pub open_failed: u64,
+    pub auth_failed: u64,
+    pub replayed: u64,
+    /// Opened, but no stamp of ours inside (or another client's).
+    pub foreign: u64,
+}
+
+impl Errors {
+    pub fn merge(&mut self, o: &Errors) {
+        self.tx_dropped += o.tx_dropped;
+        self.seal_failed += o.seal_failed;
+        self.unknown_spi += o.unknown_spi;
+        self.not_esp += o.not_esp;
+        self.open_failed += o.open_failed;
+        self.auth_failed += o.auth_failed;
+        self.replayed += o.replayed;
+        self.foreign += o.foreign;
+    }
+}
+
+/// What one thread did.
+pub struct ThreadResult {
+    pub sent: u64,
+    /// Inner bytes handed to the socket.
+    pub tx_bytes: u64,
+    pub tally: Tally,
+    pub errors: Errors,
+    /// From its first send to its last.
+    pub send_time: Duration,
+    /// The sockets and clients, handed back (IKE mode deletes its SAs
+    /// through them afterwards).
+    pub lanes: Vec<Lane>,
+}
+
+/// A thread's share of the work.
+pub struct Share {
+    /// Packets per second for this thread.
+    pub rate: Option<f64>,
+    /// Packets for this thread (with `Stop::Count`).
+    pub quota: u64,
+}
+
+/// Splits the spec between `threads` threads.
+pub fn share(spec: &TrafficSpec, threads: usize, index: usize) -> Share {
+    let t = threads.max(1) as u64;
+    let i = index as u64;
+    let quota = match spec.stop {
+        Stop::Count(n) => n / t + u64::from(i < n % t),
+        Stop::After(_) => u64::MAX,
+    };
+    Share {
+        rate: spec.rate.map(|r| r / t as f64),
+        quota,
+    }
+}
+
+struct Sender {
+    /// (lane, client) in send order: round robin over all clients.
+    order: Vec<(usize, usize)>,
+    next: usize,
+    seq: Vec<u64>,
+    scratch: Vec<u8>,
+    n: u64,
+    /// Inner bytes sealed per lane and not yet flushed.
+    inner_bytes: Vec<usize>,
+}
+
+/// Runs one thread until its send phase and drain are over, or `abort`.
+pub fn run(
+    mut lanes: Vec<Lane>,
+    spec: TrafficSpec,
+    share: Share,
+    epoch: Instant,
+    progress: &Progress,
+    abort: &AtomicBool,
+) -> ThreadResult {
+    let mut pool = PacketPool::with_capacity(spec.burst * 4);
+    let mut order = Vec::new();
+    let mut by_spi: HashMap<u32, (usize, usize)> = HashMap::new();
+    for (l, lane) in lanes.iter().enumerate() {
+        for (c, client) in lane.clients.iter().enumerate() {
+            order.push((l, c));
+            by_spi.insert(client.inbound.spi, (l, c));
+        }
+    }
+    let mut windows: Vec<Vec<SeqWindow>> = lanes
+        .iter()
+        .map(|l| vec![SeqWindow::default(); l.clients.len()])
+        .collect();
+    let mut tx: Vec<Vec<Packet>> = lanes.iter().map(|_| Vec::new()).collect();
+    let mut sender = Sender {
+        seq: vec![0; order.len()],
+        order,
+        next: 0,
+        scratch: vec![0u8; MAX_SIZE],
+        n: 0,
+        inner_bytes: vec![0; lanes.len()],
+    };
+    let fds: Vec<RawFd> = lanes.iter().filter_map(|l| l.port.readable_fd()).collect();
+    let mut rx = Vec::with_capacity(64);
+    let mut res = ThreadResult {
+        sent: 0,
+        tx_bytes: 0,
+        tally: Tally::default(),
+        errors: Errors::default(),
+        send_time: Duration::ZERO,
+        lanes: Vec::new(),
+    };
+    let start = Instant::now();
+    let end = match spec.stop {
+        Stop::After(d) => start + d,
+        Stop::Count(_) => start + Duration::from_secs(24 * 3600),
+    };
+    let mut pacer = Pacer::new(share.rate, spec.burst, start);
+    let mut drain_until: Option<Instant> = None;
+    let mut window = Window {
+        size: spec.window,
+        written_off: 0,
+        last_rx: start,
+    };
+    loop {
+        let now = Instant::now();
+        let sending = drain_until.is_none()
+            && res.sent < share.quota
+            && now < end
+            && !abort.load(Ordering::Relaxed);
+        let mut blocked = false;
+        let mut sent_now = 0;
+        if sending && !sender.order.is_empty() {
+            let left = usize::try_from(share.quota - res.sent).unwrap_or(usize::MAX);
+            let room = window.room(&res, now);
+            let n = pacer.allow(now, spec.burst.min(left).min(room));
+            let now_ns = epoch.elapsed().as_nanos() as u64;
+            for _ in 0..n {
+                sender.one(&lanes, &mut tx, &mut pool, &spec, now_ns, &mut res);
+            }
+            for ((lane, out), inner) in lanes
+                .iter_mut()
+                .zip(tx.iter_mut())
+                .zip(sender.inner_bytes.iter_mut())
+            {
+                if out.is_empty() {
+                    continue;
+                }
+                let total = out.len();
+                let bytes = std::mem::take(inner);
+                let ok = lane.port.tx_burst(out, &mut pool).unwrap_or(0);
+                if ok < total {
+                    blocked = true;
+                    res.errors.tx_dropped += (total - ok) as u64;
+                }
+                // Only what the kernel took counts as sent; on a partial
+                // send the bytes are prorated.
+                res.sent += ok as u64;
+                res.tx_bytes += (bytes * ok / total.max(1)) as u64;
+                sent_now += ok;
+            }
+            res.send_time = now.duration_since(start);
+        } else if drain_until.is_none() {
+            drain_until = Some(now + spec.drain);
+        }
+        let got = receive(
+            &mut lanes,
+            &mut windows,
+            &by_spi,
+            &mut rx,
+            &mut pool,
+            epoch,
+            &mut res,
+        );
+        if got > 0 {
+            window.last_rx = now;
+        }
+        progress.sent.store(res.sent, Ordering::Relaxed);
+        progress
+            .received
+            .store(res.tally.received, Ordering::Relaxed);
+        progress
+            .rx_bytes
+            .store(res.tally.rx_bytes, Ordering::Relaxed);
+        if let Some(until) = drain_until {
+            let all_back = res.tally.received + res.tally.late >= res.sent;
+            if all_back || now >= until || abort.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        if sent_now == 0 && got == 0 {
+            let wait = if blocked || (sending && window.full(&res, now)) {
+                Duration::from_micros(50)
+            } else if sending {
+                pacer.wait().max(Duration::from_micros(20))
+            } else {
+                Duration::from_millis(1)
+            };
+            wait_readable(&fds, wait);
+        }
+    }
+    for (lane, out) in lanes.iter_mut().zip(tx.iter_mut()) {
+        pool.put_all(out);
+        lane.port.release_buffers(&mut pool);
+    }
+    res.lanes = lanes;
+    res
+}
+
+/// The closed-loop limit on packets in flight.
+struct Window {
+    size: Option<usize>,
+    /// Packets given up on (lost), so loss cannot close the window for good.
+    written_off: u64,
+    last_rx: Instant,
+}
+
+/// With the window full and nothing back for this long, what is in flight
+/// is taken as lost.
+const WRITE_OFF_AFTER: Duration = Duration::from_millis(100);
+
+impl Window {
+    fn in_flight(&self, res: &ThreadResult) -> u64 {
+        res.sent
+            .saturating_sub(res.tally.received + res.tally.late + self.written_off)
+    }
+
+    /// Packets that may leave now.
+    fn room(&mut self, res: &ThreadResult, now: Instant) -> usize {
+        let Some(size) = self.size else {
+            return usize::MAX;
+        };
+        let flying = self.in_flight(res);
+        if flying >= size as u64 && now.duration_since(self.last_rx) >= WRITE_OFF_AFTER {
+            self.written_off += flying;
+            self.last_rx = now;
+            return size;
+        }
+        size.saturating_sub(usize::try_from(flying).unwrap_or(usize::MAX))
+    }
+
+    fn full(&self, res: &ThreadResult, _now: Instant) -> bool {
+        self.size.is_some_and(|s| self.in_flight(res) >= s as u64)
+    }
+}
+
+impl Sender {
+    /// Builds, stamps and seals the next client's next packet.
+    fn one(
+        &mut self,
+        lanes: &[Lane],
+        tx: &mut [Vec<Packet>],
+        pool: &mut PacketPool,
+        spec: &TrafficSpec,
+        now_ns: u64,
+        res: &mut ThreadResult,
+    ) {
+        let Some(&(l, c)) = self.order.get(self.next) else {
+            return;
+        };
+        let slot = self.next;
+        self.next = (self.next + 1) % self.order.len();
+        let (Some(client), Some(out), Some(seq)) = (
+            lanes.get(l).and_then(|lane| lane.clients.get(c)),
+            tx.get_mut(l),
+            self.seq.get_mut(slot),
+        ) else {
+            return;
+        };
+        *seq += 1;
+        let size = spec.size.size_at(self.n);
+        self.n += 1;
+        let stamp = Stamp {
+            client: client.id,
+            seq: *seq,
+            sent_ns: now_ns,
+        };
+        let Some(payload) = self
+            .scratch
+            .get_mut(..size.saturating_sub(28).max(STAMP_LEN))
+        else {
+            return;
+        };
+        stamp.write(payload);
+        let mut p = pool.get();
+        let n = write_ipv4_udp(
+            p.rx_space(),
+            client.inner,
+            TARGET,
+            (10_000 + (client.id % 50_000) as u16, TARGET_PORT),
+            payload,
+        )
+        .unwrap_or(0);
+        p.set_received_len(n);
+        match seal(&client.outbound, &mut p, next_header::IPV4) {
+            Ok(()) => {
+                out.push(p);
+                if let Some(b) = self.inner_bytes.get_mut(l) {
+                    *b += n;
+                }
+            }
+            Err(_) => {
+                res.errors.seal_failed += 1;
+                pool.put(p);
+            }
+        }
+    }
+}
+
+/// Receives and counts everything waiting on the lanes; returns how many
+/// datagrams it took.
+fn receive(
+    lanes: &mut [Lane],
+    windows: &mut [Vec<SeqWindow>],
+    by_spi: &HashMap<u32, (usize, usize)>,
+    rx: &mut Vec<Packet>,
+    pool: &mut PacketPool,
+    epoch: Instant,
+    res: &mut ThreadResult,
+) -> usize {
+    let mut total = 0;
+    for li in 0..lanes.len() {
+        // Bounded per call, so sending is never starved by receiving.
+        for _ in 0..16 {
+            let Some(lane) = lanes.get_mut(li) else {
+                break;
+            };
+            let n = lane.port.rx_burst(pool, rx, 64).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            total += n;
+            let now_ns = epoch.elapsed().as_nanos() as u64;
+            for mut p in rx.drain(..) {
+                count_one(lanes, windows, by_spi, &mut p, now_ns, res);
+                pool.put(p);
+            }
+        }
+    }
+    total
+}
+
+fn count_one(
+    lanes: &[Lane],
+    windows: &mut [Vec<SeqWindow>],
+    by_spi: &HashMap<u32, (usize, usize)>,
+    p: &mut Packet,
+    now_ns: u64,
+    res: &mut ThreadResult,
+) {
+    let spi = match p.data().get(..4) {
+        // Zero is the non-ESP marker (IKE on port 4500, RFC 3948 2.2).
+        Some(b) if p.len() > 8 && b != [0, 0, 0, 0] => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        _ => {
+            res.errors.not_esp += 1;
+            return;
+        }
+    };
+    let Some(&(l, c)) = by_spi.get(&spi) else {
+        res.errors.unknown_spi += 1;
+        return;
+    };
+    let (Some(client), Some(window)) = (
+        lanes.get(l).and_then(|lane| lane.clients.get(c)),
+        windows.get_mut(l).and_then(|w| w.get_mut(c)),
+    ) else {
+        return;
+    };
+    match open(&client.inbound, p) {
+        Ok(o) if o.next_header == next_header::IPV4 => {}
+        Ok(_) => {
+            res.errors.foreign += 1;
+            return;
+        }
+        Err(DropReason::AuthFailed) => {
+            res.errors.auth_failed += 1;
+            return;
+        }
+        Err(DropReason::Replay) => {
+            res.errors.replayed += 1;
+            return;
+        }
+        Err(_) => {
+            res.errors.open_failed += 1;
+            return;
+        }
+    }
+    match ipv4_udp_payload(p.data()).and_then(Stamp::read) {
+        Some(s) if s.client == client.id => res.tally.record(window, &s, p.len(), now_ns),
+        _ => res.errors.foreign += 1,
+    }
+}
+
+/// Sleeps until a socket is readable or `wait` passes.
+pub(crate) fn wait_readable(fds: &[RawFd], wait: Duration) {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ts = libc::timespec {
+        tv_sec: wait.as_secs() as libc::time_t,
+        tv_nsec: wait.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `pfds` is a valid array of `pfds.len()` pollfds for the call;
+    // `ts` lives across it; a null signal mask keeps the current one.
+    unsafe {
+        libc::ppoll(
+            pfds.as_mut_ptr(),
+            pfds.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        )
+    };
+}
+
+/// Progress of all threads.
+pub fn totals(all: &[Arc<Progress>]) -> (u64, u64, u64) {
+    all.iter().fold((0, 0, 0), |(s, r, b), p| {
+        (
+            s + p.sent.load(Ordering::Relaxed),
+            r + p.received.load(Ordering::Relaxed),
+            b + p.rx_bytes.load(Ordering::Relaxed),
+        )
+    })
+}

@@ -1,0 +1,88 @@
+//! `esprit-pktgen ike`: every client a real IKEv2 initiator (the control
+//! plane's sans-IO endpoint) that pings on its first epoch; then the same
+//! traffic phase as `manual`, and DELETEs at the end.
+
+mod handshakes;
+mod policy;
+
+pub use handshakes::{HandshakeOptions, Handshakes};
+pub use policy::{ClientPolicy, Target};
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use dataplane::port::udp::{UdpConfig, UdpPort};
+
+use super::report::Report;
+use super::session::{self, SessionOptions};
+use super::PktgenError;
+
+/// What `ike` mode runs.
+#[derive(Clone, Debug)]
+pub struct IkeOptions {
+    pub clients: usize,
+    /// The clients' sockets: `client_ip`, ports from `client_port` (0:
+    /// any free port; IKE tells the gateway where they are).
+    pub client_ip: IpAddr,
+    pub client_port: u16,
+    pub sockets: usize,
+    pub in_flight: usize,
+    pub setup_timeout: Duration,
+    /// Send to this address instead of gateway.outside[0].
+    pub gateway: Option<SocketAddr>,
+}
+
+fn bind(opt: &IkeOptions) -> Result<Vec<UdpPort>, PktgenError> {
+    let cfg = UdpConfig {
+        gro: false,
+        socket_buffer: 8 << 20,
+        ..UdpConfig::default()
+    };
+    (0..opt.sockets.clamp(1, 65535))
+        .map(|k| {
+            let port = if opt.client_port == 0 {
+                0
+            } else {
+                opt.client_port
+                    .checked_add(k as u16)
+                    .ok_or_else(|| PktgenError::Option("client ports run past 65535".into()))?
+            };
+            let addr = SocketAddr::new(opt.client_ip, port);
+            UdpPort::bind_with(addr, cfg).map_err(PktgenError::io(format!("bind {addr}")))
+        })
+        .collect()
+}
+
+/// Sets the clients up against the gateway of `cfg`, runs the traffic
+/// phase with those that came up, deletes their IKE SAs, and reports.
+pub fn run_ike(
+    cfg: &config::Config,
+    opt: &IkeOptions,
+    traffic: &SessionOptions,
+) -> Result<Report, PktgenError> {
+    if opt.clients == 0 {
+        return Err(PktgenError::Option("--clients must be at least 1".into()));
+    }
+    let target = Target::from_config(cfg, opt.gateway)?;
+    let policy = ClientPolicy::from_config(cfg)?;
+    let mut hs = Handshakes::new(bind(opt)?, target, policy, opt.clients);
+    let setup = hs.run(&HandshakeOptions {
+        in_flight: opt.in_flight.max(1),
+        timeout: opt.setup_timeout,
+        progress: traffic.progress,
+    });
+    let lanes = hs.take_lanes();
+    if lanes.iter().all(|l| l.clients.is_empty()) {
+        return Err(PktgenError::Ike(format!(
+            "no client came up ({} failed)",
+            setup.failed
+        )));
+    }
+    let (mut report, lanes) = session::run(lanes, traffic, "ike")?;
+    report.setup = Some(setup);
+    let left = hs.delete_all(lanes, Duration::from_secs(2));
+    if left > 0 && traffic.progress {
+        eprintln!("{left} IKE SAs not confirmed deleted");
+    }
+    Ok(report)
+}

@@ -1,0 +1,225 @@
+//! The run's figures: a table for people, JSON for scripts.
+
+use std::io;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::engine::{Errors, ThreadResult};
+use super::receiver::Tally;
+use super::traffic::{Stop, TrafficSpec};
+
+/// Totals at one moment of the run.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Sample {
+    /// Seconds since the traffic phase began.
+    pub t: f64,
+    pub sent: u64,
+    pub received: u64,
+    pub rx_bytes: u64,
+}
+
+impl Sample {
+    /// The line printed each second: rates since `last`, and totals.
+    pub fn progress_line(&self, last: &Sample) -> String {
+        let dt = (self.t - last.t).max(1e-9);
+        format!(
+            "[{:6.1}s] tx {:8.3} Mpps  rx {:8.3} Mpps {:7.3} Gbit/s  sent {:>11} received {:>11} in flight or lost {:>8}",
+            self.t,
+            (self.sent - last.sent.min(self.sent)) as f64 / dt / 1e6,
+            (self.received - last.received.min(self.received)) as f64 / dt / 1e6,
+            (self.rx_bytes - last.rx_bytes.min(self.rx_bytes)) as f64 * 8.0 / dt / 1e9,
+            self.sent,
+            self.received,
+            self.sent.saturating_sub(self.received),
+        )
+    }
+}
+
+/// Round trips, in microseconds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+    /// (microseconds, fraction at or below): the CDF, for plots.
+    pub cdf: Vec<(f64, f64)>,
+}
+
+/// The IKE set-up phase.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Setup {
+    pub tunnels: u64,
+    pub failed: u64,
+    pub seconds: f64,
+    pub tunnels_per_sec: f64,
+    /// Tunnels whose first ping was answered on their epoch.
+    pub pinged: u64,
+}
+
+/// Everything one run measured.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub mode: String,
+    pub clients: usize,
+    pub threads: usize,
+    pub sockets: usize,
+    /// "64", "1400" or "imix".
+    pub size: String,
+    pub mean_inner_bytes: f64,
+    /// Offered rate, packets/s; `None` = flat out.
+    pub rate_pps: Option<f64>,
+    pub count: Option<u64>,
+    /// Packets in flight per thread at most (closed loop), if limited.
+    pub window: Option<usize>,
+    /// The send phase, seconds.
+    pub seconds: f64,
+    pub sent: u64,
+    /// Distinct packets back (late ones included).
+    pub received: u64,
+    /// sent - received.
+    pub lost: u64,
+    pub duplicated: u64,
+    /// Came back more than 1024 packets behind its client's newest.
+    pub late: u64,
+    pub tx_mpps: f64,
+    pub rx_mpps: f64,
+    /// Inner bytes sent / received, Gbit/s.
+    pub tx_gbps: f64,
+    pub rx_gbps: f64,
+    pub latency_us: Latency,
+    pub errors: Errors,
+    pub timeline: Vec<Sample>,
+    pub setup: Option<Setup>,
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+impl Report {
+    pub fn build(
+        mode: &str,
+        clients: usize,
+        threads: usize,
+        sockets: usize,
+        spec: &TrafficSpec,
+        results: &[ThreadResult],
+        timeline: Vec<Sample>,
+    ) -> Report {
+        let mut tally = Tally::default();
+        let mut errors = Errors::default();
+        let (mut sent, mut tx_bytes, mut secs) = (0u64, 0u64, 0f64);
+        for r in results {
+            tally.merge(&r.tally);
+            errors.merge(&r.errors);
+            sent += r.sent;
+            tx_bytes += r.tx_bytes;
+            secs = secs.max(r.send_time.as_secs_f64());
+        }
+        errors.foreign += tally.foreign;
+        let secs = secs.max(1e-6);
+        let received = tally.received + tally.late;
+        let h = &tally.latency;
+        let cdf = if h.is_empty() {
+            Vec::new()
+        } else {
+            h.iter_quantiles(2)
+                .map(|v| (us(v.value_iterated_to()), v.quantile_iterated_to()))
+                .collect()
+        };
+        Report {
+            mode: mode.into(),
+            clients,
+            threads,
+            sockets,
+            size: spec.size.name(),
+            mean_inner_bytes: spec.size.mean(),
+            rate_pps: spec.rate,
+            count: match spec.stop {
+                Stop::Count(n) => Some(n),
+                Stop::After(_) => None,
+            },
+            window: spec.window,
+            seconds: secs,
+            sent,
+            received,
+            lost: sent.saturating_sub(received),
+            duplicated: tally.duplicated,
+            late: tally.late,
+            tx_mpps: sent as f64 / secs / 1e6,
+            rx_mpps: received as f64 / secs / 1e6,
+            tx_gbps: tx_bytes as f64 * 8.0 / secs / 1e9,
+            rx_gbps: tally.rx_bytes as f64 * 8.0 / secs / 1e9,
+            latency_us: Latency {
+                p50: us(h.value_at_quantile(0.5)),
+                p99: us(h.value_at_quantile(0.99)),
+                p999: us(h.value_at_quantile(0.999)),
+                max: us(h.max()),
+                mean: h.mean() / 1000.0,
+                cdf,
+            },
+            errors,
+            timeline,
+            setup: None,
+        }
+    }
+
+    /// The table printed at the end.
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let mut rate = self
+            .rate_pps
+            .map_or("flat out".to_string(), |r| format!("{r:.0} pps"));
+        if let Some(w) = self.window {
+            rate += &format!(", at most {w} in flight per thread");
+        }
+        if let Some(s) = &self.setup {
+            t += &format!(
+                "set-up: {} tunnels in {:.2} s = {:.0} tunnels/s, {} failed, {} answered their first ping\n",
+                s.tunnels, s.seconds, s.tunnels_per_sec, s.failed, s.pinged
+            );
+        }
+        t += &format!(
+            "{} mode, {} clients, {} threads, {} sockets, size {}, {rate}, {:.2} s\n",
+            self.mode, self.clients, self.threads, self.sockets, self.size, self.seconds
+        );
+        t += &format!(
+            "{:>11} {:>11} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}\n",
+            "sent",
+            "received",
+            "lost",
+            "dup",
+            "tx Mpps",
+            "rx Mpps",
+            "tx Gb/s",
+            "rx Gb/s",
+            "p50 us",
+            "p99 us",
+            "p99.9 us",
+            "max us"
+        );
+        let l = &self.latency_us;
+        t += &format!(
+            "{:>11} {:>11} {:>8} {:>6} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>9.1} {:>9.1} {:>9.1} {:>9.1}\n",
+            self.sent, self.received, self.lost, self.duplicated, self.tx_mpps, self.rx_mpps,
+            self.tx_gbps, self.rx_gbps, l.p50, l.p99, l.p999, l.max
+        );
+        let e = &self.errors;
+        if *e != Errors::default() || self.late > 0 {
+            t += &format!(
+                "errors: tx dropped {}, seal failed {}, unknown SPI {}, not ESP {}, auth failed {}, replayed {}, other open failures {}, foreign {}, late {}\n",
+                e.tx_dropped, e.seal_failed, e.unknown_spi, e.not_esp, e.auth_failed,
+                e.replayed, e.open_failed, e.foreign, self.late
+            );
+        }
+        t
+    }
+
+    pub fn write_json(&self, path: &Path) -> io::Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(io::Error::other)?;
+        std::fs::write(path, text + "\n")
+    }
+}

@@ -1,0 +1,127 @@
+//! One traffic phase: binds the clients' sockets, spreads them over the
+//! threads, prints progress every second and gathers the report.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dataplane::port::udp::{UdpConfig, UdpPort};
+
+use super::clients::Client;
+use super::engine::{self, Lane, Progress, ThreadResult};
+use super::report::{Report, Sample};
+use super::traffic::TrafficSpec;
+use super::PktgenError;
+
+/// How to run the traffic phase.
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    pub threads: usize,
+    pub traffic: TrafficSpec,
+    /// Print a progress line to stderr every second.
+    pub progress: bool,
+}
+
+/// Binds one socket per group of clients (UDP GRO off: pktgen opens each
+/// datagram as it comes, and GSO stays on for sends).
+pub fn bind_lanes(groups: Vec<(SocketAddr, Vec<Client>)>) -> Result<Vec<Lane>, PktgenError> {
+    let cfg = UdpConfig {
+        gro: false,
+        socket_buffer: 8 << 20,
+        ..UdpConfig::default()
+    };
+    groups
+        .into_iter()
+        .map(|(addr, clients)| {
+            let port = UdpPort::bind_with(addr, cfg)
+                .map_err(PktgenError::io(format!("bind client socket {addr}")))?;
+            Ok(Lane { port, clients })
+        })
+        .collect()
+}
+
+/// Runs the traffic phase over `lanes` and reports. `mode` names the run in
+/// the report. The lanes come back for what follows (IKE deletes).
+pub fn run(
+    lanes: Vec<Lane>,
+    opt: &SessionOptions,
+    mode: &str,
+) -> Result<(Report, Vec<Lane>), PktgenError> {
+    let clients: usize = lanes.iter().map(|l| l.clients.len()).sum();
+    let sockets = lanes.len();
+    let threads = opt.threads.clamp(1, sockets.max(1));
+    let mut per_thread: Vec<Vec<Lane>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, lane) in lanes.into_iter().enumerate() {
+        if let Some(t) = per_thread.get_mut(i % threads) {
+            t.push(lane);
+        }
+    }
+    let progress: Vec<Arc<Progress>> = (0..threads).map(|_| Arc::default()).collect();
+    let abort = AtomicBool::new(false);
+    let epoch = Instant::now();
+    let mut timeline = vec![Sample::default()];
+    let mut results: Vec<ThreadResult> = std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for (i, lanes) in per_thread.into_iter().enumerate() {
+            let share = engine::share(&opt.traffic, threads, i);
+            let (prog, abort, spec) = (progress[i].clone(), &abort, opt.traffic);
+            let h = std::thread::Builder::new()
+                .name(format!("pktgen-{i}"))
+                .spawn_scoped(s, move || {
+                    engine::run(lanes, spec, share, epoch, &prog, abort)
+                });
+            match h {
+                Ok(h) => handles.push(h),
+                Err(_) => abort.store(true, std::sync::atomic::Ordering::Relaxed),
+            }
+        }
+        let mut next = epoch + Duration::from_secs(1);
+        while !handles.iter().all(|h| h.is_finished()) {
+            std::thread::sleep(Duration::from_millis(10));
+            let now = Instant::now();
+            if now >= next {
+                next += Duration::from_secs(1);
+                let (sent, received, rx_bytes) = engine::totals(&progress);
+                let sample = Sample {
+                    t: now.duration_since(epoch).as_secs_f64(),
+                    sent,
+                    received,
+                    rx_bytes,
+                };
+                if opt.progress {
+                    let last = timeline.last().copied().unwrap_or_default();
+                    eprintln!("{}", sample.progress_line(&last));
+                }
+                timeline.push(sample);
+            }
+        }
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    if results.len() != threads {
+        return Err(PktgenError::Option(
+            "a traffic thread failed to start or panicked".into(),
+        ));
+    }
+    let (sent, received, rx_bytes) = engine::totals(&progress);
+    timeline.push(Sample {
+        t: epoch.elapsed().as_secs_f64(),
+        sent,
+        received,
+        rx_bytes,
+    });
+    let report = Report::build(
+        mode,
+        clients,
+        threads,
+        sockets,
+        &opt.traffic,
+        &results,
+        timeline,
+    );
+    let lanes = results
+        .iter_mut()
+        .flat_map(|r| std::mem::take(&mut r.lanes))
+        .collect();
+    Ok((report, lanes))
+}

@@ -1,0 +1,150 @@
+//! deploy/lab/lab.sh builds its namespaces, runs espritd and esprit-pktgen
+//! there for the `smoke` scenario, and leaves nothing behind. Root only.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root && std::env::var_os("ESPRIT_REQUIRE_PRIVILEGED_TESTS").is_some() {
+        panic!("the lab needs root (network namespaces), and CI requires it");
+    }
+    root
+}
+
+/// The directory of this build's binaries, with espritd built if missing
+/// (it belongs to the controlplane crate, which `cargo test -p perf` alone
+/// does not build).
+fn bin_dir() -> PathBuf {
+    let pktgen = Path::new(env!("CARGO_BIN_EXE_esprit-pktgen"));
+    let dir = pktgen.parent().expect("binary directory").to_path_buf();
+    if !dir.join("espritd").exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let target = dir.parent().expect("target directory");
+        let mut c = Command::new(cargo);
+        c.args(["build", "-p", "controlplane", "--bin", "espritd"])
+            .env("CARGO_TARGET_DIR", target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if dir.ends_with("release") {
+            c.arg("--release");
+        }
+        let status = c.status().expect("run cargo");
+        assert!(status.success(), "could not build espritd");
+    }
+    dir
+}
+
+/// Namespaces of the lab run tagged `tag`.
+fn lab_namespaces(tag: &str) -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(tag))
+        .map(|l| l.to_string())
+        .collect()
+}
+
+/// Processes running with the work directory of lab run `tag` on their
+/// command line.
+fn lab_processes(tag: &str) -> Vec<u32> {
+    let needle = format!("/tmp/{tag}.");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn the_smoke_scenario_runs_and_cleans_up() {
+    if !root() {
+        eprintln!("lab test skipped: needs root");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/lab/lab.sh");
+    let out_dir = std::env::temp_dir().join(format!("esplab-test-{}", std::process::id()));
+    let tag = format!("esplab-t{}-smoke", std::process::id());
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("smoke")
+        .env("LAB_TAG", &tag)
+        .env("BIN_DIR", bin_dir())
+        .env("OUT", &out_dir)
+        .env("CLIENTS", "50")
+        .env("COUNT", "3000")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("manual mode, 50 clients"), "{stdout}");
+    let json = std::fs::read_to_string(out_dir.join("smoke.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["sent"], 3000);
+    assert_eq!(v["received"], 3000, "{stdout}");
+    assert!(out_dir.join("smoke.svg").exists());
+    let _ = std::fs::remove_dir_all(&out_dir);
+    // Its namespaces are gone, and no process it started outlives it.
+    assert_eq!(lab_namespaces(&tag), Vec::<String>::new());
+    assert_eq!(lab_processes(&tag), Vec::<u32>::new());
+    assert!(stderr.contains("scenario smoke"));
+}
+
+#[test]
+fn ike_clients_behind_a_nat_come_up_and_get_their_traffic_back() {
+    if !root() {
+        eprintln!("lab test skipped: needs root");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/lab/lab.sh");
+    let out_dir = std::env::temp_dir().join(format!("esplab-nat-{}", std::process::id()));
+    let tag = format!("esplab-t{}-nat", std::process::id());
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("nat")
+        .env("LAB_TAG", &tag)
+        .env("BIN_DIR", bin_dir())
+        .env("OUT", &out_dir)
+        .env("CLIENTS", "50")
+        .env("COUNT", "2000")
+        .env("RATE", "5000")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let json = std::fs::read_to_string(out_dir.join("nat.json")).unwrap();
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["mode"], "ike");
+    assert_eq!(v["setup"]["tunnels"], 50, "{stdout}");
+    assert_eq!(v["setup"]["pinged"], 50, "{stdout}");
+    assert_eq!(v["sent"], 2000);
+    assert_eq!(v["received"], 2000, "{stdout}");
+    assert!(stderr.contains("NAT 1"));
+    assert_eq!(lab_namespaces(&tag), Vec::<String>::new());
+    assert_eq!(lab_processes(&tag), Vec::<u32>::new());
+}
+
+#[test]
+fn an_unknown_scenario_is_refused_without_building_anything() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/lab/lab.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("no-such-scenario")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown scenario") || err.contains("run as root"),
+        "{err}"
+    );
+}

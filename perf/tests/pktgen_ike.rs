@@ -1,0 +1,113 @@
+//! esprit-pktgen's IKE mode against espritd's daemon (its IKE responder
+//! with a pool and a reflecting inside), in process on loopback: 200
+//! clients each run IKEv2, get an inner address, ping on their first epoch
+//! and then send numbered traffic that all comes back.
+//!
+//! One test in this file: the daemon runs its control loop until SIGTERM,
+//! which the test raises at the end (signal-hook turns it into a flag).
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use controlplane::daemon::Daemon;
+use perf::pktgen::gen_config::GenConfig;
+use perf::pktgen::ike::{run_ike, IkeOptions};
+use perf::pktgen::session::SessionOptions;
+use perf::pktgen::traffic::{SizeMix, Stop, TrafficSpec};
+
+/// A loopback address whose port 4500 is free. The gateway's NAT-T port
+/// must be 4500: its IKE endpoint strips the non-ESP marker (RFC 3948)
+/// only there.
+fn natt_address() -> SocketAddr {
+    let pid = std::process::id();
+    for k in 0..200u32 {
+        let n = pid.wrapping_add(k);
+        let ip = Ipv4Addr::new(127, 66, (n >> 8) as u8, (n as u8).max(1));
+        if UdpSocket::bind((ip, 4500)).is_ok() {
+            return (ip, 4500).into();
+        }
+    }
+    panic!("no free 127.66.x.y:4500");
+}
+
+#[test]
+fn two_hundred_ike_clients_come_up_ping_and_get_every_packet_back() {
+    let natt = natt_address();
+    let ike_port = UdpSocket::bind((natt.ip(), 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = GenConfig {
+        ike: true,
+        clients: 200,
+        gateway: natt,
+        ike_port,
+        workers: 2,
+        ..GenConfig::default()
+    }
+    .render()
+    .unwrap();
+    let cfg = config::parse(&text, "pktgen-ike.toml").unwrap();
+    let (ready_tx, ready) = mpsc::channel();
+    let gw_cfg = cfg.clone();
+    let gateway = std::thread::spawn(move || match Daemon::start(&gw_cfg) {
+        Ok(d) => {
+            let _ = ready_tx.send(None);
+            let _ = d.run_until_signal(Duration::from_secs(3600));
+        }
+        Err(e) => {
+            let _ = ready_tx.send(Some(e.to_string()));
+        }
+    });
+    if let Some(e) = ready.recv().unwrap() {
+        panic!("gateway: {e}");
+    }
+
+    let report = run_ike(
+        &cfg,
+        &IkeOptions {
+            clients: 200,
+            client_ip: "127.0.0.1".parse().unwrap(),
+            client_port: 0,
+            sockets: 4,
+            in_flight: 64,
+            setup_timeout: Duration::from_secs(60),
+            gateway: None,
+        },
+        &SessionOptions {
+            threads: 2,
+            traffic: TrafficSpec {
+                size: SizeMix::Fixed(64),
+                rate: Some(20_000.0),
+                stop: Stop::Count(20_000),
+                drain: Duration::from_secs(2),
+                burst: 32,
+                window: None,
+            },
+            progress: false,
+        },
+    );
+    // Stop the daemon whatever happened (it registered for SIGTERM before
+    // its first control step, so it is listening by now).
+    // SAFETY: raise has no preconditions; the handler only sets a flag.
+    unsafe { libc::raise(libc::SIGTERM) };
+    let joined = gateway.join();
+    let r = report.unwrap();
+    assert!(joined.is_ok(), "gateway thread panicked");
+
+    let s = r.setup.as_ref().expect("set-up figures");
+    assert_eq!(
+        (s.tunnels, s.pinged, s.failed),
+        (200, 200, 0),
+        "{}",
+        r.table()
+    );
+    assert!(s.tunnels_per_sec > 0.0 && s.seconds > 0.0);
+    assert_eq!(r.clients, 200);
+    assert_eq!(r.sent, 20_000);
+    assert_eq!(r.received, r.sent, "{}", r.table());
+    assert_eq!((r.lost, r.duplicated), (0, 0));
+    assert_eq!(r.errors, Default::default(), "{}", r.table());
+}
