@@ -3,11 +3,15 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
+/// Leases in O(log n): addresses below `next` were handed out at some
+/// point; those given back wait in `free`. The lowest free address is the
+/// lowest of `free`, or else `next`.
 #[derive(Clone, Debug)]
 pub struct AddressPool {
     first: u32,
     size: u32,
-    leased: BTreeSet<u32>,
+    next: u32,
+    free: BTreeSet<u32>,
 }
 
 impl AddressPool {
@@ -16,23 +20,34 @@ impl AddressPool {
         AddressPool {
             first: u32::from(first),
             size,
-            leased: BTreeSet::new(),
+            next: 0,
+            free: BTreeSet::new(),
         }
     }
 
     /// The lowest free address.
     pub fn lease(&mut self) -> Option<Ipv4Addr> {
-        let off = (0..self.size).find(|o| !self.leased.contains(o))?;
-        self.leased.insert(off);
+        let off = match self.free.pop_first() {
+            Some(off) => off,
+            None if self.next < self.size => {
+                self.next += 1;
+                self.next - 1
+            }
+            None => return None,
+        };
         Some(Ipv4Addr::from(self.first.wrapping_add(off)))
     }
 
+    /// Gives `a` back; an address that is not leased changes nothing.
     pub fn release(&mut self, a: Ipv4Addr) {
-        self.leased.remove(&u32::from(a).wrapping_sub(self.first));
+        let off = u32::from(a).wrapping_sub(self.first);
+        if off < self.next {
+            self.free.insert(off);
+        }
     }
 
     pub fn leased(&self) -> usize {
-        self.leased.len()
+        (self.next as usize).saturating_sub(self.free.len())
     }
 }
 
@@ -49,5 +64,36 @@ mod tests {
         p.release(Ipv4Addr::new(10, 0, 0, 10));
         assert_eq!(p.lease(), Some(Ipv4Addr::new(10, 0, 0, 10)));
         assert_eq!(p.leased(), 2);
+    }
+
+    #[test]
+    fn releasing_what_is_not_leased_changes_nothing() {
+        let mut p = AddressPool::new(Ipv4Addr::new(10, 0, 0, 10), 4);
+        p.lease();
+        p.release(Ipv4Addr::new(10, 0, 0, 12)); // never leased
+        p.release(Ipv4Addr::new(192, 0, 2, 1)); // not in the pool
+        assert_eq!(p.leased(), 1);
+        assert_eq!(p.lease(), Some(Ipv4Addr::new(10, 0, 0, 11)));
+        p.release(Ipv4Addr::new(10, 0, 0, 10));
+        p.release(Ipv4Addr::new(10, 0, 0, 10)); // twice
+        assert_eq!(p.leased(), 1);
+    }
+
+    #[test]
+    fn given_back_addresses_are_leased_again_lowest_first() {
+        let mut p = AddressPool::new(Ipv4Addr::new(10, 0, 0, 0), 1 << 16);
+        let all: Vec<Ipv4Addr> = (0..1000).map(|_| p.lease().unwrap()).collect();
+        for a in all.iter().rev().step_by(3) {
+            p.release(*a);
+        }
+        let mut back: Vec<Ipv4Addr> = all.iter().rev().step_by(3).copied().collect();
+        back.sort();
+        let again: Vec<Ipv4Addr> = (0..back.len()).map(|_| p.lease().unwrap()).collect();
+        assert_eq!(again, back);
+        assert_eq!(
+            p.lease(),
+            Some(Ipv4Addr::new(10, 0, 3, 232)),
+            "then the next new one"
+        );
     }
 }
