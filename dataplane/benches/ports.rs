@@ -5,9 +5,16 @@
 //! (`--features dpdk`). Only the gateway worker's busy polls are timed;
 //! the client worker on the other end feeds or drains it.
 //!
+//! Each line also says how far the worker is from the practical limit on
+//! this core: ring's bare AES-128-GCM seal rate on a buffer of the same
+//! size (BoringSSL's assembly), measured in the same run; and `openssl
+//! speed -evp aes-128-gcm` is run for reference.
+//!
 //! `cargo bench -p dataplane --bench ports [--features dpdk]`
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use dataplane::packet::{Encap, Packet};
@@ -158,9 +165,13 @@ fn report<O: Port>(name: &str, mut make: impl FnMut() -> Option<(O, O)>) {
             run(&mut lab, size, decrypt, WARM_UP);
             let mpps = run(&mut lab, size, decrypt, MEASURED);
             let dir = if decrypt { "open" } else { "seal" };
+            let limit = crypto_limits()
+                .get(&size)
+                .map_or(f64::NAN, |l| l.ring_mseals);
             println!(
-                "{name:<22} {dir} {size:>4} B: {mpps:6.2} Mpps/core ({:5.2} Gbit/s)",
-                mpps * size as f64 * 8.0 / 1e3
+                "{name:<22} {dir} {size:>4} B: {mpps:6.2} Mpps/core ({:5.2} Gbit/s), {:4.2}x ring's bare seal rate",
+                mpps * size as f64 * 8.0 / 1e3,
+                mpps / limit
             );
         }
     }
@@ -170,6 +181,7 @@ fn af_packet_pair() -> Option<(AfPacketPort, AfPacketPort)> {
     let run = |args: &[&str]| {
         std::process::Command::new("ip")
             .args(args)
+            .stderr(std::process::Stdio::null())
             .status()
             .map(|s| s.success())
             .unwrap_or(false)
@@ -193,8 +205,100 @@ fn af_packet_pair() -> Option<(AfPacketPort, AfPacketPort)> {
     Some((open("bench-a", GW_IP)?, open("bench-b", CL_IP)?))
 }
 
+/// The crypto alone on this core, for one buffer size.
+struct CryptoLimit {
+    /// ring's AES-128-GCM seals per second, in millions (median of 5).
+    ring_mseals: f64,
+    /// `openssl speed -evp aes-128-gcm` at this size, in millions of
+    /// blocks per second, if the tool is there.
+    openssl_mblocks: Option<f64>,
+}
+
+fn crypto_limits() -> &'static HashMap<usize, CryptoLimit> {
+    static LIMITS: OnceLock<HashMap<usize, CryptoLimit>> = OnceLock::new();
+    LIMITS.get_or_init(|| {
+        [64usize, 1400]
+            .into_iter()
+            .map(|size| {
+                let mut runs: Vec<f64> = (0..5).map(|_| ring_mseals(size)).collect();
+                runs.sort_by(f64::total_cmp);
+                let limit = CryptoLimit {
+                    ring_mseals: runs[2],
+                    openssl_mblocks: openssl_speed(size),
+                };
+                (size, limit)
+            })
+            .collect()
+    })
+}
+
+/// ring's bare seal rate on one `size`-byte buffer, in millions per second.
+fn ring_mseals(size: usize) -> f64 {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
+    let key = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &[3; 16]).expect("key"));
+    let mut buf = vec![0u8; size];
+    let (mut n, start) = (0u64, Instant::now());
+    while start.elapsed() < Duration::from_millis(200) {
+        for _ in 0..1000 {
+            let mut nonce = [0u8; 12];
+            nonce[4..].copy_from_slice(&n.to_be_bytes());
+            let tag = key
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(n.to_be_bytes()),
+                    &mut buf,
+                )
+                .expect("seal");
+            std::hint::black_box(&tag);
+            n += 1;
+        }
+    }
+    n as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+/// `openssl speed -evp aes-128-gcm -bytes SIZE`: millions of SIZE-byte
+/// blocks per second, parsed from the table's last line ("...k" is 1000s
+/// of bytes per second).
+fn openssl_speed(size: usize) -> Option<f64> {
+    let out = std::process::Command::new("openssl")
+        .args(["speed", "-seconds", "1", "-bytes", &size.to_string()])
+        .args(["-evp", "aes-128-gcm"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("AES-128-GCM") || l.starts_with("aes-128-gcm"))?;
+    let kbytes: f64 = line
+        .split_whitespace()
+        .last()?
+        .trim_end_matches('k')
+        .parse()
+        .ok()?;
+    Some(kbytes * 1000.0 / size as f64 / 1e6)
+}
+
 fn main() {
-    println!("== worker throughput per core by outside port (burst {BURST}) ==");
+    println!("== the crypto alone on this core (AES-128-GCM, one buffer) ==");
+    for size in [64usize, 1400] {
+        let l = &crypto_limits()[&size];
+        let openssl = l.openssl_mblocks.map_or_else(
+            || "openssl speed: not available".to_string(),
+            |m| {
+                format!(
+                    "openssl speed -evp: {m:6.2} M/s ({:.2}x ring)",
+                    m / l.ring_mseals
+                )
+            },
+        );
+        println!(
+            "{size:>4} B: ring seal {:6.2} M/s ({:5.2} Gbit/s); {openssl}",
+            l.ring_mseals,
+            l.ring_mseals * size as f64 * 8.0 / 1e3
+        );
+    }
+    println!("\n== worker throughput per core by outside port (burst {BURST}) ==");
     report("mem", || Some(link(8192)));
     // A private network namespace for the veth pair (needs root).
     let in_ns = std::thread::spawn(|| {
