@@ -3,6 +3,8 @@
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use super::outside_port::{Dpdk, OutsidePort};
+
 /// How packets reach the outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -12,6 +14,21 @@ pub enum PortKind {
     Udp,
     /// In-memory rings, for tests and pure data-plane benchmarks.
     Mem,
+    /// Raw Ethernet through TPACKET_V3 rings (`[dataplane.outside]`).
+    AfPacket,
+    /// AF_XDP sockets (espritd built with feature `af_xdp`).
+    AfXdp,
+    /// DPDK ethdev queues (espritd built with feature `dpdk`; `[dataplane.dpdk]`).
+    Dpdk,
+}
+
+impl PortKind {
+    /// Whether the port owns a whole interface and does its own L2 (ARP,
+    /// ICMP echo): it then needs `[dataplane.outside]`, and IKE on the
+    /// IKE port arrives through the workers too.
+    pub fn owns_interface(self) -> bool {
+        matches!(self, PortKind::AfPacket | PortKind::AfXdp | PortKind::Dpdk)
+    }
 }
 
 /// How clear packets reach the protected side.
@@ -45,6 +62,10 @@ pub struct Dataplane {
     pub ring_size: usize,
     /// The inside interface.
     pub inside: Inside,
+    /// The interface an `af_packet`, `af_xdp` or `dpdk` port owns.
+    pub outside: Option<OutsidePort>,
+    /// How DPDK is started (port `dpdk`).
+    pub dpdk: Option<Dpdk>,
 }
 
 impl Default for Dataplane {
@@ -56,6 +77,8 @@ impl Default for Dataplane {
             port: PortKind::Udp,
             ring_size: 1024,
             inside: Inside::default(),
+            outside: None,
+            dpdk: None,
         }
     }
 }
