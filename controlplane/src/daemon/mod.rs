@@ -2,6 +2,7 @@
 //! workers, and owns everything that changes SAs: manual tunnels, the IKE
 //! driver, reloads and the control socket, all on one control-plane thread.
 
+mod bypass;
 mod control;
 mod manual;
 mod metrics_page;
@@ -320,12 +321,13 @@ impl Daemon {
             .map(|t| t.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::MAX)
             .min(Duration::from_millis(5));
+        // Without an IKE socket (IKE through the workers) poll just sleeps.
         let mut fds = [libc::pollfd {
-            fd: self.ike.fd(),
+            fd: self.ike.fd().unwrap_or(-1),
             events: libc::POLLIN,
             revents: 0,
         }];
-        // SAFETY: one valid pollfd for the duration of the call.
+        // SAFETY: one pollfd (a negative fd is ignored) for the duration of the call.
         unsafe { libc::poll(fds.as_mut_ptr(), 1, wait.as_millis() as libc::c_int) };
     }
 
