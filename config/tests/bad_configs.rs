@@ -203,6 +203,11 @@ fn semantic_errors() {
             ],
         ),
         (
+            "outer MTU too small",
+            "[dataplane]\nouter_mtu = 100\n".into(),
+            vec![(2, "dataplane.outer_mtu", "outer_mtu 100 is not in 576..=9216", "1500")],
+        ),
+        (
             "kernel-bypass port without its interface",
             "[dataplane]\nport = \"af_packet\"\n".into(),
             vec![(2, "dataplane.port", "port = \"af_packet\" needs [dataplane.outside]", "interface = \"eth1\"")],

@@ -80,6 +80,9 @@ outside = ["192.0.2.1:4500"]
 [dataplane.inside]
 name = "esprit0"
 addresses = ["10.1.0.1/24"]
+# Larger than the tunnel carries (1438 over a 1500 outside): the kernel
+# hands over packets espritd must answer with fragmentation-needed.
+mtu = 1500
 
 [ike]
 local_id = "gw.lab.test"
@@ -225,6 +228,25 @@ fn roadwarrior_through(tag: &str, port_section: &str) {
         neigh.contains(&format!("lladdr {mac}")),
         "the client resolved 192.0.2.1 to espritd's {mac}: {neigh:?}"
     );
+    // PMTU: 1500 bytes with DF do not fit once sealed; espritd says 1438.
+    let vip = sas
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .find(|w| w.starts_with("10.3.0."))
+        .unwrap_or_else(|| panic!("no virtual IP in {sas}"))
+        .to_string();
+    let big = lab.gw.try_exec(&[
+        "ping", "-M", "do", "-s", "1472", "-c", "2", "-i", "0.3", "-W", "1", &vip,
+    ]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&big.stdout),
+        String::from_utf8_lossy(&big.stderr)
+    );
+    assert!(
+        text.contains("mtu = 1438") || text.contains("mtu=1438"),
+        "ping -M do -s 1472 {vip} should learn mtu 1438:\n{text}"
+    );
+
     let log = espritd.log_text();
     assert!(log.contains("outside port owns its interface"), "{log}");
     assert!(log.contains("CHILD SA installed"), "{log}");

@@ -66,6 +66,22 @@ pub struct Dataplane {
     pub outside: Option<OutsidePort>,
     /// How DPDK is started (port `dpdk`).
     pub dpdk: Option<Dpdk>,
+    /// Lower the MSS of TCP SYNs crossing a tunnel to what fits, default true.
+    pub mss_clamp: bool,
+    /// The outside path MTU for the `udp` port, default 1500 (ports that
+    /// own their interface use `[dataplane.outside].mtu`). Inner packets
+    /// with DF that do not fit once sealed get ICMP fragmentation-needed.
+    pub outer_mtu: u16,
+}
+
+impl Dataplane {
+    /// The largest outer packet, whatever the port kind.
+    pub fn effective_outer_mtu(&self) -> u16 {
+        match (&self.outside, self.port.owns_interface()) {
+            (Some(o), true) => o.mtu,
+            _ => self.outer_mtu,
+        }
+    }
 }
 
 impl Default for Dataplane {
@@ -79,6 +95,8 @@ impl Default for Dataplane {
             inside: Inside::default(),
             outside: None,
             dpdk: None,
+            mss_clamp: true,
+            outer_mtu: 1500,
         }
     }
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::ctl::{Access, CtlServer};
 use crate::gateway::{IkeDriver, SpiSlots};
+use dataplane::pmtu::PmtuConfig;
 use dataplane::port::tun::TunDevice;
 use dataplane::sa::manual::ManualTunnel as DpManualTunnel;
 use dataplane::sa::{SaPublisher, TunnelId};
@@ -130,6 +131,11 @@ impl Daemon {
                     .cores
                     .as_ref()
                     .and_then(|c| c.get(id).copied()),
+                pmtu: PmtuConfig {
+                    outer_mtu: cfg.dataplane.effective_outer_mtu(),
+                    mss_clamp: cfg.dataplane.mss_clamp,
+                    ..PmtuConfig::default()
+                },
                 ..WorkerConfig::default()
             };
             let worker = Worker::new(wcfg, out, ins, publisher.reader(), handoff, link.clone());

@@ -44,6 +44,12 @@ pub struct WorkerStats {
     pub dummies: Counter,
     /// Loop iterations that found nothing to do.
     pub idle_polls: Counter,
+    /// TCP SYNs whose MSS was lowered to fit the tunnel.
+    pub mss_clamped: Counter,
+    /// ICMP "fragmentation needed" / "packet too big" sent inside.
+    pub icmp_too_big_sent: Counter,
+    /// ... and not sent, over the rate limit.
+    pub icmp_too_big_limited: Counter,
     drops: [Counter; DropReason::COUNT],
 }
 
@@ -74,6 +80,9 @@ impl WorkerStats {
             to_control: self.to_control.get(),
             handed_off: self.handed_off.get(),
             keepalives: self.keepalives.get(),
+            mss_clamped: self.mss_clamped.get(),
+            icmp_too_big_sent: self.icmp_too_big_sent.get(),
+            icmp_too_big_limited: self.icmp_too_big_limited.get(),
             drops: DropReason::ALL.map(|r| self.drops(r)),
         }
     }
@@ -91,6 +100,9 @@ pub struct StatsSnapshot {
     pub to_control: u64,
     pub handed_off: u64,
     pub keepalives: u64,
+    pub mss_clamped: u64,
+    pub icmp_too_big_sent: u64,
+    pub icmp_too_big_limited: u64,
     pub drops: [u64; DropReason::COUNT],
 }
 
@@ -114,6 +126,9 @@ impl StatsSnapshot {
         self.to_control += o.to_control;
         self.handed_off += o.handed_off;
         self.keepalives += o.keepalives;
+        self.mss_clamped += o.mss_clamped;
+        self.icmp_too_big_sent += o.icmp_too_big_sent;
+        self.icmp_too_big_limited += o.icmp_too_big_limited;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
         }
