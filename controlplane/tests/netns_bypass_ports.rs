@@ -247,9 +247,37 @@ fn roadwarrior_through(tag: &str, port_section: &str) {
         "ping -M do -s 1472 {vip} should learn mtu 1438:\n{text}"
     );
 
+    // Neither the control thread nor a worker is confined to one core
+    // (DPDK's EAL pins its caller to the main lcore; the daemon must not
+    // pass that on). DPDK's own service threads may be pinned.
+    let ours = cpus_allowed(std::path::Path::new("/proc/self/status"));
+    let pid = espritd.pid().to_string();
+    let mut n = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if t.file_name() == pid.as_str() || comm.starts_with("esprit-worker") {
+            assert_eq!(cpus_allowed(&t.path().join("status")), ours, "{comm}");
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "espritd has its workers");
+
     let log = espritd.log_text();
     assert!(log.contains("outside port owns its interface"), "{log}");
     assert!(log.contains("CHILD SA installed"), "{log}");
+}
+
+/// `Cpus_allowed_list` of a /proc status file.
+fn cpus_allowed(status: &std::path::Path) -> String {
+    std::fs::read_to_string(status)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
 }
 
 #[test]
