@@ -35,6 +35,14 @@ pub fn open_outside(
         workers,
         "outside port owns its interface"
     );
+    if cfg.dataplane.port != PortKind::Dpdk && kernel_holds(&o.interface, IpAddr::V4(l2.ipv4)) {
+        tracing::warn!(
+            interface = %o.interface,
+            address = %l2.ipv4,
+            "the kernel holds the port's address too: it will answer ARP and refuse IKE/ESP \
+             with port-unreachable beside espritd; remove it (ip addr del)"
+        );
+    }
     match cfg.dataplane.port {
         PortKind::AfPacket => {
             use dataplane::port::af_packet::{AfPacketConfig, AfPacketPort};
@@ -55,6 +63,41 @@ pub fn open_outside(
             "this port kind does not own an interface".into(),
         )),
     }
+}
+
+/// Whether the kernel has `ip` on interface `ifname`.
+fn kernel_holds(ifname: &str, ip: IpAddr) -> bool {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return false;
+    }
+    let mut found = false;
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: a NUL-terminated name owned by the list.
+        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+        if name.to_bytes() != ifname.as_bytes() {
+            continue;
+        }
+        // SAFETY: ifa_addr is non-null; its family says which sockaddr it is.
+        let addr = unsafe { &*ifa.ifa_addr };
+        if i32::from(addr.sa_family) == libc::AF_INET {
+            // SAFETY: an AF_INET address is a sockaddr_in.
+            let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+            let a = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            found |= IpAddr::V4(a) == ip;
+        }
+    }
+    // SAFETY: the list from getifaddrs, freed once.
+    unsafe { libc::freeifaddrs(head) };
+    found
 }
 
 /// The L2 addressing from `[dataplane.outside]` and `[gateway]`.
@@ -194,4 +237,16 @@ fn open_dpdk(
          (cargo build --features dpdk)"
             .into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_holds;
+
+    #[test]
+    fn the_kernel_holds_loopback_on_lo_only() {
+        assert!(kernel_holds("lo", [127, 0, 0, 1].into()));
+        assert!(!kernel_holds("lo", [192, 0, 2, 1].into()));
+        assert!(!kernel_holds("no-such-if", [127, 0, 0, 1].into()));
+    }
 }
