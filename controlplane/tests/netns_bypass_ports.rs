@@ -247,6 +247,25 @@ fn roadwarrior_through(tag: &str, port_section: &str) {
         "ping -M do -s 1472 {vip} should learn mtu 1438:\n{text}"
     );
 
+    // The server's SYN-ACK (MSS 1460 for its 1500-byte esprit0) entered
+    // the tunnel clamped; the big pings got ICMP.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_espritctl"))
+        .arg("--socket")
+        .arg(Espritd::socket(&cfg))
+        .args(["--json", "stats"])
+        .output()
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let sum = |key: &str| -> u64 {
+        stats["data"]["workers"]
+            .as_array()
+            .map(|ws| ws.iter().filter_map(|w| w[key].as_u64()).sum())
+            .unwrap_or(0)
+    };
+    assert!(sum("mss_clamped") >= 1, "{stats}");
+    assert!(sum("icmp_too_big_sent") >= 1, "{stats}");
+
     // Neither the control thread nor a worker is confined to one core
     // (DPDK's EAL pins its caller to the main lcore; the daemon must not
     // pass that on). DPDK's own service threads may be pinned.
