@@ -157,7 +157,7 @@ impl Daemon {
                     "decrypted": s.decrypted, "encrypted": s.encrypted,
                     "to_control": s.to_control, "handed_off": s.handed_off, "keepalives": s.keepalives,
                     "mss_clamped": s.mss_clamped, "icmp_too_big_sent": s.icmp_too_big_sent,
-                    "icmp_too_big_limited": s.icmp_too_big_limited,
+                    "icmp_too_big_limited": s.icmp_too_big_limited, "fragmented": s.fragmented,
                     "drops": drops_json(&s.drops),
                 })
             })

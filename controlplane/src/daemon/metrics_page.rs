@@ -33,6 +33,7 @@ impl Daemon {
                 ("mss_clamped", s.mss_clamped),
                 ("icmp_too_big_sent", s.icmp_too_big_sent),
                 ("icmp_too_big_limited", s.icmp_too_big_limited),
+                ("fragmented", s.fragmented),
             ] {
                 e.sample(
                     "esprit_worker_packets_total",

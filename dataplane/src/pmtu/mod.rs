@@ -1,11 +1,13 @@
 //! Inner packets against the tunnel's path MTU: what fits in one outer
 //! packet once ESP is added, ICMP "fragmentation needed" / "packet too
-//! big" for what does not (RFC 1191 §4, RFC 4443 §3.2; RFC 4301 §8.2 has
-//! the gateway send them), and TCP MSS clamping so that TCP never gets
+//! big" for what does not and may not be fragmented (RFC 1191 §4, RFC
+//! 4443 §3.2; RFC 4301 §8.2 has the gateway send them), inner IPv4
+//! fragmentation for what may, and TCP MSS clamping so that TCP never gets
 //! there (the `TCPMSS --clamp-mss-to-pmtu` of a Linux IPsec gateway).
 //!
 //! All of it is sans-IO over byte slices; the worker calls it per packet.
 
+pub mod fragment;
 pub mod mss;
 pub mod rate;
 pub mod too_big;
@@ -13,6 +15,7 @@ pub mod too_big;
 use crate::esp::{FRONT_OVERHEAD, ICV_LEN};
 use crate::packet::Encap;
 
+pub use fragment::fragment_v4;
 pub use mss::clamp_mss;
 pub use rate::TokenBucket;
 pub use too_big::write_too_big;

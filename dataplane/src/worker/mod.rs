@@ -86,6 +86,8 @@ struct Core<O: Port, I: Port> {
     held_total: usize,
     /// Rate limit of the ICMP too-big errors this worker sends.
     icmp_bucket: TokenBucket,
+    /// Scratch for the fragments of an inner packet (kept: no allocation).
+    fragments: Vec<Packet>,
 }
 
 impl<O: Port, I: Port> Worker<O, I> {
@@ -117,6 +119,7 @@ impl<O: Port, I: Port> Worker<O, I> {
                 held: HashMap::new(),
                 held_total: 0,
                 icmp_bucket,
+                fragments: Vec::new(),
             },
         }
     }
@@ -332,8 +335,22 @@ impl<O: Port, I: Port> Core<O, I> {
             sa.encap,
             sa.remote.is_ipv6(),
         );
-        if p.len() > max && pmtu::must_not_fragment(p.data()) {
-            return self.too_big(p, max);
+        if p.len() > max {
+            if pmtu::must_not_fragment(p.data()) {
+                return self.too_big(p, max);
+            }
+            let mut rest = std::mem::take(&mut self.fragments);
+            if pmtu::fragment_v4(&mut p, max, &mut self.pool, &mut rest) {
+                self.stats.fragmented.add(1);
+                // In order: the receiver reassembles sooner.
+                self.seal_out(sa, p, next_header::IPV4);
+                for f in rest.drain(..) {
+                    self.seal_out(sa, f, next_header::IPV4);
+                }
+                self.fragments = rest;
+                return;
+            }
+            self.fragments = rest;
         }
         self.clamp_mss(&mut p, max, dst.is_ipv6());
         let nh = if dst.is_ipv4() {
@@ -341,6 +358,11 @@ impl<O: Port, I: Port> Core<O, I> {
         } else {
             next_header::IPV6
         };
+        self.seal_out(sa, p, nh);
+    }
+
+    #[inline]
+    fn seal_out(&mut self, sa: &crate::sa::OutboundSa, mut p: Packet, nh: u8) {
         match esp::seal(sa, &mut p, nh) {
             Ok(()) => {
                 self.stats.encrypted.add(1);

@@ -50,6 +50,8 @@ pub struct WorkerStats {
     pub icmp_too_big_sent: Counter,
     /// ... and not sent, over the rate limit.
     pub icmp_too_big_limited: Counter,
+    /// Inner IPv4 packets without DF split to fit their tunnel.
+    pub fragmented: Counter,
     drops: [Counter; DropReason::COUNT],
 }
 
@@ -83,6 +85,7 @@ impl WorkerStats {
             mss_clamped: self.mss_clamped.get(),
             icmp_too_big_sent: self.icmp_too_big_sent.get(),
             icmp_too_big_limited: self.icmp_too_big_limited.get(),
+            fragmented: self.fragmented.get(),
             drops: DropReason::ALL.map(|r| self.drops(r)),
         }
     }
@@ -103,6 +106,7 @@ pub struct StatsSnapshot {
     pub mss_clamped: u64,
     pub icmp_too_big_sent: u64,
     pub icmp_too_big_limited: u64,
+    pub fragmented: u64,
     pub drops: [u64; DropReason::COUNT],
 }
 
@@ -129,6 +133,7 @@ impl StatsSnapshot {
         self.mss_clamped += o.mss_clamped;
         self.icmp_too_big_sent += o.icmp_too_big_sent;
         self.icmp_too_big_limited += o.icmp_too_big_limited;
+        self.fragmented += o.fragmented;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
         }

@@ -447,8 +447,8 @@ fn a_df_packet_too_big_for_the_tunnel_gets_fragmentation_needed_rate_limited() {
     for _ in 0..25 {
         send_inner(&gw.inside[0], big.clone());
     }
-    // Without DF the packet goes (the outer path may fragment it), and
-    // 1438 with DF fits.
+    // Without DF the packet is split in two fragments that fit, and 1438
+    // with DF fits as it is.
     send_inner(&gw.inside[0], set_df(udp(1439), false));
     let fits = set_df(udp(1438), true);
     send_inner(&gw.inside[0], fits.clone());
@@ -471,10 +471,16 @@ fn a_df_packet_too_big_for_the_tunnel_gets_fragmentation_needed_rate_limited() {
     assert_eq!(g.drops(DropReason::TooBig), 25);
     assert_eq!(g.icmp_too_big_sent, burst as u64);
     assert_eq!(g.icmp_too_big_limited, 25 - burst as u64);
-    assert_eq!(g.encrypted, 2);
+    assert_eq!(g.fragmented, 1);
+    assert_eq!(g.encrypted, 3);
     let arrived = recv_all(&cl.inside[0]);
-    assert_eq!(arrived.len(), 2);
+    assert_eq!(arrived.len(), 3);
     assert!(arrived.contains(&fits));
+    let frags: Vec<&Vec<u8>> = arrived.iter().filter(|a| **a != fits).collect();
+    assert_eq!(frags[0].len(), 20 + 1416);
+    assert_eq!(frags[1].len(), 20 + 3);
+    let body = [&frags[0][20..], &frags[1][20..]].concat();
+    assert_eq!(body, big[20..], "the fragments carry the whole packet");
 }
 
 /// An IPv4 TCP SYN from `src` to `dst` with an MSS option of `mss` and a
