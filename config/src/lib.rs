@@ -41,6 +41,7 @@ pub use schema::gateway::Gateway;
 pub use schema::identity::{Identity, IdentityPattern};
 pub use schema::ike::{IkeDefaults, Retransmit};
 pub use schema::manual_tunnel::{Encap, ManualSa, ManualTunnel};
+pub use schema::outside_port::{Dpdk, OutsidePort, OutsideRoute, XdpMode};
 pub use schema::peer::{Liveness, LivenessMode, Peer, Role};
 pub use schema::proposal::{Algorithm, DhGroup, EspProposal, IkeProposal, Prf};
 pub use schema::Config;

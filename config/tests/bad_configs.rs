@@ -101,8 +101,8 @@ fn type_and_syntax_errors() {
         ),
         (
             "unknown port kind",
-            "[dataplane]\nport = \"dpdk\"\n".into(),
-            vec![(2, "dataplane.port", "unknown variant `dpdk`", "")],
+            "[dataplane]\nport = \"netmap\"\n".into(),
+            vec![(2, "dataplane.port", "unknown variant `netmap`", "")],
         ),
         (
             "replay window on outbound",
@@ -200,6 +200,36 @@ fn semantic_errors() {
             vec![
                 (2, "gateway.outside[2]", "192.0.2.1:4500 and 0.0.0.0:4500 take the same port", "wildcard"),
                 (2, "gateway.outside[3]", "0.0.0.0:4500 is listed twice", "remove one"),
+            ],
+        ),
+        (
+            "outer MTU too small",
+            "[dataplane]\nouter_mtu = 100\n".into(),
+            vec![(2, "dataplane.outer_mtu", "outer_mtu 100 is not in 576..=9216", "1500")],
+        ),
+        (
+            "kernel-bypass port without its interface",
+            "[dataplane]\nport = \"af_packet\"\n".into(),
+            vec![(2, "dataplane.port", "port = \"af_packet\" needs [dataplane.outside]", "interface = \"eth1\"")],
+        ),
+        (
+            "outside section with the udp port",
+            "[dataplane.outside]\ninterface = \"eth1\"\n".into(),
+            vec![(1, "dataplane.outside", "port = \"udp\" does not own an interface", "af_packet")],
+        ),
+        (
+            "every outside error at once",
+            "[gateway]\noutside = [\"192.0.2.9:4500\"]\n[dataplane]\nport = \"af_xdp\"\n[dataplane.outside]\ninterface = \"an-interface-name-too-long\"\naddress = \"192.0.2.1/24\"\ngateway = \"198.51.100.1\"\nmtu = 200\n[[dataplane.outside.routes]]\nto = \"203.0.113.0/24\"\nvia = \"198.51.100.7\"\nmac = \"02:00:5e\"\n[[dataplane.outside.routes]]\nto = \"2001:db8::/32\"\nvia = \"192.0.2.7\"\n[dataplane.dpdk]\nmbufs = 100\n".into(),
+            vec![
+                (2, "gateway.outside", "192.0.2.9:4500 is not the port's address 192.0.2.1", "192.0.2.1:4500"),
+                (6, "dataplane.outside.interface", "is not an interface name", "15 characters"),
+                (8, "dataplane.outside.gateway", "198.51.100.1 is not on-link in 192.0.2.0/24", "prefix"),
+                (9, "dataplane.outside.mtu", "mtu 200 is not in 576..=9216", "1500"),
+                (12, "dataplane.outside.routes[0].via", "198.51.100.7 is not on-link", "prefix"),
+                (13, "dataplane.outside.routes[0].mac", "is not a MAC address", "six hex pairs"),
+                (16, "dataplane.outside.routes[1].via", "different families", "IPv4 next hop"),
+                (17, "dataplane.dpdk", "port = \"af_xdp\" does not use DPDK", "port = \"dpdk\""),
+                (18, "dataplane.dpdk.mbufs", "100 mbufs cannot fill the rx rings", "8191"),
             ],
         ),
         (

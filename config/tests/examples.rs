@@ -97,3 +97,38 @@ fn an_empty_file_is_the_default_config() {
         "1 worker(s), 1 outside address(es), 0 manual tunnel(s), 0 initiator peer(s), 0 responder template(s), control socket /run/esprit/ctl.sock"
     );
 }
+
+#[test]
+fn kernel_bypass_examples_name_their_interface_and_next_hops() {
+    let dpdk = load("concentrator-dpdk.toml");
+    assert_eq!(dpdk.dataplane.port, config::PortKind::Dpdk);
+    let outside = dpdk
+        .dataplane
+        .outside
+        .as_ref()
+        .unwrap_or_else(|| panic!("outside"));
+    assert_eq!(outside.interface, "0000:03:00.0");
+    assert_eq!(outside.gateway, Some([203, 0, 113, 254].into()));
+    let eal = dpdk
+        .dataplane
+        .dpdk
+        .as_ref()
+        .unwrap_or_else(|| panic!("dpdk"));
+    assert_eq!(eal.mbufs, 16383);
+    assert!(eal.eal_args.iter().any(|a| a == "0000:03:00.0"));
+
+    let af = load("concentrator-af-packet.toml");
+    assert_eq!(af.dataplane.port, config::PortKind::AfPacket);
+    let outside = af
+        .dataplane
+        .outside
+        .as_ref()
+        .unwrap_or_else(|| panic!("outside"));
+    assert_eq!(outside.mtu, 1500);
+    assert_eq!(outside.routes.len(), 1);
+    assert_eq!(
+        outside.routes[0].mac_bytes(),
+        Some([0x02, 0x00, 0x5e, 0x10, 0x00, 0x02])
+    );
+    assert!(af.dataplane.dpdk.is_none());
+}

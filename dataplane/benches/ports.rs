@@ -21,6 +21,7 @@ use dataplane::packet::{Encap, Packet};
 use dataplane::port::af_packet::{AfPacketConfig, AfPacketPort};
 use dataplane::port::l2::{L2Config, MacAddr, SharedNeighbours};
 use dataplane::port::mem::{link, MemPort};
+use dataplane::port::udp::UdpPort;
 use dataplane::port::Port;
 use dataplane::sa::manual::{install, ManualSaKeys, ManualTunnel};
 use dataplane::sa::SaPublisher;
@@ -279,6 +280,22 @@ fn openssl_speed(size: usize) -> Option<f64> {
     Some(kbytes * 1000.0 / size as f64 / 1e6)
 }
 
+/// Two UDP ports at the tunnel's outer addresses, on this namespace's lo.
+fn udp_pair() -> Option<(UdpPort, UdpPort)> {
+    for a in ["192.0.2.1/32", "192.0.2.2/32"] {
+        // Already there after the first call: the error is expected.
+        let _ = std::process::Command::new("ip")
+            .args(["addr", "add", a, "dev", "lo"])
+            .output();
+    }
+    let _ = std::process::Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .output();
+    let gw = UdpPort::bind(std::net::SocketAddr::from((GW_IP, 4500))).ok()?;
+    let cl = UdpPort::bind(std::net::SocketAddr::from((CL_IP, 4500))).ok()?;
+    Some((gw, cl))
+}
+
 fn main() {
     println!("== the crypto alone on this core (AES-128-GCM, one buffer) ==");
     for size in [64usize, 1400] {
@@ -307,6 +324,7 @@ fn main() {
             println!("af_packet (veth)       skipped (unshare needs root)");
             return;
         }
+        report("udp (loopback)", udp_pair);
         report("af_packet (veth)", af_packet_pair);
         #[cfg(feature = "af_xdp")]
         report("af_xdp (veth, generic)", xdp::af_xdp_pair);

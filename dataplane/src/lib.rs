@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod drop_reason;
 pub mod esp;
 pub mod packet;
+pub mod pmtu;
 pub mod port;
 pub mod sa;
 pub mod testkit;

@@ -3,6 +3,8 @@
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use super::outside_port::{Dpdk, OutsidePort};
+
 /// How packets reach the outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -12,6 +14,21 @@ pub enum PortKind {
     Udp,
     /// In-memory rings, for tests and pure data-plane benchmarks.
     Mem,
+    /// Raw Ethernet through TPACKET_V3 rings (`[dataplane.outside]`).
+    AfPacket,
+    /// AF_XDP sockets (espritd built with feature `af_xdp`).
+    AfXdp,
+    /// DPDK ethdev queues (espritd built with feature `dpdk`; `[dataplane.dpdk]`).
+    Dpdk,
+}
+
+impl PortKind {
+    /// Whether the port owns a whole interface and does its own L2 (ARP,
+    /// ICMP echo): it then needs `[dataplane.outside]`, and IKE on the
+    /// IKE port arrives through the workers too.
+    pub fn owns_interface(self) -> bool {
+        matches!(self, PortKind::AfPacket | PortKind::AfXdp | PortKind::Dpdk)
+    }
 }
 
 /// How clear packets reach the protected side.
@@ -50,6 +67,26 @@ pub struct Dataplane {
     pub idle_spins: u32,
     /// The inside interface.
     pub inside: Inside,
+    /// The interface an `af_packet`, `af_xdp` or `dpdk` port owns.
+    pub outside: Option<OutsidePort>,
+    /// How DPDK is started (port `dpdk`).
+    pub dpdk: Option<Dpdk>,
+    /// Lower the MSS of TCP SYNs crossing a tunnel to what fits, default true.
+    pub mss_clamp: bool,
+    /// The outside path MTU for the `udp` port, default 1500 (ports that
+    /// own their interface use `[dataplane.outside].mtu`). Inner packets
+    /// with DF that do not fit once sealed get ICMP fragmentation-needed.
+    pub outer_mtu: u16,
+}
+
+impl Dataplane {
+    /// The largest outer packet, whatever the port kind.
+    pub fn effective_outer_mtu(&self) -> u16 {
+        match (&self.outside, self.port.owns_interface()) {
+            (Some(o), true) => o.mtu,
+            _ => self.outer_mtu,
+        }
+    }
 }
 
 impl Default for Dataplane {
@@ -62,6 +99,10 @@ impl Default for Dataplane {
             ring_size: 1024,
             idle_spins: 64,
             inside: Inside::default(),
+            outside: None,
+            dpdk: None,
+            mss_clamp: true,
+            outer_mtu: 1500,
         }
     }
 }

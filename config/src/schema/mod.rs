@@ -7,6 +7,7 @@ pub mod gateway;
 pub mod identity;
 pub mod ike;
 pub mod manual_tunnel;
+pub mod outside_port;
 pub mod peer;
 pub mod proposal;
 

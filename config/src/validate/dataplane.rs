@@ -113,6 +113,15 @@ pub(super) fn check_dataplane(dataplane: &Dataplane, path: &KeyPath, problems: &
             )),
         );
     }
+    if !(576..=9216).contains(&dataplane.outer_mtu) {
+        problems.push(
+            Problem::new(
+                path.key("outer_mtu"),
+                format!("outer_mtu {} is not in 576..=9216", dataplane.outer_mtu),
+            )
+            .hint("1500 on Ethernet paths"),
+        );
+    }
     let inside = path.key("inside");
     let name = &dataplane.inside.name;
     if name.is_empty() || name.len() > 15 || name.contains(|c: char| c == '/' || c.is_whitespace())

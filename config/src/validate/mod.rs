@@ -3,6 +3,7 @@
 
 mod dataplane;
 mod manual;
+mod outside_port;
 mod peer;
 mod prefix;
 
@@ -18,6 +19,7 @@ pub(crate) fn check(config: &ConfigToml) -> Vec<Problem> {
     let root = KeyPath::root();
     dataplane::check_gateway(&config.gateway, &root.key("gateway"), &mut problems);
     dataplane::check_dataplane(&config.dataplane, &root.key("dataplane"), &mut problems);
+    outside_port::check(&config.gateway, &config.dataplane, &root, &mut problems);
     dataplane::check_control(&config.control, &root.key("control"), &mut problems);
     if let Some(metrics) = &config.metrics {
         if metrics.listen.port() == 0 {

@@ -156,6 +156,8 @@ impl Daemon {
                     "inside_rx": s.inside_rx, "inside_tx": s.inside_tx,
                     "decrypted": s.decrypted, "encrypted": s.encrypted,
                     "to_control": s.to_control, "handed_off": s.handed_off, "keepalives": s.keepalives,
+                    "mss_clamped": s.mss_clamped, "icmp_too_big_sent": s.icmp_too_big_sent,
+                    "icmp_too_big_limited": s.icmp_too_big_limited, "fragmented": s.fragmented,
                     "drops": drops_json(&s.drops),
                 })
             })

@@ -30,6 +30,10 @@ impl Daemon {
                 ("to_control", s.to_control),
                 ("handed_off", s.handed_off),
                 ("keepalives", s.keepalives),
+                ("mss_clamped", s.mss_clamped),
+                ("icmp_too_big_sent", s.icmp_too_big_sent),
+                ("icmp_too_big_limited", s.icmp_too_big_limited),
+                ("fragmented", s.fragmented),
             ] {
                 e.sample(
                     "esprit_worker_packets_total",

@@ -2,6 +2,7 @@
 //! workers, and owns everything that changes SAs: manual tunnels, the IKE
 //! driver, reloads and the control socket, all on one control-plane thread.
 
+mod bypass;
 mod control;
 mod manual;
 mod metrics_page;
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::ctl::{Access, CtlServer};
 use crate::gateway::{IkeDriver, SpiSlots};
+use dataplane::pmtu::PmtuConfig;
 use dataplane::port::tun::TunDevice;
 use dataplane::sa::manual::ManualTunnel as DpManualTunnel;
 use dataplane::sa::{SaPublisher, TunnelId};
@@ -130,6 +132,11 @@ impl Daemon {
                     .as_ref()
                     .and_then(|c| c.get(id).copied()),
                 spin_before_sleep: cfg.dataplane.idle_spins,
+                pmtu: PmtuConfig {
+                    outer_mtu: cfg.dataplane.effective_outer_mtu(),
+                    mss_clamp: cfg.dataplane.mss_clamp,
+                    ..PmtuConfig::default()
+                },
                 ..WorkerConfig::default()
             };
             let worker = Worker::new(wcfg, out, ins, publisher.reader(), handoff, link.clone());
@@ -321,12 +328,13 @@ impl Daemon {
             .map(|t| t.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::MAX)
             .min(Duration::from_millis(5));
+        // Without an IKE socket (IKE through the workers) poll just sleeps.
         let mut fds = [libc::pollfd {
-            fd: self.ike.fd(),
+            fd: self.ike.fd().unwrap_or(-1),
             events: libc::POLLIN,
             revents: 0,
         }];
-        // SAFETY: one valid pollfd for the duration of the call.
+        // SAFETY: one pollfd (a negative fd is ignored) for the duration of the call.
         unsafe { libc::poll(fds.as_mut_ptr(), 1, wait.as_millis() as libc::c_int) };
     }
 

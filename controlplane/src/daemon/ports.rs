@@ -25,11 +25,11 @@ pub struct Opened {
 
 pub fn open(cfg: &config::Config, workers: usize) -> Result<Opened, DaemonError> {
     use config::schema::dataplane::{InsideKind, PortKind};
-    if cfg.dataplane.port != PortKind::Udp {
-        return Err(DaemonError::Unsupported(format!(
-            "dataplane.port = {:?}: espritd runs the udp port so far",
-            cfg.dataplane.port
-        )));
+    if cfg.dataplane.port == PortKind::Mem {
+        return Err(DaemonError::Unsupported(
+            "dataplane.port = \"mem\" is for tests; espritd takes udp, af_packet, af_xdp or dpdk"
+                .into(),
+        ));
     }
     if cfg.dataplane.inside.kind == InsideKind::Mem {
         return Err(DaemonError::Unsupported(
@@ -37,6 +37,16 @@ pub fn open(cfg: &config::Config, workers: usize) -> Result<Opened, DaemonError>
                 .into(),
         ));
     }
+    let outside = if cfg.dataplane.port.owns_interface() {
+        super::bypass::open_outside(cfg, workers)?
+    } else {
+        open_udp(cfg, workers)?
+    };
+    open_inside(cfg, workers, outside)
+}
+
+/// The socket ports: UDP at the outside address (and raw ESP beside it).
+fn open_udp(cfg: &config::Config, workers: usize) -> Result<Vec<Box<dyn Port>>, DaemonError> {
     let addr = match cfg.gateway.outside.as_slice() {
         [one] => *one,
         [] => return Err(DaemonError::Unsupported("gateway.outside is empty".into())),
@@ -66,7 +76,15 @@ pub fn open(cfg: &config::Config, workers: usize) -> Result<Opened, DaemonError>
             .map(|u| Box::new(u) as Box<dyn Port>)
             .collect()
     };
+    Ok(outside)
+}
 
+fn open_inside(
+    cfg: &config::Config,
+    workers: usize,
+    outside: Vec<Box<dyn Port>>,
+) -> Result<Opened, DaemonError> {
+    use config::schema::dataplane::InsideKind;
     if cfg.dataplane.inside.kind == InsideKind::Reflect {
         let ring = cfg.dataplane.ring_size.max(64);
         return Ok(Opened {

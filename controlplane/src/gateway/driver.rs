@@ -2,6 +2,11 @@
 //! socket, UDP 4500 through the workers (they pass datagrams with the
 //! non-ESP marker up and send ours out of the same sockets), timers, and
 //! the CHILD SAs it negotiates installed into the data plane.
+//!
+//! When the outside port owns its interface (af_packet, af_xdp, dpdk) the
+//! kernel has no address to bind 500 to: IKE on 500 then comes through the
+//! workers too, with a zero marker the port prepended and `local_port` 500
+//! (`dataplane::port::l2::outside`), and leaves through them from port 500.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::ErrorKind;
@@ -21,6 +26,7 @@ use super::epochs::{self, Epochs, TRAFFIC_CHECK};
 use super::policy::{address_pool, policy, responder_lookup};
 use super::spi_slots::SpiSlots;
 use crate::ike::sa::{ChildSa, Event, IkeEndpoint, IkeSaEnd, IkeSaId, Policy, Transmit};
+use crate::ike::wire::strip_non_esp_marker;
 use crate::tunnel::{Action as EpochAction, Mode, Role as EpochRole, Settings as EpochSettings};
 use dataplane::worker::SealRequest;
 use std::collections::HashSet;
@@ -92,7 +98,8 @@ pub struct DriverStats {
 
 pub struct IkeDriver {
     endpoint: IkeEndpoint,
-    socket: UdpSocket,
+    /// UDP 500, unless the outside port owns the interface.
+    socket: Option<UdpSocket>,
     local_ike: SocketAddr,
     local_natt: SocketAddr,
     links: Vec<ControlLink>,
@@ -137,8 +144,13 @@ impl IkeDriver {
             std::io::Error::new(ErrorKind::InvalidInput, "gateway.outside is empty")
         })?;
         let local_ike = SocketAddr::new(outside.ip(), cfg.gateway.ike_port);
-        let socket = UdpSocket::bind(local_ike)?;
-        socket.set_nonblocking(true)?;
+        let socket = if cfg.dataplane.port.owns_interface() {
+            None
+        } else {
+            let s = UdpSocket::bind(local_ike)?;
+            s.set_nonblocking(true)?;
+            Some(s)
+        };
         let mut endpoint = IkeEndpoint::new(Box::new(StdRng::from_os_rng()), Box::new(slots));
         // Rekeys we start keep their old pair until the epoch switch (or,
         // without esprit's ping, until we delete it right after).
@@ -223,9 +235,9 @@ impl IkeDriver {
         })
     }
 
-    /// The IKE socket, to sleep on.
-    pub fn fd(&self) -> RawFd {
-        self.socket.as_raw_fd()
+    /// The IKE socket, to sleep on (none when IKE comes through the workers).
+    pub fn fd(&self) -> Option<RawFd> {
+        self.socket.as_ref().map(|s| s.as_raw_fd())
     }
 
     /// When the driver next needs `poll` without new datagrams.
@@ -251,8 +263,8 @@ impl IkeDriver {
     /// Handles everything pending; returns whether `tables` changed (the
     /// caller then publishes them).
     pub fn poll(&mut self, now: Instant, tables: &mut SaTables) -> bool {
-        loop {
-            match self.socket.recv_from(&mut self.buf) {
+        while let Some(socket) = &self.socket {
+            match socket.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
                     let local = self.local_ike;
                     let data = &self.buf[..n];
@@ -270,6 +282,18 @@ impl IkeDriver {
             while let Some(p) = self.links[i].to_control.pop() {
                 if p.meta.encap == Encap::Control {
                     self.on_control_message(now, p.meta.spi, p.data(), p.meta.remote, tables);
+                    continue;
+                }
+                if p.meta.local_port == self.local_ike.port() {
+                    // The port marked it like 4500 traffic; 500 has no marker.
+                    if let Some(msg) = strip_non_esp_marker(p.data()) {
+                        self.endpoint.handle_datagram(
+                            now,
+                            self.local_ike,
+                            socket_addr(&p.meta.remote),
+                            msg,
+                        );
+                    }
                     continue;
                 }
                 self.endpoint.handle_datagram(
@@ -759,13 +783,15 @@ impl IkeDriver {
     }
 
     fn send(&mut self, t: Transmit) {
-        if t.local.port() == self.local_ike.port() {
-            if let Err(e) = self.socket.send_to(&t.payload, t.remote) {
+        let on_ike_port = t.local.port() == self.local_ike.port();
+        if let (true, Some(socket)) = (on_ike_port, &self.socket) {
+            if let Err(e) = socket.send_to(&t.payload, t.remote) {
                 tracing::debug!(error = %e, remote = %t.remote, "IKE send");
             }
             return;
         }
-        // Port 4500 belongs to the workers' sockets: send through worker 0.
+        // Port 4500 belongs to the workers' sockets (and 500 too when the
+        // port owns the interface): send through worker 0.
         let Some(mut p) = Packet::from_slice(&t.payload) else {
             tracing::warn!(
                 len = t.payload.len(),
@@ -775,6 +801,7 @@ impl IkeDriver {
         };
         p.meta.remote = t.remote;
         p.meta.encap = Encap::EspInUdp;
+        p.meta.local_port = if on_ike_port { t.local.port() } else { 0 };
         if let Some(link) = self.links.first() {
             if link.from_control.push(p).is_err() {
                 tracing::debug!("control-to-worker queue full: IKE message dropped");

@@ -22,6 +22,7 @@ use std::time::Duration;
 use crate::drop_reason::DropReason;
 use crate::esp::{self, next_header};
 use crate::packet::{Encap, Packet, PacketPool};
+use crate::pmtu::{self, PmtuConfig, TokenBucket};
 use crate::port::Port;
 use crate::sa::{SaReader, SaTables, TunnelId, WorkerId};
 
@@ -45,6 +46,8 @@ pub struct WorkerConfig {
     pub spin_before_sleep: u32,
     /// Buffers in the worker's pool at start.
     pub pool_size: usize,
+    /// Path MTU of the tunnels: ICMP too-big and MSS clamping.
+    pub pmtu: PmtuConfig,
 }
 
 impl Default for WorkerConfig {
@@ -55,6 +58,7 @@ impl Default for WorkerConfig {
             core: None,
             spin_before_sleep: 64,
             pool_size: 4096,
+            pmtu: PmtuConfig::default(),
         }
     }
 }
@@ -80,6 +84,10 @@ struct Core<O: Port, I: Port> {
     /// Data for tunnels still probing their first epoch (DESIGN.md 4).
     held: HashMap<TunnelId, VecDeque<Packet>>,
     held_total: usize,
+    /// Rate limit of the ICMP too-big errors this worker sends.
+    icmp_bucket: TokenBucket,
+    /// Scratch for the fragments of an inner packet (kept: no allocation).
+    fragments: Vec<Packet>,
 }
 
 impl<O: Port, I: Port> Worker<O, I> {
@@ -92,6 +100,7 @@ impl<O: Port, I: Port> Worker<O, I> {
         control: ControlLink,
     ) -> Self {
         let burst = cfg.burst.clamp(1, 256);
+        let icmp_bucket = TokenBucket::new(cfg.pmtu.icmp_per_sec, cfg.pmtu.icmp_burst);
         let pool = PacketPool::with_capacity(cfg.pool_size);
         Worker {
             reader,
@@ -109,6 +118,8 @@ impl<O: Port, I: Port> Worker<O, I> {
                 idle_polls: 0,
                 held: HashMap::new(),
                 held_total: 0,
+                icmp_bucket,
+                fragments: Vec::new(),
             },
         }
     }
@@ -268,6 +279,7 @@ impl<O: Port, I: Port> Core<O, I> {
             return self.hand_off(sa.owner, p);
         }
         let mut p = p;
+        let outer = (p.meta.encap, p.meta.remote.is_ipv6());
         match esp::open(sa, &mut p) {
             Err(r) => self.discard(p, r),
             Ok(o) => match o.next_header {
@@ -276,7 +288,11 @@ impl<O: Port, I: Port> Core<O, I> {
                     Ok((src, _)) if !sa.allows_source(src) => {
                         self.discard(p, DropReason::PolicyMismatch)
                     }
-                    Ok(_) => {
+                    Ok((src, _)) => {
+                        // The peer's SYN-ACK gets the same clamp as ours.
+                        let max =
+                            pmtu::max_inner(usize::from(self.cfg.pmtu.outer_mtu), outer.0, outer.1);
+                        self.clamp_mss(&mut p, max, src.is_ipv6());
                         p.meta.encap = Encap::Inner;
                         self.stats.decrypted.add(1);
                         self.inside_tx.push(p);
@@ -314,11 +330,39 @@ impl<O: Port, I: Port> Core<O, I> {
         if sa.owner != self.cfg.id {
             return self.hand_off(sa.owner, p);
         }
+        let max = pmtu::max_inner(
+            usize::from(self.cfg.pmtu.outer_mtu),
+            sa.encap,
+            sa.remote().is_ipv6(),
+        );
+        if p.len() > max {
+            if pmtu::must_not_fragment(p.data()) {
+                return self.too_big(p, max);
+            }
+            let mut rest = std::mem::take(&mut self.fragments);
+            if pmtu::fragment_v4(&mut p, max, &mut self.pool, &mut rest) {
+                self.stats.fragmented.add(1);
+                // In order: the receiver reassembles sooner.
+                self.seal_out(sa, p, next_header::IPV4);
+                for f in rest.drain(..) {
+                    self.seal_out(sa, f, next_header::IPV4);
+                }
+                self.fragments = rest;
+                return;
+            }
+            self.fragments = rest;
+        }
+        self.clamp_mss(&mut p, max, dst.is_ipv6());
         let nh = if dst.is_ipv4() {
             next_header::IPV4
         } else {
             next_header::IPV6
         };
+        self.seal_out(sa, p, nh);
+    }
+
+    #[inline]
+    fn seal_out(&mut self, sa: &crate::sa::OutboundSa, mut p: Packet, nh: u8) {
         match esp::seal(sa, &mut p, nh) {
             Ok(()) => {
                 self.stats.encrypted.add(1);
@@ -326,6 +370,33 @@ impl<O: Port, I: Port> Core<O, I> {
             }
             Err(r) => self.discard(p, r),
         }
+    }
+
+    /// Lowers a SYN's MSS to what fits in `max_inner` bytes, if enabled.
+    #[inline]
+    fn clamp_mss(&mut self, p: &mut Packet, max_inner: usize, v6: bool) {
+        if self.cfg.pmtu.mss_clamp && pmtu::clamp_mss(p.data_mut(), pmtu::mss_for(max_inner, v6)) {
+            self.stats.mss_clamped.add(1);
+        }
+    }
+
+    /// Drops `p`, too big for its tunnel and not to be fragmented, and
+    /// tells its source the MTU that fits (rate-limited).
+    #[cold]
+    fn too_big(&mut self, p: Packet, max_inner: usize) {
+        if self.icmp_bucket.allow(std::time::Instant::now()) {
+            let mut icmp = self.pool.get();
+            let mtu = u16::try_from(max_inner).unwrap_or(u16::MAX);
+            if pmtu::write_too_big(p.data(), mtu, &mut icmp) {
+                self.stats.icmp_too_big_sent.add(1);
+                self.inside_tx.push(icmp);
+            } else {
+                self.pool.put(icmp);
+            }
+        } else {
+            self.stats.icmp_too_big_limited.add(1);
+        }
+        self.discard(p, DropReason::TooBig);
     }
 
     /// Keeps a packet for a tunnel whose first epoch is not confirmed yet.

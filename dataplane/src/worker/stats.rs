@@ -44,6 +44,14 @@ pub struct WorkerStats {
     pub dummies: Counter,
     /// Loop iterations that found nothing to do.
     pub idle_polls: Counter,
+    /// TCP SYNs whose MSS was lowered to fit the tunnel.
+    pub mss_clamped: Counter,
+    /// ICMP "fragmentation needed" / "packet too big" sent inside.
+    pub icmp_too_big_sent: Counter,
+    /// ... and not sent, over the rate limit.
+    pub icmp_too_big_limited: Counter,
+    /// Inner IPv4 packets without DF split to fit their tunnel.
+    pub fragmented: Counter,
     drops: [Counter; DropReason::COUNT],
 }
 
@@ -74,6 +82,10 @@ impl WorkerStats {
             to_control: self.to_control.get(),
             handed_off: self.handed_off.get(),
             keepalives: self.keepalives.get(),
+            mss_clamped: self.mss_clamped.get(),
+            icmp_too_big_sent: self.icmp_too_big_sent.get(),
+            icmp_too_big_limited: self.icmp_too_big_limited.get(),
+            fragmented: self.fragmented.get(),
             drops: DropReason::ALL.map(|r| self.drops(r)),
         }
     }
@@ -91,6 +103,10 @@ pub struct StatsSnapshot {
     pub to_control: u64,
     pub handed_off: u64,
     pub keepalives: u64,
+    pub mss_clamped: u64,
+    pub icmp_too_big_sent: u64,
+    pub icmp_too_big_limited: u64,
+    pub fragmented: u64,
     pub drops: [u64; DropReason::COUNT],
 }
 
@@ -114,6 +130,10 @@ impl StatsSnapshot {
         self.to_control += o.to_control;
         self.handed_off += o.handed_off;
         self.keepalives += o.keepalives;
+        self.mss_clamped += o.mss_clamped;
+        self.icmp_too_big_sent += o.icmp_too_big_sent;
+        self.icmp_too_big_limited += o.icmp_too_big_limited;
+        self.fragmented += o.fragmented;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
         }

@@ -428,3 +428,129 @@ fn data_for_a_probing_tunnel_is_held_then_sent_or_dropped() {
     assert_eq!(total(&gw).drops(DropReason::HoldDropped), 5);
     drop(sa);
 }
+
+/// `pkt` with DF set or cleared (and the header checksum fixed).
+fn set_df(mut pkt: Vec<u8>, df: bool) -> Vec<u8> {
+    pkt[6] = if df { pkt[6] | 0x40 } else { pkt[6] & !0x40 };
+    pkt[10..12].copy_from_slice(&[0, 0]);
+    let c = crate::wire::checksum::checksum(&pkt[..20]);
+    pkt[10..12].copy_from_slice(&c.to_be_bytes());
+    pkt
+}
+
+#[test]
+fn a_df_packet_too_big_for_the_tunnel_gets_fragmentation_needed_rate_limited() {
+    let (mut gw, mut cl) = pair();
+    // 1439 bytes: one more than fits in ESP-in-UDP over IPv4 on 1500.
+    let udp = |len: usize| ipv4_udp(SERVER_INNER, CLIENT_INNER, (1, 2), &vec![7u8; len - 28]);
+    let big = set_df(udp(1439), true);
+    for _ in 0..25 {
+        send_inner(&gw.inside[0], big.clone());
+    }
+    // Without DF the packet is split in two fragments that fit, and 1438
+    // with DF fits as it is.
+    send_inner(&gw.inside[0], set_df(udp(1439), false));
+    let fits = set_df(udp(1438), true);
+    send_inner(&gw.inside[0], fits.clone());
+    run_all(&mut [&mut gw, &mut cl]);
+
+    let back = recv_all(&gw.inside[0]);
+    let burst = PmtuConfig::default().icmp_burst as usize;
+    assert_eq!(back.len(), burst, "ICMP up to the burst, then limited");
+    let icmp = &back[0];
+    assert_eq!(&icmp[16..20], &SERVER_INNER.octets(), "to the sender");
+    assert_eq!(
+        &icmp[12..16],
+        &CLIENT_INNER.octets(),
+        "from the destination"
+    );
+    assert_eq!((icmp[20], icmp[21]), (3, 4), "fragmentation needed");
+    assert_eq!(u16::from_be_bytes([icmp[26], icmp[27]]), 1438);
+    assert_eq!(&icmp[28..48], &big[..20]);
+    let g = total(&gw);
+    assert_eq!(g.drops(DropReason::TooBig), 25);
+    assert_eq!(g.icmp_too_big_sent, burst as u64);
+    assert_eq!(g.icmp_too_big_limited, 25 - burst as u64);
+    assert_eq!(g.fragmented, 1);
+    assert_eq!(g.encrypted, 3);
+    let arrived = recv_all(&cl.inside[0]);
+    assert_eq!(arrived.len(), 3);
+    assert!(arrived.contains(&fits));
+    let frags: Vec<&Vec<u8>> = arrived.iter().filter(|a| **a != fits).collect();
+    assert_eq!(frags[0].len(), 20 + 1416);
+    assert_eq!(frags[1].len(), 20 + 3);
+    let body = [&frags[0][20..], &frags[1][20..]].concat();
+    assert_eq!(body, big[20..], "the fragments carry the whole packet");
+}
+
+/// An IPv4 TCP SYN from `src` to `dst` with an MSS option of `mss` and a
+/// correct TCP checksum.
+fn tcp_syn(src: Ipv4Addr, dst: Ipv4Addr, mss: u16) -> Vec<u8> {
+    use crate::wire::checksum::{finish, sum};
+    let mut p = vec![0u8; 44];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&44u16.to_be_bytes());
+    p[6] = 0x40;
+    p[8] = 64;
+    p[9] = 6;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    let c = finish(sum(&p[..20]));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+    p[22..24].copy_from_slice(&80u16.to_be_bytes());
+    p[32] = 6 << 4;
+    p[33] = 0x02;
+    p[34..36].copy_from_slice(&65535u16.to_be_bytes());
+    p[40..44].copy_from_slice(&[2, 4, 0, 0]);
+    p[42..44].copy_from_slice(&mss.to_be_bytes());
+    let c = tcp_sum(&p);
+    p[36..38].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+fn tcp_sum(p: &[u8]) -> u16 {
+    use crate::wire::checksum::{finish, sum};
+    let mut t = p[20..].to_vec();
+    t[16] = 0;
+    t[17] = 0;
+    let pseudo = sum(&p[12..20]) + 6 + t.len() as u32;
+    finish(pseudo + sum(&t))
+}
+
+#[test]
+fn tcp_syns_crossing_the_tunnel_have_their_mss_clamped_both_ways() {
+    let (mut gw, mut cl) = pair();
+    send_inner(&gw.inside[0], tcp_syn(SERVER_INNER, CLIENT_INNER, 1460));
+    send_inner(&cl.inside[0], tcp_syn(CLIENT_INNER, SERVER_INNER, 1200));
+    run_all(&mut [&mut gw, &mut cl]);
+    let at_client = recv_all(&cl.inside[0]);
+    assert_eq!(at_client.len(), 1);
+    let syn = &at_client[0];
+    assert_eq!(u16::from_be_bytes([syn[42], syn[43]]), 1398, "1438 - 40");
+    assert_eq!(u16::from_be_bytes([syn[36], syn[37]]), tcp_sum(syn));
+    let at_gw = recv_all(&gw.inside[0]);
+    assert_eq!(
+        u16::from_be_bytes([at_gw[0][42], at_gw[0][43]]),
+        1200,
+        "small enough"
+    );
+    assert_eq!(total(&gw).mss_clamped, 1);
+
+    // Switched off, the SYN crosses as it was.
+    let mut gw_t = gateway_tunnel();
+    gw_t.remote_ts = vec!["10.2.0.0/16".parse().unwrap()];
+    let (gw_out, cl_out) = link(256);
+    let mut off = side(1, vec![gw_out], &gw_t);
+    off.workers[0].core.cfg.pmtu.mss_clamp = false;
+    let cl_t = gw_t.mirrored(
+        "192.0.2.1:4500".parse::<SocketAddr>().unwrap(),
+        vec!["10.1.0.0/16".parse().unwrap()],
+    );
+    let mut cl2 = side(1, vec![cl_out], &cl_t);
+    cl2.workers[0].core.cfg.pmtu.mss_clamp = false;
+    send_inner(&off.inside[0], tcp_syn(SERVER_INNER, CLIENT_INNER, 1460));
+    run_all(&mut [&mut off, &mut cl2]);
+    let got = recv_all(&cl2.inside[0]);
+    assert_eq!(u16::from_be_bytes([got[0][42], got[0][43]]), 1460);
+}

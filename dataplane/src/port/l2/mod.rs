@@ -6,7 +6,7 @@
 //! All of it is sans-IO; [`outside::L2Outside`] is what a port drives.
 //! Not here: IPv6 extension headers and outer fragments (dropped and
 //! counted), PMTU ICMP and MSS clamping (they concern inner packets: the
-//! worker's and the inside port's job).
+//! worker does them, [`crate::pmtu`]).
 
 pub mod arp;
 pub mod ethernet;
