@@ -105,7 +105,9 @@ impl GenConfig {
             "# Written by esprit-pktgen gen-config: {n} manually keyed clients, a reflecting\n\
              # inside. Run espritd with it, and `esprit-pktgen manual --config` with the same file.\n\
              [gateway]\noutside = [\"{gw}\"]\nike_port = {ike}\n\n\
-             [dataplane]\nworkers = {w}\n\n[dataplane.inside]\nkind = \"reflect\"\n",
+             # The lab's links carry 1600-byte packets: IMIX's 1500-byte inner packets\n\
+             # fit once sealed, instead of being fragmented before sealing.\n\
+             [dataplane]\nworkers = {w}\nouter_mtu = 1600\n\n[dataplane.inside]\nkind = \"reflect\"\n",
             n = self.clients,
             gw = self.gateway,
             ike = self.ike_port,
