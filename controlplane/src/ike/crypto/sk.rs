@@ -12,14 +12,19 @@ use crate::ike::wire::{
 const IV_LEN: usize = 8;
 
 /// One direction of SK protection (SK_ei or SK_er).
+///
+/// Holds the key, not its expanded schedule: the data plane's AES-GCM
+/// keeps about 1.3 KiB of round keys and GHASH powers, and a gateway holds
+/// two SK keys for each of its 100,000 IKE SAs, which exchange a message
+/// now and then. Expanding the key per message costs about a microsecond.
 pub struct SkCipher {
-    aead: AesGcm,
+    key: Secret,
     salt: [u8; 4],
 }
 
 impl std::fmt::Debug for SkCipher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SkCipher(AES-GCM-{})", self.aead.key_len() * 8)
+        write!(f, "SkCipher(AES-GCM-{})", self.key.as_bytes().len() * 8)
     }
 }
 
@@ -32,10 +37,18 @@ impl SkCipher {
             return Err(CryptoError::KeyLength(n));
         }
         let (key, salt) = b.split_at(n - 4);
-        let aead = AesGcm::new(key).map_err(|_| CryptoError::KeyLength(n))?;
+        AesGcm::new(key).map_err(|_| CryptoError::KeyLength(n))?;
         let mut s = [0; 4];
         s.copy_from_slice(salt);
-        Ok(SkCipher { aead, salt: s })
+        Ok(SkCipher {
+            key: Secret::from_slice(key),
+            salt: s,
+        })
+    }
+
+    fn aead(&self) -> AesGcm {
+        // The length was checked when the SkCipher was made.
+        AesGcm::new(self.key.as_bytes()).expect("AES key length checked in SkCipher::new")
     }
 
     fn nonce(&self, iv: &[u8; IV_LEN]) -> [u8; 12] {
@@ -67,7 +80,7 @@ impl SkCipher {
         out.extend_from_slice(&plain);
         let (aad, rest) = out.split_at_mut(aad_end);
         let data = rest.get_mut(IV_LEN..).unwrap_or_default();
-        let tag = self.aead.seal_in_place(&self.nonce(&iv), aad, data);
+        let tag = self.aead().seal_in_place(&self.nonce(&iv), aad, data);
         debug_assert_eq!(body_start, aad_end + IV_LEN);
         out.extend_from_slice(&tag);
         out
@@ -91,7 +104,7 @@ impl SkCipher {
         let iv: [u8; IV_LEN] = iv.try_into().map_err(|_| CryptoError::MalformedSk)?;
         let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| CryptoError::MalformedSk)?;
         let mut plain = zeroize::Zeroizing::new(ct.to_vec());
-        self.aead
+        self.aead()
             .open_in_place(&self.nonce(&iv), aad, &mut plain, &tag)
             .map_err(|_| CryptoError::IntegrityCheckFailed)?;
         let (&pad_len, body) = plain.split_last().ok_or(CryptoError::MalformedSk)?;

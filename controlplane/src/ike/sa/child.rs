@@ -207,14 +207,14 @@ impl IkeSa {
         }
         p.push(Payload::TsI(TrafficSelectors(old.local_ts.clone())));
         p.push(Payload::TsR(TrafficSelectors(old.remote_ts.clone())));
-        self.child_offer = Some(ChildOffer {
+        self.child_offer = Some(Box::new(ChildOffer {
             new_spi,
             ni,
             dh,
             replaces: Some(inbound_spi),
             local_ts: old.local_ts,
             remote_ts: old.remote_ts,
-        });
+        }));
         self.request(
             io,
             now,

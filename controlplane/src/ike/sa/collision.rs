@@ -61,11 +61,11 @@ impl IkeSa {
     pub(crate) fn note_collision(&mut self, replaces: Option<u32>, ni: &[u8], nr: &[u8]) {
         let ours = self.child_offer.as_ref().and_then(|o| o.replaces);
         if let Some(old) = replaces.filter(|r| Some(*r) == ours) {
-            self.rekey_collision = Some(Collision {
+            self.rekey_collision = Some(Box::new(Collision {
                 old,
                 ni: ni.to_vec(),
                 nr: nr.to_vec(),
-            });
+            }));
         }
     }
 

@@ -37,7 +37,9 @@ pub struct EndpointStats {
 }
 
 pub struct IkeEndpoint {
-    sas: HashMap<u64, IkeSa>,
+    /// Boxed: an IkeSa is about 1 KiB, and a map grown to 2^k buckets
+    /// would hold that much in every empty bucket.
+    sas: HashMap<u64, Box<IkeSa>>,
     /// Every SA's next deadline, ordered, so timeouts cost O(log n) with
     /// a million SAs; `armed` says which entry belongs to which SA.
     timers: BTreeSet<(Instant, u64)>,
@@ -128,7 +130,7 @@ impl IkeEndpoint {
     ) -> Option<IkeSaId> {
         let sa = IkeSa::start(&mut self.io, now, local, remote, Arc::new(policy))?;
         let id = sa.id();
-        self.sas.insert(id.0, sa);
+        self.sas.insert(id.0, Box::new(sa));
         self.rearm(id.0);
         Some(id)
     }
@@ -237,7 +239,7 @@ impl IkeEndpoint {
             let (key, spi) = ((remote, sa.spi_i), sa.spi_r);
             sa.half_open_key = Some(key);
             self.half_open.insert(key, spi);
-            self.sas.insert(spi, sa);
+            self.sas.insert(spi, Box::new(sa));
             self.rearm(spi);
         }
     }
@@ -248,7 +250,7 @@ impl IkeEndpoint {
     fn reap(&mut self, spi: u64) {
         for sa in std::mem::take(&mut self.io.born) {
             let id = sa.id().0;
-            self.sas.insert(id, sa);
+            self.sas.insert(id, Box::new(sa));
             self.rearm(id);
         }
         for id in std::mem::take(&mut self.io.authenticated) {
@@ -278,7 +280,7 @@ impl IkeEndpoint {
         if let Some(t) = self.armed.remove(&spi) {
             self.timers.remove(&(t, spi));
         }
-        if let Some(t) = self.sas.get(&spi).and_then(IkeSa::next_timeout) {
+        if let Some(t) = self.sas.get(&spi).and_then(|sa| sa.next_timeout()) {
             self.armed.insert(spi, t);
             self.timers.insert((t, spi));
         }
@@ -409,11 +411,11 @@ impl IkeEndpoint {
 
     /// Every live IKE SA, for status displays.
     pub fn ike_sas(&self) -> impl Iterator<Item = IkeSaStatus> + '_ {
-        self.sas.values().filter_map(IkeSa::status)
+        self.sas.values().filter_map(|sa| sa.status())
     }
 
     pub fn ike_sa(&self, id: IkeSaId) -> Option<IkeSaStatus> {
-        self.sas.get(&id.0).and_then(IkeSa::status)
+        self.sas.get(&id.0).and_then(|sa| sa.status())
     }
 
     pub fn ike_sa_count(&self) -> usize {

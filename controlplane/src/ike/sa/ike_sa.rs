@@ -69,7 +69,9 @@ pub(crate) struct IkeSa {
     pub state: State,
     pub policy: Arc<Policy>,
     pub suite: Option<IkeSuite>,
-    pub dh: Option<DhPrivate>,
+    /// Boxed, as the other rarely set fields below: a gateway holds one
+    /// IkeSa per client, and each inline byte counts 100,000 times.
+    pub dh: Option<Box<DhPrivate>>,
     pub ni: Vec<u8>,
     pub nr: Vec<u8>,
     /// The IKE_SA_INIT messages as sent, signed by AUTH (§2.15).
@@ -102,12 +104,12 @@ pub(crate) struct IkeSa {
     /// The peer's authenticated identity.
     pub peer_id: Option<crate::ike::wire::Identification>,
     /// Our outstanding CREATE_CHILD_SA offer.
-    pub child_offer: Option<super::child::ChildOffer>,
+    pub child_offer: Option<Box<super::child::ChildOffer>>,
     /// The peer rekeyed the pair we are rekeying too (§2.8.1).
-    pub rekey_collision: Option<super::collision::Collision>,
+    pub rekey_collision: Option<Box<super::collision::Collision>>,
     /// Our last completed CHILD rekey, for a peer's rekey that crossed it.
     pub last_rekey: Option<super::collision::CompletedRekey>,
-    pub ike_offer: Option<super::rekey_ike::IkeOffer>,
+    pub ike_offer: Option<Box<super::rekey_ike::IkeOffer>>,
     /// Set once a successor took over the CHILD SAs.
     pub rekeyed: bool,
     /// Responder: this SA's entry in the endpoint's half-open index.

@@ -95,7 +95,7 @@ impl IkeSa {
         let mut sa = IkeSa::new(true, local, remote, policy);
         sa.spi_i = io.random_spi();
         sa.ni = io.nonce();
-        sa.dh = Some(DhPrivate::generate(group, io.rng.as_mut()));
+        sa.dh = Some(Box::new(DhPrivate::generate(group, io.rng.as_mut())));
         sa.send_init(io, now);
         Some(sa)
     }
@@ -142,7 +142,7 @@ impl IkeSa {
                     if self.policy.ike_groups.contains(&g)
                         && self.dh.as_ref().map(|d| d.group()) != Some(g) =>
                 {
-                    self.dh = Some(DhPrivate::generate(g, io.rng.as_mut()));
+                    self.dh = Some(Box::new(DhPrivate::generate(g, io.rng.as_mut())));
                     self.pending = None;
                     self.send_init(io, now);
                 }

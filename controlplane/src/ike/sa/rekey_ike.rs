@@ -106,7 +106,7 @@ impl IkeSa {
                 data: dh.public(),
             }),
         ];
-        self.ike_offer = Some(IkeOffer { new_spi, ni, dh });
+        self.ike_offer = Some(Box::new(IkeOffer { new_spi, ni, dh }));
         self.request(
             io,
             now,

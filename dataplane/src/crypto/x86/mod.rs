@@ -11,12 +11,11 @@ use zeroize::Zeroize;
 use super::TAG_LEN;
 
 /// Round keys and GHASH powers of one key, aligned for the kernels' loads.
-#[repr(C, align(64))]
+/// The 256-bit forms the wide kernel wants are built per call from these.
+#[repr(C, align(32))]
 pub(in crate::crypto) struct AesNiKey {
     rk: key_schedule::RoundKeys,
     powers: ghash::Powers,
-    /// Used only when `use_wide`.
-    wide: wide::WideKey,
     /// 10 (AES-128) or 14 (AES-256).
     rounds: usize,
     use_wide: bool,
@@ -64,15 +63,9 @@ impl AesNiKey {
             let powers = ghash::Powers::new(&h_bytes);
             h_bytes.zeroize();
             h.zeroize();
-            let wide = if use_wide {
-                wide::WideKey::new(&rk, &powers)
-            } else {
-                wide::WideKey::zeroed()
-            };
             Some(Box::new(AesNiKey {
                 rk,
                 powers,
-                wide,
                 rounds,
                 use_wide,
             }))
@@ -96,10 +89,10 @@ impl AesNiKey {
         // SAFETY: an AesNiKey only exists if `supported()` held in `new`,
         // and `use_wide` only if `wide_supported()` did.
         unsafe {
-            let (rk, p, w) = (&self.rk, &self.powers, &self.wide);
+            let (rk, p) = (&self.rk, &self.powers);
             match (self.use_wide, self.rounds) {
-                (true, 10) => return wide::seal::<10>(rk, p, w, nonce, aad, data),
-                (true, _) => return wide::seal::<14>(rk, p, w, nonce, aad, data),
+                (true, 10) => return wide::seal::<10>(rk, p, nonce, aad, data),
+                (true, _) => return wide::seal::<14>(rk, p, nonce, aad, data),
                 _ => {}
             }
             if self.rounds == 10 {
@@ -118,10 +111,10 @@ impl AesNiKey {
     ) -> [u8; TAG_LEN] {
         // SAFETY: as in `seal`.
         unsafe {
-            let (rk, p, w) = (&self.rk, &self.powers, &self.wide);
+            let (rk, p) = (&self.rk, &self.powers);
             match (self.use_wide, self.rounds) {
-                (true, 10) => return wide::open::<10>(rk, p, w, nonce, aad, data),
-                (true, _) => return wide::open::<14>(rk, p, w, nonce, aad, data),
+                (true, 10) => return wide::open::<10>(rk, p, nonce, aad, data),
+                (true, _) => return wide::open::<14>(rk, p, nonce, aad, data),
                 _ => {}
             }
             if self.rounds == 10 {
@@ -138,8 +131,5 @@ impl Drop for AesNiKey {
         self.rk.zeroize();
         self.powers.h.zeroize();
         self.powers.d.zeroize();
-        self.wide.rk.zeroize();
-        self.wide.h.zeroize();
-        self.wide.d.zeroize();
     }
 }

@@ -10,24 +10,36 @@ use super::ghash::{reduce, rev, Ghash, Powers};
 use super::key_schedule::RoundKeys;
 use super::tail;
 use crate::crypto::TAG_LEN;
+use zeroize::Zeroize;
 
-/// Round keys broadcast to both lanes, and the powers paired per register:
-/// register i holds (H^(8-2i), H^(7-2i)) for blocks 2i and 2i+1.
+/// The powers paired per register: register i holds (H^(8-2i), H^(7-2i))
+/// for blocks 2i and 2i+1. Built per call, like the round keys broadcast
+/// to both lanes ([`broadcast_round_keys`]), from the narrow key: kept per
+/// SA they cost 736 bytes, and a concentrator holds two SAs per tunnel
+/// (issue 7: under 4 KiB per tunnel); building them is a few dozen
+/// instructions per packet of at least 8 blocks.
 pub(super) struct WideKey {
-    pub(super) rk: [__m256i; 15],
     pub(super) h: [__m256i; 4],
     pub(super) d: [__m256i; 4],
+}
+
+/// The round keys in both lanes of 256-bit registers, for one call.
+#[inline]
+#[target_feature(enable = "avx2,avx")]
+unsafe fn broadcast_round_keys(rk: &RoundKeys) -> [__m256i; 15] {
+    let mut w = [_mm256_setzero_si256(); 15];
+    for (y, x) in w.iter_mut().zip(rk.iter()) {
+        *y = _mm256_broadcastsi128_si256(*x);
+    }
+    w
 }
 
 impl WideKey {
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2,avx")]
-    pub(super) unsafe fn new(rk: &RoundKeys, p: &Powers) -> WideKey {
+    pub(super) unsafe fn new(p: &Powers) -> WideKey {
         let mut w = WideKey::zeroed();
-        for (y, x) in w.rk.iter_mut().zip(rk.iter()) {
-            *y = _mm256_broadcastsi128_si256(*x);
-        }
         for i in 0..4 {
             w.h[i] = _mm256_set_m128i(p.h[6 - 2 * i], p.h[7 - 2 * i]);
             w.d[i] = _mm256_set_m128i(p.d[6 - 2 * i], p.d[7 - 2 * i]);
@@ -36,7 +48,7 @@ impl WideKey {
     }
 
     /// All zero: for CPUs without VAES, where it is never used.
-    pub(super) fn zeroed() -> WideKey {
+    fn zeroed() -> WideKey {
         // SAFETY: SIMD registers are plain bits; all-zero is a valid value.
         unsafe { core::mem::zeroed() }
     }
@@ -111,10 +123,14 @@ unsafe fn hash8(w: &WideKey, gh: &mut Ghash<'_>, blocks: &[__m256i; 4]) {
 
 #[inline]
 #[target_feature(enable = "avx2,avx,vaes")]
-unsafe fn seal8<const NR: usize>(w: &WideKey, ctr: &mut __m128i, chunk: &mut [u8]) -> [__m256i; 4] {
+unsafe fn seal8<const NR: usize>(
+    rk: &[__m256i; 15],
+    ctr: &mut __m128i,
+    chunk: &mut [u8],
+) -> [__m256i; 4] {
     debug_assert_eq!(chunk.len(), BATCH);
     let mut b = next_counters(ctr);
-    encrypt::<NR>(&w.rk, &mut b);
+    encrypt::<NR>(rk, &mut b);
     let p = chunk.as_mut_ptr().cast::<__m256i>();
     for (i, x) in b.iter_mut().enumerate() {
         let c = _mm256_xor_si256(_mm256_loadu_si256(p.add(i)), *x);
@@ -131,7 +147,6 @@ unsafe fn seal8<const NR: usize>(w: &WideKey, ctr: &mut __m128i, chunk: &mut [u8
 pub(super) unsafe fn seal<const NR: usize>(
     rk: &RoundKeys,
     powers: &Powers,
-    w: &WideKey,
     nonce: &[u8; 12],
     aad: &[u8],
     data: &mut [u8],
@@ -151,20 +166,25 @@ pub(super) unsafe fn seal<const NR: usize>(
             data.len(),
         );
     }
+    let mut w = WideKey::new(powers);
     let mut gh = Ghash::new(powers);
     gh.push_padded(aad);
     gh.flush();
     let total = data.len();
     let (bulk, rest) = data.split_at_mut(total - total % BATCH);
     let mut chunks = bulk.chunks_exact_mut(BATCH);
+    let mut wrk = broadcast_round_keys(rk);
     if let Some(first) = chunks.next() {
-        let mut prev = seal8::<NR>(w, &mut ctr, first);
+        let mut prev = seal8::<NR>(&wrk, &mut ctr, first);
         for chunk in chunks {
-            hash8(w, &mut gh, &prev);
-            prev = seal8::<NR>(w, &mut ctr, chunk);
+            hash8(&w, &mut gh, &prev);
+            prev = seal8::<NR>(&wrk, &mut ctr, chunk);
         }
-        hash8(w, &mut gh, &prev);
+        hash8(&w, &mut gh, &prev);
     }
+    wrk.zeroize();
+    w.h.zeroize();
+    w.d.zeroize();
     let acc = Some(gh.acc());
     tail::finish::<NR, false>(rk, powers, j0, ctr, acc, &[], rest, aad.len(), total)
 }
@@ -177,7 +197,6 @@ pub(super) unsafe fn seal<const NR: usize>(
 pub(super) unsafe fn open<const NR: usize>(
     rk: &RoundKeys,
     powers: &Powers,
-    w: &WideKey,
     nonce: &[u8; 12],
     aad: &[u8],
     data: &mut [u8],
@@ -197,11 +216,13 @@ pub(super) unsafe fn open<const NR: usize>(
             data.len(),
         );
     }
+    let mut w = WideKey::new(powers);
     let mut gh = Ghash::new(powers);
     gh.push_padded(aad);
     gh.flush();
     let total = data.len();
     let (bulk, rest) = data.split_at_mut(total - total % BATCH);
+    let mut wrk = broadcast_round_keys(rk);
     for chunk in bulk.chunks_exact_mut(BATCH) {
         let p = chunk.as_mut_ptr().cast::<__m256i>();
         let mut c = [_mm256_setzero_si256(); 4];
@@ -209,13 +230,16 @@ pub(super) unsafe fn open<const NR: usize>(
             *x = _mm256_loadu_si256(p.add(i));
         }
         let mut b = next_counters(&mut ctr);
-        encrypt::<NR>(&w.rk, &mut b);
+        encrypt::<NR>(&wrk, &mut b);
         for (i, (k, x)) in b.iter().zip(c.iter_mut()).enumerate() {
             _mm256_storeu_si256(p.add(i), _mm256_xor_si256(*x, *k));
             *x = rev2(*x);
         }
-        hash8(w, &mut gh, &c);
+        hash8(&w, &mut gh, &c);
     }
+    wrk.zeroize();
+    w.h.zeroize();
+    w.d.zeroize();
     let acc = Some(gh.acc());
     tail::finish::<NR, true>(rk, powers, j0, ctr, acc, &[], rest, aad.len(), total)
 }
