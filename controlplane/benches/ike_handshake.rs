@@ -2,45 +2,16 @@
 //! handshakes (both ends, in memory) per DH group, and SK payload
 //! protection. Tells how many tunnels per second one core can bring up.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Instant;
 
-use controlplane::ike::crypto::{DhGroup, Prf, Secret, SkCipher};
+use controlplane::ike::crypto::{DhGroup, Secret, SkCipher};
 use controlplane::ike::sa::*;
-use controlplane::ike::wire::{
-    ExchangeType, Header, Identification, Nonce, Payload, TrafficSelector,
-};
+use controlplane::ike::wire::{ExchangeType, Header, Nonce, Payload};
 use criterion::{criterion_group, criterion_main, Criterion};
-use rand::SeedableRng;
+mod common;
 
-fn policy(id: &str, group: DhGroup) -> Policy {
-    let any = TrafficSelector::range(
-        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        IpAddr::V4(Ipv4Addr::BROADCAST),
-    );
-    Policy {
-        local_id: Identification::fqdn(id),
-        remote_id: None,
-        psk: Secret::from_slice(b"bench psk"),
-        ike_encr_bits: vec![128],
-        ike_prfs: vec![Prf::HmacSha256],
-        ike_groups: vec![group],
-        esp_encr_bits: vec![128],
-        esp_groups: vec![],
-        local_ts: vec![any.clone()],
-        remote_ts: vec![any],
-        request_virtual_ip: false,
-        dns: vec![],
-        retransmit: Retransmit::default(),
-    }
-}
-
-fn endpoint(seed: u64) -> IkeEndpoint {
-    IkeEndpoint::new(
-        Box::new(rand::rngs::StdRng::seed_from_u64(seed)),
-        Box::new(SequentialSpis::starting_at(0x1000)),
-    )
-}
+use common::endpoint;
 
 /// One handshake to completion; returns the number of CHILD SAs (2).
 fn handshake(group: DhGroup, seed: u64) -> usize {
@@ -48,11 +19,11 @@ fn handshake(group: DhGroup, seed: u64) -> usize {
         "198.51.100.7:500".parse().unwrap(),
         "203.0.113.1:500".parse().unwrap(),
     );
-    let mut server = endpoint(seed);
-    server.accept(policy("gw", group), None);
-    let mut client = endpoint(seed + 1);
+    let mut server = endpoint(seed, 0x1000);
+    server.accept(common::policy("gw", group, false), None);
+    let mut client = endpoint(seed + 1, 0x1000);
     let now = Instant::now();
-    client.connect(now, c_addr, s_addr, policy("c", group));
+    client.connect(now, c_addr, s_addr, common::policy("c", group, false));
     let mut children = 0;
     for _ in 0..8 {
         while let Some(t) = client.poll_transmit() {

@@ -14,13 +14,14 @@ use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::endpoint;
 use controlplane::gateway::TunnelBook;
-use controlplane::ike::crypto::{DhGroup, Prf, Secret};
+use controlplane::ike::crypto::DhGroup;
 use controlplane::ike::sa::*;
-use controlplane::ike::wire::{Identification, TrafficSelector};
 use controlplane::tunnel::{EpochSpis, Mode, Role, Settings, Tunnel};
 use dataplane::sa::SaTables;
-use rand::SeedableRng;
 
 struct Counting;
 
@@ -49,35 +50,6 @@ fn live() -> isize {
     LIVE.load(Relaxed)
 }
 
-fn policy(id: &str, server: bool) -> Policy {
-    let any = TrafficSelector::range(
-        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        IpAddr::V4(Ipv4Addr::BROADCAST),
-    );
-    Policy {
-        local_id: Identification::fqdn(id),
-        remote_id: None,
-        psk: Secret::from_slice(b"memory bench psk"),
-        ike_encr_bits: vec![128],
-        ike_prfs: vec![Prf::HmacSha256],
-        ike_groups: vec![DhGroup::Curve25519],
-        esp_encr_bits: vec![128],
-        esp_groups: vec![],
-        local_ts: vec![any.clone()],
-        remote_ts: vec![any],
-        request_virtual_ip: !server,
-        dns: vec![],
-        retransmit: Retransmit::default(),
-    }
-}
-
-fn endpoint(seed: u64, first_spi: u32) -> IkeEndpoint {
-    IkeEndpoint::new(
-        Box::new(rand::rngs::StdRng::seed_from_u64(seed)),
-        Box::new(SequentialSpis::starting_at(first_spi)),
-    )
-}
-
 fn main() {
     let n: usize = std::env::var("ESPRIT_MEM_TUNNELS")
         .ok()
@@ -89,7 +61,7 @@ fn main() {
     let base = live();
     let mut server = endpoint(1, 0x0100_0000);
     server.accept(
-        policy("gw.test", true),
+        common::policy("gw.test", DhGroup::Curve25519, false),
         Some(AddressPool::new(Ipv4Addr::new(10, 128, 0, 1), 1 << 20)),
     );
     let mut children = Vec::with_capacity(n);
@@ -103,7 +75,12 @@ fn main() {
                 IpAddr::V4(Ipv4Addr::new(198, 51, (k >> 8) as u8, k as u8)),
                 500,
             );
-            let _ = client.connect(now, local, server_addr, policy(&format!("c{k}"), false));
+            let _ = client.connect(
+                now,
+                local,
+                server_addr,
+                common::policy(&format!("c{k}"), DhGroup::Curve25519, true),
+            );
         }
         for _ in 0..8 {
             while let Some(t) = client.poll_transmit() {
