@@ -157,22 +157,61 @@ fn keys(spi: u32, b: u8) -> ManualSaKeys {
 }
 
 fn lab() -> Lab {
-    let gw_t = ManualTunnel {
-        tunnel: 1,
-        remote: "192.0.2.2:4500".parse().unwrap_or_else(|e| panic!("{e}")),
-        encap: Encap::EspInUdp,
-        remote_ts: vec!["10.2.0.0/16".parse().unwrap_or_else(|e| panic!("{e}"))],
-        inbound: keys(0x0100_0001, 1),
-        outbound: keys(0x0100_0002, 2),
-        replay_window: 1024,
+    lab_n(1)
+}
+
+/// Tunnel `i`'s inner addresses: the client's and the protected host's.
+fn hosts(i: usize) -> (Ipv4Addr, Ipv4Addr) {
+    if i == usize::MAX {
+        return (CLIENT, SERVER);
+    }
+    let i = i as u32;
+    (
+        Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + i),
+        Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 64, 0, 0)) + i),
+    )
+}
+
+/// A gateway and a client data plane joined by `n` manual tunnels; with
+/// one tunnel its selectors are the /16s of `CLIENT` and `SERVER`, with
+/// more, tunnel `i` carries only `hosts(i)`.
+fn lab_n(n: usize) -> Lab {
+    let prefix = |a: Ipv4Addr, len: u8| {
+        format!("{a}/{len}")
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"))
     };
-    let cl_t = gw_t.mirrored(
-        "192.0.2.1:4500".parse().unwrap_or_else(|e| panic!("{e}")),
-        vec!["10.1.0.0/16".parse().unwrap_or_else(|e| panic!("{e}"))],
-    );
-    let side = |t: &ManualTunnel, out: MemPort| {
+    let tunnels: Vec<(ManualTunnel, ManualTunnel)> = (0..n)
+        .map(|i| {
+            let spi = make_spi(i, 1).unwrap_or_else(|| panic!("slot {i}"));
+            let (client, server) = if n == 1 {
+                (prefix(CLIENT, 16), prefix(SERVER, 16))
+            } else {
+                let (c, s) = hosts(i);
+                (prefix(c, 32), prefix(s, 32))
+            };
+            let gw_t = ManualTunnel {
+                tunnel: i as u32 + 1,
+                remote: "192.0.2.2:4500".parse().unwrap_or_else(|e| panic!("{e}")),
+                encap: Encap::EspInUdp,
+                remote_ts: vec![client],
+                inbound: keys(spi, (i % 251) as u8 + 1),
+                outbound: keys(spi, (i % 241) as u8 + 2),
+                replay_window: 1024,
+            };
+            let cl_t = gw_t.mirrored(
+                "192.0.2.1:4500".parse().unwrap_or_else(|e| panic!("{e}")),
+                vec![server],
+            );
+            (gw_t, cl_t)
+        })
+        .collect();
+    let side = |gateway: bool, out: MemPort| {
         let mut p = SaPublisher::new();
-        install(p.edit(), t, 1).unwrap_or_else(|e| panic!("{e}"));
+        for (g, c) in &tunnels {
+            let t = if gateway { g } else { c };
+            install(p.edit(), t, 1).unwrap_or_else(|e| panic!("{e}"));
+        }
         p.publish();
         let (ins, far) = link(4096);
         let cfg = WorkerConfig {
@@ -184,8 +223,8 @@ fn lab() -> Lab {
         (w, far, p)
     };
     let (a, b) = link(4096);
-    let (gw, gw_inside, gp) = side(&gw_t, a);
-    let (cl, cl_inside, cp) = side(&cl_t, b);
+    let (gw, gw_inside, gp) = side(true, a);
+    let (cl, cl_inside, cp) = side(false, b);
     Lab {
         gw,
         cl,
@@ -221,17 +260,37 @@ fn time_worker(
     bursts: usize,
     spare: &mut Vec<Packet>,
 ) -> Duration {
+    time_worker_over(lab, size, decrypt, bursts, spare, 0, &mut 0)
+}
+
+/// As [`time_worker`], each packet on the next of `tunnels` tunnels in
+/// turn (0: the one tunnel of [`lab`]), as traffic from many clients.
+fn time_worker_over(
+    lab: &mut Lab,
+    size: usize,
+    decrypt: bool,
+    bursts: usize,
+    spare: &mut Vec<Packet>,
+    tunnels: usize,
+    next: &mut usize,
+) -> Duration {
     let mut elapsed = Duration::ZERO;
     for _ in 0..bursts {
         while spare.len() < BURST {
             spare.push(Packet::new());
         }
         for mut p in spare.drain(..BURST) {
+            let (client, server) = if tunnels == 0 {
+                hosts(usize::MAX)
+            } else {
+                *next = (*next + 1) % tunnels;
+                hosts(*next)
+            };
             if decrypt {
-                fill(&mut p, size, CLIENT, SERVER);
+                fill(&mut p, size, client, server);
                 let _ = lab.cl_inside.send(p);
             } else {
-                fill(&mut p, size, SERVER, CLIENT);
+                fill(&mut p, size, server, client);
                 let _ = lab.gw_inside.send(p);
             }
         }
@@ -390,6 +449,41 @@ fn summary() {
         "spi lookup ratio 1M/1k: {:.2}x (target <= 1.5x)",
         lookup_ns[2] / lookup_ns[0]
     );
+    // The whole gateway worker with many tunnels, each packet on the next
+    // tunnel in turn: every packet meets a different SA, route and key.
+    for decrypt in [true, false] {
+        let mut mpps = Vec::new();
+        for n in [1_000usize, 100_000] {
+            let mut lab = lab_n(n);
+            let (mut spare, mut next) = (Vec::new(), 0);
+            let bursts = 4000;
+            // One pass over every tunnel first: caches as in a long run.
+            time_worker_over(
+                &mut lab,
+                64,
+                decrypt,
+                n / BURST + 1,
+                &mut spare,
+                n,
+                &mut next,
+            );
+            let runs: Vec<f64> = (0..7)
+                .map(|_| {
+                    let d =
+                        time_worker_over(&mut lab, 64, decrypt, bursts, &mut spare, n, &mut next);
+                    (bursts * BURST) as f64 / d.as_secs_f64() / 1e6
+                })
+                .collect();
+            mpps.push(median(runs));
+        }
+        let name = if decrypt { "decrypt" } else { "encrypt" };
+        println!(
+            "worker loop, {name} 64 B, packets round robin over 1k / 100k tunnels: {:.2} / {:.2} Mpps/core, 100k/1k {:.2}x",
+            mpps[0],
+            mpps[1],
+            mpps[1] / mpps[0]
+        );
+    }
     for size in [64usize, 1400] {
         for decrypt in [true, false] {
             let mut lab = lab();

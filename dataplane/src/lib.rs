@@ -10,6 +10,7 @@ pub mod esp;
 pub mod packet;
 pub mod pmtu;
 pub mod port;
+pub mod prefetch;
 pub mod sa;
 pub mod testkit;
 pub mod wire;

@@ -112,6 +112,16 @@ impl AesGcm {
         Ok(out)
     }
 
+    /// Asks the cache for the expanded key: round keys and GHASH powers.
+    #[inline]
+    pub fn prefetch_key(&self) {
+        match &self.inner {
+            Inner::Portable(k) => crate::prefetch::prefetch_bytes(&**k, size_of_val(&**k)),
+            #[cfg(target_arch = "x86_64")]
+            Inner::AesNi(k) => crate::prefetch::prefetch_bytes(&**k, size_of_val(&**k)),
+        }
+    }
+
     /// Key length in bytes (16 or 32).
     pub fn key_len(&self) -> usize {
         self.key_len

@@ -58,7 +58,7 @@ impl SaTables {
     #[inline]
     pub fn prefetch_inbound(&self, spi: u32) {
         if let Some(p) = self.inbound.entry_ptr(slot_of(spi)) {
-            prefetch(p as *const u8);
+            crate::prefetch::prefetch(p);
         }
     }
 
@@ -100,17 +100,6 @@ impl SaTables {
     pub fn is_holding(&self, tunnel: TunnelId) -> bool {
         self.holding.get(tunnel as usize).is_some()
     }
-}
-
-#[inline]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 /// The control plane's side: edit, then publish.

@@ -26,6 +26,11 @@ use crate::pmtu::{self, PmtuConfig, TokenBucket};
 use crate::port::Port;
 use crate::sa::{SaReader, SaTables, TunnelId, WorkerId};
 
+/// Below this many inbound SAs a worker prefetches only the SA slots: a
+/// few thousand SAs stay in the core's caches, where the deeper passes
+/// (a second route lookup per clear packet) would only cost.
+const PREFETCH_FROM_SAS: usize = 4096;
+
 /// Packets held per tunnel while its first epoch is probed.
 const HOLD_PER_TUNNEL: usize = 16;
 /// Packets held per worker in all.
@@ -179,13 +184,7 @@ impl<O: Port, I: Port> Core<O, I> {
         }
         self.handoff.recv(&mut self.rx, burst);
         work += self.rx.len();
-        for p in &self.rx {
-            if p.meta.encap != Encap::Inner {
-                if let Some(spi) = p.data().get(..4) {
-                    t.prefetch_inbound(u32::from_be_bytes([spi[0], spi[1], spi[2], spi[3]]));
-                }
-            }
-        }
+        self.prefetch_sas(t);
         let mut rx = std::mem::take(&mut self.rx);
         for p in rx.drain(..) {
             match p.meta.encap {
@@ -255,6 +254,48 @@ impl<O: Port, I: Port> Core<O, I> {
 
     /// A packet from the outside: NAT-T keepalive, IKE, or ESP.
     #[inline]
+    /// With many tunnels each packet's SA is cold. In passes over the
+    /// burst, each reading only what the previous one asked for (the SA
+    /// slots, then the SAs, then their keys and replay bitmaps; for clear
+    /// packets the route and outbound SA, then its key), the SA state of
+    /// all packets is fetched at once: the misses overlap instead of queueing.
+    fn prefetch_sas(&self, t: &SaTables) {
+        let spi_of = |p: &Packet| {
+            let b = p.data().get(..4)?;
+            (p.meta.encap != Encap::Inner).then(|| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        for spi in self.rx.iter().filter_map(spi_of) {
+            t.prefetch_inbound(spi);
+        }
+        if t.inbound.len() < PREFETCH_FROM_SAS {
+            return;
+        }
+        for spi in self.rx.iter().filter_map(spi_of) {
+            if let Some(sa) = t.inbound_sa(spi) {
+                crate::prefetch::prefetch_bytes(Arc::as_ptr(sa), 128);
+            }
+        }
+        for spi in self.rx.iter().filter_map(spi_of) {
+            if let Some(sa) = t.inbound_sa(spi) {
+                sa.prefetch_state();
+            }
+        }
+        // Clear packets: their route, then their outbound SA's key.
+        let outbound_of = |p: &Packet| {
+            if p.meta.encap != Encap::Inner {
+                return None;
+            }
+            let (_, dst) = wire::ip_src_dst(p.data()).ok()?;
+            t.outbound_sa(t.routes.lookup(dst)?)
+        };
+        for sa in self.rx.iter().filter_map(outbound_of) {
+            crate::prefetch::prefetch_bytes(Arc::as_ptr(sa), 128);
+        }
+        for sa in self.rx.iter().filter_map(outbound_of) {
+            sa.cipher.prefetch_key();
+        }
+    }
+
     fn inbound_outside(&mut self, t: &SaTables, p: Packet) {
         let d = p.data();
         if p.meta.encap == Encap::EspInUdp {

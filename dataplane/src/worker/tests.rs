@@ -554,3 +554,71 @@ fn tcp_syns_crossing_the_tunnel_have_their_mss_clamped_both_ways() {
     let got = recv_all(&cl2.inside[0]);
     assert_eq!(u16::from_be_bytes([got[0][42], got[0][43]]), 1460);
 }
+
+#[test]
+fn with_thousands_of_tunnels_every_packet_meets_its_own_sa() {
+    // Above PREFETCH_FROM_SAS: the worker's deeper prefetch passes run.
+    let n = PREFETCH_FROM_SAS + 904;
+    let host = |base: [u8; 4], i: usize| Ipv4Addr::from(u32::from(Ipv4Addr::from(base)) + i as u32);
+    let (gw_out, cl_out) = link(256);
+    let mut gw = side(1, vec![gw_out], &gateway_tunnel());
+    let mut cl = side(
+        1,
+        vec![cl_out],
+        &gateway_tunnel().mirrored(
+            "192.0.2.1:4500".parse::<SocketAddr>().unwrap(),
+            vec!["10.1.0.0/16".parse().unwrap()],
+        ),
+    );
+    for i in 0..n {
+        let spi = crate::sa::spi::make_spi(i + 1, 1).unwrap();
+        let gw_t = ManualTunnel {
+            tunnel: 10 + i as u32,
+            remote: "192.0.2.2:4500".parse().unwrap(),
+            encap: Encap::EspInUdp,
+            remote_ts: vec![format!("{}/32", host([10, 128, 0, 0], i)).parse().unwrap()],
+            inbound: keys(spi, (i % 200) as u8 + 3),
+            outbound: keys(spi, (i % 190) as u8 + 5),
+            replay_window: 1024,
+        };
+        let cl_t = gw_t.mirrored(
+            "192.0.2.1:4500".parse::<SocketAddr>().unwrap(),
+            vec![format!("{}/32", host([10, 64, 0, 0], i)).parse().unwrap()],
+        );
+        install(gw.publisher.edit(), &gw_t, 1).unwrap();
+        install(cl.publisher.edit(), &cl_t, 1).unwrap();
+    }
+    gw.publisher.publish();
+    cl.publisher.publish();
+    // Every tenth tunnel, both ways, in one burst-sized batch at a time.
+    let picks: Vec<usize> = (0..n).step_by(10).collect();
+    let (mut at_gw, mut at_cl) = (Vec::new(), Vec::new());
+    for chunk in picks.chunks(32) {
+        for &i in chunk {
+            let (c, s) = (host([10, 128, 0, 0], i), host([10, 64, 0, 0], i));
+            send_inner(
+                &cl.inside[0],
+                ipv4_udp(c, s, (1000, 2000), &(i as u32).to_be_bytes()),
+            );
+            send_inner(
+                &gw.inside[0],
+                ipv4_udp(s, c, (2000, 1000), &(i as u32).to_be_bytes()),
+            );
+        }
+        run_all(&mut [&mut gw, &mut cl]);
+        at_gw.extend(recv_all(&gw.inside[0]));
+        at_cl.extend(recv_all(&cl.inside[0]));
+    }
+    assert_eq!((at_gw.len(), at_cl.len()), (picks.len(), picks.len()));
+    let g = total(&gw);
+    assert_eq!(g.total_drops(), 0);
+    let sa = gw.publisher.published();
+    for &i in &picks {
+        let spi = crate::sa::spi::make_spi(i + 1, 1).unwrap();
+        assert_eq!(
+            sa.inbound_sa(spi).unwrap().counters.packets(),
+            1,
+            "tunnel {i}"
+        );
+    }
+}
