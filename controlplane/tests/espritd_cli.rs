@@ -54,3 +54,32 @@ fn a_bad_file_is_refused_with_file_line_and_key() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/esprit.toml"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_config_warns_when_ike_cannot_cross_a_nat() {
+    let dir = std::env::temp_dir().join(format!("esprit-cli-natt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let peer = "[ike]\nlocal_id = \"gw.test\"\n\n[[peer]]\nname = \"c\"\nrole = \"responder\"\nremote_id = \"c.test\"\n\
+                psk = \"0123456789abcdef0123\"\nlocal_ts = [\"10.1.0.0/24\"]\nremote_ts = [\"10.8.0.0/24\"]\n";
+    for (port, warned) in [(4501, true), (4500, false)] {
+        let f = dir.join(format!("gw{port}.toml"));
+        std::fs::write(
+            &f,
+            format!("[gateway]\noutside = [\"192.0.2.1:{port}\"]\n\n{peer}"),
+        )
+        .unwrap();
+        let out = espritd(&["--check-config", f.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err.contains("NAT traversal uses UDP 4500"),
+            warned,
+            "port {port}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

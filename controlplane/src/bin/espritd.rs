@@ -45,6 +45,9 @@ fn main() -> ExitCode {
         return match config::load(file) {
             Ok(c) => {
                 println!("{}: OK: {}", file.display(), c.summary());
+                for w in controlplane::daemon::config_warnings(&c) {
+                    eprintln!("{}: warning: {w}", file.display());
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -149,6 +149,9 @@ impl Daemon {
             );
         }
         let slots = SpiSlots::new();
+        for w in config_warnings(cfg) {
+            tracing::warn!("{w}");
+        }
         let ike = IkeDriver::new(cfg, control, slots.clone(), 1)
             .map_err(io_err(format!("IKE on port {}", cfg.gateway.ike_port)))?;
         let ctl = if options.config_path.is_some() {
@@ -376,4 +379,28 @@ fn group_id(name: &str) -> Option<u32> {
         // SAFETY: non-null result of getgrnam.
         Some(unsafe { (*gr).gr_gid })
     }
+}
+
+/// What in a valid config will not work as an operator may expect; logged
+/// at start and printed by `espritd --check-config`.
+///
+/// IKE NAT traversal lives on UDP 4500 (RFC 3948: the non-ESP marker, and
+/// an initiator behind a NAT moves there); a gateway listening elsewhere
+/// still serves clients that are not behind a NAT, but not the others.
+pub fn config_warnings(cfg: &config::Config) -> Vec<String> {
+    if cfg.peers.is_empty() {
+        return Vec::new();
+    }
+    cfg.gateway
+        .outside
+        .iter()
+        .filter(|a| a.port() != 4500)
+        .map(|a| {
+            format!(
+                "gateway.outside {a}: IKE peers behind a NAT cannot reach this gateway: \
+                 NAT traversal uses UDP 4500 (RFC 3948), not {}",
+                a.port()
+            )
+        })
+        .collect()
 }
