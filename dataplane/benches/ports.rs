@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use dataplane::packet::{Encap, Packet};
+use dataplane::packet::{BufferSource, Encap, Packet};
 use dataplane::port::af_packet::{AfPacketConfig, AfPacketPort};
 use dataplane::port::l2::{L2Config, MacAddr, SharedNeighbours};
 use dataplane::port::mem::{link, MemPort};
@@ -43,6 +43,10 @@ struct Lab<O: Port> {
     gw_inside: MemPort,
     cl_inside: MemPort,
     _publishers: (SaPublisher, SaPublisher),
+    /// Where the gateway's inside buffers come from: the outside port's,
+    /// when it lends them (DPDK), as an inside port reading into the
+    /// worker's pool would; else our heap.
+    gw_buffers: Option<Box<dyn BufferSource>>,
 }
 
 fn keys(spi: u32, b: u8) -> ManualSaKeys {
@@ -91,6 +95,7 @@ fn lab<O: Port>(gw_out: O, cl_out: O) -> Lab<O> {
         );
         (w, far, p)
     };
+    let gw_buffers = gw_out.buffer_source();
     let (gw, gw_inside, gp) = side(&gw_t, gw_out);
     let (cl, cl_inside, cp) = side(&cl_t, cl_out);
     Lab {
@@ -99,11 +104,17 @@ fn lab<O: Port>(gw_out: O, cl_out: O) -> Lab<O> {
         gw_inside,
         cl_inside,
         _publishers: (gp, cp),
+        gw_buffers,
     }
 }
 
-fn inner(size: usize, src: Ipv4Addr, dst: Ipv4Addr) -> Packet {
-    let mut p = Packet::new();
+fn inner(
+    size: usize,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    from: Option<&mut Box<dyn BufferSource>>,
+) -> Packet {
+    let mut p = from.and_then(|s| s.take()).unwrap_or_default();
     let payload = [0x5au8; 2048];
     let n = write_ipv4_udp(
         p.rx_space(),
@@ -129,9 +140,11 @@ fn run<O: Port>(lab: &mut Lab<O>, size: usize, decrypt: bool, bursts: usize) -> 
         if fed < want && fed < done + 2 * BURST {
             for _ in 0..BURST {
                 if decrypt {
-                    let _ = lab.cl_inside.send(inner(size, CLIENT, SERVER));
+                    let _ = lab.cl_inside.send(inner(size, CLIENT, SERVER, None));
                 } else {
-                    let _ = lab.gw_inside.send(inner(size, SERVER, CLIENT));
+                    let _ =
+                        lab.gw_inside
+                            .send(inner(size, SERVER, CLIENT, lab.gw_buffers.as_mut()));
                 }
             }
             fed += BURST;

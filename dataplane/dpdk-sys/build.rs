@@ -54,7 +54,7 @@ fn main() {
         .clang_args(lib.include_paths.iter().map(|p| format!("-I{}", p.display())))
         .allowlist_function("esprit_.*")
         .allowlist_function("rte_eal_init|rte_eal_cleanup|rte_strerror|rte_socket_id")
-        .allowlist_function("rte_pktmbuf_pool_create|rte_mempool_free|rte_pktmbuf_free_bulk|rte_thread_register|rte_dev_probe")
+        .allowlist_function("rte_pktmbuf_pool_create|rte_mempool_free|rte_mempool_in_use_count|rte_pktmbuf_free_bulk|rte_thread_register|rte_dev_probe")
         .allowlist_function("rte_eth_dev_count_avail|rte_eth_dev_get_port_by_name")
         .allowlist_function("rte_eth_dev_stop|rte_eth_dev_close|rte_eth_dev_socket_id")
         .allowlist_function("rte_eth_macaddr_get|rte_eth_promiscuous_enable")

@@ -5,7 +5,10 @@
 //! front; padding, trailer and ICV behind), so every buffer keeps
 //! [`HEADROOM`] bytes free in front of the data when it is (re)filled.
 
+use std::ffi::c_void;
+use std::mem::ManuallyDrop;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::ptr::NonNull;
 
 /// Bytes in one buffer: a 1500-byte MTU frame plus ESP overhead, rounded up.
 pub const BUF_CAPACITY: usize = 2048;
@@ -58,12 +61,57 @@ pub struct NoRoom {
     pub wanted: usize,
 }
 
-/// One packet: a fixed-size heap buffer and the window of valid bytes in it.
+/// A buffer another allocator lent (a DPDK mbuf's data room, so that a
+/// packet goes from the NIC through ESP and back without a copy):
+/// `release(handle)` gives it back when the packet is dropped.
+#[derive(Clone, Copy, Debug)]
+pub struct ExternalBuffer {
+    pub handle: *mut c_void,
+    pub release: unsafe fn(*mut c_void),
+    /// Which lender (e.g. DPDK's mbufs): a port that knows the lender may
+    /// take the handle back instead of copying the bytes.
+    pub lender: Lender,
+}
+
+/// The allocators that lend packet buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lender {
+    /// A DPDK mbuf (`handle` is its `rte_mbuf*`).
+    DpdkMbuf,
+}
+
+/// Who gives a packet's buffer back.
+enum Owner {
+    /// Our heap: `buf` came from a `Box<[u8; BUF_CAPACITY]>`.
+    Heap,
+    External(ExternalBuffer),
+}
+
+/// One packet: a fixed-size buffer and the window of valid bytes in it.
 pub struct Packet {
-    buf: Box<[u8; BUF_CAPACITY]>,
+    buf: NonNull<[u8; BUF_CAPACITY]>,
+    owner: Owner,
     start: usize,
     end: usize,
     pub meta: Meta,
+}
+
+// SAFETY: a packet is the only holder of its buffer (a leaked Box, or a
+// lent buffer nobody else touches until it is released), so it may move to
+// another thread; DPDK mbufs may be released from any thread.
+unsafe impl Send for Packet {}
+// SAFETY: shared references only read the buffer.
+unsafe impl Sync for Packet {}
+
+impl Drop for Packet {
+    fn drop(&mut self) {
+        match self.owner {
+            // SAFETY: `buf` came from Box::leak in `new` and is dropped once.
+            Owner::Heap => drop(unsafe { Box::from_raw(self.buf.as_ptr()) }),
+            // SAFETY: the lender's contract (`from_external`): released once.
+            Owner::External(e) => unsafe { (e.release)(e.handle) },
+        }
+    }
 }
 
 impl std::fmt::Debug for Packet {
@@ -87,11 +135,68 @@ impl Packet {
     /// [`PacketPool`] on the fast path.
     pub fn new() -> Packet {
         Packet {
-            buf: Box::new([0u8; BUF_CAPACITY]),
+            buf: NonNull::from(Box::leak(Box::new([0u8; BUF_CAPACITY]))),
+            owner: Owner::Heap,
             start: HEADROOM,
             end: HEADROOM,
             meta: Meta::default(),
         }
+    }
+
+    /// A packet in a lent buffer, its bytes `start..end` valid.
+    ///
+    /// # Safety
+    /// `buf` must be valid for reads and writes of `BUF_CAPACITY` bytes,
+    /// touched by nobody else, until `ext.release(ext.handle)` is called,
+    /// which the packet does exactly once (when dropped), unless
+    /// [`Packet::into_external`] hands the buffer back first.
+    pub unsafe fn from_external(
+        buf: NonNull<[u8; BUF_CAPACITY]>,
+        ext: ExternalBuffer,
+        start: usize,
+        end: usize,
+    ) -> Packet {
+        let end = end.min(BUF_CAPACITY);
+        Packet {
+            buf,
+            owner: Owner::External(ext),
+            start: start.min(end),
+            end,
+            meta: Meta::default(),
+        }
+    }
+
+    /// The lender of this packet's buffer, if it is not ours.
+    pub fn external(&self) -> Option<ExternalBuffer> {
+        match self.owner {
+            Owner::Heap => None,
+            Owner::External(e) => Some(e),
+        }
+    }
+
+    /// Gives a lent buffer back to the caller without releasing it, with
+    /// the valid window (`start..end`) in it; a heap packet comes back as
+    /// it is.
+    pub fn into_external(self) -> Result<(ExternalBuffer, usize, usize), Packet> {
+        match self.owner {
+            Owner::Heap => Err(self),
+            Owner::External(e) => {
+                let p = ManuallyDrop::new(self);
+                Ok((e, p.start, p.end))
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn bytes(&self) -> &[u8; BUF_CAPACITY] {
+        // SAFETY: `buf` is valid and ours for the packet's life (see above).
+        unsafe { self.buf.as_ref() }
+    }
+
+    #[inline(always)]
+    fn bytes_mut(&mut self) -> &mut [u8; BUF_CAPACITY] {
+        // SAFETY: as in `bytes`, and `&mut self` makes the access exclusive.
+        unsafe { self.buf.as_mut() }
     }
 
     /// A packet holding a copy of `data` after the standard headroom
@@ -112,12 +217,13 @@ impl Packet {
 
     #[inline]
     pub fn data(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
+        &self.bytes()[self.start..self.end]
     }
 
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.start..self.end]
+        let (a, b) = (self.start, self.end);
+        &mut self.bytes_mut()[a..b]
     }
 
     #[inline]
@@ -146,7 +252,7 @@ impl Packet {
     pub fn rx_space(&mut self) -> &mut [u8] {
         self.start = HEADROOM;
         self.end = HEADROOM;
-        &mut self.buf[HEADROOM..]
+        &mut self.bytes_mut()[HEADROOM..]
     }
 
     /// Marks the first `n` bytes of [`Packet::rx_space`] as the packet.
@@ -163,7 +269,8 @@ impl Packet {
             return Err(NoRoom { wanted: n });
         }
         self.start -= n;
-        Ok(&mut self.buf[self.start..self.start + n])
+        let (a, b) = (self.start, self.start + n);
+        Ok(&mut self.bytes_mut()[a..b])
     }
 
     /// Grows the packet by `n` bytes at the end; returns the new end bytes.
@@ -174,7 +281,8 @@ impl Packet {
         }
         let old = self.end;
         self.end += n;
-        Ok(&mut self.buf[old..self.end])
+        let end = self.end;
+        Ok(&mut self.bytes_mut()[old..end])
     }
 
     /// Removes `n` bytes from the front (`n` is clamped to the length).
@@ -200,12 +308,22 @@ impl Packet {
     }
 }
 
+/// Where a pool takes buffers from before its own: a port that owns the
+/// NIC (DPDK) lends its receive buffers, so packets the worker builds (read
+/// from the inside, sealed) leave without a copy.
+pub trait BufferSource: Send {
+    /// A fresh packet with the standard headroom, or `None` when the
+    /// lender has none to spare (the pool falls back to its own).
+    fn take(&mut self) -> Option<Packet>;
+}
+
 /// A worker's free list of buffers. Buffers are allocated up front; when the
 /// list runs dry a new one is allocated and counted, so a leak shows up in
 /// the stats instead of as a stall.
 pub struct PacketPool {
     free: Vec<Packet>,
     allocated: u64,
+    source: Option<Box<dyn BufferSource>>,
 }
 
 impl PacketPool {
@@ -214,12 +332,21 @@ impl PacketPool {
         PacketPool {
             free: (0..n).map(|_| Packet::new()).collect(),
             allocated: n as u64,
+            source: None,
         }
     }
 
-    /// A reset buffer from the free list (or a new one).
+    /// Takes buffers from `source` first from now on.
+    pub fn set_source(&mut self, source: Box<dyn BufferSource>) {
+        self.source = Some(source);
+    }
+
+    /// A reset buffer: the source's, else from the free list (or a new one).
     #[inline]
     pub fn get(&mut self) -> Packet {
+        if let Some(p) = self.source.as_mut().and_then(|s| s.take()) {
+            return p;
+        }
         match self.free.pop() {
             Some(mut p) => {
                 p.reset();
@@ -232,16 +359,25 @@ impl PacketPool {
         }
     }
 
-    /// Returns a buffer to the free list.
+    /// Returns a buffer to the free list; a lent one goes back to its
+    /// lender (a pool must not hoard a NIC's buffers).
     #[inline]
     pub fn put(&mut self, p: Packet) {
-        self.free.push(p);
+        if p.external().is_none() {
+            self.free.push(p);
+        }
     }
 
-    /// Returns all buffers in `pkts` to the free list.
+    /// Returns all buffers in `pkts` to the free list (or their lender).
     #[inline]
     pub fn put_all(&mut self, pkts: &mut Vec<Packet>) {
-        self.free.append(pkts);
+        if self.source.is_none() && pkts.iter().all(|p| p.external().is_none()) {
+            self.free.append(pkts);
+            return;
+        }
+        for p in pkts.drain(..) {
+            self.put(p);
+        }
     }
 
     /// Buffers on the free list now.

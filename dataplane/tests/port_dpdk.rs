@@ -206,3 +206,49 @@ fn traffic_crosses_a_tunnel_between_two_dpdk_data_planes() {
     let cl = DpdkPort::per_queue(&b, Some(cl_l2)).unwrap().remove(0);
     l2_planes::traffic_both_ways(gw, cl, 200);
 }
+
+#[test]
+fn frames_cross_in_the_devices_own_mbufs_without_a_copy() {
+    let (eal, _) = eal();
+    // A pool of its own (no per-lcore cache), to count what is out.
+    let mbufs = Arc::new(MbufPool::create(eal, &name("zc"), 1023, 0, -1).unwrap());
+    let (a, b) = DpdkDevice::ring_pair(eal, (&name("za"), &name("zb")), mbufs.clone()).unwrap();
+    let mut pa = DpdkPort::new(a, 0, None).unwrap();
+    let mut pb = DpdkPort::new(b, 0, None).unwrap();
+    {
+        // A worker's pool takes its buffers from the port it sends on.
+        let mut pool = PacketPool::with_capacity(4);
+        pool.set_source(pa.buffer_source().expect("DPDK lends its mbufs"));
+        let mut out = Vec::new();
+        for i in 0..50u8 {
+            let mut p = pool.get();
+            assert!(p.external().is_some(), "a buffer in an mbuf");
+            let n = 60 + usize::from(i);
+            p.rx_space()[..n].fill(i);
+            p.set_received_len(n);
+            out.push(p);
+        }
+        assert_eq!(pa.tx_burst(&mut out, &mut pool).unwrap(), 50);
+        assert_eq!(pa.stats().tx_copied, 0, "sent from their own mbufs");
+        let mut pool_b = PacketPool::with_capacity(4);
+        let mut got = poll_until(&mut pb, &mut pool_b, 50);
+        assert_eq!(got.len(), 50);
+        for (i, p) in got.iter().enumerate() {
+            assert!(p.external().is_some(), "received into an mbuf, not copied");
+            assert_eq!(p.data(), &vec![i as u8; 60 + i][..]);
+        }
+        // What came in goes back out as it is: still no copy.
+        assert_eq!(pb.tx_burst(&mut got, &mut pool_b).unwrap(), 50);
+        assert_eq!(pb.stats().tx_copied, 0);
+        let back = poll_until(&mut pa, &mut pool, 50);
+        assert_eq!(back.len(), 50);
+        assert_eq!(back[49].data(), &[49u8; 109][..]);
+        // A buffer of our own heap is copied into an mbuf, and counted.
+        let mut heap = vec![Packet::from_slice(&[7; 64]).unwrap()];
+        assert_eq!(pa.tx_burst(&mut heap, &mut pool).unwrap(), 1);
+        assert_eq!(pa.stats().tx_copied, 1);
+        let _ = poll_until(&mut pb, &mut pool_b, 1);
+    }
+    // Every mbuf lent to a packet came back to the pool.
+    assert_eq!(mbufs.in_use(), 0);
+}

@@ -56,6 +56,36 @@ uint8_t *esprit_pktmbuf_append(struct rte_mbuf *m, uint16_t len)
 	return (uint8_t *)rte_pktmbuf_append(m, len);
 }
 
+struct rte_mbuf *esprit_pktmbuf_alloc(struct rte_mempool *pool)
+{
+	return rte_pktmbuf_alloc(pool);
+}
+
+uint8_t *esprit_pktmbuf_buf_addr(struct rte_mbuf *m)
+{
+	return (uint8_t *)m->buf_addr;
+}
+
+uint16_t esprit_pktmbuf_buf_len(const struct rte_mbuf *m)
+{
+	return m->buf_len;
+}
+
+uint16_t esprit_pktmbuf_data_off(const struct rte_mbuf *m)
+{
+	return m->data_off;
+}
+
+int esprit_pktmbuf_set_data(struct rte_mbuf *m, uint16_t data_off, uint16_t len)
+{
+	if ((uint32_t)data_off + len > m->buf_len || m->nb_segs != 1)
+		return -1;
+	m->data_off = data_off;
+	m->data_len = len;
+	m->pkt_len = len;
+	return 0;
+}
+
 int esprit_errno(void)
 {
 	return rte_errno;

@@ -21,6 +21,16 @@ uint32_t esprit_pktmbuf_pkt_len(const struct rte_mbuf *m);
 uint16_t esprit_pktmbuf_nb_segs(const struct rte_mbuf *m);
 /* Appends len bytes to a one-segment mbuf; NULL if there is no room. */
 uint8_t *esprit_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
+/* One fresh mbuf from `pool`, or NULL (rte_pktmbuf_alloc). */
+struct rte_mbuf *esprit_pktmbuf_alloc(struct rte_mempool *pool);
+/* Start of the mbuf's buffer (buf_addr), its size, and where data starts. */
+uint8_t *esprit_pktmbuf_buf_addr(struct rte_mbuf *m);
+uint16_t esprit_pktmbuf_buf_len(const struct rte_mbuf *m);
+uint16_t esprit_pktmbuf_data_off(const struct rte_mbuf *m);
+/* Makes `m` one segment of `len` bytes at `data_off` in its buffer (a
+ * packet built in place, about to be sent). Returns 0, or -1 if it does
+ * not fit or `m` has more segments. */
+int esprit_pktmbuf_set_data(struct rte_mbuf *m, uint16_t data_off, uint16_t len);
 /* rte_errno (a per-lcore thread-local). */
 int esprit_errno(void);
 /* Configures `port` with nb_queues rx and tx queues of nb_desc descriptors

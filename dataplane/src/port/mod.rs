@@ -49,4 +49,10 @@ pub trait Port: Send {
     fn readable_fd(&self) -> Option<RawFd> {
         None
     }
+
+    /// Buffers the port lends, for the worker's pool to take first (DPDK:
+    /// mbufs, so packets cross without a copy).
+    fn buffer_source(&self) -> Option<Box<dyn crate::packet::BufferSource>> {
+        None
+    }
 }

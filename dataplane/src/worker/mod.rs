@@ -106,7 +106,12 @@ impl<O: Port, I: Port> Worker<O, I> {
     ) -> Self {
         let burst = cfg.burst.clamp(1, 256);
         let icmp_bucket = TokenBucket::new(cfg.pmtu.icmp_per_sec, cfg.pmtu.icmp_burst);
-        let pool = PacketPool::with_capacity(cfg.pool_size);
+        let mut pool = PacketPool::with_capacity(cfg.pool_size);
+        // A port that lends its buffers (DPDK) gets its packets back
+        // without a copy.
+        if let Some(source) = outside.buffer_source() {
+            pool.set_source(source);
+        }
         Worker {
             reader,
             core: Core {

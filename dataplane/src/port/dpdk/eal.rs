@@ -127,11 +127,27 @@ impl MbufPool {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// Mbufs out of the pool now (in packets, queues or the driver's rings).
+    pub fn in_use(&self) -> u32 {
+        // SAFETY: the pool is live; counting only reads it.
+        unsafe { dpdk_sys::rte_mempool_in_use_count(self.ptr.as_ptr()) }
+    }
 }
 
 impl Drop for MbufPool {
     fn drop(&mut self) {
-        // SAFETY: the pool was created by us and nothing uses it any more.
+        // Packets may still hold mbufs lent to workers (in a queue, or on
+        // their way to the control plane) and give them back later: a pool
+        // with mbufs out is left to the EAL's cleanup rather than freed
+        // under them.
+        let out = self.in_use();
+        if out > 0 {
+            tracing::debug!(pool = %self.name, out, "mbufs still lent: pool kept");
+            return;
+        }
+        // SAFETY: nothing uses the pool any more: no port holds it, no mbuf
+        // of it is out.
         unsafe { dpdk_sys::rte_mempool_free(self.ptr.as_ptr()) };
     }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::eal::{Eal, MbufPool};
 use super::DpdkError;
-use crate::packet::{Packet, PacketPool, BUF_CAPACITY, HEADROOM};
+use crate::packet::{BufferSource, ExternalBuffer, Lender, Packet, PacketPool, BUF_CAPACITY};
 use crate::port::l2::{L2Config, L2Outside, L2Stats, MacAddr, RxVerdict, SharedNeighbours};
 use crate::port::Port;
 
@@ -110,9 +110,65 @@ pub struct DpdkStats {
     pub tx_frames: u64,
     /// No mbuf, or the tx queue was full.
     pub tx_dropped: u64,
+    /// Frames sent from a buffer that was not an mbuf (copied into one):
+    /// zero when the worker's pool takes its buffers from the port.
+    pub tx_copied: u64,
+}
+
+/// Gives an mbuf lent to a packet back to its pool.
+///
+/// # Safety
+/// `handle` is an `rte_mbuf*` of a live pool, released once.
+unsafe fn release_mbuf(handle: *mut std::ffi::c_void) {
+    dpdk_sys::esprit_pktmbuf_free(handle.cast());
+}
+
+/// Wraps `mb`'s buffer as a packet, its data at `start..end`; `None` (and
+/// the mbuf freed) if the buffer is smaller than a packet's.
+///
+/// # Safety
+/// `mb` is a one-segment mbuf we own.
+unsafe fn lend(mb: *mut dpdk_sys::rte_mbuf, start: usize, end: usize) -> Option<Packet> {
+    let buf = dpdk_sys::esprit_pktmbuf_buf_addr(mb);
+    let Some(buf) = std::ptr::NonNull::new(buf.cast::<[u8; BUF_CAPACITY]>())
+        .filter(|_| usize::from(dpdk_sys::esprit_pktmbuf_buf_len(mb)) >= BUF_CAPACITY)
+    else {
+        dpdk_sys::esprit_pktmbuf_free(mb);
+        return None;
+    };
+    let ext = ExternalBuffer {
+        handle: mb.cast(),
+        release: release_mbuf,
+        lender: Lender::DpdkMbuf,
+    };
+    // SAFETY: the mbuf's buffer holds at least BUF_CAPACITY bytes (checked)
+    // and is ours until the packet releases it.
+    Some(Packet::from_external(buf, ext, start, end))
+}
+
+/// A worker pool's buffers from the device's mbuf pool.
+struct MbufSource {
+    pool: Arc<MbufPool>,
+}
+
+impl BufferSource for MbufSource {
+    fn take(&mut self) -> Option<Packet> {
+        register_thread();
+        // SAFETY: the pool is live (held by the Arc).
+        let mb = unsafe { dpdk_sys::esprit_pktmbuf_alloc(self.pool.as_ptr()) };
+        if mb.is_null() {
+            return None;
+        }
+        // SAFETY: a fresh one-segment mbuf; its data starts at data_off.
+        unsafe {
+            let off = usize::from(dpdk_sys::esprit_pktmbuf_data_off(mb));
+            lend(mb, off, off)
+        }
+    }
 }
 
 /// An mbuf pointer array, which the raw pointers would keep from being Send.
+#[derive(Default)]
 struct Mbufs(Vec<*mut dpdk_sys::rte_mbuf>);
 
 // SAFETY: the array holds mbufs only during one burst call on the owning
@@ -202,7 +258,7 @@ impl DpdkPort {
     }
 
     /// Receives up to `max` frames into `out` as they are (no L2).
-    fn rx_frames(&mut self, pool: &mut PacketPool, out: &mut Vec<Packet>, max: usize) -> usize {
+    fn rx_frames(&mut self, out: &mut Vec<Packet>, max: usize) -> usize {
         let want = max.min(BURST);
         let m = &mut self.mbufs.0;
         m.clear();
@@ -212,107 +268,158 @@ impl DpdkPort {
             dpdk_sys::esprit_rx_burst(self.dev.port_id, self.queue, m.as_mut_ptr(), want as u16)
         };
         let n = usize::from(n).min(want);
-        let cap = BUF_CAPACITY - HEADROOM;
         for &mb in &m[..n] {
             self.stats.rx_frames += 1;
-            // SAFETY: `mb` is a valid mbuf the driver just gave us; its first
-            // segment holds data_len bytes at data().
-            let (segs, len, data) = unsafe {
+            // SAFETY: `mb` is a valid mbuf the driver just gave us.
+            let (segs, len, off) = unsafe {
                 (
                     dpdk_sys::esprit_pktmbuf_nb_segs(mb),
                     usize::from(dpdk_sys::esprit_pktmbuf_data_len(mb)),
-                    dpdk_sys::esprit_pktmbuf_data(mb),
+                    usize::from(dpdk_sys::esprit_pktmbuf_data_off(mb)),
                 )
             };
-            if segs != 1 || len > cap || data.is_null() {
+            if segs != 1 || off + len > BUF_CAPACITY {
                 self.stats.rx_oversize += 1;
+                // SAFETY: ours, and not referenced any more.
+                unsafe { dpdk_sys::esprit_pktmbuf_free(mb) };
                 continue;
             }
-            // SAFETY: see above; the slice dies before the mbuf is freed.
-            let bytes = unsafe { std::slice::from_raw_parts(data, len) };
-            let mut p = pool.get();
-            if let Some(dst) = p.rx_space().get_mut(..len) {
-                dst.copy_from_slice(bytes);
-                p.set_received_len(len);
+            // No copy: the packet is the mbuf's buffer until it is dropped
+            // or sent.
+            // SAFETY: a one-segment mbuf we own, handed over to the packet.
+            if let Some(p) = unsafe { lend(mb, off, off + len) } {
                 out.push(p);
-            } else {
-                pool.put(p);
             }
-        }
-        if n > 0 {
-            // SAFETY: the n mbufs are ours and no longer referenced.
-            unsafe { dpdk_sys::rte_pktmbuf_free_bulk(m.as_mut_ptr(), n as u32) };
         }
         m.clear();
         n
     }
 
-    /// Sends `frames` as they are; returns how many the device took and
-    /// recycles all of them into `pool`.
+    /// Sends `frames` as they are; returns how many the device took. A
+    /// frame in a lent mbuf goes as it is; any other is copied into a
+    /// fresh mbuf and its buffer recycled into `pool`.
     fn tx_frames(&mut self, frames: &mut Vec<Packet>, pool: &mut PacketPool) -> usize {
         let mut sent_total = 0;
-        for chunk in frames.chunks(BURST) {
-            let want = chunk.len();
-            let m = &mut self.mbufs.0;
-            m.clear();
-            m.resize(want, std::ptr::null_mut());
-            // SAFETY: `m` has room for `want` pointers; the pool is live.
-            let rc = unsafe {
-                dpdk_sys::esprit_pktmbuf_alloc_bulk(
-                    self.dev.pool.as_ptr(),
-                    m.as_mut_ptr(),
-                    want as u32,
-                )
-            };
-            if rc != 0 {
-                self.stats.tx_dropped += want as u64;
-                m.clear();
-                continue;
+        let mut m = std::mem::take(&mut self.mbufs);
+        let mut fresh: Vec<*mut dpdk_sys::rte_mbuf> = Vec::with_capacity(BURST);
+        while !frames.is_empty() {
+            let take = frames.len().min(BURST);
+            // Frames not already in an mbuf get one, allocated in bulk.
+            let copies = frames[..take].iter().filter(|p| !in_mbuf(p)).count();
+            fresh.clear();
+            fresh.resize(copies, std::ptr::null_mut());
+            // SAFETY: `fresh` has room for `copies` pointers; the pool is live.
+            let ok = copies == 0
+                || unsafe {
+                    dpdk_sys::esprit_pktmbuf_alloc_bulk(
+                        self.dev.pool.as_ptr(),
+                        fresh.as_mut_ptr(),
+                        copies as u32,
+                    )
+                } == 0;
+            if !ok {
+                fresh.clear();
             }
-            let mut ready = 0;
-            for (i, p) in chunk.iter().enumerate() {
-                let mb = m[i];
-                let Ok(len) = u16::try_from(p.len()) else {
-                    continue;
-                };
-                // SAFETY: `mb` is a fresh one-segment mbuf; append returns
-                // `len` writable bytes or null.
-                let dst = unsafe { dpdk_sys::esprit_pktmbuf_append(mb, len) };
-                if dst.is_null() {
-                    continue;
+            m.0.clear();
+            for p in frames.drain(..take) {
+                match self.mbuf_for(p, pool, &mut fresh) {
+                    Some(mb) => m.0.push(mb),
+                    None => self.stats.tx_dropped += 1,
                 }
-                // SAFETY: `dst` has `len` bytes, disjoint from the packet.
-                unsafe { std::ptr::copy_nonoverlapping(p.data().as_ptr(), dst, p.len()) };
-                m.swap(ready, i);
-                ready += 1;
             }
-            // SAFETY: the first `ready` mbufs are filled; the queue is ours.
+            if !fresh.is_empty() {
+                // Left over by frames that were dropped.
+                // SAFETY: ours, never handed out.
+                unsafe { dpdk_sys::rte_pktmbuf_free_bulk(fresh.as_mut_ptr(), fresh.len() as u32) };
+                fresh.clear();
+            }
+            let ready = m.0.len();
+            // SAFETY: the `ready` mbufs are filled; the queue is ours.
             let sent = unsafe {
                 dpdk_sys::esprit_tx_burst(
                     self.dev.port_id,
                     self.queue,
-                    m.as_mut_ptr(),
+                    m.0.as_mut_ptr(),
                     ready as u16,
                 )
             };
             let sent = usize::from(sent).min(ready);
-            if sent < want {
+            if sent < ready {
                 // SAFETY: mbufs past `sent` were not taken by the driver.
                 unsafe {
-                    dpdk_sys::rte_pktmbuf_free_bulk(m.as_mut_ptr().add(sent), (want - sent) as u32)
+                    dpdk_sys::rte_pktmbuf_free_bulk(
+                        m.0.as_mut_ptr().add(sent),
+                        (ready - sent) as u32,
+                    )
                 };
             }
-            m.clear();
-            self.stats.tx_dropped += (want - sent) as u64;
+            self.stats.tx_dropped += (ready - sent) as u64;
             sent_total += sent;
         }
+        m.0.clear();
+        self.mbufs = m;
         self.stats.tx_frames += sent_total as u64;
-        pool.put_all(frames);
         sent_total
+    }
+
+    /// The mbuf that carries `p`: its own if it lives in one (no copy),
+    /// else one of `fresh` it is copied into. `None`: dropped.
+    fn mbuf_for(
+        &mut self,
+        p: Packet,
+        pool: &mut PacketPool,
+        fresh: &mut Vec<*mut dpdk_sys::rte_mbuf>,
+    ) -> Option<*mut dpdk_sys::rte_mbuf> {
+        let Ok(len) = u16::try_from(p.len()) else {
+            pool.put(p);
+            return None;
+        };
+        if in_mbuf(&p) {
+            let (e, start, _) = p.into_external().ok()?;
+            let mb: *mut dpdk_sys::rte_mbuf = e.handle.cast();
+            let start = u16::try_from(start).unwrap_or(u16::MAX);
+            // SAFETY: the packet gave its mbuf back to us; it is one segment
+            // whose buffer holds the frame at `start`.
+            if unsafe { dpdk_sys::esprit_pktmbuf_set_data(mb, start, len) } == 0 {
+                return Some(mb);
+            }
+            // SAFETY: ours, and not referenced any more.
+            unsafe { dpdk_sys::esprit_pktmbuf_free(mb) };
+            return None;
+        }
+        let Some(mb) = fresh.pop() else {
+            pool.put(p);
+            return None;
+        };
+        // SAFETY: `mb` is a fresh one-segment mbuf; append returns `len`
+        // writable bytes or null.
+        let dst = unsafe { dpdk_sys::esprit_pktmbuf_append(mb, len) };
+        if dst.is_null() {
+            // SAFETY: ours, and not referenced any more.
+            unsafe { dpdk_sys::esprit_pktmbuf_free(mb) };
+            pool.put(p);
+            return None;
+        }
+        // SAFETY: `dst` has `len` bytes, disjoint from the packet's buffer.
+        unsafe { std::ptr::copy_nonoverlapping(p.data().as_ptr(), dst, p.len()) };
+        self.stats.tx_copied += 1;
+        pool.put(p);
+        Some(mb)
     }
 }
 
+/// Whether `p` lives in a DPDK mbuf (and can leave without a copy).
+fn in_mbuf(p: &Packet) -> bool {
+    p.external().is_some_and(|e| e.lender == Lender::DpdkMbuf)
+}
+
 impl Port for DpdkPort {
+    fn buffer_source(&self) -> Option<Box<dyn BufferSource>> {
+        Some(Box::new(MbufSource {
+            pool: self.dev.pool.clone(),
+        }))
+    }
+
     fn rx_burst(
         &mut self,
         pool: &mut PacketPool,
@@ -322,12 +429,12 @@ impl Port for DpdkPort {
         register_thread();
         if self.l2.is_none() {
             let before = out.len();
-            self.rx_frames(pool, out, max);
+            self.rx_frames(out, max);
             return Ok(out.len() - before);
         }
         let now = Instant::now();
         let mut got = std::mem::take(&mut self.rx_scratch);
-        self.rx_frames(pool, &mut got, max);
+        self.rx_frames(&mut got, max);
         let mut frames = std::mem::take(&mut self.frames);
         let mut n = 0;
         if let Some(l2) = self.l2.as_mut() {
