@@ -190,11 +190,19 @@ fn open_dpdk(
     // the control plane) spawned from it later would all inherit that one
     // core. Keep the affinity we had; workers pin themselves by `cores`.
     let eal = keep_affinity(|| Eal::init(&args)).map_err(dpdk_err("DPDK EAL".into()))?;
-    let pool = MbufPool::create(eal, "espritd", d.mbufs, d.mbuf_cache, -1)
-        .map_err(dpdk_err("DPDK mbuf pool".into()))?;
     let id = eal
         .port_by_name(&o.interface)
         .map_err(dpdk_err(format!("DPDK device {}", o.interface)))?;
+    // The mbufs live on the NIC's NUMA node (any node for virtual devices).
+    let socket = eal.port_socket(id);
+    let pool = MbufPool::create(
+        eal,
+        &format!("espritd{socket}"),
+        d.mbufs,
+        d.mbuf_cache,
+        socket,
+    )
+    .map_err(dpdk_err("DPDK mbuf pool".into()))?;
     let queues = u16::try_from(workers).unwrap_or(u16::MAX);
     let desc = u16::try_from(cfg.dataplane.ring_size).unwrap_or(4096);
     let dev = DpdkDevice::start(eal, id, queues, desc, Arc::new(pool))

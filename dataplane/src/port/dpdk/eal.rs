@@ -74,9 +74,21 @@ impl Eal {
         }
         Ok(id)
     }
+
+    /// The NUMA node of ethdev `port` (-1 when unknown, as for virtual
+    /// devices): its mbufs belong there, next to the NIC's DMA.
+    pub fn port_socket(&self, port: u16) -> i32 {
+        // SAFETY: plain query on a port id; an invalid one returns < 0.
+        let s = unsafe { dpdk_sys::rte_eth_dev_socket_id(port) };
+        if s < 0 {
+            -1
+        } else {
+            s
+        }
+    }
 }
 
-/// A pool of packet mbufs (one per NUMA node in production).
+/// A pool of packet mbufs, on the NUMA node of the device it feeds.
 #[derive(Debug)]
 pub struct MbufPool {
     ptr: NonNull<dpdk_sys::rte_mempool>,
