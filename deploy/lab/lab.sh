@@ -19,7 +19,9 @@
 # Environment (defaults per scenario): CLIENTS, RATE (packets/s, empty =
 # flat out), SIZE (64, 1400, imix), DURATION (s), COUNT (packets, instead of
 # DURATION), WINDOW (packets in flight per thread at most: closed loop),
-# THREADS, SOCKETS, WORKERS (gateway data-plane workers), OUT
+# THREADS, SOCKETS, WORKERS (gateway data-plane workers), REKEY_STORM
+# (ike: every client rekeys once while traffic flows, spread over this many
+# seconds), OUT
 # (directory for SCENARIO.json and SCENARIO.svg, default ./lab-out),
 # BIN_DIR (where espritd and esprit-pktgen are; default target/release,
 # else target/debug), KEEP=1 keeps the work directory with the logs,
@@ -189,6 +191,7 @@ RUN=("$MODE" --config "$WORK/gateway.toml" --threads "$THREADS" --size "$SIZE"
 [ -n "${WINDOW:-}" ] && RUN+=(--window "$WINDOW")
 if [ -n "$COUNT" ]; then RUN+=(--count "$COUNT"); else RUN+=(--duration "$DURATION"); fi
 [ "$MODE" = ike ] && RUN+=(--clients "$CLIENTS" --client-ip "$CLIENT_IP" --sockets "$SOCKETS")
+[ "$MODE" = ike ] && [ -n "${REKEY_STORM:-}" ] && RUN+=(--rekey-storm "$REKEY_STORM")
 echo "lab.sh: esprit-pktgen ${RUN[*]}" >&2
 in_ns "$NS_CL" "$PKTGEN" "${RUN[@]}"
 # The gateway's peak memory, for memory per tunnel (compare runs with

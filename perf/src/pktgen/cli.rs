@@ -60,6 +60,11 @@ pub struct IkeArgs {
     /// counted as failed.
     #[arg(long, default_value_t = 120.0)]
     pub setup_timeout: f64,
+    /// Rekey storm: every client rekeys its CHILD SA once while traffic
+    /// flows, spread over this many seconds (from a quarter of them into
+    /// the traffic); one traffic thread then.
+    #[arg(long)]
+    pub rekey_storm: Option<f64>,
     #[command(flatten)]
     pub traffic: TrafficArgs,
 }
@@ -244,6 +249,9 @@ pub fn run(cli: Cli) -> Result<(), PktgenError> {
                 in_flight: a.in_flight.clamp(1, 100_000),
                 setup_timeout: Duration::from_secs_f64(a.setup_timeout.clamp(1.0, 86_400.0)),
                 gateway: a.gateway,
+                rekey_storm: a
+                    .rekey_storm
+                    .map(|s| Duration::from_secs_f64(s.clamp(0.001, 86_400.0))),
             };
             let report = run_ike(&cfg, &ike, &opt)?;
             a.traffic.output(&report)

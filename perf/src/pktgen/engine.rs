@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use dataplane::esp::{next_header, open, seal};
 use dataplane::port::udp::UdpPort;
 use dataplane::port::Port;
+use dataplane::sa::{InboundSa, OutboundSa};
 use dataplane::testkit::{ipv4_udp_payload, write_ipv4_udp};
 use dataplane::{DropReason, Packet, PacketPool};
 
@@ -85,6 +86,29 @@ pub struct ThreadResult {
     pub lanes: Vec<Lane>,
 }
 
+/// What the traffic phase hands to IKE while it runs (`ike` mode with a
+/// rekey storm): the clients' IKE datagrams and pongs go in, datagrams to
+/// send and changes to the clients' SAs come out.
+pub trait Hook: Send {
+    /// A datagram on lane `lane` that is not ESP (IKE on the NAT-T port).
+    fn datagram(&mut self, now: Instant, lane: usize, p: &Packet);
+    /// A control message (pong) opened on client `client`'s SA `spi`.
+    fn control(&mut self, now: Instant, client: u32, spi: u32, payload: &[u8]);
+    /// Timers and rekeys: datagrams to send go to `outbox` (lane, packet),
+    /// changes to the clients' SAs to `edits`.
+    fn poll(&mut self, now: Instant, edits: &mut Vec<Edit>, outbox: &mut Vec<(usize, Packet)>);
+}
+
+/// A change to a client's SAs, made by a rekey.
+pub enum Edit {
+    /// The client also receives on this SA from now on.
+    AddInbound { client: u32, sa: Arc<InboundSa> },
+    /// The client sends on this SA from now on.
+    SetOutbound { client: u32, sa: Arc<OutboundSa> },
+    /// The old SA's grace period is over.
+    RemoveInbound { spi: u32 },
+}
+
 /// A thread's share of the work.
 pub struct Share {
     /// Packets per second for this thread.
@@ -126,16 +150,20 @@ pub fn run(
     epoch: Instant,
     progress: &Progress,
     abort: &AtomicBool,
+    mut hook: Option<&mut (dyn Hook + 'static)>,
 ) -> ThreadResult {
     let mut pool = PacketPool::with_capacity(spec.burst * 4);
     let mut order = Vec::new();
-    let mut by_spi: HashMap<u32, (usize, usize)> = HashMap::new();
+    let mut by_spi: BySpi = HashMap::new();
+    let mut by_id: HashMap<u32, (usize, usize)> = HashMap::new();
     for (l, lane) in lanes.iter().enumerate() {
         for (c, client) in lane.clients.iter().enumerate() {
             order.push((l, c));
-            by_spi.insert(client.inbound.spi, (l, c));
+            by_spi.insert(client.inbound.spi, (l, c, client.inbound.clone()));
+            by_id.insert(client.id, (l, c));
         }
     }
+    let (mut edits, mut outbox) = (Vec::new(), Vec::new());
     let mut windows: Vec<Vec<SeqWindow>> = lanes
         .iter()
         .map(|l| vec![SeqWindow::default(); l.clients.len()])
@@ -220,7 +248,17 @@ pub fn run(
             &mut pool,
             epoch,
             &mut res,
+            hook.as_deref_mut(),
         );
+        if let Some(h) = hook.as_deref_mut() {
+            h.poll(now, &mut edits, &mut outbox);
+            apply(&mut lanes, &mut by_spi, &by_id, &mut edits);
+            for (lane, p) in outbox.drain(..) {
+                if let Some(l) = lanes.get_mut(lane) {
+                    let _ = l.port.tx_burst(&mut vec![p], &mut pool);
+                }
+            }
+        }
         if got > 0 {
             window.last_rx = now;
         }
@@ -356,16 +394,51 @@ impl Sender {
     }
 }
 
+/// Each inbound SPI's client (lane, index) and SA: during a rekey a client
+/// receives on two.
+type BySpi = HashMap<u32, (usize, usize, Arc<InboundSa>)>;
+
+/// Carries out the hook's changes to the clients' SAs.
+fn apply(
+    lanes: &mut [Lane],
+    by_spi: &mut BySpi,
+    by_id: &HashMap<u32, (usize, usize)>,
+    edits: &mut Vec<Edit>,
+) {
+    for e in edits.drain(..) {
+        match e {
+            Edit::AddInbound { client, sa } => {
+                if let Some(&(l, c)) = by_id.get(&client) {
+                    by_spi.insert(sa.spi, (l, c, sa));
+                }
+            }
+            Edit::SetOutbound { client, sa } => {
+                let slot = by_id
+                    .get(&client)
+                    .and_then(|&(l, c)| lanes.get_mut(l)?.clients.get_mut(c));
+                if let Some(cl) = slot {
+                    cl.outbound = sa;
+                }
+            }
+            Edit::RemoveInbound { spi } => {
+                by_spi.remove(&spi);
+            }
+        }
+    }
+}
+
 /// Receives and counts everything waiting on the lanes; returns how many
 /// datagrams it took.
+#[allow(clippy::too_many_arguments)]
 fn receive(
     lanes: &mut [Lane],
     windows: &mut [Vec<SeqWindow>],
-    by_spi: &HashMap<u32, (usize, usize)>,
+    by_spi: &BySpi,
     rx: &mut Vec<Packet>,
     pool: &mut PacketPool,
     epoch: Instant,
     res: &mut ThreadResult,
+    mut hook: Option<&mut (dyn Hook + 'static)>,
 ) -> usize {
     let mut total = 0;
     for li in 0..lanes.len() {
@@ -381,7 +454,16 @@ fn receive(
             total += n;
             let now_ns = epoch.elapsed().as_nanos() as u64;
             for mut p in rx.drain(..) {
-                count_one(lanes, windows, by_spi, &mut p, now_ns, res);
+                count_one(
+                    lanes,
+                    windows,
+                    by_spi,
+                    &mut p,
+                    now_ns,
+                    res,
+                    li,
+                    hook.as_deref_mut(),
+                );
                 pool.put(p);
             }
         }
@@ -389,34 +471,46 @@ fn receive(
     total
 }
 
+#[allow(clippy::too_many_arguments)]
 fn count_one(
     lanes: &[Lane],
     windows: &mut [Vec<SeqWindow>],
-    by_spi: &HashMap<u32, (usize, usize)>,
+    by_spi: &BySpi,
     p: &mut Packet,
     now_ns: u64,
     res: &mut ThreadResult,
+    lane: usize,
+    hook: Option<&mut (dyn Hook + 'static)>,
 ) {
     let spi = match p.data().get(..4) {
         // Zero is the non-ESP marker (IKE on port 4500, RFC 3948 2.2).
         Some(b) if p.len() > 8 && b != [0, 0, 0, 0] => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
         _ => {
-            res.errors.not_esp += 1;
+            match hook {
+                Some(h) => h.datagram(Instant::now(), lane, p),
+                None => res.errors.not_esp += 1,
+            }
             return;
         }
     };
-    let Some(&(l, c)) = by_spi.get(&spi) else {
+    let Some((l, c, sa)) = by_spi.get(&spi) else {
         res.errors.unknown_spi += 1;
         return;
     };
     let (Some(client), Some(window)) = (
-        lanes.get(l).and_then(|lane| lane.clients.get(c)),
-        windows.get_mut(l).and_then(|w| w.get_mut(c)),
+        lanes.get(*l).and_then(|lane| lane.clients.get(*c)),
+        windows.get_mut(*l).and_then(|w| w.get_mut(*c)),
     ) else {
         return;
     };
-    match open(&client.inbound, p) {
+    match open(sa, p) {
         Ok(o) if o.next_header == next_header::IPV4 => {}
+        Ok(o) if o.next_header == next_header::CONTROL && hook.is_some() => {
+            if let Some(h) = hook {
+                h.control(Instant::now(), client.id, spi, p.data());
+            }
+            return;
+        }
         Ok(_) => {
             res.errors.foreign += 1;
             return;

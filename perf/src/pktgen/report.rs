@@ -93,6 +93,8 @@ pub struct Report {
     pub errors: Errors,
     pub timeline: Vec<Sample>,
     pub setup: Option<Setup>,
+    /// `ike` mode with a rekey storm.
+    pub rekeys: Option<crate::pktgen::ike::Rekeys>,
 }
 
 fn us(ns: u64) -> f64 {
@@ -164,6 +166,7 @@ impl Report {
             errors,
             timeline,
             setup: None,
+            rekeys: None,
         }
     }
 
@@ -180,6 +183,12 @@ impl Report {
             t += &format!(
                 "set-up: {} tunnels in {:.2} s = {:.0} tunnels/s, {} failed, {} answered their first ping\n",
                 s.tunnels, s.seconds, s.tunnels_per_sec, s.failed, s.pinged
+            );
+        }
+        if let Some(r) = &self.rekeys {
+            t += &format!(
+                "rekey storm: {} rekeys started, {} completed (data moved after the pong), {} failed\n",
+                r.started, r.completed, r.failed
             );
         }
         t += &format!(

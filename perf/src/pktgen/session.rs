@@ -48,9 +48,24 @@ pub fn run(
     opt: &SessionOptions,
     mode: &str,
 ) -> Result<(Report, Vec<Lane>), PktgenError> {
+    run_with(lanes, opt, mode, None)
+}
+
+/// As [`run`], with IKE serviced during the traffic (one thread then: the
+/// hook owns all clients' IKE state).
+pub fn run_with(
+    lanes: Vec<Lane>,
+    opt: &SessionOptions,
+    mode: &str,
+    mut hook: Option<&mut (dyn engine::Hook + 'static)>,
+) -> Result<(Report, Vec<Lane>), PktgenError> {
     let clients: usize = lanes.iter().map(|l| l.clients.len()).sum();
     let sockets = lanes.len();
-    let threads = opt.threads.clamp(1, sockets.max(1));
+    let threads = if hook.is_some() {
+        1
+    } else {
+        opt.threads.clamp(1, sockets.max(1))
+    };
     let mut per_thread: Vec<Vec<Lane>> = (0..threads).map(|_| Vec::new()).collect();
     for (i, lane) in lanes.into_iter().enumerate() {
         if let Some(t) = per_thread.get_mut(i % threads) {
@@ -66,10 +81,11 @@ pub fn run(
         for (i, lanes) in per_thread.into_iter().enumerate() {
             let share = engine::share(&opt.traffic, threads, i);
             let (prog, abort, spec) = (progress[i].clone(), &abort, opt.traffic);
+            let hook = if i == 0 { hook.take() } else { None };
             let h = std::thread::Builder::new()
                 .name(format!("pktgen-{i}"))
                 .spawn_scoped(s, move || {
-                    engine::run(lanes, spec, share, epoch, &prog, abort)
+                    engine::run(lanes, spec, share, epoch, &prog, abort, hook)
                 });
             match h {
                 Ok(h) => handles.push(h),

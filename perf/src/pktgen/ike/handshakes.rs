@@ -28,7 +28,7 @@ use rand::{RngCore, SeedableRng};
 
 use super::policy::{ClientPolicy, Target};
 use crate::pktgen::clients::Client;
-use crate::pktgen::engine::Lane;
+use crate::pktgen::engine::{Edit, Lane};
 use crate::pktgen::report::Setup;
 
 /// Socket `k`'s clients claim to be at 10.255.k.k (high, low byte).
@@ -61,6 +61,8 @@ struct ClientState {
     inner: Option<Ipv4Addr>,
     sas: Option<(Arc<InboundSa>, Arc<OutboundSa>)>,
     machine: Option<Tunnel>,
+    /// A rekey's new pair, until its pong moves the data there.
+    next_sas: Option<(Arc<InboundSa>, Arc<OutboundSa>)>,
 }
 
 /// What the set-up phase may use.
@@ -90,7 +92,16 @@ pub struct Handshakes {
     established: u64,
     up: u64,
     failed: u64,
+    /// While the traffic phase owns the sockets: what to send, and the
+    /// changes to the clients' SAs (see `storm`).
+    outbox: Vec<(usize, Packet)>,
+    edits: Vec<Edit>,
+    storm: Option<storm::Storm>,
 }
+
+#[path = "storm.rs"]
+mod storm;
+pub use storm::Rekeys;
 
 impl Handshakes {
     pub fn new(
@@ -128,6 +139,7 @@ impl Handshakes {
                     inner: None,
                     sas: None,
                     machine: None,
+                    next_sas: None,
                 })
                 .collect(),
             by_ike: HashMap::new(),
@@ -138,6 +150,9 @@ impl Handshakes {
             established: 0,
             up: 0,
             failed: 0,
+            outbox: Vec::new(),
+            edits: Vec::new(),
+            storm: None,
         }
     }
 
@@ -295,7 +310,7 @@ impl Handshakes {
                 if let Some(m) = c.machine.as_mut() {
                     m.handle_control(now, spi, p.data());
                 }
-                self.actions(i);
+                self.actions(now, i);
             }
         }
     }
@@ -303,6 +318,7 @@ impl Handshakes {
     fn events(&mut self, now: Instant) {
         while let Some(e) = self.ep.poll_event() {
             match e {
+                Event::ChildSaEstablished(c) if c.replaces.is_some() => self.rekey_up(now, &c),
                 Event::ChildSaEstablished(c) => self.child_up(now, &c),
                 Event::ChildSaFailed { id, .. } | Event::IkeSaDeleted { id, .. } => {
                     if let Some(&i) = self.by_ike.get(&id.0) {
@@ -333,32 +349,7 @@ impl Handshakes {
         let Some(&i) = self.by_ike.get(&c.ike_sa.0) else {
             return;
         };
-        let tunnel = i as u32;
-        let built = InboundSa::new(InboundSpec {
-            spi: c.inbound_spi,
-            tunnel,
-            owner: 0,
-            key: c.inbound_key.key(),
-            salt: c.inbound_key.salt(),
-            esn: c.esn,
-            replay_window: 1024,
-            allowed_sources: Vec::new(),
-            limits: HardLimits::default(),
-        })
-        .and_then(|inbound| {
-            let outbound = OutboundSa::new(OutboundSpec {
-                spi: c.outbound_spi,
-                tunnel,
-                owner: 0,
-                key: c.outbound_key.key(),
-                salt: c.outbound_key.salt(),
-                esn: c.esn,
-                remote: self.target.natt,
-                encap: Encap::EspInUdp,
-                limits: HardLimits::default(),
-            })?;
-            Ok((Arc::new(inbound), Arc::new(outbound)))
-        });
+        let built = self.build_sas(i, c);
         let (Ok(sas), Some(vip)) = (built, c.virtual_ip) else {
             self.fail(i);
             return;
@@ -385,11 +376,45 @@ impl Handshakes {
             st.machine = Some(m);
         }
         self.probing.push(i);
-        self.actions(i);
+        self.actions(now, i);
+    }
+
+    /// Client `i`'s SA pair of CHILD SA `c`.
+    fn build_sas(
+        &self,
+        i: usize,
+        c: &ChildSa,
+    ) -> Result<(Arc<InboundSa>, Arc<OutboundSa>), dataplane::crypto::CryptoError> {
+        let tunnel = i as u32;
+        InboundSa::new(InboundSpec {
+            spi: c.inbound_spi,
+            tunnel,
+            owner: 0,
+            key: c.inbound_key.key(),
+            salt: c.inbound_key.salt(),
+            esn: c.esn,
+            replay_window: 1024,
+            allowed_sources: Vec::new(),
+            limits: HardLimits::default(),
+        })
+        .and_then(|inbound| {
+            let outbound = OutboundSa::new(OutboundSpec {
+                spi: c.outbound_spi,
+                tunnel,
+                owner: 0,
+                key: c.outbound_key.key(),
+                salt: c.outbound_key.salt(),
+                esn: c.esn,
+                remote: self.target.natt,
+                encap: Encap::EspInUdp,
+                limits: HardLimits::default(),
+            })?;
+            Ok((Arc::new(inbound), Arc::new(outbound)))
+        })
     }
 
     /// Carries out what client `i`'s epoch machine asks for.
-    fn actions(&mut self, i: usize) {
+    fn actions(&mut self, now: Instant, i: usize) {
         loop {
             let Some(c) = self.clients.get_mut(i) else {
                 return;
@@ -398,22 +423,48 @@ impl Handshakes {
                 return;
             };
             match a {
-                Action::SendControl { payload, .. } => {
-                    let (lane, sa) = (c.lane, c.sas.as_ref().map(|s| s.1.clone()));
+                Action::SendControl {
+                    outbound_spi,
+                    payload,
+                } => {
+                    // The ping goes on the epoch it probes.
+                    let sa = [&c.next_sas, &c.sas]
+                        .into_iter()
+                        .flatten()
+                        .map(|s| s.1.clone())
+                        .find(|s| s.spi == outbound_spi);
+                    let lane = c.lane;
                     if let Some(sa) = sa {
                         self.send_control(lane, &sa, &payload);
                     }
                 }
-                Action::SwitchOutbound { .. } => {
+                Action::SwitchOutbound { outbound_spi, .. } => {
                     if c.phase == Phase::Probing {
                         c.phase = Phase::Up;
                         self.up += 1;
+                    } else if c.next_sas.as_ref().is_some_and(|n| n.1.spi == outbound_spi) {
+                        // A rekey's epoch answered: data moves there.
+                        c.sas = c.next_sas.take();
+                        if let Some((_, out)) = &c.sas {
+                            self.edits.push(Edit::SetOutbound {
+                                client: i as u32,
+                                sa: out.clone(),
+                            });
+                        }
+                        self.count(|r| r.completed += 1);
                     }
                 }
-                // pktgen does not rekey: a client whose epoch never
-                // answers is counted as failed.
-                Action::Rekey | Action::RestartIke => self.fail(i),
-                Action::RemoveInbound { .. } | Action::CheckLiveness => {}
+                Action::RemoveInbound { spi } => self.retire(now, i, spi),
+                // During set-up a client whose epoch never answers counts as
+                // failed; a rekey that fails is counted by the storm.
+                Action::Rekey | Action::RestartIke => {
+                    if self.storm.is_some() {
+                        self.count(|r| r.failed += 1);
+                    } else {
+                        self.fail(i);
+                    }
+                }
+                Action::CheckLiveness => {}
             }
         }
     }
@@ -424,8 +475,12 @@ impl Handshakes {
             self.pool.put(p);
             return;
         }
-        if let Some(port) = self.ports.get_mut(lane) {
-            let _ = port.tx_burst(&mut vec![p], &mut self.pool);
+        match self.ports.get_mut(lane) {
+            Some(port) => {
+                let _ = port.tx_burst(&mut vec![p], &mut self.pool);
+            }
+            // The traffic phase has the sockets.
+            None => self.outbox.push((lane, p)),
         }
     }
 
@@ -443,7 +498,7 @@ impl Handshakes {
             if let Some(m) = c.machine.as_mut() {
                 if m.next_timeout().is_some_and(|t| t <= now) {
                     m.handle_timeout(now);
-                    self.actions(i);
+                    self.actions(now, i);
                 }
             }
             k += 1;
@@ -466,9 +521,14 @@ impl Handshakes {
             p.meta.encap = Encap::EspInUdp;
             match out.get_mut(lane) {
                 Some(v) => v.push(p),
+                None if self.ports.is_empty() => self.outbox.push((lane, p)),
                 None => self.pool.put(p),
             }
             n += 1;
+        }
+        if self.ports.is_empty() {
+            // The traffic phase has the sockets.
+            return n;
         }
         for (port, pkts) in self.ports.iter_mut().zip(out.iter_mut()) {
             if !pkts.is_empty() {

@@ -5,7 +5,7 @@
 mod handshakes;
 mod policy;
 
-pub use handshakes::{HandshakeOptions, Handshakes};
+pub use handshakes::{HandshakeOptions, Handshakes, Rekeys};
 pub use policy::{ClientPolicy, Target};
 
 use std::net::{IpAddr, SocketAddr};
@@ -30,6 +30,9 @@ pub struct IkeOptions {
     pub setup_timeout: Duration,
     /// Send to this address instead of gateway.outside[0].
     pub gateway: Option<SocketAddr>,
+    /// Every client rekeys once while traffic flows, the rekeys spread
+    /// over this long (starting a quarter of it into the traffic).
+    pub rekey_storm: Option<Duration>,
 }
 
 fn bind(opt: &IkeOptions) -> Result<Vec<UdpPort>, PktgenError> {
@@ -71,6 +74,9 @@ pub fn run_ike(
         timeout: opt.setup_timeout,
         progress: traffic.progress,
     });
+    if let Some(over) = opt.rekey_storm {
+        hs.plan_rekey_storm(over / 4, over);
+    }
     let lanes = hs.take_lanes();
     if lanes.iter().all(|l| l.clients.is_empty()) {
         return Err(PktgenError::Ike(format!(
@@ -78,8 +84,13 @@ pub fn run_ike(
             setup.failed
         )));
     }
-    let (mut report, lanes) = session::run(lanes, traffic, "ike")?;
+    let (mut report, lanes) = if opt.rekey_storm.is_some() {
+        session::run_with(lanes, traffic, "ike", Some(&mut hs))?
+    } else {
+        session::run(lanes, traffic, "ike")?
+    };
     report.setup = Some(setup);
+    report.rekeys = hs.rekeys();
     let left = hs.delete_all(lanes, Duration::from_secs(2));
     if left > 0 && traffic.progress {
         eprintln!("{left} IKE SAs not confirmed deleted");

@@ -1,0 +1,216 @@
+//! A rekey storm during the traffic phase: every client rekeys its CHILD SA
+//! once, the rekeys spread evenly over a given time, while its traffic
+//! flows. Each rekey is a new epoch as docs/ping.md has it: the client pings
+//! on the new pair and moves its data there only after the pong; it keeps
+//! receiving on the old pair for the grace period, then deletes it. The
+//! traffic thread hands IKE datagrams and pongs in ([`Hook`]) and applies
+//! the SA changes that come out.
+
+use std::time::{Duration, Instant};
+
+use controlplane::ike::sa::ChildSa;
+use controlplane::tunnel::EpochSpis;
+use dataplane::Packet;
+use serde::Serialize;
+
+use super::{fake_local, Handshakes, Phase};
+use crate::pktgen::engine::{Edit, Hook};
+
+/// What a storm did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Rekeys {
+    /// CREATE_CHILD_SA exchanges started.
+    pub started: u64,
+    /// New pairs that answered their ping and carry the data.
+    pub completed: u64,
+    /// Rekeys refused, or whose new pair never answered.
+    pub failed: u64,
+}
+
+/// The schedule: client `order[k]` rekeys at `start + k * spacing`.
+pub(super) struct Storm {
+    start: Instant,
+    spacing: Duration,
+    order: Vec<usize>,
+    next: usize,
+    /// Clients with a rekey under way (timers to run).
+    busy: Vec<usize>,
+    pub(super) counts: Rekeys,
+}
+
+impl Handshakes {
+    /// Every client that is up rekeys once, spread over `over`, starting
+    /// `after` from now. Call before the traffic phase takes the sockets.
+    pub fn plan_rekey_storm(&mut self, after: Duration, over: Duration) {
+        let order: Vec<usize> = (0..self.clients.len())
+            .filter(|&i| self.clients.get(i).is_some_and(|c| c.phase == Phase::Up))
+            .collect();
+        let spacing = over / u32::try_from(order.len().max(1)).unwrap_or(u32::MAX);
+        // The old pair stays until its grace period is over; we delete it.
+        self.ep.set_defer_rekeyed_delete(true);
+        self.storm = Some(Storm {
+            start: Instant::now() + after,
+            spacing,
+            order,
+            next: 0,
+            busy: Vec::new(),
+            counts: Rekeys::default(),
+        });
+    }
+
+    /// What the storm did so far.
+    pub fn rekeys(&self) -> Option<Rekeys> {
+        self.storm.as_ref().map(|s| s.counts)
+    }
+
+    /// Counts into the storm's figures (if a storm is planned).
+    pub(super) fn count(&mut self, f: impl FnOnce(&mut Rekeys)) {
+        if let Some(s) = self.storm.as_mut() {
+            f(&mut s.counts);
+        }
+    }
+
+    /// A rekey's new pair is up: receive on it at once, ping on it.
+    pub(super) fn rekey_up(&mut self, now: Instant, c: &ChildSa) {
+        let Some(&i) = self.by_ike.get(&c.ike_sa.0) else {
+            return;
+        };
+        let Ok(sas) = self.build_sas(i, c) else {
+            self.count(|r| r.failed += 1);
+            return;
+        };
+        self.edits.push(Edit::AddInbound {
+            client: i as u32,
+            sa: sas.0.clone(),
+        });
+        self.by_spi.insert(c.inbound_spi, i);
+        let Some(st) = self.clients.get_mut(i) else {
+            return;
+        };
+        st.next_sas = Some(sas);
+        if let Some(m) = st.machine.as_mut() {
+            m.handle_epoch_ready(
+                now,
+                EpochSpis {
+                    inbound: c.inbound_spi,
+                    outbound: c.outbound_spi,
+                },
+            );
+        }
+        if let Some(s) = self.storm.as_mut() {
+            s.busy.push(i);
+        }
+        self.actions(now, i);
+    }
+
+    /// The old pair's grace period is over: stop receiving on it, delete it.
+    pub(super) fn retire(&mut self, now: Instant, i: usize, spi: u32) {
+        self.edits.push(Edit::RemoveInbound { spi });
+        self.by_spi.remove(&spi);
+        if let Some(ike) = self.clients.get(i).and_then(|c| c.ike) {
+            self.ep.delete_child_sa(now, ike, spi);
+        }
+    }
+
+    /// Starts the rekeys that are due.
+    fn start_due_rekeys(&mut self, now: Instant) {
+        loop {
+            let Some(s) = self.storm.as_mut() else {
+                return;
+            };
+            let Some(&i) = s.order.get(s.next) else {
+                return;
+            };
+            let due = s.start + s.spacing * u32::try_from(s.next).unwrap_or(u32::MAX);
+            if due > now {
+                return;
+            }
+            s.next += 1;
+            let (ike, spi) = match self.clients.get(i) {
+                Some(c) => (c.ike, c.sas.as_ref().map(|s| s.0.spi)),
+                None => continue,
+            };
+            let started = match (ike, spi) {
+                (Some(ike), Some(spi)) => self.ep.rekey_child_sa(now, ike, spi),
+                _ => false,
+            };
+            self.count(|r| {
+                if started {
+                    r.started += 1;
+                } else {
+                    r.failed += 1;
+                }
+            });
+        }
+    }
+
+    /// Runs the timers of clients with a rekey under way.
+    fn busy_timeouts(&mut self, now: Instant) {
+        let busy = match self.storm.as_mut() {
+            Some(s) => std::mem::take(&mut s.busy),
+            None => return,
+        };
+        let mut still = Vec::with_capacity(busy.len());
+        for i in busy {
+            let due = self
+                .clients
+                .get(i)
+                .and_then(|c| c.machine.as_ref())
+                .and_then(|m| m.next_timeout())
+                .is_some_and(|t| t <= now);
+            if due {
+                if let Some(m) = self.clients.get_mut(i).and_then(|c| c.machine.as_mut()) {
+                    m.handle_timeout(now);
+                }
+                self.actions(now, i);
+            }
+            // Busy until the old pair is retired (the machine's grace timer
+            // is its only one left below a day).
+            let left = self
+                .clients
+                .get(i)
+                .and_then(|c| c.machine.as_ref())
+                .and_then(|m| m.next_timeout())
+                .is_some_and(|t| t < now + Duration::from_secs(3600));
+            if left {
+                still.push(i);
+            }
+        }
+        if let Some(s) = self.storm.as_mut() {
+            s.busy.append(&mut still);
+        }
+    }
+}
+
+impl Hook for Handshakes {
+    fn datagram(&mut self, now: Instant, lane: usize, p: &Packet) {
+        if p.meta.remote == self.target.natt && p.data().get(..4) == Some(&[0, 0, 0, 0]) {
+            self.ep.handle_datagram(
+                now,
+                fake_local(lane, 4500),
+                self.target.endpoint_natt(),
+                p.data(),
+            );
+        }
+    }
+
+    fn control(&mut self, now: Instant, client: u32, spi: u32, payload: &[u8]) {
+        let i = client as usize;
+        if let Some(m) = self.clients.get_mut(i).and_then(|c| c.machine.as_mut()) {
+            m.handle_control(now, spi, payload);
+        }
+        self.actions(now, i);
+    }
+
+    fn poll(&mut self, now: Instant, edits: &mut Vec<Edit>, outbox: &mut Vec<(usize, Packet)>) {
+        if self.ep.next_timeout().is_some_and(|t| t <= now) {
+            self.ep.handle_timeout(now);
+        }
+        self.start_due_rekeys(now);
+        self.events(now);
+        self.busy_timeouts(now);
+        self.flush();
+        edits.append(&mut self.edits);
+        outbox.append(&mut self.outbox);
+    }
+}
