@@ -70,6 +70,9 @@ pub struct TunnelBook {
     free: Vec<TunnelId>,
     /// Current and rekeyed-away inbound SPIs -> tunnel.
     by_inbound: HashMap<u32, TunnelId>,
+    /// Each tunnel's inbound SPIs (the same pairs the other way round), so
+    /// a removal never scans every tunnel's.
+    inbound_of: HashMap<TunnelId, Vec<u32>>,
     routes: HashMap<TunnelId, Vec<IpPrefix>>,
     /// Use ESP-in-UDP even without a NAT (no raw ESP port configured).
     udp_only: bool,
@@ -82,6 +85,7 @@ impl TunnelBook {
             next: first,
             free: Vec::new(),
             by_inbound: HashMap::new(),
+            inbound_of: HashMap::new(),
             routes: HashMap::new(),
             udp_only,
         }
@@ -190,6 +194,10 @@ impl TunnelBook {
         // caller decides when the outbound SA takes the data.
         t.install_inbound(Arc::new(inbound));
         self.by_inbound.insert(c.inbound_spi, tunnel);
+        self.inbound_of
+            .entry(tunnel)
+            .or_default()
+            .push(c.inbound_spi);
         if rekeyed.is_none() {
             for p in &remote {
                 t.routes.insert(*p, tunnel);
@@ -213,18 +221,24 @@ impl TunnelBook {
     ) -> Option<TunnelId> {
         let tunnel = self.by_inbound.remove(&inbound_spi)?;
         t.remove_inbound(inbound_spi);
+        let spis = self.inbound_of.entry(tunnel).or_default();
+        spis.retain(|s| *s != inbound_spi);
+        let last = spis.is_empty();
         let current = t.outbound_sa(tunnel).map(|sa| sa.spi);
         // The tunnel ends with its current pair, or with its last inbound
         // SA when no outbound SA was ever confirmed.
-        let last = !self.by_inbound.values().any(|v| *v == tunnel);
         if current == Some(outbound_spi) || (current.is_none() && last) {
             t.remove_outbound(tunnel);
             t.set_holding(tunnel, false);
             for p in self.routes.remove(&tunnel).unwrap_or_default() {
                 t.routes.remove(p, tunnel);
             }
-            self.by_inbound.retain(|_, v| *v != tunnel);
+            for spi in self.inbound_of.remove(&tunnel).unwrap_or_default() {
+                self.by_inbound.remove(&spi);
+            }
             self.free.push(tunnel);
+        } else if last {
+            self.inbound_of.remove(&tunnel);
         }
         Some(tunnel)
     }

@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use controlplane::ike::sa::ChildSa;
+use controlplane::timer_wheel::TimerWheel;
 use controlplane::tunnel::EpochSpis;
 use dataplane::Packet;
 use serde::Serialize;
@@ -33,10 +34,16 @@ pub(super) struct Storm {
     spacing: Duration,
     order: Vec<usize>,
     next: usize,
-    /// Clients with a rekey under way (timers to run).
-    busy: Vec<usize>,
+    /// Timers of clients with a rekey under way (ping retries, the old
+    /// pair's grace): one wheel, so a poll costs what is due, not what is
+    /// busy.
+    timers: TimerWheel<usize>,
     pub(super) counts: Rekeys,
 }
+
+/// A machine timer further out than this is its idle ping, which the
+/// traffic phase does not run.
+const IDLE: Duration = Duration::from_secs(3600);
 
 impl Handshakes {
     /// Every client that is up rekeys once, spread over `over`, starting
@@ -48,12 +55,13 @@ impl Handshakes {
         let spacing = over / u32::try_from(order.len().max(1)).unwrap_or(u32::MAX);
         // The old pair stays until its grace period is over; we delete it.
         self.ep.set_defer_rekeyed_delete(true);
+        let now = Instant::now();
         self.storm = Some(Storm {
-            start: Instant::now() + after,
+            start: now + after,
             spacing,
             order,
             next: 0,
-            busy: Vec::new(),
+            timers: TimerWheel::new(now, Duration::from_millis(1)),
             counts: Rekeys::default(),
         });
     }
@@ -97,10 +105,22 @@ impl Handshakes {
                 },
             );
         }
-        if let Some(s) = self.storm.as_mut() {
-            s.busy.push(i);
-        }
         self.actions(now, i);
+        self.rearm(now, i);
+    }
+
+    /// Puts client `i`'s next machine timer (if it is not the idle ping)
+    /// on the storm's wheel.
+    pub(super) fn rearm(&mut self, now: Instant, i: usize) {
+        let next = self
+            .clients
+            .get(i)
+            .and_then(|c| c.machine.as_ref())
+            .and_then(|m| m.next_timeout())
+            .filter(|t| *t < now + IDLE);
+        if let Some(s) = self.storm.as_mut() {
+            s.timers.set(i, next);
+        }
     }
 
     /// The old pair's grace period is over: stop receiving on it, delete it.
@@ -144,40 +164,18 @@ impl Handshakes {
         }
     }
 
-    /// Runs the timers of clients with a rekey under way.
+    /// Runs the timers of clients with a rekey under way that are due.
     fn busy_timeouts(&mut self, now: Instant) {
-        let busy = match self.storm.as_mut() {
-            Some(s) => std::mem::take(&mut s.busy),
+        let due = match self.storm.as_mut() {
+            Some(s) => s.timers.expire(now),
             None => return,
         };
-        let mut still = Vec::with_capacity(busy.len());
-        for i in busy {
-            let due = self
-                .clients
-                .get(i)
-                .and_then(|c| c.machine.as_ref())
-                .and_then(|m| m.next_timeout())
-                .is_some_and(|t| t <= now);
-            if due {
-                if let Some(m) = self.clients.get_mut(i).and_then(|c| c.machine.as_mut()) {
-                    m.handle_timeout(now);
-                }
-                self.actions(now, i);
+        for i in due {
+            if let Some(m) = self.clients.get_mut(i).and_then(|c| c.machine.as_mut()) {
+                m.handle_timeout(now);
             }
-            // Busy until the old pair is retired (the machine's grace timer
-            // is its only one left below a day).
-            let left = self
-                .clients
-                .get(i)
-                .and_then(|c| c.machine.as_ref())
-                .and_then(|m| m.next_timeout())
-                .is_some_and(|t| t < now + Duration::from_secs(3600));
-            if left {
-                still.push(i);
-            }
-        }
-        if let Some(s) = self.storm.as_mut() {
-            s.busy.append(&mut still);
+            self.actions(now, i);
+            self.rearm(now, i);
         }
     }
 }
@@ -200,6 +198,7 @@ impl Hook for Handshakes {
             m.handle_control(now, spi, payload);
         }
         self.actions(now, i);
+        self.rearm(now, i);
     }
 
     fn poll(&mut self, now: Instant, edits: &mut Vec<Edit>, outbox: &mut Vec<(usize, Packet)>) {
