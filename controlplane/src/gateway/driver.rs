@@ -22,7 +22,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::child_install::TunnelBook;
-use super::epochs::{self, Epochs, TRAFFIC_CHECK};
+use super::epochs::{self, Epochs};
 use super::policy::{address_pool, policy, responder_lookup};
 use super::spi_slots::SpiSlots;
 use crate::ike::sa::{ChildSa, Event, IkeEndpoint, IkeSaEnd, IkeSaId, Policy, Transmit};
@@ -127,6 +127,8 @@ pub struct IkeDriver {
     /// period: their lifetime timers do not rekey them again.
     replaced_children: HashSet<u32>,
     last_traffic_check: Instant,
+    /// Between looks at the SA counters for traffic (idle pings).
+    traffic_check: Duration,
     pub stats: DriverStats,
     buf: Vec<u8>,
 }
@@ -230,6 +232,9 @@ impl IkeDriver {
             started_rekeys: HashSet::new(),
             replaced_children: HashSet::new(),
             last_traffic_check: Instant::now(),
+            traffic_check: epochs::traffic_check_every(
+                cfg.peers.iter().map(|p| p.liveness.idle_ping_after),
+            ),
             stats: DriverStats::default(),
             buf: vec![0u8; 65536],
         })
@@ -327,7 +332,7 @@ impl IkeDriver {
         while let Some(e) = self.endpoint.poll_event() {
             changed |= self.on_event(now, e, tables);
         }
-        if now.duration_since(self.last_traffic_check) >= TRAFFIC_CHECK {
+        if now.duration_since(self.last_traffic_check) >= self.traffic_check {
             self.last_traffic_check = now;
             self.epochs.notice_traffic(now, tables);
         }

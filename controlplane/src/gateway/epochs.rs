@@ -40,6 +40,8 @@ pub struct EpochTunnel {
     pub held: HashMap<u32, Arc<OutboundSa>>,
     /// Inbound packets counted at the last look (traffic seen).
     pub seen_packets: u64,
+    /// The sum being taken in the current look.
+    counting: u64,
 }
 
 /// All negotiated tunnels' machines, their timers on one wheel, and an
@@ -89,6 +91,7 @@ impl Epochs {
             peer,
             held: HashMap::new(),
             seen_packets: 0,
+            counting: 0,
         });
         if e.ike != ike {
             if let Some(set) = self.by_ike.get_mut(&e.ike) {
@@ -143,21 +146,19 @@ impl Epochs {
     }
 
     /// Feeds each tunnel whether its inbound SAs counted new packets (one
-    /// pass over the inbound table).
+    /// pass over the inbound table, summing into the tunnels themselves).
     pub fn notice_traffic(&mut self, now: Instant, tables: &SaTables) {
-        let mut per_tunnel: HashMap<TunnelId, u64> = HashMap::new();
         for (_, s) in tables.inbound.iter() {
-            if self.tunnels.contains_key(&s.sa.tunnel) {
-                *per_tunnel.entry(s.sa.tunnel).or_default() += s.sa.counters.packets();
+            if let Some(e) = self.tunnels.get_mut(&s.sa.tunnel) {
+                e.counting += s.sa.counters.packets();
             }
         }
-        for (tunnel, packets) in per_tunnel {
-            if let Some(e) = self.tunnels.get_mut(&tunnel) {
-                if packets != e.seen_packets {
-                    e.seen_packets = packets;
-                    e.machine.handle_traffic_seen(now);
-                    self.touched.push(tunnel);
-                }
+        for (tunnel, e) in self.tunnels.iter_mut() {
+            let packets = std::mem::take(&mut e.counting);
+            if packets != e.seen_packets {
+                e.seen_packets = packets;
+                e.machine.handle_traffic_seen(now);
+                self.touched.push(*tunnel);
             }
         }
     }
@@ -215,9 +216,18 @@ impl Epochs {
     }
 }
 
-/// How often the driver looks at SA counters for traffic: it delays the
-/// idle ping by up to this much (one pass over the inbound SAs each time).
-pub const TRAFFIC_CHECK: Duration = Duration::from_millis(200);
+/// How often the driver looks at SA counters for traffic: a fifth of the
+/// shortest `idle_ping_after` (the idle ping comes up to that much late),
+/// within these bounds. Each look is a pass over every inbound SA.
+pub fn traffic_check_every(idle_ping_after: impl Iterator<Item = Duration>) -> Duration {
+    idle_ping_after
+        .min()
+        .map_or(MAX_TRAFFIC_CHECK, |d| d / 5)
+        .clamp(MIN_TRAFFIC_CHECK, MAX_TRAFFIC_CHECK)
+}
+
+const MIN_TRAFFIC_CHECK: Duration = Duration::from_millis(200);
+const MAX_TRAFFIC_CHECK: Duration = Duration::from_secs(5);
 
 /// An epoch's SPIs as the machine wants them.
 pub fn spis(inbound: u32, outbound: u32) -> EpochSpis {
@@ -275,6 +285,15 @@ mod tests {
         let later = t0 + Duration::from_millis(510);
         assert_eq!(pings(&e.due_actions(later)), n as usize);
         assert!(e.next_timeout().is_some());
+    }
+
+    #[test]
+    fn traffic_is_checked_often_enough_for_the_shortest_idle_ping() {
+        let s = |v: &[u64]| traffic_check_every(v.iter().map(|&x| Duration::from_millis(x)));
+        assert_eq!(s(&[20_000]), Duration::from_secs(4));
+        assert_eq!(s(&[20_000, 1_000]), Duration::from_millis(200));
+        assert_eq!(s(&[]), Duration::from_secs(5));
+        assert_eq!(s(&[3_600_000]), Duration::from_secs(5));
     }
 
     #[test]
