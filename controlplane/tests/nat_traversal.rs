@@ -284,3 +284,56 @@ fn a_client_reconnects_by_itself_after_the_server_crashed_and_came_back() {
         logs()
     );
 }
+
+#[test]
+fn a_peer_added_by_reload_gets_epochs_and_pings() {
+    let Some((lab, server, client)) = esp_ping_lab("l") else {
+        return;
+    };
+    let logs = || {
+        format!(
+            "--- client:\n{}\n--- server:\n{}",
+            client.log_text(),
+            server.log_text()
+        )
+    };
+    until_pings(&lab, Duration::from_secs(10), &logs);
+    // The client's peer goes away by reload, then comes back under a new
+    // name: its new tunnel must run the esp-ping epochs, as at start.
+    let path = lab.dir.join("client.toml");
+    let full = std::fs::read_to_string(&path).unwrap();
+    // The [control] section the test harness appended stays.
+    let (peer, control) = (
+        full.find("[[peer]]").unwrap(),
+        full.find("\n[control]").unwrap(),
+    );
+    let without = format!("{}{}", &full[..peer], &full[control..]);
+    let reload = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_espritctl"))
+            .arg("--socket")
+            .arg(common::daemon::Espritd::socket(&path))
+            .arg("reload")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    reload(&without);
+    let renamed = full.replace("name = \"server\"", "name = \"server2\"");
+    let before = client.log_text().matches("epoch confirmed").count();
+    reload(&renamed);
+    until_pings(&lab, Duration::from_secs(10), &logs);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.log_text().matches("epoch confirmed").count() <= before {
+        assert!(
+            Instant::now() < deadline,
+            "the reloaded peer's tunnel waits for its pong:\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

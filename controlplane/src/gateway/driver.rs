@@ -499,10 +499,19 @@ impl IkeDriver {
                 }
             }
         }
+        for name in &peers.removed {
+            self.epoch_settings.remove(name);
+        }
+        // New tunnels of a reloaded peer take its liveness settings; the
+        // traffic check follows the shortest idle_ping_after.
+        self.traffic_check =
+            epochs::traffic_check_every(cfg.peers.iter().map(|p| p.liveness.idle_ping_after));
         for name in peers.added.iter().chain(&peers.changed) {
             let Some(p) = cfg.peers.iter().find(|p| &p.name == name) else {
                 continue;
             };
+            self.epoch_settings
+                .insert(p.name.clone(), Arc::new(epochs::settings(&p.liveness)));
             self.lifetimes.insert(
                 p.name.clone(),
                 Lifetimes {
