@@ -17,8 +17,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::daemon::Espritd;
-use common::natlab::{try_until_pings, until_pings, NatLab, FAST_IKE, FAST_PEER, PSK};
+use common::natlab::{both_logs, try_until_pings, until_pings, NatLab, FAST_IKE, FAST_PEER, PSK};
 use common::netns::privileged_or_skip;
 use common::strongswan::{self, Charon};
 
@@ -69,18 +68,10 @@ fn espritd_recovery(tag: &str, accident: Accident) -> Option<Duration> {
             .replace("[[peer]]", &format!("{FAST_IKE}\n[[peer]]")),
     );
     let client = lab.start_client(&lab.client_config(FAST_IKE, FAST_PEER));
-    let logs = || logs(&client, &server);
+    let logs = || both_logs(&client, &server);
     until_pings(&lab, Duration::from_secs(10), &logs);
     accident.strike(&lab);
     try_until_pings(&lab, LIMIT)
-}
-
-fn logs(client: &Espritd, server: &Espritd) -> String {
-    format!(
-        "--- client:\n{}\n--- server:\n{}",
-        client.log_text(),
-        server.log_text()
-    )
 }
 
 /// charon's side of the lab, as `shared/interop/strongswan-lab.sh` writes it.

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::natlab::{until_pings, NatLab, FAST_IKE, FAST_PEER};
+use common::natlab::{both_logs, until_pings, NatLab, FAST_IKE, FAST_PEER};
 use common::netns::privileged_or_skip;
 
 #[test]
@@ -59,13 +59,7 @@ fn esp_ping_epochs_come_up_through_a_linux_nat() {
     let Some((lab, server, client)) = esp_ping_lab("e") else {
         return;
     };
-    let logs = || {
-        format!(
-            "--- client:\n{}\n--- server:\n{}",
-            client.log_text(),
-            server.log_text()
-        )
-    };
+    let logs = || both_logs(&client, &server);
     until_pings(&lab, Duration::from_secs(10), &logs);
     let c = client.log_text();
     assert!(
@@ -105,13 +99,7 @@ fn recovers_after_the_nat_forgets_its_mappings() {
     let Some((lab, server, client)) = esp_ping_lab("a") else {
         return;
     };
-    let logs = || {
-        format!(
-            "--- client:\n{}\n--- server:\n{}",
-            client.log_text(),
-            server.log_text()
-        )
-    };
+    let logs = || both_logs(&client, &server);
     until_pings(&lab, Duration::from_secs(10), &logs);
     lab.flush_conntrack();
     let took = until_pings(&lab, budget(), &logs);
@@ -123,13 +111,7 @@ fn recovers_when_the_nat_moves_its_mapping_to_other_ports() {
     let Some((lab, server, client)) = esp_ping_lab("b") else {
         return;
     };
-    let logs = || {
-        format!(
-            "--- client:\n{}\n--- server:\n{}",
-            client.log_text(),
-            server.log_text()
-        )
-    };
+    let logs = || both_logs(&client, &server);
     until_pings(&lab, Duration::from_secs(10), &logs);
     lab.masquerade(":40000-40999");
     lab.flush_conntrack();
@@ -216,13 +198,7 @@ fn recovers_after_a_black_hole_longer_than_the_ping_budget() {
     let Some((lab, server, client)) = esp_ping_lab("c") else {
         return;
     };
-    let logs = || {
-        format!(
-            "--- client:\n{}\n--- server:\n{}",
-            client.log_text(),
-            server.log_text()
-        )
-    };
+    let logs = || both_logs(&client, &server);
     until_pings(&lab, Duration::from_secs(10), &logs);
     lab.black_hole();
     std::thread::sleep(Duration::from_secs(6));
@@ -254,13 +230,7 @@ fn a_client_reconnects_by_itself_after_the_server_crashed_and_came_back() {
         &format!("{}{FAST_PEER}", lab.server_config(""))
             .replace("[[peer]]", &format!("{FAST_IKE}\n[[peer]]")),
     );
-    let logs = || {
-        format!(
-            "--- client:\n{}\n--- server:\n{}",
-            client.log_text(),
-            server.log_text()
-        )
-    };
+    let logs = || both_logs(&client, &server);
     // Budget: the ping budget (1 s idle + 3 x 500 ms), one failed rekey
     // (IKE retransmissions: 500 ms + 1 s + 1 s + 1 s), the reconnect delay
     // (3 s) and a new IKE session.
@@ -290,13 +260,7 @@ fn a_peer_added_by_reload_gets_epochs_and_pings() {
     let Some((lab, server, client)) = esp_ping_lab("l") else {
         return;
     };
-    let logs = || {
-        format!(
-            "--- client:\n{}\n--- server:\n{}",
-            client.log_text(),
-            server.log_text()
-        )
-    };
+    let logs = || both_logs(&client, &server);
     until_pings(&lab, Duration::from_secs(10), &logs);
     // The client's peer goes away by reload, then comes back under a new
     // name: its new tunnel must run the esp-ping epochs, as at start.

@@ -25,6 +25,15 @@ pub const FAST_IKE: &str =
     "[ike.retransmit]\ntimeout = \"500ms\"\ntries = 3\nmax_timeout = \"1s\"\n";
 pub const FAST_PEER: &str = "ping_timeout = \"500ms\"\nping_retries = 2\nidle_ping_after = \"1s\"\nrekey_attempts = 1\ngrace_period = \"1s\"\n";
 
+/// Both daemons' logs, for assertion messages.
+pub fn both_logs(client: &Espritd, server: &Espritd) -> String {
+    format!(
+        "--- client:\n{}\n--- server:\n{}",
+        client.log_text(),
+        server.log_text()
+    )
+}
+
 /// Waits until a ping crosses; returns how long that took.
 pub fn until_pings(lab: &NatLab, limit: Duration, logs: &dyn Fn() -> String) -> Duration {
     try_until_pings(lab, limit)
