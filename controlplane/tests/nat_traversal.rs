@@ -145,19 +145,7 @@ fn recovers_when_the_nat_moves_its_mapping_to_other_ports() {
         logs()
     );
     // And IKE follows too: a rekey now reaches the client at its new port.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_espritctl"))
-        .arg("--socket")
-        .arg(common::daemon::Espritd::socket(
-            &lab.dir.join("server.toml"),
-        ))
-        .args(["rekey", "client"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    espritctl(&lab.dir.join("server.toml"), &["rekey", "client"]);
     let installed_at_new_port = || {
         server
             .log_text()
@@ -272,20 +260,7 @@ fn a_peer_added_by_reload_gets_epochs_and_pings() {
         full.find("\n[control]").unwrap(),
     );
     let without = format!("{}{}", &full[..peer], &full[control..]);
-    let reload = |text: &str| {
-        std::fs::write(&path, text).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_espritctl"))
-            .arg("--socket")
-            .arg(common::daemon::Espritd::socket(&path))
-            .arg("reload")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let reload = |text: &str| reload_with(&path, text);
     reload(&without);
     let renamed = full.replace("name = \"server\"", "name = \"server2\"");
     let before = client.log_text().matches("epoch confirmed").count();
@@ -300,4 +275,46 @@ fn a_peer_added_by_reload_gets_epochs_and_pings() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_gateway_given_its_first_responder_peer_by_reload_answers_clients() {
+    if !privileged_or_skip("first responder by reload") {
+        return;
+    }
+    let lab = NatLab::new("g");
+    let full = format!("{}{FAST_PEER}", lab.server_config(""))
+        .replace("[[peer]]", &format!("{FAST_IKE}\n[[peer]]"));
+    // The gateway starts with no peer at all: nobody is answered.
+    let server = lab.start_server(&full[..full.find("[[peer]]").unwrap()]);
+    let client = lab.start_client(&lab.client_config(FAST_IKE, FAST_PEER));
+    let logs = || both_logs(&client, &server);
+    assert!(!lab.ping_once("1"), "no tunnel without a responder peer");
+    let path = lab.dir.join("server.toml");
+    let written = std::fs::read_to_string(&path).unwrap();
+    let control = written.find("\n[control]").unwrap();
+    reload_with(&path, &format!("{full}{}", &written[control..]));
+    // The client retries every 3 s; its next attempt is answered.
+    until_pings(&lab, Duration::from_secs(15), &logs);
+}
+
+/// Writes `text` to the daemon's config at `path` and has it reloaded.
+fn reload_with(path: &std::path::Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    espritctl(path, &["reload"]);
+}
+
+/// Runs espritctl against the daemon of config `path`; it must succeed.
+fn espritctl(path: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_espritctl"))
+        .arg("--socket")
+        .arg(common::daemon::Espritd::socket(path))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

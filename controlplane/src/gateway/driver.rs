@@ -489,6 +489,17 @@ impl IkeDriver {
         cfg: &config::Config,
         peers: &config::NamedChanges,
     ) {
+        // The first responder template may come with a reload: from now on
+        // the endpoint answers clients (with that template's pool).
+        if self.responder.is_none() {
+            if let Some(r) = cfg.peers.iter().find(|p| p.role == Role::Responder) {
+                self.endpoint
+                    .accept(policy(r, &cfg.ike.retransmit), address_pool(r));
+                self.endpoint
+                    .set_cookie_threshold(cfg.ike.cookie_threshold as usize);
+                self.responder = Some(r.name.clone());
+            }
+        }
         self.endpoint
             .set_peer_policy(responder_lookup(&cfg.peers, &cfg.ike.retransmit));
         for name in peers.removed.iter().chain(&peers.changed) {
