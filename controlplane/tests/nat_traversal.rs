@@ -318,3 +318,31 @@ fn espritctl(path: &std::path::Path, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn removing_a_responder_peer_by_reload_ends_its_clients_tunnels() {
+    let Some((lab, server, client)) = esp_ping_lab("x") else {
+        return;
+    };
+    let logs = || both_logs(&client, &server);
+    until_pings(&lab, Duration::from_secs(10), &logs);
+    let path = lab.dir.join("server.toml");
+    let full = std::fs::read_to_string(&path).unwrap();
+    let (peer, control) = (
+        full.find("[[peer]]").unwrap(),
+        full.find("\n[control]").unwrap(),
+    );
+    reload_with(&path, &format!("{}{}", &full[..peer], &full[control..]));
+    // The client is no longer admitted: its IKE SA (and with it the
+    // tunnel) goes at once, and its attempts to come back are refused.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server
+        .log_text()
+        .contains("no responder peer admits this client")
+    {
+        assert!(Instant::now() < deadline, "{}", logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!lab.ping_once("1"), "the tunnel is gone:\n{}", logs());
+}

@@ -502,6 +502,28 @@ impl IkeDriver {
         }
         self.endpoint
             .set_peer_policy(responder_lookup(&cfg.peers, &cfg.ike.retransmit));
+        // Clients whose identity no responder template admits any more go
+        // (their peer was removed, or its remote_id narrowed).
+        let admits = responder_lookup(&cfg.peers, &cfg.ike.retransmit);
+        let refused: Vec<IkeSaId> = self
+            .established
+            .iter()
+            .copied()
+            .filter(|id| !self.peers_of.contains_key(id))
+            .filter(|id| {
+                self.endpoint
+                    .ike_sa(*id)
+                    .and_then(|st| st.peer_id)
+                    .is_some_and(|pid| admits(&pid).is_none())
+            })
+            .collect();
+        for id in refused {
+            tracing::info!(
+                ike_sa = format_args!("{:016x}", id.0),
+                "no responder peer admits this client any more: deleting its IKE SA"
+            );
+            self.endpoint.delete_ike_sa(now, id);
+        }
         for name in peers.removed.iter().chain(&peers.changed) {
             if let Some(pos) = self.initiators.iter().position(|i| &i.name == name) {
                 let i = self.initiators.remove(pos);
