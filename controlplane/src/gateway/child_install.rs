@@ -64,16 +64,23 @@ pub fn prefixes(ts: &TrafficSelector) -> Vec<IpPrefix> {
     }
 }
 
+/// A live tunnel's routes and inbound SAs.
+#[derive(Default)]
+struct Booked {
+    routes: Vec<IpPrefix>,
+    inbound: Vec<u32>,
+}
+
 /// Which data-plane tunnel each negotiated CHILD SA lineage uses.
 pub struct TunnelBook {
     next: TunnelId,
     free: Vec<TunnelId>,
     /// Current and rekeyed-away inbound SPIs -> tunnel.
     by_inbound: HashMap<u32, TunnelId>,
-    /// Each tunnel's inbound SPIs (the same pairs the other way round), so
-    /// a removal never scans every tunnel's.
-    inbound_of: HashMap<TunnelId, Vec<u32>>,
-    routes: HashMap<TunnelId, Vec<IpPrefix>>,
+    /// Each live tunnel's routes and inbound SPIs (the pairs of
+    /// `by_inbound` the other way round, so a removal never scans every
+    /// tunnel's).
+    tunnels: HashMap<TunnelId, Booked>,
     /// Use ESP-in-UDP even without a NAT (no raw ESP port configured).
     udp_only: bool,
 }
@@ -85,14 +92,13 @@ impl TunnelBook {
             next: first,
             free: Vec::new(),
             by_inbound: HashMap::new(),
-            inbound_of: HashMap::new(),
-            routes: HashMap::new(),
+            tunnels: HashMap::new(),
             udp_only,
         }
     }
 
     pub fn tunnels(&self) -> usize {
-        self.routes.len()
+        self.tunnels.len()
     }
 
     /// Installs a new or rekeyed CHILD SA pair; returns its tunnel.
@@ -128,7 +134,7 @@ impl TunnelBook {
 
     /// Whether the tunnel still exists.
     pub fn is_live(&self, tunnel: TunnelId) -> bool {
-        self.routes.contains_key(&tunnel)
+        self.tunnels.contains_key(&tunnel)
     }
 
     /// The tunnel an inbound SPI belongs to.
@@ -194,15 +200,13 @@ impl TunnelBook {
         // caller decides when the outbound SA takes the data.
         t.install_inbound(Arc::new(inbound));
         self.by_inbound.insert(c.inbound_spi, tunnel);
-        self.inbound_of
-            .entry(tunnel)
-            .or_default()
-            .push(c.inbound_spi);
+        let booked = self.tunnels.entry(tunnel).or_default();
+        booked.inbound.push(c.inbound_spi);
         if rekeyed.is_none() {
             for p in &remote {
                 t.routes.insert(*p, tunnel);
             }
-            self.routes.insert(tunnel, remote);
+            booked.routes = remote;
             if hold {
                 t.set_holding(tunnel, true);
             }
@@ -221,24 +225,24 @@ impl TunnelBook {
     ) -> Option<TunnelId> {
         let tunnel = self.by_inbound.remove(&inbound_spi)?;
         t.remove_inbound(inbound_spi);
-        let spis = self.inbound_of.entry(tunnel).or_default();
-        spis.retain(|s| *s != inbound_spi);
-        let last = spis.is_empty();
+        let last = self.tunnels.get_mut(&tunnel).is_none_or(|b| {
+            b.inbound.retain(|s| *s != inbound_spi);
+            b.inbound.is_empty()
+        });
         let current = t.outbound_sa(tunnel).map(|sa| sa.spi);
         // The tunnel ends with its current pair, or with its last inbound
         // SA when no outbound SA was ever confirmed.
         if current == Some(outbound_spi) || (current.is_none() && last) {
             t.remove_outbound(tunnel);
             t.set_holding(tunnel, false);
-            for p in self.routes.remove(&tunnel).unwrap_or_default() {
+            let booked = self.tunnels.remove(&tunnel).unwrap_or_default();
+            for p in booked.routes {
                 t.routes.remove(p, tunnel);
             }
-            for spi in self.inbound_of.remove(&tunnel).unwrap_or_default() {
+            for spi in booked.inbound {
                 self.by_inbound.remove(&spi);
             }
             self.free.push(tunnel);
-        } else if last {
-            self.inbound_of.remove(&tunnel);
         }
         Some(tunnel)
     }

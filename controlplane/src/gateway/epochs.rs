@@ -3,7 +3,7 @@
 //! the workers and the SAs' counters, and turned into data-plane edits,
 //! sealed pings and IKE requests by the driver.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,8 +36,9 @@ pub struct EpochTunnel {
     /// The IKE SA its CHILD SAs belong to now.
     pub ike: IkeSaId,
     pub peer: Option<String>,
-    /// Outbound SAs not yet carrying data, by SPI (epochs being probed).
-    pub held: HashMap<u32, Arc<OutboundSa>>,
+    /// Outbound SAs not yet carrying data (epochs being probed; rarely
+    /// more than one, so a list).
+    pub held: HeldSas,
     /// Inbound packets counted at the last look (traffic seen).
     pub seen_packets: u64,
     /// The sum being taken in the current look.
@@ -48,8 +49,11 @@ pub struct EpochTunnel {
 /// index by IKE SA: no operation looks at every tunnel but the periodic
 /// traffic check.
 pub struct Epochs {
-    tunnels: HashMap<TunnelId, EpochTunnel>,
-    by_ike: HashMap<IkeSaId, HashSet<TunnelId>>,
+    /// Boxed: a map grown to 2^k buckets would hold a whole machine in
+    /// every empty one.
+    tunnels: HashMap<TunnelId, Box<EpochTunnel>>,
+    /// Mostly one tunnel per IKE SA: a short list each.
+    by_ike: HashMap<IkeSaId, Vec<TunnelId>>,
     wheel: TimerWheel<TunnelId>,
     /// Machines handled since their actions were last collected.
     touched: Vec<TunnelId>,
@@ -57,6 +61,30 @@ pub struct Epochs {
     last_now: Instant,
     /// Old inbound SPIs of rekeys we started, deleted after their grace.
     pub to_delete_after_grace: HashMap<u32, TunnelId>,
+}
+
+/// A tunnel's outbound SAs waiting for their epoch's pong, by SPI.
+#[derive(Default)]
+pub struct HeldSas(Vec<Arc<OutboundSa>>);
+
+impl HeldSas {
+    pub fn insert(&mut self, spi: u32, sa: Arc<OutboundSa>) {
+        self.remove(&spi);
+        self.0.push(sa);
+    }
+
+    pub fn get(&self, spi: &u32) -> Option<&Arc<OutboundSa>> {
+        self.0.iter().find(|s| s.spi == *spi)
+    }
+
+    pub fn remove(&mut self, spi: &u32) -> Option<Arc<OutboundSa>> {
+        let i = self.0.iter().position(|s| s.spi == *spi)?;
+        Some(self.0.swap_remove(i))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Arc<OutboundSa>> {
+        self.0.iter()
+    }
 }
 
 /// Resolution of the tunnels' timers (pings, grace periods).
@@ -85,21 +113,26 @@ impl Epochs {
         peer: Option<String>,
         now: Instant,
     ) -> &mut EpochTunnel {
-        let e = self.tunnels.entry(tunnel).or_insert_with(|| EpochTunnel {
-            machine: Tunnel::new(role, settings, now, rand::random()),
-            ike,
-            peer,
-            held: HashMap::new(),
-            seen_packets: 0,
-            counting: 0,
+        let e = self.tunnels.entry(tunnel).or_insert_with(|| {
+            Box::new(EpochTunnel {
+                machine: Tunnel::new(role, settings, now, rand::random()),
+                ike,
+                peer,
+                held: HeldSas::default(),
+                seen_packets: 0,
+                counting: 0,
+            })
         });
         if e.ike != ike {
-            if let Some(set) = self.by_ike.get_mut(&e.ike) {
-                set.remove(&tunnel);
+            if let Some(list) = self.by_ike.get_mut(&e.ike) {
+                list.retain(|t| *t != tunnel);
             }
             e.ike = ike;
         }
-        self.by_ike.entry(ike).or_default().insert(tunnel);
+        let list = self.by_ike.entry(ike).or_default();
+        if !list.contains(&tunnel) {
+            list.push(tunnel);
+        }
         self.touched.push(tunnel);
         e
     }
@@ -112,15 +145,12 @@ impl Epochs {
     }
 
     pub fn get(&self, tunnel: TunnelId) -> Option<&EpochTunnel> {
-        self.tunnels.get(&tunnel)
+        self.tunnels.get(&tunnel).map(|e| &**e)
     }
 
     /// The tunnels whose CHILD SAs belong to `ike`.
     pub fn tunnels_of(&self, ike: IkeSaId) -> Vec<TunnelId> {
-        self.by_ike
-            .get(&ike)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default()
+        self.by_ike.get(&ike).cloned().unwrap_or_default()
     }
 
     /// Feeds every tunnel of `ike`.
@@ -134,15 +164,20 @@ impl Epochs {
 
     /// The CHILD SAs of IKE SA `old` moved to its successor `new`.
     pub fn ike_rekeyed(&mut self, old: IkeSaId, new: IkeSaId) {
-        let Some(set) = self.by_ike.remove(&old) else {
+        let Some(moved) = self.by_ike.remove(&old) else {
             return;
         };
-        for t in &set {
+        for t in &moved {
             if let Some(e) = self.tunnels.get_mut(t) {
                 e.ike = new;
             }
         }
-        self.by_ike.entry(new).or_default().extend(set);
+        let list = self.by_ike.entry(new).or_default();
+        for t in moved {
+            if !list.contains(&t) {
+                list.push(t);
+            }
+        }
     }
 
     /// Feeds each tunnel whether its inbound SAs counted new packets (one
@@ -204,9 +239,9 @@ impl Epochs {
     /// Forgets a tunnel that ended.
     pub fn forget(&mut self, tunnel: TunnelId) {
         if let Some(e) = self.tunnels.remove(&tunnel) {
-            if let Some(set) = self.by_ike.get_mut(&e.ike) {
-                set.remove(&tunnel);
-                if set.is_empty() {
+            if let Some(list) = self.by_ike.get_mut(&e.ike) {
+                list.retain(|t| *t != tunnel);
+                if list.is_empty() {
                     self.by_ike.remove(&e.ike);
                 }
             }

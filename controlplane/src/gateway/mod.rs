@@ -9,5 +9,6 @@ mod spi_slots;
 
 pub use child_install::{prefixes, TunnelBook};
 pub use driver::{DriverStats, IkeDriver};
+pub use epochs::Epochs;
 pub use policy::{address_pool, policy};
 pub use spi_slots::SpiSlots;

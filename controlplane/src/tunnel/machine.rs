@@ -202,7 +202,13 @@ impl Tunnel {
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let a = self.actions.pop_front();
+        if a.is_none() && self.actions.capacity() > 0 {
+            // Actions come now and then; a concentrator holds a machine per
+            // client, and an idle queue's buffer would stay with each.
+            self.actions = VecDeque::new();
+        }
+        a
     }
 
     /// IKE installed a new CHILD SA pair (its inbound SA is in the data

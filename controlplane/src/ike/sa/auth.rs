@@ -305,6 +305,12 @@ impl IkeSa {
         self.init_resp = Vec::new();
         self.ni = Vec::new();
         self.nr = Vec::new();
+        // SK_pi and SK_pr only sign AUTH (2.15); an IKE SA rekey derives
+        // from SK_d. Dropping a Secret zeroizes it.
+        if let Some(k) = self.keys.as_mut() {
+            k.sk_pi = crate::ike::crypto::Secret::new(Vec::new());
+            k.sk_pr = crate::ike::crypto::Secret::new(Vec::new());
+        }
     }
 
     fn initiator_child(
