@@ -302,7 +302,14 @@ fn an_unrelated_reload_under_traffic_loses_nothing_and_rekeys_nothing() {
         assert_eq!(r["data"]["manual_tunnels"]["added"][0], "to-c");
         assert_eq!(r["data"]["manual_tunnels"]["unchanged"], 1);
     });
-    assert_eq!(received, 6000, "datagrams lost across the reload");
+    assert_eq!(
+        received,
+        6000,
+        "datagrams lost across the reload\n--- B's stats:\n{}\n--- B's log:\n{}\n--- A's log:\n{}",
+        p.ctl_json(&["stats"]),
+        p.db.log_text(),
+        p._da.log_text()
+    );
     let after = p.ctl_json(&["sas"]);
     let spis = |v: &Value| {
         let mut s: Vec<String> = v["data"]
