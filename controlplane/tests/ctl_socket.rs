@@ -63,7 +63,7 @@ struct Pair {
     a: NetNs,
     b: NetNs,
     dir: PathBuf,
-    _da: Espritd,
+    da: Espritd,
     db: Espritd,
     cfg_b: PathBuf,
     b_text: String,
@@ -114,7 +114,7 @@ impl Pair {
             a,
             b,
             dir,
-            _da: da,
+            da: da,
             db,
             cfg_b,
             b_text,
@@ -308,7 +308,7 @@ fn an_unrelated_reload_under_traffic_loses_nothing_and_rekeys_nothing() {
         "datagrams lost across the reload\n--- B's stats:\n{}\n--- B's log:\n{}\n--- A's log:\n{}",
         p.ctl_json(&["stats"]),
         p.db.log_text(),
-        p._da.log_text()
+        p.da.log_text()
     );
     let after = p.ctl_json(&["sas"]);
     let spis = |v: &Value| {
