@@ -114,7 +114,7 @@ impl Pair {
             a,
             b,
             dir,
-            da: da,
+            da,
             db,
             cfg_b,
             b_text,
