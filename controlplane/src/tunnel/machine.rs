@@ -323,6 +323,11 @@ impl Tunnel {
 
     /// The IKE SA is gone; a new one will bring a new first epoch.
     pub fn handle_ike_down(&mut self, _now: Instant) {
+        self.restart();
+    }
+
+    /// Every epoch and ping is forgotten: a new IKE session comes.
+    fn restart(&mut self) {
         self.current = None;
         self.pending = None;
         self.older_pending = None;
@@ -531,13 +536,7 @@ impl Tunnel {
         self.rekey_failures += 1;
         if self.rekey_failures > self.settings.rekey_attempts {
             self.rekey_failures = 0;
-            self.current = None;
-            self.pending = None;
-            self.older_pending = None;
-            self.outstanding = None;
-            self.older_outstanding = None;
-            self.first_ping_at = None;
-            self.state = State::Restarting;
+            self.restart();
             self.stats.restarts += 1;
             self.actions.push_back(Action::RestartIke);
         } else {
