@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::daemon::Espritd;
@@ -49,76 +48,6 @@ liveness = "ike"
 {peer_extra}
 "#
     )
-}
-
-fn roadwarrior_swanctl(proposal: &str, esp: &str) -> String {
-    format!(
-        r#"connections {{
-  gw {{
-    version = 2
-    local_addrs = 192.0.2.2
-    remote_addrs = 192.0.2.1
-    proposals = {proposal}
-    vips = 0.0.0.0
-    local {{
-      auth = psk
-      id = client.lab.test
-    }}
-    remote {{
-      auth = psk
-      id = gw.lab.test
-    }}
-    children {{
-      net {{
-        remote_ts = 10.1.0.0/24
-        esp_proposals = {esp}
-      }}
-    }}
-  }}
-}}
-secrets {{
-  ike-gw {{
-    id-1 = client.lab.test
-    id-2 = gw.lab.test
-    secret = "{PSK}"
-  }}
-}}
-"#
-    )
-}
-
-/// Sends `len` patterned bytes from `client` to `server_addr` (served in
-/// `server`), and checks they arrive intact.
-fn tcp_transfer(server: &NetNs, client: &NetNs, server_addr: &str, len: usize) {
-    let data: Vec<u8> = (0..len as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
-        .collect();
-    let expected = data.clone();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let bind = server_addr.to_string();
-    let srv = server.run(move || {
-        let l = TcpListener::bind(&bind).expect("bind");
-        ready_tx.send(()).unwrap();
-        let (mut s, _) = l.accept().expect("accept");
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut got = Vec::new();
-        s.read_to_end(&mut got).expect("read");
-        got
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("server ready");
-    let to: SocketAddr = server_addr.parse().unwrap();
-    let cl = client.run(move || {
-        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))
-            .expect("connect through the tunnel");
-        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
-        s.write_all(&data).expect("send");
-    });
-    cl.join().expect("client");
-    let got = srv.join().expect("server");
-    assert_eq!(got.len(), expected.len());
-    assert!(got == expected, "TCP content differs");
 }
 
 /// A gateway namespace and a strongSwan namespace joined by a veth, and a
@@ -198,7 +127,7 @@ fn ping_ok(ns: &NetNs, args: &[&str], count: usize, espritd: &Espritd) {
 fn roadwarrior(tag: &str, proposal: &str, esp: &str) {
     let Some(lab) = Lab::new(tag) else { return };
     let espritd = lab.espritd(&gateway_config(proposal, esp));
-    let charon = lab.charon(&roadwarrior_swanctl(proposal, esp));
+    let charon = lab.charon(&strongswan::roadwarrior_swanctl(proposal, esp, PSK));
 
     let t0 = Instant::now();
     initiate(&charon, &espritd);
@@ -212,7 +141,7 @@ fn roadwarrior(tag: &str, proposal: &str, esp: &str) {
     );
 
     ping_ok(&lab.sw, &["10.1.0.1"], 5, &espritd);
-    tcp_transfer(&lab.gw, &lab.sw, "10.1.0.1:5001", 2 << 20);
+    common::netns::tcp_transfer(&lab.gw, &lab.sw, "10.1.0.1:5001", 2 << 20);
     let log = espritd.log_text();
     if std::env::var_os("ESPRIT_TEST_VERBOSE").is_some() {
         eprintln!(
@@ -312,7 +241,7 @@ liveness = "ike"
     }
     ping_ok(&lab.gw, &["-I", "10.1.0.1", "10.2.0.1"], 5, &espritd);
     ping_ok(&lab.sw, &["-I", "10.2.0.1", "10.1.0.1"], 3, &espritd);
-    tcp_transfer(&lab.sw, &lab.gw, "10.2.0.1:5002", 2 << 20);
+    common::netns::tcp_transfer(&lab.sw, &lab.gw, "10.2.0.1:5002", 2 << 20);
 
     // strongSwan's userspace ESP always claims a NAT, so espritd, the
     // initiator, keeps the mapping open: 1-byte 0xFF datagrams to 4500.
@@ -424,9 +353,10 @@ fn rekeys_from_both_sides_under_traffic_then_delete() {
         "child_lifetime = \"4s\"\nike_lifetime = \"6s\"\nrekey_margin = \"1s\"\nrekey_jitter = \"0s\"",
         "grace_period = \"1s\"",
     ));
-    let charon = lab.charon(&roadwarrior_swanctl(
+    let charon = lab.charon(&strongswan::roadwarrior_swanctl(
         "aes128gcm16-prfsha256-x25519",
         "aes128gcm16",
+        PSK,
     ));
     initiate(&charon, &espritd);
     agree(&charon, &espritd, "established");
@@ -600,9 +530,10 @@ fn a_spoofed_ike_sa_init_flood_turns_cookies_on_and_tunnels_keep_working() {
         "cookie_threshold = 50",
         "",
     ));
-    let charon = lab.charon(&roadwarrior_swanctl(
+    let charon = lab.charon(&strongswan::roadwarrior_swanctl(
         "aes128gcm16-prfsha256-x25519",
         "aes128gcm16",
+        PSK,
     ));
     initiate(&charon, &espritd);
     let mut pinger = lab.sw.command("ping");
@@ -664,9 +595,10 @@ fn an_identity_outside_every_template_is_refused() {
     let cfg = gateway_config("aes128gcm16-prfsha256-x25519", "aes128gcm16")
         .replace("remote_id = \"any\"", "remote_id = \"*@staff.lab.test\"");
     let espritd = lab.espritd(&cfg);
-    let charon = lab.charon(&roadwarrior_swanctl(
+    let charon = lab.charon(&strongswan::roadwarrior_swanctl(
         "aes128gcm16-prfsha256-x25519",
         "aes128gcm16",
+        PSK,
     ));
     let up = charon.swanctl(&["--initiate", "--child", "net", "--timeout", "10"]);
     assert!(

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use common::natlab::{both_logs, try_until_pings, until_pings, NatLab, FAST_IKE, FAST_PEER, PSK};
 use common::netns::privileged_or_skip;
-use common::strongswan::{self, Charon};
+use common::strongswan::{self, SiteTuning};
 
 /// How long each side gets to recover before it counts as "not recovered".
 const LIMIT: Duration = Duration::from_secs(30);
@@ -74,96 +74,25 @@ fn espritd_recovery(tag: &str, accident: Accident) -> Option<Duration> {
     try_until_pings(&lab, LIMIT)
 }
 
-/// charon's side of the lab, as `shared/interop/strongswan-lab.sh` writes it.
-fn swanctl(local: &str, remote: &str, ts: (&str, &str), ids: (&str, &str), client: bool) -> String {
-    let (dpd_action, start_action) = if client {
-        ("restart", "start")
-    } else {
-        ("clear", "none")
-    };
-    format!(
-        r#"connections {{
-  lab {{
-    version = 2
-    local_addrs = {local}
-    remote_addrs = {remote}
-    proposals = aes128gcm16-prfsha256-x25519
-    dpd_delay = 1s
-    mobike = no
-    local {{
-      auth = psk
-      id = {}
-    }}
-    remote {{
-      auth = psk
-      id = {}
-    }}
-    children {{
-      net {{
-        local_ts = {}
-        remote_ts = {}
-        esp_proposals = aes128gcm16
-        dpd_action = {dpd_action}
-        start_action = {start_action}
-      }}
-    }}
-  }}
-}}
-secrets {{
-  ike-lab {{
-    id-1 = client.lab.test
-    id-2 = server.lab.test
-    secret = "{PSK}"
-  }}
-}}
-"#,
-        ids.0, ids.1, ts.0, ts.1
-    )
-}
-
 /// IKE retransmission as espritd's FAST_IKE: 500 ms, then 1 s, 3 tries.
 const CHARON_TIMERS: &str =
     "retransmit_timeout = 0.5\n  retransmit_base = 2.0\n  retransmit_limit = 1.0\n  retransmit_tries = 3";
 
 fn strongswan_recovery(tag: &str, accident: Accident) -> Option<Duration> {
     let lab = NatLab::new(tag);
-    // Inside addresses on loopback; charon routes the selectors into its
-    // userspace ESP (kernel-libipsec) itself.
-    lab.client
-        .exec(&["ip", "addr", "add", "10.8.0.1/32", "dev", "lo"]);
-    lab.server
-        .exec(&["ip", "addr", "add", "10.1.0.1/32", "dev", "lo"]);
-    let server = Charon::start_tuned(
-        &lab.server,
-        &lab.dir.join("charon-server"),
-        &swanctl(
-            "203.0.113.2",
-            "%any",
-            ("10.1.0.0/24", "10.8.0.0/24"),
-            ("server.lab.test", "client.lab.test"),
-            false,
-        ),
-        CHARON_TIMERS,
+    let (client, server) = strongswan::site_to_site(
+        &lab.dir,
+        (&lab.client, "198.51.100.2"),
+        (&lab.server, "203.0.113.2"),
+        PSK,
+        &SiteTuning {
+            connection: "dpd_delay = 1s\n    mobike = no",
+            client_child: "dpd_action = restart",
+            server_child: "dpd_action = clear",
+            charon: CHARON_TIMERS,
+        },
     );
-    let client = Charon::start_tuned(
-        &lab.client,
-        &lab.dir.join("charon-client"),
-        &swanctl(
-            "198.51.100.2",
-            "203.0.113.2",
-            ("10.8.0.0/24", "10.1.0.0/24"),
-            ("client.lab.test", "server.lab.test"),
-            true,
-        ),
-        CHARON_TIMERS,
-    );
-    let logs = || {
-        format!(
-            "--- client charon:\n{}\n--- server charon:\n{}",
-            client.log(),
-            server.log()
-        )
-    };
+    let logs = || strongswan::both_logs(&client, &server);
     until_pings(&lab, Duration::from_secs(15), &logs);
     accident.strike(&lab);
     try_until_pings(&lab, LIMIT)

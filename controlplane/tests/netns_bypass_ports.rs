@@ -11,9 +11,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
 
 use common::daemon::Espritd;
 use common::netns::{privileged_or_skip, sh, NetNs};
@@ -101,76 +98,6 @@ liveness = "ike"
     )
 }
 
-fn roadwarrior_swanctl() -> String {
-    format!(
-        r#"connections {{
-  gw {{
-    version = 2
-    local_addrs = 192.0.2.2
-    remote_addrs = 192.0.2.1
-    proposals = aes128gcm16-prfsha256-x25519
-    vips = 0.0.0.0
-    local {{
-      auth = psk
-      id = client.lab.test
-    }}
-    remote {{
-      auth = psk
-      id = gw.lab.test
-    }}
-    children {{
-      net {{
-        remote_ts = 10.1.0.0/24
-        esp_proposals = aes128gcm16
-      }}
-    }}
-  }}
-}}
-secrets {{
-  ike-gw {{
-    id-1 = client.lab.test
-    id-2 = gw.lab.test
-    secret = "{PSK}"
-  }}
-}}
-"#
-    )
-}
-
-/// Sends `len` patterned bytes from `client` to `server_addr` (served in
-/// `server`), and checks they arrive intact.
-fn tcp_transfer(server: &NetNs, client: &NetNs, server_addr: &str, len: usize) {
-    let data: Vec<u8> = (0..len as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
-        .collect();
-    let expected = data.clone();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let bind = server_addr.to_string();
-    let srv = server.run(move || {
-        let l = TcpListener::bind(&bind).expect("bind");
-        ready_tx.send(()).unwrap();
-        let (mut s, _) = l.accept().expect("accept");
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut got = Vec::new();
-        s.read_to_end(&mut got).expect("read");
-        got
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("server ready");
-    let to: SocketAddr = server_addr.parse().unwrap();
-    let cl = client.run(move || {
-        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))
-            .expect("connect through the tunnel");
-        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
-        s.write_all(&data).expect("send");
-    });
-    cl.join().expect("client");
-    let got = srv.join().expect("server");
-    assert_eq!(got.len(), expected.len());
-    assert!(got == expected, "TCP content differs");
-}
-
 fn ping_ok(ns: &NetNs, args: &[&str], count: usize, espritd: &Espritd) {
     let c = count.to_string();
     let mut full = vec!["ping", "-c", &c, "-i", "0.2", "-W", "2"];
@@ -190,7 +117,11 @@ fn roadwarrior_through(tag: &str, port_section: &str) {
     let cfg = lab.dir.join("espritd.toml");
     std::fs::write(&cfg, gateway_config(port_section)).unwrap();
     let espritd = Espritd::start(&lab.gw, &cfg, "esprit0");
-    let charon = Charon::start(&lab.sw, &lab.dir.join("charon"), &roadwarrior_swanctl());
+    let charon = Charon::start(
+        &lab.sw,
+        &lab.dir.join("charon"),
+        &strongswan::roadwarrior_swanctl("aes128gcm16-prfsha256-x25519", "aes128gcm16", PSK),
+    );
 
     // IKE_SA_INIT on 500, IKE_AUTH on 4500: both through the workers.
     let up = charon.swanctl(&["--initiate", "--child", "net", "--timeout", "15"]);
@@ -210,7 +141,7 @@ fn roadwarrior_through(tag: &str, port_section: &str) {
     // The port's own address answers ping (its L2, not the kernel's).
     ping_ok(&lab.sw, &["192.0.2.1"], 2, &espritd);
     ping_ok(&lab.sw, &["10.1.0.1"], 5, &espritd);
-    tcp_transfer(&lab.gw, &lab.sw, "10.1.0.1:5001", 1 << 20);
+    common::netns::tcp_transfer(&lab.gw, &lab.sw, "10.1.0.1:5001", 1 << 20);
 
     let neigh = lab
         .sw

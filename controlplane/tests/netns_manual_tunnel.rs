@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -193,34 +191,7 @@ fn ping_and_tcp(raw_esp: bool) {
     assert!(text.contains("5 received"), "{text}");
 
     // 4 MiB of patterned data, A -> B, compared byte for byte at B.
-    let data: Vec<u8> = (0..4u32 << 20)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    let expected = data.clone();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let server = b.run(move || {
-        let l = TcpListener::bind("10.2.0.1:5001").expect("bind in ns b");
-        ready_tx.send(()).unwrap();
-        let (mut s, _) = l.accept().expect("accept");
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut got = Vec::new();
-        s.read_to_end(&mut got).expect("read");
-        got
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("server ready");
-    let client = a.run(move || {
-        let to: SocketAddr = "10.2.0.1:5001".parse().unwrap();
-        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))
-            .expect("connect through the tunnel");
-        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
-        s.write_all(&data).expect("send");
-    });
-    client.join().expect("client");
-    let got = server.join().expect("server");
-    assert_eq!(got.len(), expected.len(), "bytes received");
-    assert!(got == expected, "content differs");
+    common::netns::tcp_transfer(&b, &a, "10.2.0.1:5001", 4 << 20);
 
     let _ = std::fs::remove_dir_all(&dir);
 }

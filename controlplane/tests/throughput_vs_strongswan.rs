@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::daemon::Espritd;
 use common::netns::{privileged_or_skip, veth, NetNs};
-use common::strongswan::{self, Charon};
+use common::strongswan::{self, SiteTuning};
 
 const PSK: &str = "throughput-psk-0123456789abcdef";
 /// Seconds of traffic per measurement.
@@ -73,48 +73,6 @@ local_ts = ["{local_ts}"]
 remote_ts = ["{remote_ts}"]
 {remote}
 "#
-    )
-}
-
-fn swanctl(local: &str, remote: &str, ts: (&str, &str), ids: (&str, &str), start: bool) -> String {
-    format!(
-        r#"connections {{
-  lab {{
-    version = 2
-    local_addrs = {local}
-    remote_addrs = {remote}
-    proposals = aes128gcm16-prfsha256-x25519
-    local {{
-      auth = psk
-      id = {}
-    }}
-    remote {{
-      auth = psk
-      id = {}
-    }}
-    children {{
-      net {{
-        local_ts = {}
-        remote_ts = {}
-        esp_proposals = aes128gcm16
-        start_action = {}
-      }}
-    }}
-  }}
-}}
-secrets {{
-  ike-lab {{
-    id-1 = client.lab.test
-    id-2 = server.lab.test
-    secret = "{PSK}"
-  }}
-}}
-"#,
-        ids.0,
-        ids.1,
-        ts.0,
-        ts.1,
-        if start { "start" } else { "none" }
     )
 }
 
@@ -196,31 +154,19 @@ fn esprit_figures(dir: &Path) -> Figures {
 
 fn strongswan_figures(dir: &Path) -> Figures {
     let (c, s) = namespaces("s");
-    c.exec(&["ip", "addr", "add", "10.8.0.1/32", "dev", "lo"]);
-    s.exec(&["ip", "addr", "add", "10.1.0.1/32", "dev", "lo"]);
-    let server = Charon::start(
-        &s,
-        &dir.join("charon-server"),
-        &swanctl(
-            "192.0.2.2",
-            "%any",
-            ("10.1.0.0/24", "10.8.0.0/24"),
-            ("server.lab.test", "client.lab.test"),
-            false,
-        ),
+    let (client, server) = strongswan::site_to_site(
+        dir,
+        (&c, "192.0.2.1"),
+        (&s, "192.0.2.2"),
+        PSK,
+        &SiteTuning {
+            connection: "",
+            client_child: "",
+            server_child: "",
+            charon: strongswan::DEFAULT_TIMERS,
+        },
     );
-    let client = Charon::start(
-        &c,
-        &dir.join("charon-client"),
-        &swanctl(
-            "192.0.2.1",
-            "192.0.2.2",
-            ("10.8.0.0/24", "10.1.0.0/24"),
-            ("client.lab.test", "server.lab.test"),
-            true,
-        ),
-    );
-    wait_for_tunnel(&c, &|| format!("{}\n{}", client.log(), server.log()));
+    wait_for_tunnel(&c, &|| strongswan::both_logs(&client, &server));
     measure(&c, &s)
 }
 

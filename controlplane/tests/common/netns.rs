@@ -4,8 +4,11 @@
 #![allow(dead_code)]
 
 use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 /// Whether this process may create namespaces; when not, a test prints why
 /// it skips, unless CI demands privileged tests.
@@ -111,4 +114,38 @@ pub fn veth(a: &NetNs, a_if: &str, a_addr: &str, b: &NetNs, b_if: &str, b_addr: 
     b.exec(&["ip", "addr", "add", b_addr, "dev", b_if]);
     a.exec(&["ip", "link", "set", a_if, "up"]);
     b.exec(&["ip", "link", "set", b_if, "up"]);
+}
+
+/// Sends `len` patterned bytes from `client` to `server_addr` (served in
+/// `server`), and checks they arrive intact.
+pub fn tcp_transfer(server: &NetNs, client: &NetNs, server_addr: &str, len: usize) {
+    let data: Vec<u8> = (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let expected = data.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let bind = server_addr.to_string();
+    let srv = server.run(move || {
+        let l = TcpListener::bind(&bind).expect("bind");
+        ready_tx.send(()).unwrap();
+        let (mut s, _) = l.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).expect("read");
+        got
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("server ready");
+    let to: SocketAddr = server_addr.parse().unwrap();
+    let cl = client.run(move || {
+        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))
+            .expect("connect through the tunnel");
+        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(&data).expect("send");
+    });
+    cl.join().expect("client");
+    let got = srv.join().expect("server");
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "TCP content differs");
 }

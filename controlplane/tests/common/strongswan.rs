@@ -13,6 +13,9 @@ use super::netns::NetNs;
 
 pub const CHARON: &str = "/usr/lib/ipsec/charon";
 
+/// IKE retransmission for the labs: 3 tries, 1 s apart at first.
+pub const DEFAULT_TIMERS: &str = "retransmit_tries = 3\n  retransmit_timeout = 1.0";
+
 /// Whether charon and its userspace ESP plugin are installed.
 pub fn available() -> bool {
     Path::new(CHARON).exists()
@@ -28,12 +31,7 @@ pub struct Charon {
 impl Charon {
     /// Writes the configs into `dir` and starts charon inside `ns`.
     pub fn start(ns: &NetNs, dir: &Path, swanctl_conf: &str) -> Charon {
-        Charon::start_tuned(
-            ns,
-            dir,
-            swanctl_conf,
-            "retransmit_tries = 3\n  retransmit_timeout = 1.0",
-        )
+        Charon::start_tuned(ns, dir, swanctl_conf, DEFAULT_TIMERS)
     }
 
     /// As [`Charon::start`], with `charon_settings` (lines of the `charon`
@@ -152,4 +150,143 @@ impl Drop for Charon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What differs between site-to-site labs: lines for the connection
+/// section (e.g. DPD), for each end's child section, and for charon's own
+/// section of strongswan.conf (timers).
+pub struct SiteTuning<'a> {
+    pub connection: &'a str,
+    pub client_child: &'a str,
+    pub server_child: &'a str,
+    pub charon: &'a str,
+}
+
+/// Two charons joined site to site, as the espritd labs join two espritd:
+/// the client (client.lab.test, 10.8.0.0/24, 10.8.0.1 on its loopback)
+/// starts the tunnel to the server (server.lab.test, 10.1.0.0/24,
+/// 10.1.0.1), AES-128-GCM and X25519, PSK `psk`. Returns (client, server).
+pub fn site_to_site(
+    dir: &Path,
+    client: (&NetNs, &str),
+    server: (&NetNs, &str),
+    psk: &str,
+    tuning: &SiteTuning<'_>,
+) -> (Charon, Charon) {
+    client
+        .0
+        .exec(&["ip", "addr", "add", "10.8.0.1/32", "dev", "lo"]);
+    server
+        .0
+        .exec(&["ip", "addr", "add", "10.1.0.1/32", "dev", "lo"]);
+    let conf = |local: &str, remote: &str, ts: (&str, &str), ids: (&str, &str), child: &str| {
+        format!(
+            r#"connections {{
+  lab {{
+    version = 2
+    local_addrs = {local}
+    remote_addrs = {remote}
+    proposals = aes128gcm16-prfsha256-x25519
+    {}
+    local {{
+      auth = psk
+      id = {}
+    }}
+    remote {{
+      auth = psk
+      id = {}
+    }}
+    children {{
+      net {{
+        local_ts = {}
+        remote_ts = {}
+        esp_proposals = aes128gcm16
+        {child}
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-lab {{
+    id-1 = client.lab.test
+    id-2 = server.lab.test
+    secret = "{psk}"
+  }}
+}}
+"#,
+            tuning.connection, ids.0, ids.1, ts.0, ts.1
+        )
+    };
+    let s = Charon::start_tuned(
+        server.0,
+        &dir.join("charon-server"),
+        &conf(
+            server.1,
+            "%any",
+            ("10.1.0.0/24", "10.8.0.0/24"),
+            ("server.lab.test", "client.lab.test"),
+            &format!("start_action = none\n        {}", tuning.server_child),
+        ),
+        tuning.charon,
+    );
+    let c = Charon::start_tuned(
+        client.0,
+        &dir.join("charon-client"),
+        &conf(
+            client.1,
+            server.1,
+            ("10.8.0.0/24", "10.1.0.0/24"),
+            ("client.lab.test", "server.lab.test"),
+            &format!("start_action = start\n        {}", tuning.client_child),
+        ),
+        tuning.charon,
+    );
+    (c, s)
+}
+
+/// Both charons' logs, for assertion messages.
+pub fn both_logs(client: &Charon, server: &Charon) -> String {
+    format!(
+        "--- client charon:\n{}\n--- server charon:\n{}",
+        client.log(),
+        server.log()
+    )
+}
+
+/// A road warrior (client.lab.test at 192.0.2.2) asking gw.lab.test at
+/// 192.0.2.1 for an inner address and 10.1.0.0/24.
+pub fn roadwarrior_swanctl(proposal: &str, esp: &str, psk: &str) -> String {
+    format!(
+        r#"connections {{
+  gw {{
+    version = 2
+    local_addrs = 192.0.2.2
+    remote_addrs = 192.0.2.1
+    proposals = {proposal}
+    vips = 0.0.0.0
+    local {{
+      auth = psk
+      id = client.lab.test
+    }}
+    remote {{
+      auth = psk
+      id = gw.lab.test
+    }}
+    children {{
+      net {{
+        remote_ts = 10.1.0.0/24
+        esp_proposals = {esp}
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-gw {{
+    id-1 = client.lab.test
+    id-2 = gw.lab.test
+    secret = "{psk}"
+  }}
+}}
+"#
+    )
 }
