@@ -11,7 +11,6 @@
 
 mod common;
 
-
 use common::daemon::Espritd;
 use common::netns::{privileged_or_skip, sh, NetNs};
 use common::strongswan::{self, Charon};
