@@ -18,7 +18,7 @@ use std::mem;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
-use super::l2::{L2Config, L2Outside, L2Stats, MacAddr, RxVerdict, SharedNeighbours};
+use super::l2::{L2Config, L2Outside, L2Stats, MacAddr, SharedNeighbours};
 use super::sys::{last_error, set_int_option, socket, with_context};
 use super::Port;
 use crate::packet::{Packet, PacketPool, BUF_CAPACITY, HEADROOM};
@@ -289,13 +289,8 @@ impl Port for AfPacketPort {
             };
             dst.copy_from_slice(f.data);
             p.set_received_len(f.data.len());
-            match l2.rx(&mut p, now) {
-                RxVerdict::Deliver => {
-                    out.push(p);
-                    n += 1;
-                }
-                RxVerdict::Reply => frames.push(p),
-                RxVerdict::Consumed | RxVerdict::Drop => pool.put(p),
+            if l2.rx_into(p, now, out, frames, pool) {
+                n += 1;
             }
         });
         self.l2.poll(now, &mut self.frames, pool);
@@ -310,14 +305,7 @@ impl Port for AfPacketPort {
     fn tx_burst(&mut self, pkts: &mut Vec<Packet>, pool: &mut PacketPool) -> io::Result<usize> {
         let now = Instant::now();
         let total = pkts.len();
-        let refused =
-            |s: L2Stats| s.tx_no_route + s.tx_too_big + s.tx_unsupported + s.tx_unresolved;
-        let before = refused(self.l2.stats());
-        for p in pkts.drain(..) {
-            self.l2.tx(p, now, &mut self.frames, pool);
-        }
-        self.l2.poll(now, &mut self.frames, pool);
-        let dropped_l2 = (refused(self.l2.stats()) - before) as usize;
+        let dropped_l2 = self.l2.tx_burst(pkts, now, &mut self.frames, pool);
         let queued = self.frames.len();
         let sent = self.send_frames(pool);
         let lost = queued - sent;

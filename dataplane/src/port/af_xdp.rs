@@ -26,7 +26,7 @@ pub use bpf::{XdpAttachment, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
 use ring::{MmapOffsets, Ring, XdpDesc};
 
 use super::af_packet::{if_index, if_mac};
-use super::l2::{L2Config, L2Outside, L2Stats, MacAddr, RxVerdict, SharedNeighbours};
+use super::l2::{L2Config, L2Outside, L2Stats, MacAddr, SharedNeighbours};
 use super::sys::{last_error, socket, with_context};
 use super::Port;
 use crate::packet::{Packet, PacketPool, BUF_CAPACITY, HEADROOM};
@@ -428,13 +428,8 @@ impl Port for AfXdpPort {
             };
             dst.copy_from_slice(src);
             p.set_received_len(len);
-            match l2.rx(&mut p, now) {
-                RxVerdict::Deliver => {
-                    out.push(p);
-                    n += 1;
-                }
-                RxVerdict::Reply => frames.push(p),
-                RxVerdict::Consumed | RxVerdict::Drop => pool.put(p),
+            if l2.rx_into(p, now, out, frames, pool) {
+                n += 1;
             }
         });
         if !self.refill.is_empty() {
@@ -451,14 +446,7 @@ impl Port for AfXdpPort {
     fn tx_burst(&mut self, pkts: &mut Vec<Packet>, pool: &mut PacketPool) -> io::Result<usize> {
         let now = Instant::now();
         let total = pkts.len();
-        let refused =
-            |s: L2Stats| s.tx_no_route + s.tx_too_big + s.tx_unsupported + s.tx_unresolved;
-        let before = refused(self.l2.stats());
-        for p in pkts.drain(..) {
-            self.l2.tx(p, now, &mut self.frames, pool);
-        }
-        self.l2.poll(now, &mut self.frames, pool);
-        let dropped_l2 = (refused(self.l2.stats()) - before) as usize;
+        let dropped_l2 = self.l2.tx_burst(pkts, now, &mut self.frames, pool);
         let framed = self.frames.len();
         let sent = self.send_frames(pool);
         Ok(total.saturating_sub(dropped_l2 + (framed - sent)))

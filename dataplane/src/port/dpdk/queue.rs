@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::eal::{Eal, MbufPool};
 use super::DpdkError;
 use crate::packet::{BufferSource, ExternalBuffer, Lender, Packet, PacketPool, BUF_CAPACITY};
-use crate::port::l2::{L2Config, L2Outside, L2Stats, MacAddr, RxVerdict, SharedNeighbours};
+use crate::port::l2::{L2Config, L2Outside, L2Stats, MacAddr, SharedNeighbours};
 use crate::port::Port;
 
 /// Packets per rx/tx burst call.
@@ -438,14 +438,9 @@ impl Port for DpdkPort {
         let mut frames = std::mem::take(&mut self.frames);
         let mut n = 0;
         if let Some(l2) = self.l2.as_mut() {
-            for mut p in got.drain(..) {
-                match l2.rx(&mut p, now) {
-                    RxVerdict::Deliver => {
-                        out.push(p);
-                        n += 1;
-                    }
-                    RxVerdict::Reply => frames.push(p),
-                    RxVerdict::Consumed | RxVerdict::Drop => pool.put(p),
+            for p in got.drain(..) {
+                if l2.rx_into(p, now, out, &mut frames, pool) {
+                    n += 1;
                 }
             }
             l2.poll(now, &mut frames, pool);
@@ -468,15 +463,8 @@ impl Port for DpdkPort {
         };
         let now = Instant::now();
         let total = pkts.len();
-        let refused =
-            |s: L2Stats| s.tx_no_route + s.tx_too_big + s.tx_unsupported + s.tx_unresolved;
-        let before = refused(l2.stats());
         let mut frames = std::mem::take(&mut self.frames);
-        for p in pkts.drain(..) {
-            l2.tx(p, now, &mut frames, pool);
-        }
-        l2.poll(now, &mut frames, pool);
-        let dropped_l2 = (refused(l2.stats()) - before) as usize;
+        let dropped_l2 = l2.tx_burst(pkts, now, &mut frames, pool);
         let queued = frames.len();
         let sent = self.tx_frames(&mut frames, pool);
         self.frames = frames;

@@ -258,6 +258,48 @@ impl L2Outside {
         self.held.len()
     }
 
+    /// Sorts one received frame the way every L2 port does: delivered
+    /// packets go to `out` (returns true), replies such as ARP answers to
+    /// `frames` for the wire, everything else back to `pool`.
+    pub fn rx_into(
+        &mut self,
+        mut pkt: Packet,
+        now: Instant,
+        out: &mut Vec<Packet>,
+        frames: &mut Vec<Packet>,
+        pool: &mut PacketPool,
+    ) -> bool {
+        match self.rx(&mut pkt, now) {
+            RxVerdict::Deliver => {
+                out.push(pkt);
+                return true;
+            }
+            RxVerdict::Reply => frames.push(pkt),
+            RxVerdict::Consumed | RxVerdict::Drop => pool.put(pkt),
+        }
+        false
+    }
+
+    /// Frames a worker's whole burst into `frames` (then runs `poll`) and
+    /// returns how many packets L2 refused or gave up on; the port counts
+    /// the rest as handed over, less what the wire did not take.
+    pub fn tx_burst(
+        &mut self,
+        pkts: &mut Vec<Packet>,
+        now: Instant,
+        frames: &mut Vec<Packet>,
+        pool: &mut PacketPool,
+    ) -> usize {
+        let refused =
+            |s: L2Stats| s.tx_no_route + s.tx_too_big + s.tx_unsupported + s.tx_unresolved;
+        let before = refused(self.stats);
+        for p in pkts.drain(..) {
+            self.tx(p, now, frames, pool);
+        }
+        self.poll(now, frames, pool);
+        (refused(self.stats) - before) as usize
+    }
+
     /// Classifies a received frame and rewrites `pkt` per the verdict.
     pub fn rx(&mut self, pkt: &mut Packet, now: Instant) -> RxVerdict {
         let Some(eth) = EthernetHeader::parse(pkt.data()) else {
