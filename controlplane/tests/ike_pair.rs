@@ -368,6 +368,9 @@ fn handshake_establishes_matching_child_sas_with_a_leased_address() {
     // Two round trips, nothing retransmitted.
     assert_eq!(p.wire.len(), 4);
     assert_eq!(p.server.ep.half_open_count(), 0);
+    // AUTH is done: neither end keeps nonces, init messages or SK_p.
+    assert_eq!(p.client.ep.holding_handshake(), 0);
+    assert_eq!(p.server.ep.holding_handshake(), 0);
     assert!(format!("{c:?}").contains("Secret(<20 bytes>)"));
     // The status view for the control socket.
     let st: Vec<IkeSaStatus> = p.server.ep.ike_sas().collect();

@@ -68,11 +68,11 @@ fn any_v4() -> TrafficSelector {
 impl IkeSa {
     fn psk_auth_for(&self, initiator_side: bool, id: &Identification) -> Option<Authentication> {
         let suite = self.suite?;
-        let keys = self.keys.as_ref()?;
+        let hs = self.handshake();
         let (msg, nonce, sk_p) = if initiator_side {
-            (&self.init_req, &self.nr, &keys.sk_pi)
+            (&hs.init_req, &hs.nr, hs.sk_pi.as_ref()?)
         } else {
-            (&self.init_resp, &self.ni, &keys.sk_pr)
+            (&hs.init_resp, &hs.ni, hs.sk_pr.as_ref()?)
         };
         let octets = signed_octets(suite.prf, msg, nonce, sk_p, &id.body());
         Some(Authentication {
@@ -89,7 +89,8 @@ impl IkeSa {
         id: &Identification,
         auth: &Authentication,
     ) -> bool {
-        let (Some(suite), Some(keys)) = (self.suite, self.keys.as_ref()) else {
+        let hs = self.handshake();
+        let Some(suite) = self.suite else {
             return false;
         };
         if auth.method != AuthMethod::SHARED_KEY_MIC {
@@ -100,10 +101,10 @@ impl IkeSa {
                 return false;
             }
         }
-        let (msg, nonce, sk_p) = if peer_is_initiator {
-            (&self.init_req, &self.nr, &keys.sk_pi)
-        } else {
-            (&self.init_resp, &self.ni, &keys.sk_pr)
+        let (msg, nonce, sk_p) = match (peer_is_initiator, &hs.sk_pi, &hs.sk_pr) {
+            (true, Some(sk_pi), _) => (&hs.init_req, &hs.nr, sk_pi),
+            (false, _, Some(sk_pr)) => (&hs.init_resp, &hs.ni, sk_pr),
+            _ => return false,
         };
         let octets = signed_octets(suite.prf, msg, nonce, sk_p, &id.body());
         verify_psk_auth(suite.prf, &self.policy.psk, &octets, &auth.data)
@@ -237,7 +238,7 @@ impl IkeSa {
                 attributes: attrs,
             }));
         }
-        let (ni, nr) = (self.ni.clone(), self.nr.clone());
+        let (ni, nr) = (self.handshake().ni.clone(), self.handshake().nr.clone());
         let local = self.policy.local_ts.clone();
         // §1.2: a KE can't come with IKE_AUTH; DH transforms are ignored there.
         let mut child =
@@ -247,8 +248,8 @@ impl IkeSa {
     }
 
     fn child_keys(&self, key_len: usize) -> Option<ChildKeys> {
-        let (suite, keys) = (self.suite?, self.keys.as_ref()?);
-        ChildKeys::derive(suite.prf, &keys.sk_d, None, &self.ni, &self.nr, key_len).ok()
+        let (suite, sk_d, hs) = (self.suite?, self.sk_d.as_ref()?, self.handshake());
+        ChildKeys::derive(suite.prf, sk_d, None, &hs.ni, &hs.nr, key_len).ok()
     }
 
     /// Initiator.
@@ -297,20 +298,11 @@ impl IkeSa {
         self.forget_handshake();
     }
 
-    /// Authenticated, first CHILD SA keyed: the IKE_SA_INIT messages and
-    /// nonces have served (AUTH, SKEYSEED, the first KEYMAT). A gateway
-    /// holding 100,000 IKE SAs keeps about 1 KiB less for each.
+    /// Authenticated, first CHILD SA keyed: the IKE_SA_INIT messages,
+    /// nonces and SK_p keys have served (AUTH, SKEYSEED, the first KEYMAT).
+    /// A gateway holding 100,000 IKE SAs keeps about 1 KiB less for each.
     fn forget_handshake(&mut self) {
-        self.init_req = Vec::new();
-        self.init_resp = Vec::new();
-        self.ni = Vec::new();
-        self.nr = Vec::new();
-        // SK_pi and SK_pr only sign AUTH (2.15); an IKE SA rekey derives
-        // from SK_d. Dropping a Secret zeroizes it.
-        if let Some(k) = self.keys.as_mut() {
-            k.sk_pi = crate::ike::crypto::Secret::new(Vec::new());
-            k.sk_pr = crate::ike::crypto::Secret::new(Vec::new());
-        }
+        self.hs = None;
     }
 
     fn initiator_child(

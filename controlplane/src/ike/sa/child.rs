@@ -69,8 +69,8 @@ impl IkeSa {
         nr: &[u8],
         key_len: usize,
     ) -> Option<ChildKeys> {
-        let (suite, keys) = (self.suite?, self.keys.as_ref()?);
-        ChildKeys::derive(suite.prf, &keys.sk_d, g_ir, ni, nr, key_len).ok()
+        let (suite, sk_d) = (self.suite?, self.sk_d.as_ref()?);
+        ChildKeys::derive(suite.prf, sk_d, g_ir, ni, nr, key_len).ok()
     }
 
     /// Responder: choose, narrow, allocate, derive; returns [SA, KE?, TSi, TSr].

@@ -418,6 +418,12 @@ impl IkeEndpoint {
         self.sas.get(&id.0).and_then(|sa| sa.status())
     }
 
+    /// How many IKE SAs still hold handshake material (nonces, the
+    /// IKE_SA_INIT messages, SK_p): only those not yet authenticated should.
+    pub fn holding_handshake(&self) -> usize {
+        self.sas.values().filter(|sa| sa.hs.is_some()).count()
+    }
+
     pub fn ike_sa_count(&self) -> usize {
         self.sas.len()
     }

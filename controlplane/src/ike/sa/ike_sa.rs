@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::io::Io;
 use super::proposal::IkeSuite;
 use super::{Event, IkeSaEnd, IkeSaId, Policy};
-use crate::ike::crypto::{DhPrivate, IkeSaKeys, SkCipher};
+use crate::ike::crypto::{DhPrivate, Secret, SkCipher};
 use crate::ike::wire::{ExchangeType, Flags, Header, Payload, NON_ESP_MARKER};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +59,34 @@ pub(crate) struct ChildRef {
     pub replaced: bool,
 }
 
+/// The nonces, IKE_SA_INIT messages and SK_p keys: AUTH signs them
+/// (§2.15) and the first CHILD SA's KEYMAT uses the nonces (§2.17); after
+/// that nothing does, and a gateway holding 100,000 IKE SAs should not
+/// keep them. Dropping the box zeroizes SK_pi and SK_pr.
+#[derive(Default)]
+pub(crate) struct Handshake {
+    pub ni: Vec<u8>,
+    pub nr: Vec<u8>,
+    /// The IKE_SA_INIT messages as sent, signed by AUTH (§2.15).
+    pub init_req: Vec<u8>,
+    pub init_resp: Vec<u8>,
+    /// Initiator: the responder's COOKIE, echoed in the retried request.
+    pub cookie: Option<Vec<u8>>,
+    pub sk_pi: Option<Secret>,
+    pub sk_pr: Option<Secret>,
+}
+
+/// What an IKE SA past its handshake reads: nothing.
+static NO_HANDSHAKE: Handshake = Handshake {
+    ni: Vec::new(),
+    nr: Vec::new(),
+    init_req: Vec::new(),
+    init_resp: Vec::new(),
+    cookie: None,
+    sk_pi: None,
+    sk_pr: None,
+};
+
 pub(crate) struct IkeSa {
     pub initiator: bool,
     pub spi_i: u64,
@@ -72,13 +100,12 @@ pub(crate) struct IkeSa {
     /// Boxed, as the other rarely set fields below: a gateway holds one
     /// IkeSa per client, and each inline byte counts 100,000 times.
     pub dh: Option<Box<DhPrivate>>,
-    pub ni: Vec<u8>,
-    pub nr: Vec<u8>,
-    /// The IKE_SA_INIT messages as sent, signed by AUTH (§2.15).
-    pub init_req: Vec<u8>,
-    pub init_resp: Vec<u8>,
-    pub cookie: Option<Vec<u8>>,
-    pub keys: Option<IkeSaKeys>,
+    /// What only the handshake needs; dropped once the first CHILD SA is
+    /// keyed. Read it through [`IkeSa::handshake`], write through `hs()`.
+    pub hs: Option<Box<Handshake>>,
+    /// SK_d, from which every later key of this IKE SA derives (§2.17,
+    /// §2.18); the PRF is `suite`'s.
+    pub sk_d: Option<Secret>,
     pub tx: Option<SkCipher>,
     pub rx: Option<SkCipher>,
     /// IV counter of our SK payloads: unique per key (RFC 5282 §3.1).
@@ -140,12 +167,8 @@ impl IkeSa {
             policy,
             suite: None,
             dh: None,
-            ni: Vec::new(),
-            nr: Vec::new(),
-            init_req: Vec::new(),
-            init_resp: Vec::new(),
-            cookie: None,
-            keys: None,
+            hs: None,
+            sk_d: None,
             tx: None,
             rx: None,
             iv: 0,
@@ -169,6 +192,16 @@ impl IkeSa {
             half_open_key: None,
             expires: None,
         }
+    }
+
+    /// The handshake's material, empty once it is forgotten.
+    pub fn handshake(&self) -> &Handshake {
+        self.hs.as_deref().unwrap_or(&NO_HANDSHAKE)
+    }
+
+    /// The handshake's material, to fill in during IKE_SA_INIT.
+    pub fn hs(&mut self) -> &mut Handshake {
+        self.hs.get_or_insert_with(Box::default)
     }
 
     pub fn id(&self) -> IkeSaId {

@@ -94,7 +94,7 @@ impl IkeSa {
         let group = *policy.ike_groups.first()?;
         let mut sa = IkeSa::new(true, local, remote, policy);
         sa.spi_i = io.random_spi();
-        sa.ni = io.nonce();
+        sa.hs().ni = io.nonce();
         sa.dh = Some(Box::new(DhPrivate::generate(group, io.rng.as_mut())));
         sa.send_init(io, now);
         Some(sa)
@@ -103,7 +103,7 @@ impl IkeSa {
     fn send_init(&mut self, io: &mut Io, now: Instant) {
         let Some(dh) = &self.dh else { return };
         let mut payloads = Vec::new();
-        if let Some(c) = &self.cookie {
+        if let Some(c) = &self.handshake().cookie {
             payloads.push(Payload::Notify(Notify::new(NotifyType::COOKIE, c.clone())));
         }
         payloads.push(Payload::Sa(ike_offer(&self.policy)));
@@ -111,15 +111,15 @@ impl IkeSa {
             group: dh.group().id(),
             data: dh.public(),
         }));
-        payloads.push(Payload::Nonce(Nonce(self.ni.clone())));
+        payloads.push(Payload::Nonce(Nonce(self.handshake().ni.clone())));
         payloads.extend(natd(self.spi_i, 0, self.local, self.remote));
         let mut m = Message {
             header: self.header(ExchangeType::IKE_SA_INIT, false, 0),
             payloads,
         };
-        self.init_req = m.emit();
+        let bytes = m.emit();
+        self.hs().init_req = bytes.clone();
         self.next_request_id = 1;
-        let bytes = self.init_req.clone();
         self.send_request_bytes(io, now, 0, RequestKind::Init, bytes);
     }
 
@@ -151,8 +151,8 @@ impl IkeSa {
             return;
         }
         if let Some(n) = m.notify(NotifyType::COOKIE) {
-            if self.cookie.is_none() && !n.data.is_empty() && n.data.len() <= 64 {
-                self.cookie = Some(n.data.clone());
+            if self.handshake().cookie.is_none() && !n.data.is_empty() && n.data.len() <= 64 {
+                self.hs().cookie = Some(n.data.clone());
                 self.pending = None;
                 self.send_init(io, now);
             }
@@ -181,8 +181,8 @@ impl IkeSa {
             return self.fail(io, IkeSaEnd::LocalError("invalid responder KE"));
         };
         self.spi_r = m.header.spi_r;
-        self.nr = nr.0.clone();
-        self.init_resp = raw.to_vec();
+        self.hs().nr = nr.0.clone();
+        self.hs().init_resp = raw.to_vec();
         if !self.derive_keys(suite, &g_ir) {
             return self.fail(io, IkeSaEnd::LocalError("key derivation failed"));
         }
@@ -203,12 +203,13 @@ impl IkeSa {
         suite: IkeSuite,
         g_ir: &crate::ike::crypto::Secret,
     ) -> bool {
-        let seed = skeyseed(suite.prf, &self.ni, &self.nr, g_ir);
+        let hs = self.handshake();
+        let seed = skeyseed(suite.prf, &hs.ni, &hs.nr, g_ir);
         let Ok(keys) = IkeSaKeys::derive(
             suite.prf,
             &seed,
-            &self.ni,
-            &self.nr,
+            &hs.ni,
+            &hs.nr,
             self.spi_i,
             self.spi_r,
             usize::from(suite.encr_bits / 8),
@@ -225,7 +226,10 @@ impl IkeSa {
         };
         self.tx = Some(tx);
         self.rx = Some(rx);
-        self.keys = Some(keys);
+        self.sk_d = Some(keys.sk_d);
+        let hs = self.hs();
+        hs.sk_pi = Some(keys.sk_pi);
+        hs.sk_pr = Some(keys.sk_pr);
         self.suite = Some(suite);
         true
     }

@@ -153,9 +153,10 @@ pub(crate) fn on_init_request(
     let mut s = IkeSa::new(false, local, remote, policy.clone());
     s.spi_i = m.header.spi_i;
     s.spi_r = io.random_spi();
-    s.ni = ni.0.clone();
-    s.nr = io.nonce();
-    s.init_req = raw.to_vec();
+    let hs = s.hs();
+    hs.ni = ni.0.clone();
+    hs.nr = io.nonce();
+    hs.init_req = raw.to_vec();
     s.nat_detected = nat_between(m, local, remote);
     if !s.derive_keys(suite, &g_ir) {
         return InitOutcome::Dropped;
@@ -168,18 +169,18 @@ pub(crate) fn on_init_request(
             group: suite.group.id(),
             data: dh.public(),
         }),
-        Payload::Nonce(Nonce(s.nr.clone())),
+        Payload::Nonce(Nonce(s.handshake().nr.clone())),
     ];
     payloads.extend(natd(s.spi_i, s.spi_r, local, remote));
     let mut resp = Message {
         header: s.header(ExchangeType::IKE_SA_INIT, true, 0),
         payloads,
     };
-    s.init_resp = resp.emit();
+    s.hs().init_resp = resp.emit();
     s.next_peer_request_id = 1;
     s.next_request_id = 0;
     // Cached with the marker when IKE_SA_INIT came to 4500 (§2.23 allows it).
-    let d = s.datagram(&s.init_resp);
+    let d = s.datagram(&s.handshake().init_resp);
     io.transmits.push_back(super::Transmit {
         local,
         remote,

@@ -39,8 +39,8 @@ impl IkeSa {
         ni: &[u8],
         nr: &[u8],
     ) -> Option<IkeSa> {
-        let (old_suite, old_keys) = (self.suite?, self.keys.as_ref()?);
-        let seed = skeyseed_rekey(old_suite.prf, &old_keys.sk_d, g_ir, ni, nr);
+        let (old_suite, old_sk_d) = (self.suite?, self.sk_d.as_ref()?);
+        let seed = skeyseed_rekey(old_suite.prf, old_sk_d, g_ir, ni, nr);
         let keys = IkeSaKeys::derive(
             suite.prf,
             &seed,
@@ -63,11 +63,10 @@ impl IkeSa {
         n.nat_detected = self.nat_detected;
         n.state = State::Established;
         n.suite = Some(suite);
-        n.keys = Some(keys);
+        // A rekeyed IKE SA signs no AUTH: SK_d is all it keeps (§2.18).
+        n.sk_d = Some(keys.sk_d);
         n.tx = Some(tx);
         n.rx = Some(rx);
-        n.ni = ni.to_vec();
-        n.nr = nr.to_vec();
         n.children = std::mem::take(&mut self.children);
         n.virtual_ip = self.virtual_ip.take();
         n.leased_ip = self.leased_ip.take();
