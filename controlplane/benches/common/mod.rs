@@ -1,4 +1,5 @@
-//! What the IKE benches share: a permissive PSK policy and an endpoint.
+//! What the IKE benches (and the in-process driver test) share: a
+//! permissive PSK policy, an endpoint, and a concentrator's config.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -35,5 +36,45 @@ pub fn endpoint(seed: u64, first_spi: u32) -> IkeEndpoint {
     IkeEndpoint::new(
         Box::new(rand::rngs::StdRng::seed_from_u64(seed)),
         Box::new(SequentialSpis::starting_at(first_spi)),
+    )
+}
+
+/// A concentrator whose outside port owns its interface (IKE comes through
+/// the workers, so an `InProcessGateway` can run it), with one responder
+/// peer for clients made by [`policy`]; `ike` and `peer` add lines to those
+/// sections.
+#[allow(dead_code)] // not every bench runs a whole gateway
+pub fn gateway_config(ike: &str, peer: &str) -> String {
+    format!(
+        r#"
+[gateway]
+outside = ["203.0.113.1:4500"]
+
+[dataplane]
+workers = 1
+port = "af_packet"
+
+[dataplane.outside]
+interface = "bench0"
+address = "203.0.113.1/24"
+gateway = "203.0.113.254"
+
+[dataplane.inside]
+name = "esprit0"
+addresses = ["10.1.0.1/16"]
+
+[ike]
+local_id = "gw.test"
+{ike}
+
+[[peer]]
+name = "clients"
+role = "responder"
+remote_id = "any"
+psk = "bench psk"
+local_ts = ["0.0.0.0/0"]
+pool = "10.128.0.0/10"
+{peer}
+"#
     )
 }

@@ -64,11 +64,12 @@ pub fn prefixes(ts: &TrafficSelector) -> Vec<IpPrefix> {
     }
 }
 
-/// A live tunnel's routes and inbound SAs.
+/// A live tunnel's routes and inbound SAs. Boxed slices, not vectors: a
+/// gateway books one per client and they change only at rekeys.
 #[derive(Default)]
 struct Booked {
-    routes: Vec<IpPrefix>,
-    inbound: Vec<u32>,
+    routes: Box<[IpPrefix]>,
+    inbound: Box<[u32]>,
 }
 
 /// Which data-plane tunnel each negotiated CHILD SA lineage uses.
@@ -201,12 +202,12 @@ impl TunnelBook {
         t.install_inbound(Arc::new(inbound));
         self.by_inbound.insert(c.inbound_spi, tunnel);
         let booked = self.tunnels.entry(tunnel).or_default();
-        booked.inbound.push(c.inbound_spi);
+        booked.inbound = [&booked.inbound[..], &[c.inbound_spi]].concat().into();
         if rekeyed.is_none() {
             for p in &remote {
                 t.routes.insert(*p, tunnel);
             }
-            booked.routes = remote;
+            booked.routes = remote.into();
             if hold {
                 t.set_holding(tunnel, true);
             }
@@ -226,7 +227,12 @@ impl TunnelBook {
         let tunnel = self.by_inbound.remove(&inbound_spi)?;
         t.remove_inbound(inbound_spi);
         let last = self.tunnels.get_mut(&tunnel).is_none_or(|b| {
-            b.inbound.retain(|s| *s != inbound_spi);
+            b.inbound = b
+                .inbound
+                .iter()
+                .copied()
+                .filter(|s| *s != inbound_spi)
+                .collect();
             b.inbound.is_empty()
         });
         let current = t.outbound_sa(tunnel).map(|sa| sa.spi);

@@ -8,7 +8,7 @@
 //! workers too, with a zero marker the port prepended and `local_port` 500
 //! (`dataplane::port::l2::outside`), and leaves through them from port 500.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
@@ -63,7 +63,7 @@ impl Lifetimes {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     RekeyChild {
         inbound_spi: u32,
@@ -106,10 +106,11 @@ pub struct IkeDriver {
     book: TunnelBook,
     workers: usize,
     initiators: Vec<Initiator>,
-    peers_of: HashMap<IkeSaId, String>,
+    /// Our initiator SAs' peer names (shared, not a string per SA).
+    peers_of: HashMap<IkeSaId, Arc<str>>,
     lifetimes: HashMap<String, Lifetimes>,
     /// The responder peer's name, for SAs we did not start.
-    responder: Option<String>,
+    responder: Option<Arc<str>>,
     /// Which IKE SA a CHILD SA (by inbound SPI) belongs to now.
     child_owner: HashMap<u32, IkeSaId>,
     /// Peers we keep NAT mappings open to (our ESP-in-UDP tunnels).
@@ -117,7 +118,9 @@ pub struct IkeDriver {
     nat_keepalive: Duration,
     /// Established IKE SAs, to delete on shutdown.
     established: std::collections::HashSet<IkeSaId>,
-    timers: BTreeMap<Instant, Vec<Timer>>,
+    /// Lifetime rekeys and keepalives by deadline: one set entry each (a
+    /// gateway has two per tunnel, so no vector per deadline).
+    timers: BTreeSet<(Instant, Timer)>,
     /// esprit's epochs on negotiated tunnels (docs/ping.md).
     epochs: Epochs,
     epoch_settings: HashMap<String, Arc<EpochSettings>>,
@@ -217,12 +220,12 @@ impl IkeDriver {
             initiators,
             peers_of: HashMap::new(),
             lifetimes,
-            responder: responders.first().map(|r| r.name.clone()),
+            responder: responders.first().map(|r| Arc::from(r.name.as_str())),
             child_owner: HashMap::new(),
             established: Default::default(),
             keepalive_to: HashMap::new(),
             nat_keepalive: cfg.ike.nat_keepalive,
-            timers: BTreeMap::new(),
+            timers: BTreeSet::new(),
             epochs: Epochs::new(Instant::now()),
             epoch_settings: cfg
                 .peers
@@ -251,7 +254,7 @@ impl IkeDriver {
             .initiators
             .iter()
             .filter_map(|i| i.retry_at)
-            .chain(self.timers.keys().next().copied())
+            .chain(self.timers.first().map(|(at, _)| *at))
             .chain(self.epochs.next_timeout())
             .min();
         match (self.endpoint.next_timeout(), retry) {
@@ -318,7 +321,7 @@ impl IkeDriver {
                 match i.sa {
                     Some(id) => {
                         tracing::info!(peer = %i.name, remote = %i.remote, "initiating IKE SA");
-                        self.peers_of.insert(id, i.name.clone());
+                        self.peers_of.insert(id, Arc::from(i.name.as_str()));
                     }
                     None => i.retry_at = Some(now + RECONNECT_AFTER),
                 }
@@ -365,7 +368,7 @@ impl IkeDriver {
                     .peers_of
                     .get(&st.id)
                     .or(self.responder.as_ref())
-                    .cloned();
+                    .map(|n| n.to_string());
                 let epochs: Vec<serde_json::Value> = self
                     .epochs
                     .tunnels_of(st.id)
@@ -451,7 +454,7 @@ impl IkeDriver {
         let ids: Vec<IkeSaId> = self
             .peers_of
             .iter()
-            .filter(|(_, n)| n.as_str() == name)
+            .filter(|(_, n)| &***n == name)
             .map(|(id, _)| *id)
             .chain(
                 self.responder
@@ -497,7 +500,7 @@ impl IkeDriver {
                     .accept(policy(r, &cfg.ike.retransmit), address_pool(r));
                 self.endpoint
                     .set_cookie_threshold(cfg.ike.cookie_threshold as usize);
-                self.responder = Some(r.name.clone());
+                self.responder = Some(Arc::from(r.name.as_str()));
             }
         }
         self.endpoint
@@ -590,7 +593,7 @@ impl IkeDriver {
         };
         let settings = peer
             .as_ref()
-            .and_then(|p| self.epoch_settings.get(p))
+            .and_then(|p| self.epoch_settings.get(&**p))
             .cloned();
         let ours = c.replaces.filter(|old| self.started_rekeys.remove(old));
         let Some(settings) = settings.filter(|s| s.mode == Mode::EspPing) else {
@@ -623,7 +626,7 @@ impl IkeDriver {
         let ignore = self
             .peers_of
             .get(&id)
-            .and_then(|p| self.epoch_settings.get(p))
+            .and_then(|p| self.epoch_settings.get(&**p))
             .is_some_and(|s| s.ignore_peer_rekey);
         if ignore {
             self.endpoint.refuse_peer_child_rekeys(id, true);
@@ -735,7 +738,7 @@ impl IkeDriver {
                     if let Some(i) = self
                         .initiators
                         .iter_mut()
-                        .find(|i| Some(&i.name) == peer.as_ref())
+                        .find(|i| Some(i.name.as_str()) == peer.as_deref())
                     {
                         i.sa = None;
                         i.retry_at = Some(now);
@@ -769,52 +772,51 @@ impl IkeDriver {
 
     /// Starts the rekeys that are due.
     fn fire_timers(&mut self, now: Instant) {
-        while let Some(entry) = self.timers.first_entry() {
-            if *entry.key() > now {
+        while let Some(&(at, t)) = self.timers.first() {
+            if at > now {
                 break;
             }
-            for t in entry.remove() {
-                match t {
-                    Timer::RekeyChild { inbound_spi } => {
-                        let Some(ike) = self.child_owner.get(&inbound_spi).copied() else {
-                            continue; // gone or already replaced
-                        };
-                        if self.replaced_children.contains(&inbound_spi) {
-                            continue;
-                        }
-                        let started = self.endpoint.rekey_child_sa(now, ike, inbound_spi);
-                        if started {
-                            self.started_rekeys.insert(inbound_spi);
-                        } else if self.endpoint.ike_sa(ike).is_some() {
-                            // Another exchange of this IKE SA is under way
-                            // (one CREATE_CHILD_SA at a time): try again soon.
-                            self.arm(now + REKEY_RETRY, Timer::RekeyChild { inbound_spi });
-                        }
-                        tracing::info!(
-                            inbound_spi = format_args!("{:#010x}", inbound_spi),
-                            started,
-                            "CHILD SA rekey (lifetime)"
-                        );
+            self.timers.pop_first();
+            match t {
+                Timer::RekeyChild { inbound_spi } => {
+                    let Some(ike) = self.child_owner.get(&inbound_spi).copied() else {
+                        continue; // gone or already replaced
+                    };
+                    if self.replaced_children.contains(&inbound_spi) {
+                        continue;
                     }
-                    Timer::Keepalive { ike } => {
-                        let Some(peer) = self.keepalive_to.get(&ike).copied() else {
-                            continue; // the IKE SA is gone
-                        };
-                        self.send(Transmit {
-                            local: self.local_natt,
-                            remote: peer,
-                            payload: vec![0xff],
-                        });
-                        self.arm(now + self.nat_keepalive, Timer::Keepalive { ike });
+                    let started = self.endpoint.rekey_child_sa(now, ike, inbound_spi);
+                    if started {
+                        self.started_rekeys.insert(inbound_spi);
+                    } else if self.endpoint.ike_sa(ike).is_some() {
+                        // Another exchange of this IKE SA is under way
+                        // (one CREATE_CHILD_SA at a time): try again soon.
+                        self.arm(now + REKEY_RETRY, Timer::RekeyChild { inbound_spi });
                     }
-                    Timer::RekeyIke { ike } => {
-                        let started = self.endpoint.rekey_ike_sa(now, ike);
-                        tracing::info!(
-                            ike_sa = format_args!("{:016x}", ike.0),
-                            started,
-                            "IKE SA rekey (lifetime)"
-                        );
-                    }
+                    tracing::info!(
+                        inbound_spi = format_args!("{:#010x}", inbound_spi),
+                        started,
+                        "CHILD SA rekey (lifetime)"
+                    );
+                }
+                Timer::Keepalive { ike } => {
+                    let Some(peer) = self.keepalive_to.get(&ike).copied() else {
+                        continue; // the IKE SA is gone
+                    };
+                    self.send(Transmit {
+                        local: self.local_natt,
+                        remote: peer,
+                        payload: vec![0xff],
+                    });
+                    self.arm(now + self.nat_keepalive, Timer::Keepalive { ike });
+                }
+                Timer::RekeyIke { ike } => {
+                    let started = self.endpoint.rekey_ike_sa(now, ike);
+                    tracing::info!(
+                        ike_sa = format_args!("{:016x}", ike.0),
+                        started,
+                        "IKE SA rekey (lifetime)"
+                    );
                 }
             }
         }
@@ -822,11 +824,11 @@ impl IkeDriver {
 
     fn lifetimes_of(&self, ike: IkeSaId) -> Option<Lifetimes> {
         let name = self.peers_of.get(&ike).or(self.responder.as_ref())?;
-        self.lifetimes.get(name).copied()
+        self.lifetimes.get(&**name).copied()
     }
 
     fn arm(&mut self, at: Instant, t: Timer) {
-        self.timers.entry(at).or_default().push(t);
+        self.timers.insert((at, t));
     }
 
     fn send(&mut self, t: Transmit) {
@@ -963,8 +965,11 @@ impl IkeDriver {
                     self.keepalive_to.insert(new, peer);
                     self.arm(now + self.nat_keepalive, Timer::Keepalive { ike: new });
                 }
-                for owner in self.child_owner.values_mut() {
-                    if *owner == old {
+                // The new IKE SA took over the old one's CHILD SAs (2.8):
+                // look at those, not at every tunnel's.
+                let moved = self.endpoint.ike_sa(new).map(|s| s.children);
+                for (inbound_spi, _) in moved.unwrap_or_default() {
+                    if let Some(owner) = self.child_owner.get_mut(&inbound_spi) {
                         *owner = new;
                     }
                 }

@@ -35,7 +35,7 @@ pub struct EpochTunnel {
     pub machine: Tunnel,
     /// The IKE SA its CHILD SAs belong to now.
     pub ike: IkeSaId,
-    pub peer: Option<String>,
+    pub peer: Option<Arc<str>>,
     /// Outbound SAs not yet carrying data (epochs being probed; rarely
     /// more than one, so a list).
     pub held: HeldSas,
@@ -110,7 +110,7 @@ impl Epochs {
         role: Role,
         settings: Arc<Settings>,
         ike: IkeSaId,
-        peer: Option<String>,
+        peer: Option<Arc<str>>,
         now: Instant,
     ) -> &mut EpochTunnel {
         let e = self.tunnels.entry(tunnel).or_insert_with(|| {

@@ -4,11 +4,13 @@
 mod child_install;
 mod driver;
 mod epochs;
+mod in_process;
 mod policy;
 mod spi_slots;
 
 pub use child_install::{prefixes, TunnelBook};
 pub use driver::{DriverStats, IkeDriver};
 pub use epochs::Epochs;
+pub use in_process::InProcessGateway;
 pub use policy::{address_pool, policy};
 pub use spi_slots::SpiSlots;

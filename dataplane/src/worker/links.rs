@@ -12,7 +12,7 @@ use crossbeam_queue::ArrayQueue;
 use crate::packet::Packet;
 use crate::sa::WorkerId;
 
-type Queue = Arc<ArrayQueue<Packet>>;
+pub type Queue = Arc<ArrayQueue<Packet>>;
 
 /// One worker's ends of the hand-off queues.
 pub struct Handoff {

@@ -10,7 +10,7 @@
 mod links;
 mod stats;
 
-pub use links::{handoff_mesh, ControlLink, Handoff, SealRequest};
+pub use links::{handoff_mesh, ControlLink, Handoff, Queue, SealRequest};
 pub use stats::{Counter, StatsSnapshot, WorkerStats};
 
 use std::collections::{HashMap, VecDeque};

@@ -1,0 +1,99 @@
+//! A gateway's IKE driver run in process, its outside port played by the
+//! caller: datagrams go in through the control link the way a worker hands
+//! them over, and what the driver sends comes back out as transmits. Tests
+//! and benchmarks get the whole control plane (IKE, tunnel book, epochs,
+//! lifetime timers) with simulated time and no sockets.
+
+use std::io::{Error, ErrorKind};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use dataplane::packet::{Encap, Packet};
+use dataplane::sa::SaTables;
+use dataplane::worker::{ControlLink, Queue};
+
+use super::{IkeDriver, SpiSlots};
+use crate::ike::sa::Transmit;
+use crate::ike::wire::NON_ESP_MARKER;
+
+pub struct InProcessGateway {
+    pub driver: IkeDriver,
+    /// The data plane's tables as the driver left them.
+    pub tables: SaTables,
+    to_control: Queue,
+    from_control: Queue,
+    /// The gateway's IKE address (UDP 500) and NAT-T address (4500).
+    pub ike: SocketAddr,
+    pub natt: SocketAddr,
+}
+
+impl InProcessGateway {
+    /// The config's port must own its interface (IKE through the workers),
+    /// so the driver binds no socket.
+    pub fn new(cfg: &config::Config) -> std::io::Result<InProcessGateway> {
+        if !cfg.dataplane.port.owns_interface() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "an in-process gateway needs a port that owns its interface",
+            ));
+        }
+        let link = ControlLink::new(4096);
+        let (to_control, from_control) = (link.to_control.clone(), link.from_control.clone());
+        let natt = cfg
+            .gateway
+            .outside
+            .first()
+            .copied()
+            .unwrap_or(([0, 0, 0, 0], 4500).into());
+        Ok(InProcessGateway {
+            driver: IkeDriver::new(cfg, vec![link], SpiSlots::new(), 1)?,
+            tables: SaTables::default(),
+            to_control,
+            from_control,
+            ike: SocketAddr::new(natt.ip(), cfg.gateway.ike_port),
+            natt,
+        })
+    }
+
+    /// Hands the driver a datagram a peer sent to `t.remote` (our 500 or
+    /// 4500), as a worker does: on 500 with the non-ESP marker the port
+    /// put in front. When the link is full the driver runs first.
+    pub fn deliver(&mut self, now: Instant, t: &Transmit) {
+        let on_ike_port = t.remote.port() == self.ike.port();
+        let data = if on_ike_port {
+            [&NON_ESP_MARKER[..], &t.payload].concat()
+        } else {
+            t.payload.clone()
+        };
+        let Some(mut p) = Packet::from_slice(&data) else {
+            return;
+        };
+        p.meta.remote = t.local;
+        p.meta.local_port = t.remote.port();
+        p.meta.encap = Encap::EspInUdp;
+        while let Err(back) = self.to_control.push(p) {
+            self.driver.poll(now, &mut self.tables);
+            p = back;
+        }
+    }
+
+    /// Runs the driver at `now`; returns what it sent, from our address
+    /// to the peer's.
+    pub fn poll(&mut self, now: Instant) -> Vec<Transmit> {
+        self.driver.poll(now, &mut self.tables);
+        self.driver.flush();
+        let mut out = Vec::new();
+        while let Some(p) = self.from_control.pop() {
+            out.push(Transmit {
+                local: if p.meta.local_port == self.ike.port() {
+                    self.ike
+                } else {
+                    self.natt
+                },
+                remote: p.meta.remote,
+                payload: p.data().to_vec(),
+            });
+        }
+        out
+    }
+}
