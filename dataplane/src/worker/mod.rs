@@ -141,8 +141,14 @@ impl<O: Port, I: Port> Worker<O, I> {
 
     /// One iteration of the loop; returns the number of packets handled.
     pub fn poll_once(&mut self) -> usize {
+        let received = self.core.receive();
+        // The tables are loaded after the burst is in, never before: a
+        // packet sent in answer to something the control plane did after
+        // publishing (the first ping on a new epoch follows the IKE
+        // response that follows the publication) must meet those tables,
+        // even if this worker was descheduled between the two.
         let tables = self.reader.load();
-        self.core.step(tables)
+        received + self.core.process(tables)
     }
 
     /// Runs until `stop` is set, sleeping on the ports when idle.
@@ -175,10 +181,10 @@ impl<O: Port, I: Port> Worker<O, I> {
 }
 
 impl<O: Port, I: Port> Core<O, I> {
-    fn step(&mut self, t: &SaTables) -> usize {
+    /// Takes in a burst from the ports and the hand-off queues; returns
+    /// how many packets.
+    fn receive(&mut self) -> usize {
         let burst = self.cfg.burst;
-        let mut work = 0;
-
         match self.outside.rx_burst(&mut self.pool, &mut self.rx, burst) {
             Ok(n) => self.stats.outside_rx.add(n as u64),
             Err(e) => tracing::debug!(worker = self.cfg.id, error = %e, "outside rx"),
@@ -188,7 +194,15 @@ impl<O: Port, I: Port> Core<O, I> {
             Err(e) => tracing::debug!(worker = self.cfg.id, error = %e, "inside rx"),
         }
         self.handoff.recv(&mut self.rx, burst);
-        work += self.rx.len();
+        self.rx.len()
+    }
+
+    /// Opens, seals and forwards the burst `receive` took in, with the
+    /// tables loaded after it; returns the other work done (control
+    /// messages sealed, control-plane packets sent).
+    fn process(&mut self, t: &SaTables) -> usize {
+        let burst = self.cfg.burst;
+        let mut work = 0;
         self.prefetch_sas(t);
         let mut rx = std::mem::take(&mut self.rx);
         for p in rx.drain(..) {

@@ -622,3 +622,76 @@ fn with_thousands_of_tunnels_every_packet_meets_its_own_sa() {
         );
     }
 }
+
+/// An outside port whose first burst arrives together with a publication:
+/// what a worker sees when it is descheduled while the control plane
+/// publishes a new SA and the peer's first packet on it arrives.
+struct PublishesOnRx {
+    port: MemPort,
+    publish: Option<(SaPublisher, ManualTunnel)>,
+}
+
+impl Port for PublishesOnRx {
+    fn rx_burst(
+        &mut self,
+        pool: &mut PacketPool,
+        out: &mut Vec<Packet>,
+        max: usize,
+    ) -> std::io::Result<usize> {
+        if let Some((mut publisher, tunnel)) = self.publish.take() {
+            install(publisher.edit(), &tunnel, 1).unwrap();
+            publisher.publish();
+        }
+        self.port.rx_burst(pool, out, max)
+    }
+
+    fn tx_burst(
+        &mut self,
+        pkts: &mut Vec<Packet>,
+        pool: &mut PacketPool,
+    ) -> std::io::Result<usize> {
+        self.port.tx_burst(pkts, pool)
+    }
+}
+
+#[test]
+fn a_packet_received_after_a_publication_meets_the_new_tables() {
+    let (gw_out, cl_out) = link(256);
+    let gw_t = gateway_tunnel();
+    let cl_t = gw_t.mirrored(
+        "192.0.2.1:4500".parse::<SocketAddr>().unwrap(),
+        vec!["10.1.0.0/16".parse().unwrap()],
+    );
+    let mut cl = side(1, vec![cl_out], &cl_t);
+    // The gateway starts without the tunnel; it is published only as the
+    // client's first packet on it comes in.
+    let mut publisher = SaPublisher::new();
+    publisher.publish();
+    let reader = publisher.reader();
+    let (inside, inside_far) = link(256);
+    let mut gw = Worker::new(
+        WorkerConfig::default(),
+        PublishesOnRx {
+            port: gw_out,
+            publish: Some((publisher, gw_t)),
+        },
+        inside,
+        reader,
+        handoff_mesh(1, 64).pop().unwrap(),
+        ControlLink::new(16),
+    );
+    send_inner(
+        &cl.inside[0],
+        ipv4_udp(CLIENT_INNER, SERVER_INNER, (1, 2), b"first"),
+    );
+    run_all(&mut [&mut cl]);
+    gw.poll_once();
+    let s = gw.stats().snapshot();
+    assert_eq!(
+        s.drops(DropReason::UnknownSpi),
+        0,
+        "opened with stale tables"
+    );
+    assert_eq!(s.decrypted, 1);
+    assert_eq!(recv_all(&inside_far).len(), 1);
+}
