@@ -35,15 +35,21 @@ impl Espritd {
             .spawn()
             .expect("spawn espritd");
         let d = Espritd { child, log };
+        // The TUN device comes up before the control socket is bound: wait
+        // for both, so a test's first espritctl finds the socket.
+        let sock = Espritd::socket(config);
+        let names_sock =
+            std::fs::read_to_string(config).is_ok_and(|t| t.contains(&*sock.to_string_lossy()));
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let out = ns.try_exec(&["ip", "-o", "link", "show", tun]);
-            if out.status.success() && String::from_utf8_lossy(&out.stdout).contains(",UP") {
+            let up = out.status.success() && String::from_utf8_lossy(&out.stdout).contains(",UP");
+            if up && (!names_sock || sock.exists()) {
                 return d;
             }
             assert!(
                 Instant::now() < deadline,
-                "espritd in {} did not bring {tun} up:\n{}",
+                "espritd in {} did not bring {tun} up (and its control socket):\n{}",
                 ns.name,
                 d.log_text()
             );
