@@ -2,7 +2,7 @@
 //! in process, with simulated time: a client endpoint talks to it through
 //! the control link, as through a worker.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 #[path = "../benches/common/mod.rs"]
@@ -86,4 +86,72 @@ fn the_lifetime_child_rekey_after_an_ike_rekey_runs_on_the_new_ike_sa() {
     );
     assert_eq!(gw.driver.tunnels(), 1, "the rekey kept the tunnel");
     assert_eq!(gw.driver.stats.child_sas_installed, 2);
+}
+
+/// Two responder templates, each with its own pool: the staff's clients
+/// (`*.staff.test`) and everyone else.
+fn two_pools_config(staff_pool: &str) -> config::Config {
+    let text = bench_common::gateway_config("", "")
+        .replace(r#"remote_id = "any""#, r#"remote_id = "*.guest.test""#)
+        + &format!(
+            r#"
+[[peer]]
+name = "staff"
+role = "responder"
+remote_id = "*.staff.test"
+psk = "bench psk"
+local_ts = ["0.0.0.0/0"]
+pool = "{staff_pool}"
+"#
+        );
+    config::parse(&text, "test").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Connects a client named `id` and returns the inner address it was given.
+fn lease(gw: &mut InProcessGateway, id: &str, seed: u64, now: Instant) -> Option<Ipv4Addr> {
+    let mut client = bench_common::endpoint(seed, 0x0300_0000 + (seed as u32) * 16);
+    let local: SocketAddr = format!("198.51.100.{seed}:500").parse().unwrap();
+    let policy = bench_common::policy(id, DhGroup::Curve25519, true);
+    client.connect(now, local, gw.ike, policy).expect("connect");
+    exchange(gw, &mut client, now).iter().find_map(|e| match e {
+        Event::ChildSaEstablished(c) => c.virtual_ip,
+        _ => None,
+    })
+}
+
+#[test]
+fn each_responder_peer_leases_from_its_own_pool_and_a_reload_keeps_the_leases() {
+    let cfg = two_pools_config("10.200.0.0/24");
+    let mut gw = InProcessGateway::new(&cfg).expect("gateway");
+    let now = Instant::now();
+    assert_eq!(
+        lease(&mut gw, "a.staff.test", 1, now),
+        Some(Ipv4Addr::new(10, 200, 0, 1))
+    );
+    assert_eq!(
+        lease(&mut gw, "b.guest.test", 2, now),
+        Some(Ipv4Addr::new(10, 128, 0, 1)),
+        "the guests' template, the guests' pool"
+    );
+    assert_eq!(
+        lease(&mut gw, "c.staff.test", 3, now),
+        Some(Ipv4Addr::new(10, 200, 0, 2))
+    );
+
+    // A reload that widens the staff's pool: the two staff clients keep
+    // their addresses, and the next one gets a free address, not theirs.
+    let wider = two_pools_config("10.200.0.0/16");
+    let diff = cfg.diff(&wider);
+    assert_eq!(diff.peers.changed, ["staff"]);
+    gw.driver.reconfigure(now, &wider, &diff.peers);
+    assert_eq!(
+        lease(&mut gw, "d.staff.test", 4, now),
+        Some(Ipv4Addr::new(10, 200, 0, 3))
+    );
+    assert_eq!(
+        lease(&mut gw, "e.guest.test", 5, now),
+        Some(Ipv4Addr::new(10, 128, 0, 2)),
+        "the unchanged pool kept its leases"
+    );
+    assert_eq!(gw.driver.tunnels(), 5);
 }

@@ -30,6 +30,7 @@ fn responder(groups: Vec<DhGroup>) -> IkeEndpoint {
             remote_ts: vec![],
             request_virtual_ip: false,
             dns: vec![],
+            pool: None,
             retransmit: Retransmit::default(),
         },
         Some(AddressPool::new(Ipv4Addr::new(10, 9, 0, 1), 4)),

@@ -38,6 +38,7 @@ fn client_policy(i: usize) -> Policy {
         )],
         request_virtual_ip: true,
         dns: vec![],
+        pool: None,
         retransmit: Retransmit {
             initial: Duration::from_secs(2),
             max_tries: 5,

@@ -73,6 +73,7 @@ fn client_policy() -> Policy {
         remote_ts: vec![ts("10.1.0.0", "10.1.255.255")],
         request_virtual_ip: true,
         dns: vec![],
+        pool: None,
         retransmit: Retransmit::default(),
     }
 }
@@ -91,6 +92,7 @@ fn server_policy() -> Policy {
         remote_ts: vec![ts("0.0.0.0", "255.255.255.255")],
         request_virtual_ip: false,
         dns: vec![Ipv4Addr::new(10, 1, 0, 53)],
+        pool: None,
         retransmit: Retransmit::default(),
     }
 }
@@ -1274,4 +1276,64 @@ fn a_peer_rekey_that_crosses_a_completed_one_leaves_one_pair() {
         assert!(deletes >= 1, "seed {seed}: the redundant pair was deleted");
         assert_one_pair_after_grace(&mut p, cid, sid, old);
     }
+}
+
+#[test]
+fn each_template_leases_from_its_own_pool_and_a_new_range_keeps_held_addresses() {
+    let template = |pool: &str| {
+        let mut s = server_policy();
+        s.pool = Some(pool.into());
+        Arc::new(s)
+    };
+    let (staff, guests) = (template("staff"), template("guests"));
+    let lookup: PeerPolicy = Box::new(move |id: &Identification| {
+        if id.data.ends_with(b".staff") {
+            Some(staff.clone())
+        } else {
+            Some(guests.clone())
+        }
+    });
+    let mut p = Pair::new();
+    p.server.ep.set_peer_policy(lookup);
+    let staff_pool = || AddressPool::new(Ipv4Addr::new(10, 20, 0, 1), 4);
+    p.server.ep.set_pool("staff".into(), staff_pool());
+    p.server.ep.set_pool(
+        "guests".into(),
+        AddressPool::new(Ipv4Addr::new(10, 30, 0, 1), 4),
+    );
+    let client_as = |name: &str| {
+        let mut c = client_policy();
+        c.local_id = Identification::fqdn(name);
+        c
+    };
+    let vip = |p: &Pair| p.client.children().last().and_then(|c| c.virtual_ip);
+
+    p.connect(client_as("alice.staff"));
+    p.drive();
+    assert_eq!(vip(&p), Some(Ipv4Addr::new(10, 20, 0, 1)));
+    p.client = Node::new(7, 0xa000_0000);
+    p.connect(client_as("bob.guest"));
+    p.drive();
+    assert_eq!(
+        vip(&p),
+        Some(Ipv4Addr::new(10, 30, 0, 1)),
+        "the guests' pool"
+    );
+    assert_eq!(p.server.ep.pool_leases(Some("staff")), 1);
+    assert_eq!(p.server.ep.pool_leases(Some("guests")), 1);
+
+    // The same range again (a reload that left the pool alone) keeps it.
+    p.server.ep.set_pool("staff".into(), staff_pool());
+    assert_eq!(p.server.ep.pool_leases(Some("staff")), 1);
+    // A wider range is a new pool, but alice keeps 10.20.0.1: the next
+    // staff client gets 10.20.0.2, not a second 10.20.0.1.
+    p.server.ep.set_pool(
+        "staff".into(),
+        AddressPool::new(Ipv4Addr::new(10, 20, 0, 1), 16),
+    );
+    assert_eq!(p.server.ep.pool_leases(Some("staff")), 1);
+    p.client = Node::new(8, 0xb000_0000);
+    p.connect(client_as("carol.staff"));
+    p.drive();
+    assert_eq!(vip(&p), Some(Ipv4Addr::new(10, 20, 0, 2)));
 }

@@ -285,6 +285,7 @@ fn policy() -> Policy {
         remote_ts: vec![ts("10.99.2.0", "10.99.2.255")],
         request_virtual_ip: false,
         dns: vec![],
+        pool: None,
         retransmit: Retransmit::default(),
     }
 }

@@ -517,6 +517,7 @@ fn flood_policy() -> controlplane::ike::sa::Policy {
         remote_ts: vec![],
         request_virtual_ip: false,
         dns: vec![],
+        pool: None,
         retransmit: Retransmit::default(),
     }
 }

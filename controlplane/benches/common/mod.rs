@@ -28,6 +28,7 @@ pub fn policy(id: &str, group: DhGroup, request_virtual_ip: bool) -> Policy {
         remote_ts: vec![any],
         request_virtual_ip,
         dns: vec![],
+        pool: None,
         retransmit: Retransmit::default(),
     }
 }

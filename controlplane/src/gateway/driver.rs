@@ -179,17 +179,13 @@ impl IkeDriver {
             })
             .collect();
         if let Some(r) = responders.first() {
-            endpoint.accept(policy(r, &cfg.ike.retransmit), address_pool(r));
-            // Each client gets the template its identity matches.
+            endpoint.accept(policy(r, &cfg.ike.retransmit), None);
+            // Each client gets the template its identity matches, and
+            // leases from that template's pool.
             endpoint.set_peer_policy(responder_lookup(&cfg.peers, &cfg.ike.retransmit));
+            set_pools(&mut endpoint, &cfg.peers);
             // After accept, which sets the endpoint's default.
             endpoint.set_cookie_threshold(cfg.ike.cookie_threshold as usize);
-            if responders.iter().filter(|p| !p.pool.is_empty()).count() > 1 {
-                tracing::warn!(
-                    used = %r.name,
-                    "several responder peers have pools: addresses are leased from the first one's so far"
-                );
-            }
         }
         let initiators = cfg
             .peers
@@ -493,11 +489,10 @@ impl IkeDriver {
         peers: &config::NamedChanges,
     ) {
         // The first responder template may come with a reload: from now on
-        // the endpoint answers clients (with that template's pool).
+        // the endpoint answers clients (each with its own template's pool).
         if self.responder.is_none() {
             if let Some(r) = cfg.peers.iter().find(|p| p.role == Role::Responder) {
-                self.endpoint
-                    .accept(policy(r, &cfg.ike.retransmit), address_pool(r));
+                self.endpoint.accept(policy(r, &cfg.ike.retransmit), None);
                 self.endpoint
                     .set_cookie_threshold(cfg.ike.cookie_threshold as usize);
                 self.responder = Some(Arc::from(r.name.as_str()));
@@ -505,6 +500,9 @@ impl IkeDriver {
         }
         self.endpoint
             .set_peer_policy(responder_lookup(&cfg.peers, &cfg.ike.retransmit));
+        // Unchanged pools keep their leases; a changed range keeps the
+        // addresses its clients still hold.
+        set_pools(&mut self.endpoint, &cfg.peers);
         // Clients whose identity no responder template admits any more go
         // (their peer was removed, or its remote_id narrowed).
         let admits = responder_lookup(&cfg.peers, &cfg.ike.retransmit);
@@ -1003,6 +1001,16 @@ impl IkeDriver {
 }
 
 /// IPv4-mapped IPv6 addresses as plain IPv4.
+/// Gives each responder template with an IPv4 pool its own pool, named
+/// after it (as `policy()` names it in the template's policy).
+fn set_pools(endpoint: &mut IkeEndpoint, peers: &[config::schema::peer::Peer]) {
+    for r in peers.iter().filter(|p| p.role == Role::Responder) {
+        if let Some(pool) = address_pool(r) {
+            endpoint.set_pool(Arc::from(r.name.as_str()), pool);
+        }
+    }
+}
+
 fn socket_addr(a: &SocketAddr) -> SocketAddr {
     match a {
         SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {

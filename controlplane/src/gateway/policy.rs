@@ -130,6 +130,9 @@ pub fn policy(peer: &Peer, retransmit: &config::schema::ike::Retransmit) -> Poli
                 IpAddr::V6(_) => None,
             })
             .collect(),
+        // A responder's clients lease from the pool of their own template.
+        pool: (peer.role == config::schema::peer::Role::Responder && address_pool(peer).is_some())
+            .then(|| std::sync::Arc::from(peer.name.as_str())),
         retransmit: Retransmit {
             initial: retransmit.timeout,
             max_tries: retransmit.tries.max(1),

@@ -220,8 +220,8 @@ impl IkeSa {
         });
         if wants_v4 {
             let a = io
-                .pool
-                .as_mut()
+                .pools
+                .get_mut(&self.policy.pool)
                 .and_then(|p| p.lease())
                 .ok_or(NotifyType::INTERNAL_ADDRESS_FAILURE)?;
             self.leased_ip = Some(a);

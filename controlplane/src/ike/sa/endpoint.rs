@@ -11,6 +11,7 @@ use rand::RngCore;
 use super::ike_sa::{IkeSa, State};
 use super::init_responder::{on_init_request, InitOutcome};
 use super::io::Io;
+use super::policy::PoolName;
 use super::{AddressPool, Event, IkeSaId, IkeSaStatus, PeerPolicy, Policy, SpiAllocator, Transmit};
 use crate::ike::wire::{
     strip_non_esp_marker, ExchangeType, Identification, Message, Notify, NotifyType, ParseError,
@@ -65,7 +66,7 @@ impl IkeEndpoint {
             io: Io {
                 rng,
                 spis,
-                pool: None,
+                pools: HashMap::new(),
                 peer_policy: None,
                 transmits: Default::default(),
                 events: Default::default(),
@@ -79,16 +80,43 @@ impl IkeEndpoint {
         }
     }
 
-    /// Accept IKE SAs from peers under `policy`, leasing inner addresses from `pool`.
+    /// Accept IKE SAs from peers under `policy`, leasing inner addresses
+    /// from `pool` (kept as the pool `policy.pool` names).
     pub fn accept(&mut self, policy: Policy, pool: Option<AddressPool>) {
         let mut cookie_secret = [0u8; 32];
         self.io.rng.fill_bytes(&mut cookie_secret);
-        self.io.pool = pool;
+        if let Some(pool) = pool {
+            self.io.pools.insert(policy.pool.clone(), pool);
+        }
         self.responder = Some(Responder {
             policy: Arc::new(policy),
             cookie_threshold: DEFAULT_COOKIE_THRESHOLD,
             cookie_secret,
         });
+    }
+
+    /// Gives the templates whose `Policy::pool` is `name` their pool. The
+    /// same range again keeps the pool as it is (its leases with it); a new
+    /// range starts a new pool in which the addresses that clients of the
+    /// template still hold stay taken, so no address is handed out twice.
+    pub fn set_pool(&mut self, name: PoolName, pool: AddressPool) {
+        let key = Some(name);
+        if self.io.pools.get(&key).is_some_and(|p| p.same_range(&pool)) {
+            return;
+        }
+        let mut pool = pool;
+        for sa in self.sas.values().filter(|sa| sa.policy.pool == key) {
+            if let Some(a) = sa.leased_ip {
+                pool.reserve(a);
+            }
+        }
+        self.io.pools.insert(key, pool);
+    }
+
+    /// Addresses leased from the pool `name` (`None`: `accept`'s).
+    pub fn pool_leases(&self, name: Option<&str>) -> usize {
+        let key = name.map(PoolName::from);
+        self.io.pools.get(&key).map_or(0, |p| p.leased())
     }
 
     /// Chooses the responder's policy per peer identity (per-client PSKs);

@@ -253,7 +253,8 @@ impl IkeSa {
         if let Some(o) = self.child_offer.take() {
             io.spis.release(o.new_spi);
         }
-        if let (Some(a), Some(pool)) = (self.leased_ip.take(), io.pool.as_mut()) {
+        if let (Some(a), Some(pool)) = (self.leased_ip.take(), io.pools.get_mut(&self.policy.pool))
+        {
             pool.release(a);
         }
         let reason = if self.rekeyed && reason == IkeSaEnd::Deleted {

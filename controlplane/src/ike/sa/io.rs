@@ -1,16 +1,19 @@
 //! What the SA handlers share with the endpoint: entropy, the SPI
-//! allocator, the address pool and the output queues.
+//! allocator, the address pools and the output queues.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use rand::RngCore;
 
+use super::policy::PoolName;
 use super::{AddressPool, Event, PeerPolicy, SpiAllocator, Transmit};
 
 pub(crate) struct Io {
     pub rng: Box<dyn RngCore + Send>,
     pub spis: Box<dyn SpiAllocator + Send>,
-    pub pool: Option<AddressPool>,
+    /// Address pools by name (`Policy::pool`); `None` names the pool
+    /// given to `accept` for a policy without one.
+    pub pools: HashMap<Option<PoolName>, AddressPool>,
     pub peer_policy: Option<PeerPolicy>,
     pub transmits: VecDeque<Transmit>,
     pub events: VecDeque<Event>,

@@ -38,7 +38,7 @@ mod transport;
 pub use endpoint::{EndpointStats, IkeEndpoint, DEFAULT_COOKIE_THRESHOLD};
 pub use event::{ChildSa, Event, IkeSaEnd, IkeSaId, Transmit};
 pub use narrow::narrow;
-pub use policy::{PeerPolicy, Policy, Retransmit};
+pub use policy::{PeerPolicy, Policy, PoolName, Retransmit};
 pub use pool::AddressPool;
 pub use proposal::{EspSuite, IkeSuite};
 pub use spi::{SequentialSpis, SpiAllocator};

@@ -46,8 +46,15 @@ pub struct Policy {
     pub request_virtual_ip: bool,
     /// Responder: DNS servers returned in a CP reply.
     pub dns: Vec<Ipv4Addr>,
+    /// Responder: the address pool (by name, see `IkeEndpoint::set_pool`)
+    /// this template's clients lease from; `None` is the pool given to
+    /// `accept`.
+    pub pool: Option<PoolName>,
     pub retransmit: Retransmit,
 }
+
+/// The name of an address pool: the `[[peer]]` template that declares it.
+pub type PoolName = std::sync::Arc<str>;
 
 /// Responder: the policy for a peer by the identity it claims in IKE_AUTH
 /// (its PSK, selectors...); `None` refuses it with AUTHENTICATION_FAILED.

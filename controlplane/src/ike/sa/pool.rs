@@ -5,13 +5,16 @@ use std::net::Ipv4Addr;
 
 /// Leases in O(log n): addresses below `next` were handed out at some
 /// point; those given back wait in `free`. The lowest free address is the
-/// lowest of `free`, or else `next`.
+/// lowest of `free`, or else `next`. Addresses at or above `next` that are
+/// taken already (a reload's new pool keeps the old one's live leases) wait
+/// in `reserved`, and `next` skips them.
 #[derive(Clone, Debug)]
 pub struct AddressPool {
     first: u32,
     size: u32,
     next: u32,
     free: BTreeSet<u32>,
+    reserved: BTreeSet<u32>,
 }
 
 impl AddressPool {
@@ -22,20 +25,45 @@ impl AddressPool {
             size,
             next: 0,
             free: BTreeSet::new(),
+            reserved: BTreeSet::new(),
         }
+    }
+
+    /// Whether both pools hand out the same addresses.
+    pub fn same_range(&self, other: &AddressPool) -> bool {
+        (self.first, self.size) == (other.first, other.size)
     }
 
     /// The lowest free address.
     pub fn lease(&mut self) -> Option<Ipv4Addr> {
         let off = match self.free.pop_first() {
             Some(off) => off,
-            None if self.next < self.size => {
+            None => {
+                while self.reserved.remove(&self.next) {
+                    self.next += 1;
+                }
+                if self.next >= self.size {
+                    return None;
+                }
                 self.next += 1;
                 self.next - 1
             }
-            None => return None,
         };
         Some(Ipv4Addr::from(self.first.wrapping_add(off)))
+    }
+
+    /// Marks `a` as leased (a client holds it from before); an address
+    /// outside the pool, or leased already, changes nothing.
+    pub fn reserve(&mut self, a: Ipv4Addr) {
+        let off = u32::from(a).wrapping_sub(self.first);
+        if off >= self.size {
+            return;
+        }
+        if off < self.next {
+            self.free.remove(&off);
+        } else {
+            self.reserved.insert(off);
+        }
     }
 
     /// Gives `a` back; an address that is not leased changes nothing.
@@ -43,11 +71,13 @@ impl AddressPool {
         let off = u32::from(a).wrapping_sub(self.first);
         if off < self.next {
             self.free.insert(off);
+        } else {
+            self.reserved.remove(&off);
         }
     }
 
     pub fn leased(&self) -> usize {
-        (self.next as usize).saturating_sub(self.free.len())
+        (self.next as usize).saturating_sub(self.free.len()) + self.reserved.len()
     }
 }
 
@@ -77,6 +107,25 @@ mod tests {
         p.release(Ipv4Addr::new(10, 0, 0, 10));
         p.release(Ipv4Addr::new(10, 0, 0, 10)); // twice
         assert_eq!(p.leased(), 1);
+    }
+
+    #[test]
+    fn reserved_addresses_are_skipped_until_released() {
+        let mut p = AddressPool::new(Ipv4Addr::new(10, 0, 0, 10), 4);
+        assert_eq!(p.lease(), Some(Ipv4Addr::new(10, 0, 0, 10)));
+        p.release(Ipv4Addr::new(10, 0, 0, 10));
+        // One below `next` (was free), two above it, one outside the pool.
+        for a in [10, 12, 13, 99] {
+            p.reserve(Ipv4Addr::new(10, 0, 0, a));
+        }
+        assert_eq!(p.leased(), 3);
+        assert_eq!(p.lease(), Some(Ipv4Addr::new(10, 0, 0, 11)));
+        assert_eq!(p.lease(), None, "12 and 13 are taken");
+        p.release(Ipv4Addr::new(10, 0, 0, 13));
+        assert_eq!(p.lease(), Some(Ipv4Addr::new(10, 0, 0, 13)));
+        assert_eq!(p.leased(), 4);
+        assert!(p.same_range(&AddressPool::new(Ipv4Addr::new(10, 0, 0, 10), 4)));
+        assert!(!p.same_range(&AddressPool::new(Ipv4Addr::new(10, 0, 0, 10), 8)));
     }
 
     #[test]

@@ -221,6 +221,7 @@ mod tests {
             remote_ts: vec![],
             request_virtual_ip: false,
             dns: vec![],
+            pool: None,
             retransmit: Default::default(),
         }
     }

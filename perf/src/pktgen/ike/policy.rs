@@ -87,6 +87,7 @@ impl ClientPolicy {
             remote_ts: gw.local_ts.clone(),
             request_virtual_ip: true,
             dns: Vec::new(),
+            pool: None,
             retransmit: Retransmit {
                 initial: Duration::from_secs(1),
                 max_tries: 5,
