@@ -1000,7 +1000,6 @@ impl IkeDriver {
     }
 }
 
-/// IPv4-mapped IPv6 addresses as plain IPv4.
 /// Gives each responder template with an IPv4 pool its own pool, named
 /// after it (as `policy()` names it in the template's policy).
 fn set_pools(endpoint: &mut IkeEndpoint, peers: &[config::schema::peer::Peer]) {
@@ -1011,6 +1010,7 @@ fn set_pools(endpoint: &mut IkeEndpoint, peers: &[config::schema::peer::Peer]) {
     }
 }
 
+/// IPv4-mapped IPv6 addresses as plain IPv4.
 fn socket_addr(a: &SocketAddr) -> SocketAddr {
     match a {
         SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
