@@ -83,3 +83,35 @@ fn check_config_warns_when_ike_cannot_cross_a_nat() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_config_warns_about_pool_prefixes_that_are_not_handed_out() {
+    let dir = std::env::temp_dir().join(format!("esprit-cli-pool-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (pool, warned) in [
+        ("[\"10.8.0.0/24\", \"fd00:8::/112\"]", Some("fd00:8::/112")),
+        ("\"10.8.0.0/24\"", None),
+    ] {
+        let f = dir.join("gw.toml");
+        std::fs::write(
+            &f,
+            format!(
+                "[gateway]\noutside = [\"192.0.2.1:4500\"]\n\n[ike]\nlocal_id = \"gw.test\"\n\n\
+                 [[peer]]\nname = \"c\"\nrole = \"responder\"\nremote_id = \"any\"\n\
+                 psk = \"0123456789abcdef0123\"\nlocal_ts = [\"10.1.0.0/24\"]\npool = {pool}\n"
+            ),
+        )
+        .unwrap();
+        let out = espritd(&["--check-config", f.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        match warned {
+            Some(net) => assert!(
+                err.contains(&format!("peer c: pool {net} is not handed out")),
+                "{err}"
+            ),
+            None => assert!(!err.contains("not handed out"), "{err}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

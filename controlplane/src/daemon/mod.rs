@@ -387,11 +387,14 @@ fn group_id(name: &str) -> Option<u32> {
 /// IKE NAT traversal lives on UDP 4500 (RFC 3948: the non-ESP marker, and
 /// an initiator behind a NAT moves there); a gateway listening elsewhere
 /// still serves clients that are not behind a NAT, but not the others.
+/// A responder hands out addresses from the first IPv4 prefix of its
+/// `pool`; the other prefixes (IPv6 ones among them) are not leased yet.
 pub fn config_warnings(cfg: &config::Config) -> Vec<String> {
     if cfg.peers.is_empty() {
         return Vec::new();
     }
-    cfg.gateway
+    let natt = cfg
+        .gateway
         .outside
         .iter()
         .filter(|a| a.port() != 4500)
@@ -401,6 +404,24 @@ pub fn config_warnings(cfg: &config::Config) -> Vec<String> {
                  NAT traversal uses UDP 4500 (RFC 3948), not {}",
                 a.port()
             )
-        })
-        .collect()
+        });
+    let pools = cfg
+        .peers
+        .iter()
+        .filter(|p| p.role == config::Role::Responder)
+        .flat_map(|p| {
+            let first_v4 = p.pool.iter().position(|n| matches!(n, config::IpNet::V4(_)));
+            p.pool
+                .iter()
+                .enumerate()
+                .filter(move |(i, _)| Some(*i) != first_v4)
+                .map(move |(_, net)| {
+                    format!(
+                        "peer {}: pool {net} is not handed out: clients get addresses \
+                         from the first IPv4 prefix of the pool only (IPv6 pools are not leased yet)",
+                        p.name
+                    )
+                })
+        });
+    natt.chain(pools).collect()
 }
