@@ -410,11 +410,11 @@ pub fn config_warnings(cfg: &config::Config) -> Vec<String> {
         .iter()
         .filter(|p| p.role == config::Role::Responder)
         .flat_map(|p| {
-            let first_v4 = p.pool.iter().position(|n| matches!(n, config::IpNet::V4(_)));
+            let leased = crate::gateway::leased_prefix(p).map(|(i, _)| i);
             p.pool
                 .iter()
                 .enumerate()
-                .filter(move |(i, _)| Some(*i) != first_v4)
+                .filter(move |(i, _)| Some(*i) != leased)
                 .map(move |(_, net)| {
                     format!(
                         "peer {}: pool {net} is not handed out: clients get addresses \

@@ -154,15 +154,20 @@ pub fn policy(peer: &Peer, retransmit: &config::schema::ike::Retransmit) -> Poli
 
 /// The responder's IPv4 address pool of a peer section, if any.
 pub fn address_pool(peer: &Peer) -> Option<AddressPool> {
-    peer.pool.iter().find_map(|net| match net {
-        IpNet::V4(v4) => {
-            // Skip the network address; the pool hands out the rest.
-            let first = Ipv4Addr::from(u32::from(v4.network()).checked_add(1)?);
-            let size = (1u64 << (32 - v4.prefix_len()))
-                .saturating_sub(2)
-                .min(u32::MAX as u64);
-            Some(AddressPool::new(first, size as u32))
-        }
+    let (_, v4) = leased_prefix(peer)?;
+    // Skip the network address; the pool hands out the rest.
+    let first = Ipv4Addr::from(u32::from(v4.network()).checked_add(1)?);
+    let size = (1u64 << (32 - v4.prefix_len()))
+        .saturating_sub(2)
+        .min(u32::MAX as u64);
+    Some(AddressPool::new(first, size as u32))
+}
+
+/// The prefix of a peer's `pool` that clients lease from (its first IPv4
+/// one), with its place in the list; the others are not handed out yet.
+pub fn leased_prefix(peer: &Peer) -> Option<(usize, ipnet::Ipv4Net)> {
+    peer.pool.iter().enumerate().find_map(|(i, net)| match net {
+        IpNet::V4(v4) => Some((i, *v4)),
         IpNet::V6(_) => None,
     })
 }
