@@ -7,6 +7,7 @@
 pub mod crypto;
 pub mod drop_reason;
 pub mod esp;
+pub mod offload;
 pub mod packet;
 pub mod pmtu;
 pub mod port;

@@ -124,6 +124,13 @@ impl std::fmt::Debug for Packet {
     }
 }
 
+/// The packet's bytes, for code generic over byte slices (the offloads).
+impl AsRef<[u8]> for Packet {
+    fn as_ref(&self) -> &[u8] {
+        self.data()
+    }
+}
+
 impl Default for Packet {
     fn default() -> Self {
         Self::new()

@@ -119,6 +119,10 @@ pub struct Inside {
     pub mtu: u16,
     /// Addresses to put on the interface, with their prefix length (`10.1.0.1/24`).
     pub addresses: Vec<IpNet>,
+    /// TUN offloads (TCP segmentation and coalescing, checksums), default
+    /// on: bulk TCP then crosses the TUN device 64 KiB at a time. Off only
+    /// to rule them out when troubleshooting.
+    pub offload: bool,
 }
 
 impl Default for Inside {
@@ -128,6 +132,7 @@ impl Default for Inside {
             name: "esprit0".to_owned(),
             mtu: 1400,
             addresses: Vec::new(),
+            offload: true,
         }
     }
 }

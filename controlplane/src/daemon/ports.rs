@@ -110,8 +110,13 @@ fn open_tun(
     inside: &config::schema::dataplane::Inside,
     workers: usize,
 ) -> Result<(TunDevice, Vec<TunPort>), DaemonError> {
-    let (tun, queues) = TunDevice::open(&inside.name, workers)
-        .map_err(io_err(format!("TUN device {}", inside.name)))?;
+    let open = if inside.offload {
+        TunDevice::open_offloaded
+    } else {
+        TunDevice::open
+    };
+    let (tun, queues) =
+        open(&inside.name, workers).map_err(io_err(format!("TUN device {}", inside.name)))?;
     tun.set_mtu(inside.mtu as u32)
         .map_err(io_err(format!("MTU of {}", inside.name)))?;
     for a in &inside.addresses {

@@ -12,6 +12,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod natt;
 pub mod udp;
+pub mod virtio_net;
 
 pub use ip::ip_src_dst;
 

@@ -1,0 +1,232 @@
+//! The TUN queue with `IFF_VNET_HDR` offloads: every read and write carries
+//! a virtio-net header, reads may be TCP super-packets (cut here into
+//! segments, [`crate::offload::segment`]) or packets with a partial
+//! checksum (completed here), and writes merge a burst's segments of one
+//! flow into super-packets ([`crate::offload::coalesce`]).
+
+use std::io;
+use std::os::fd::RawFd;
+
+use super::{Name, TunPortStats};
+use crate::offload::{self, Segmenter};
+use crate::packet::{Encap, Packet, PacketPool};
+use crate::port::sys::{errno, last_error, would_block};
+use crate::wire::virtio_net::{self, VirtioNetHdr};
+
+/// A super-packet is at most 64 KiB of IP; one spare byte tells a cut one.
+const BIG: usize = 65_535 + 40 + 1;
+
+/// The per-queue state of the offloads: a super-packet being cut, and the
+/// buffer merged packets are written from.
+pub(super) struct Offload {
+    /// The super-packet, IP header first, `big_len` bytes of it.
+    big: Vec<u8>,
+    big_len: usize,
+    cutting: Option<Segmenter>,
+    merged: Vec<u8>,
+}
+
+impl Offload {
+    pub(super) fn new() -> Offload {
+        Offload {
+            big: vec![0; BIG],
+            big_len: 0,
+            cutting: None,
+            merged: Vec::with_capacity(virtio_net::LEN + BIG),
+        }
+    }
+
+    /// [`crate::port::Port::rx_burst`] for an offloading queue.
+    pub(super) fn rx_burst(
+        &mut self,
+        fd: RawFd,
+        name: Name<'_>,
+        stats: &mut TunPortStats,
+        pool: &mut PacketPool,
+        out: &mut Vec<Packet>,
+        max: usize,
+    ) -> io::Result<usize> {
+        let mut n = 0;
+        // Bounded by reads, not packets, as in the plain port.
+        let mut reads = 0;
+        while n < max {
+            if self.cutting.is_some() {
+                n += self.cut(stats, pool, out, max - n);
+                continue;
+            }
+            if reads == max {
+                break;
+            }
+            reads += 1;
+            let mut pkt = pool.get();
+            let mut hdr = [0u8; virtio_net::LEN];
+            let space = pkt.rx_space();
+            let room = space.len();
+            // Header, then the packet buffer, then the big buffer for what
+            // does not fit: a super-packet is made whole in `big` after.
+            let iov = [iovec(&mut hdr), iovec(space), iovec(&mut self.big[room..])];
+            // SAFETY: each iovec describes a live, writable buffer of its length.
+            let rc = unsafe { libc::readv(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+            if rc < 0 {
+                pool.put(pkt);
+                match errno() {
+                    libc::EINTR => continue,
+                    e if would_block(e) => break,
+                    _ => return Err(last_error(format_args!("read from {name}"))),
+                }
+            }
+            let len = (rc as usize).saturating_sub(virtio_net::LEN);
+            let Some(h) = VirtioNetHdr::parse(&hdr).filter(|_| len > 0) else {
+                stats.rx_bad_offload += 1;
+                pool.put(pkt);
+                continue;
+            };
+            if len >= BIG {
+                stats.rx_oversize += 1;
+                pool.put(pkt);
+                continue;
+            }
+            if h.gso_kind() != virtio_net::GSO_NONE {
+                let fitted = len.min(room);
+                self.big[..fitted].copy_from_slice(&pkt.rx_space()[..fitted]);
+                pool.put(pkt);
+                self.start_cut(h, len, stats);
+                continue;
+            }
+            if len > room {
+                stats.rx_oversize += 1;
+                pool.put(pkt);
+                continue;
+            }
+            pkt.set_received_len(len);
+            if h.flags & virtio_net::F_NEEDS_CSUM != 0
+                && !offload::complete_checksum(
+                    pkt.data_mut(),
+                    h.csum_start.into(),
+                    h.csum_offset.into(),
+                )
+            {
+                stats.rx_bad_offload += 1;
+                pool.put(pkt);
+                continue;
+            }
+            pkt.meta.encap = Encap::Inner;
+            out.push(pkt);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn start_cut(&mut self, h: VirtioNetHdr, len: usize, stats: &mut TunPortStats) {
+        let tcp = matches!(h.gso_kind(), virtio_net::GSO_TCPV4 | virtio_net::GSO_TCPV6);
+        match Segmenter::new(&self.big[..len], h.gso_size) {
+            Ok(s) if tcp => {
+                stats.rx_super_packets += 1;
+                self.big_len = len;
+                self.cutting = Some(s);
+            }
+            _ => stats.rx_bad_offload += 1,
+        }
+    }
+
+    /// Up to `max` segments of the super-packet being cut.
+    fn cut(
+        &mut self,
+        stats: &mut TunPortStats,
+        pool: &mut PacketPool,
+        out: &mut Vec<Packet>,
+        max: usize,
+    ) -> usize {
+        let Some(seg) = self.cutting.as_mut() else {
+            return 0;
+        };
+        let big = &self.big[..self.big_len];
+        let mut n = 0;
+        while n < max {
+            let Some(want) = seg.next_len() else {
+                break;
+            };
+            let mut pkt = pool.get();
+            let Some(len) = seg.next_into(big, pkt.rx_space()) else {
+                // An MSS too large for a packet buffer: the rest is lost.
+                stats.rx_oversize += 1;
+                pool.put(pkt);
+                debug_assert!(want > 0);
+                self.cutting = None;
+                return n;
+            };
+            pkt.set_received_len(len);
+            pkt.meta.encap = Encap::Inner;
+            out.push(pkt);
+            n += 1;
+        }
+        if seg.next_len().is_none() {
+            self.cutting = None;
+        }
+        n
+    }
+
+    /// [`crate::port::Port::tx_burst`] for an offloading queue: runs of
+    /// segments that merge go out as one write.
+    pub(super) fn tx_burst(
+        &mut self,
+        fd: RawFd,
+        name: Name<'_>,
+        stats: &mut TunPortStats,
+        pkts: &[Packet],
+    ) -> (usize, Option<io::Error>) {
+        let plain = VirtioNetHdr::default().to_bytes();
+        let mut sent = 0;
+        let mut i = 0;
+        while i < pkts.len() {
+            let run = offload::mergeable_run(&pkts[i..]).max(1);
+            let ok = if run > 1 && offload::merge(&pkts[i..i + run], &mut self.merged) {
+                stats.tx_super_packets += 1;
+                write_iov(fd, &[const_iovec(&self.merged)])
+            } else {
+                write_iov(fd, &[const_iovec(&plain), const_iovec(pkts[i].data())])
+            };
+            match ok {
+                Ok(true) => sent += run,
+                Ok(false) => {}
+                Err(e) => return (sent, Some(last_error(format_args!("write to {name}: {e}")))),
+            }
+            i += run;
+        }
+        (sent, None)
+    }
+}
+
+fn iovec(b: &mut [u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: b.as_mut_ptr().cast(),
+        iov_len: b.len(),
+    }
+}
+
+/// An iovec that `writev` only reads from.
+fn const_iovec(b: &[u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: b.as_ptr() as *mut libc::c_void,
+        iov_len: b.len(),
+    }
+}
+
+/// One `writev` of one packet: `Ok(true)` if the kernel took it,
+/// `Ok(false)` if it refused this one (bad packet, interface down, no
+/// memory), `Err` if the fd itself is broken.
+fn write_iov(fd: RawFd, iov: &[libc::iovec]) -> Result<bool, io::Error> {
+    loop {
+        // SAFETY: each iovec describes a live buffer of its length; writev
+        // only reads them.
+        let rc = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+        if rc >= 0 {
+            return Ok(true);
+        }
+        match errno() {
+            libc::EINTR => continue,
+            e @ (libc::EBADF | libc::EFAULT) => return Err(io::Error::from_raw_os_error(e)),
+            _ => return Ok(false),
+        }
+    }
+}

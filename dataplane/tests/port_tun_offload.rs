@@ -1,0 +1,141 @@
+//! The TUN port with offloads, between two network namespaces: a TCP
+//! transfer each way crosses two offloading queues joined by a relay, as
+//! it would cross two gateways. The sender's kernel hands its queue TCP
+//! super-packets, which the port cuts into segments; the other queue merges
+//! them back before the receiver's kernel takes them. The bytes must
+//! arrive whole and in order, and both halves of the offload must have run.
+
+mod port_netns;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use dataplane::port::tun::{TunDevice, TunPort};
+use dataplane::port::Port;
+use dataplane::PacketPool;
+use port_netns::{in_new_netns, ip};
+
+const BYTES: usize = 8 << 20;
+
+/// The same bytes at both ends, not a repeating pattern a lost or doubled
+/// segment could hide in.
+fn pattern(seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..BYTES)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Moves packets between `a` and `b` until `done` says so (or 30 s pass).
+fn relay(a: &mut TunPort, b: &mut TunPort, done: &mpsc::Receiver<()>) {
+    let mut pool = PacketPool::with_capacity(512);
+    let mut burst = Vec::with_capacity(64);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && done.try_recv().is_err() {
+        let mut moved = a.rx_burst(&mut pool, &mut burst, 64).unwrap();
+        b.tx_burst(&mut burst, &mut pool).unwrap();
+        moved += b.rx_burst(&mut pool, &mut burst, 64).unwrap();
+        a.tx_burst(&mut burst, &mut pool).unwrap();
+        if moved == 0 {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+}
+
+#[test]
+fn tcp_crosses_two_offloading_queues_whole_both_ways() {
+    in_new_netns(|| {
+        let (dev_a, mut a) = TunDevice::open_offloaded("esp-offa", 1).unwrap();
+        let mut a = a.remove(0);
+        assert!(a.offloaded());
+        dev_a.set_mtu(1400).unwrap();
+        dev_a.add_address("10.0.0.1".parse().unwrap(), 24).unwrap();
+        dev_a.set_up().unwrap();
+        ip(&["route", "add", "10.9.0.0/24", "dev", "esp-offa"]);
+
+        // The far end, in a namespace of its own: a server that reads all
+        // the client sends, then sends its own bytes back.
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let server = std::thread::spawn(move || {
+            in_new_netns(move || {
+                let (dev_b, mut b) = TunDevice::open_offloaded("esp-offb", 1).unwrap();
+                dev_b.set_mtu(1400).unwrap();
+                dev_b.add_address("10.9.0.2".parse().unwrap(), 24).unwrap();
+                dev_b.set_up().unwrap();
+                ip(&["route", "add", "10.0.0.0/24", "dev", "esp-offb"]);
+                let listener = TcpListener::bind("10.9.0.2:5201").unwrap();
+                let udp = UdpSocket::bind("10.9.0.2:9999").unwrap();
+                ready_tx.send(b.remove(0)).unwrap();
+                udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut buf = [0u8; 64];
+                let (n, _) = udp.recv_from(&mut buf).unwrap();
+                assert_eq!(&buf[..n], b"checksum done by the port");
+                let (mut conn, _) = listener.accept().unwrap();
+                conn.set_read_timeout(Some(Duration::from_secs(20)))
+                    .unwrap();
+                let mut got = Vec::with_capacity(BYTES);
+                conn.read_to_end(&mut got).unwrap();
+                conn.write_all(&pattern(2)).unwrap();
+                got
+            })
+        });
+        let mut b = ready_rx.recv().unwrap();
+        let (done_tx, done_rx) = mpsc::channel();
+        let relay = std::thread::spawn(move || {
+            relay(&mut a, &mut b, &done_rx);
+            (a.stats(), b.stats())
+        });
+
+        // A datagram first: its checksum is left to the "device", the port.
+        let udp = UdpSocket::bind("10.0.0.1:0").unwrap();
+        udp.send_to(b"checksum done by the port", "10.9.0.2:9999")
+            .unwrap();
+
+        let mut conn =
+            TcpStream::connect_timeout(&"10.9.0.2:5201".parse().unwrap(), Duration::from_secs(10))
+                .unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        conn.write_all(&pattern(1)).unwrap();
+        conn.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut back = Vec::with_capacity(BYTES);
+        conn.read_to_end(&mut back).unwrap();
+        let there = server.join().unwrap();
+        done_tx.send(()).unwrap();
+        let (sa, sb) = relay.join().unwrap();
+
+        assert!(
+            there == pattern(1),
+            "client to server: {} bytes, not the ones sent",
+            there.len()
+        );
+        assert!(
+            back == pattern(2),
+            "server to client: {} bytes, not the ones sent",
+            back.len()
+        );
+        for (side, s) in [("a", sa), ("b", sb)] {
+            assert!(
+                s.rx_super_packets > 0,
+                "{side}: the kernel sent super-packets: {s:?}"
+            );
+            assert!(
+                s.tx_super_packets > 0,
+                "{side}: the port merged segments: {s:?}"
+            );
+            assert_eq!(
+                s.rx_bad_offload + s.rx_oversize + s.tx_dropped,
+                0,
+                "{side}: {s:?}"
+            );
+        }
+        println!("offload counters: a {sa:?}, b {sb:?}");
+    });
+}
