@@ -33,10 +33,12 @@ unsafe fn next_counters<const N: usize>(ctr: &mut __m128i) -> [__m128i; N] {
 #[inline]
 #[target_feature(enable = "sse4.1,sse2")]
 pub(super) unsafe fn load_j0(nonce: &[u8; 12]) -> __m128i {
-    let lo = _mm_loadl_epi64(nonce.as_ptr().cast());
-    let w = core::ptr::read_unaligned(nonce.as_ptr().add(8).cast::<i32>());
+    // Three 4-byte loads: ESP builds the nonce just before as a 4-byte salt
+    // and an 8-byte IV, and a load must lie within one store to be
+    // forwarded from it; an 8-byte load across the two would stall.
+    let w = |i: usize| core::ptr::read_unaligned(nonce.as_ptr().add(4 * i).cast::<i32>());
     // Counter 1 big-endian is the bytes 00 00 00 01: 0x0100_0000 read LE.
-    _mm_insert_epi32(_mm_insert_epi32(lo, w, 2), 0x0100_0000, 3)
+    _mm_set_epi32(0x0100_0000, w(2), w(1), w(0))
 }
 
 /// Encrypts one 128-byte chunk in place; returns its ciphertext blocks in
