@@ -1,5 +1,5 @@
-//! The TUN port with offloads, between two network namespaces: a TCP
-//! transfer each way crosses two offloading queues joined by a relay, as
+//! The TUN port with offloads, between two network namespaces: TCP
+//! transfers each way, over IPv4 and IPv6, cross two offloading queues joined by a relay, as
 //! it would cross two gateways. The sender's kernel hands its queue TCP
 //! super-packets, which the port cuts into segments; the other queue merges
 //! them back before the receiver's kernel takes them. The bytes must
@@ -59,6 +59,8 @@ fn tcp_crosses_two_offloading_queues_whole_both_ways() {
         dev_a.add_address("10.0.0.1".parse().unwrap(), 24).unwrap();
         dev_a.set_up().unwrap();
         ip(&["route", "add", "10.9.0.0/24", "dev", "esp-offa"]);
+        ip(&["addr", "add", "fd00:a::1/64", "dev", "esp-offa", "nodad"]);
+        ip(&["route", "add", "fd00:b::/64", "dev", "esp-offa"]);
 
         // The far end, in a namespace of its own: a server that reads all
         // the client sends, then sends its own bytes back.
@@ -70,7 +72,10 @@ fn tcp_crosses_two_offloading_queues_whole_both_ways() {
                 dev_b.add_address("10.9.0.2".parse().unwrap(), 24).unwrap();
                 dev_b.set_up().unwrap();
                 ip(&["route", "add", "10.0.0.0/24", "dev", "esp-offb"]);
+                ip(&["addr", "add", "fd00:b::2/64", "dev", "esp-offb", "nodad"]);
+                ip(&["route", "add", "fd00:a::/64", "dev", "esp-offb"]);
                 let listener = TcpListener::bind("10.9.0.2:5201").unwrap();
+                let listener6 = TcpListener::bind("[fd00:b::2]:5201").unwrap();
                 let udp = UdpSocket::bind("10.9.0.2:9999").unwrap();
                 ready_tx.send(b.remove(0)).unwrap();
                 udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
