@@ -49,6 +49,30 @@ fn relay(a: &mut TunPort, b: &mut TunPort, done: &mpsc::Receiver<()>) {
     }
 }
 
+/// The server's half of a transfer: reads all, then sends its own bytes.
+fn serve(listener: TcpListener) -> Vec<u8> {
+    let (mut conn, _) = listener.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut got = Vec::with_capacity(BYTES);
+    conn.read_to_end(&mut got).unwrap();
+    conn.write_all(&pattern(2)).unwrap();
+    got
+}
+
+/// The client's half: sends its bytes, then reads all the server sends.
+fn client(to: &str) -> Vec<u8> {
+    let to = to.parse().unwrap();
+    let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(10)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    conn.write_all(&pattern(1)).unwrap();
+    conn.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::with_capacity(BYTES);
+    conn.read_to_end(&mut back).unwrap();
+    back
+}
+
 #[test]
 fn tcp_crosses_two_offloading_queues_whole_both_ways() {
     in_new_netns(|| {
@@ -82,13 +106,7 @@ fn tcp_crosses_two_offloading_queues_whole_both_ways() {
                 let mut buf = [0u8; 64];
                 let (n, _) = udp.recv_from(&mut buf).unwrap();
                 assert_eq!(&buf[..n], b"checksum done by the port");
-                let (mut conn, _) = listener.accept().unwrap();
-                conn.set_read_timeout(Some(Duration::from_secs(20)))
-                    .unwrap();
-                let mut got = Vec::with_capacity(BYTES);
-                conn.read_to_end(&mut got).unwrap();
-                conn.write_all(&pattern(2)).unwrap();
-                got
+                [listener, listener6].map(serve)
             })
         });
         let mut b = ready_rx.recv().unwrap();
@@ -103,29 +121,24 @@ fn tcp_crosses_two_offloading_queues_whole_both_ways() {
         udp.send_to(b"checksum done by the port", "10.9.0.2:9999")
             .unwrap();
 
-        let mut conn =
-            TcpStream::connect_timeout(&"10.9.0.2:5201".parse().unwrap(), Duration::from_secs(10))
-                .unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        conn.write_all(&pattern(1)).unwrap();
-        conn.shutdown(std::net::Shutdown::Write).unwrap();
-        let mut back = Vec::with_capacity(BYTES);
-        conn.read_to_end(&mut back).unwrap();
+        // IPv4, then IPv6: each a transfer both ways.
+        let back = ["10.9.0.2:5201", "[fd00:b::2]:5201"].map(client);
         let there = server.join().unwrap();
         done_tx.send(()).unwrap();
         let (sa, sb) = relay.join().unwrap();
 
-        assert!(
-            there == pattern(1),
-            "client to server: {} bytes, not the ones sent",
-            there.len()
-        );
-        assert!(
-            back == pattern(2),
-            "server to client: {} bytes, not the ones sent",
-            back.len()
-        );
+        for (i, family) in ["IPv4", "IPv6"].into_iter().enumerate() {
+            assert!(
+                there[i] == pattern(1),
+                "{family} client to server: {} bytes, not the ones sent",
+                there[i].len()
+            );
+            assert!(
+                back[i] == pattern(2),
+                "{family} server to client: {} bytes, not the ones sent",
+                back[i].len()
+            );
+        }
         for (side, s) in [("a", sa), ("b", sb)] {
             assert!(
                 s.rx_super_packets > 0,
