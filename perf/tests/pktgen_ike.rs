@@ -87,6 +87,7 @@ fn two_hundred_ike_clients_come_up_ping_rekey_and_get_every_packet_back() {
                 drain: Duration::from_secs(2),
                 burst: 32,
                 window: None,
+                train: 1,
             },
             progress: false,
         },

@@ -31,6 +31,7 @@ fn windowed(
             drain: Duration::from_secs(2),
             burst: 32,
             window,
+            train: 1,
         },
         progress: false,
     }

@@ -145,6 +145,10 @@ pub struct TrafficArgs {
     /// (flat out without overrunning the gateway's queues).
     #[arg(long)]
     pub window: Option<usize>,
+    /// Packets each client sends in a row before the next client's turn
+    /// (1: round robin, every packet on another tunnel).
+    #[arg(long, default_value_t = 1)]
+    pub train: usize,
     /// Write the report as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -177,6 +181,7 @@ impl TrafficArgs {
                 drain: Duration::from_secs_f64(self.drain.clamp(0.0, 60.0)),
                 burst: self.burst.clamp(1, 1024),
                 window: self.window.map(|w| w.clamp(1, 1 << 20)),
+                train: self.train.clamp(1, 1 << 16),
             },
             progress: !self.quiet,
         })

@@ -131,10 +131,42 @@ pub fn share(spec: &TrafficSpec, threads: usize, index: usize) -> Share {
     }
 }
 
+/// Whose turn it is to send: `train` packets from each client in a row,
+/// the clients in order, round and round.
+#[derive(Debug)]
+struct Turns {
+    clients: usize,
+    train: usize,
+    current: usize,
+    sent_in_train: usize,
+}
+
+impl Turns {
+    fn new(clients: usize, train: usize) -> Turns {
+        Turns {
+            clients,
+            train: train.max(1),
+            current: 0,
+            sent_in_train: 0,
+        }
+    }
+
+    /// The client (index in send order) of the next packet.
+    fn next(&mut self) -> usize {
+        let c = self.current;
+        self.sent_in_train += 1;
+        if self.sent_in_train == self.train {
+            self.sent_in_train = 0;
+            self.current = (self.current + 1) % self.clients.max(1);
+        }
+        c
+    }
+}
+
 struct Sender {
     /// (lane, client) in send order: round robin over all clients.
     order: Vec<(usize, usize)>,
-    next: usize,
+    turn: Turns,
     seq: Vec<u64>,
     scratch: Vec<u8>,
     n: u64,
@@ -171,8 +203,8 @@ pub fn run(
     let mut tx: Vec<Vec<Packet>> = lanes.iter().map(|_| Vec::new()).collect();
     let mut sender = Sender {
         seq: vec![0; order.len()],
+        turn: Turns::new(order.len(), spec.train),
         order,
-        next: 0,
         scratch: vec![0u8; MAX_SIZE],
         n: 0,
         inner_bytes: vec![0; lanes.len()],
@@ -342,11 +374,10 @@ impl Sender {
         now_ns: u64,
         res: &mut ThreadResult,
     ) {
-        let Some(&(l, c)) = self.order.get(self.next) else {
+        let slot = self.turn.next();
+        let Some(&(l, c)) = self.order.get(slot) else {
             return;
         };
-        let slot = self.next;
-        self.next = (self.next + 1) % self.order.len();
         let (Some(client), Some(out), Some(seq)) = (
             lanes.get(l).and_then(|lane| lane.clients.get(c)),
             tx.get_mut(l),
@@ -569,4 +600,21 @@ pub fn totals(all: &[Arc<Progress>]) -> (u64, u64, u64) {
             b + p.rx_bytes.load(Ordering::Relaxed),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Turns;
+
+    #[test]
+    fn clients_take_turns_in_trains() {
+        let mut t = Turns::new(3, 1);
+        let got: Vec<usize> = (0..7).map(|_| t.next()).collect();
+        assert_eq!(got, [0, 1, 2, 0, 1, 2, 0], "round robin");
+        let mut t = Turns::new(3, 2);
+        let got: Vec<usize> = (0..8).map(|_| t.next()).collect();
+        assert_eq!(got, [0, 0, 1, 1, 2, 2, 0, 0]);
+        let mut t = Turns::new(2, 0);
+        assert_eq!([t.next(), t.next()], [0, 1], "a train of 0 is 1");
+    }
 }

@@ -74,6 +74,8 @@ pub struct Report {
     pub count: Option<u64>,
     /// Packets in flight per thread at most (closed loop), if limited.
     pub window: Option<usize>,
+    /// Packets per client in a row (1: round robin).
+    pub train: usize,
     /// The send phase, seconds.
     pub seconds: f64,
     pub sent: u64,
@@ -145,6 +147,7 @@ impl Report {
                 Stop::After(_) => None,
             },
             window: spec.window,
+            train: spec.train,
             seconds: secs,
             sent,
             received,
@@ -178,6 +181,9 @@ impl Report {
             .map_or("flat out".to_string(), |r| format!("{r:.0} pps"));
         if let Some(w) = self.window {
             rate += &format!(", at most {w} in flight per thread");
+        }
+        if self.train > 1 {
+            rate += &format!(", {} packets per client in a row", self.train);
         }
         if let Some(s) = &self.setup {
             t += &format!(

@@ -84,6 +84,11 @@ pub struct TrafficSpec {
     /// Packets in flight per thread at most (closed loop: the sender waits
     /// for replies); `None` sends open loop, at the rate or flat out.
     pub window: Option<usize>,
+    /// Packets each client sends in a row before the next one's turn: 1
+    /// is round robin (every packet on another tunnel, the worst case for
+    /// the caches at both ends); more models traffic that comes in bursts
+    /// per flow, as TCP windows do.
+    pub train: usize,
 }
 
 /// Bytes of the stamp at the start of each inner UDP payload.
