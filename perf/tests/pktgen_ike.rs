@@ -77,6 +77,8 @@ fn two_hundred_ike_clients_come_up_ping_rekey_and_get_every_packet_back() {
             setup_timeout: Duration::from_secs(60),
             gateway: None,
             rekey_storm: Some(Duration::from_secs(1)),
+            peer: None,
+            client_id: perf::pktgen::ike::DEFAULT_CLIENT_ID.into(),
         },
         &SessionOptions {
             threads: 2,

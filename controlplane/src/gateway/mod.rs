@@ -12,5 +12,5 @@ pub use child_install::{prefixes, TunnelBook};
 pub use driver::{DriverStats, IkeDriver};
 pub use epochs::Epochs;
 pub use in_process::InProcessGateway;
-pub use policy::{address_pool, leased_prefix, policy};
+pub use policy::{address_pool, identification, leased_prefix, policy};
 pub use spi_slots::SpiSlots;

@@ -11,7 +11,8 @@ use crate::ike::crypto::{DhGroup, Prf, Secret};
 use crate::ike::sa::{AddressPool, Policy, Retransmit};
 use crate::ike::wire::{IdType, Identification, TrafficSelector};
 
-fn identification(id: &Identity) -> Identification {
+/// The IKE form of a configured identity.
+pub fn identification(id: &Identity) -> Identification {
     match id {
         Identity::Ip(IpAddr::V4(a)) => Identification {
             id_type: IdType::IPV4_ADDR,

@@ -35,10 +35,17 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct IkeArgs {
-    /// The gateway's config: its outside address, IKE port and first
-    /// responder [[peer]] (PSK, proposals, selectors).
+    /// The gateway's config: its outside address, IKE port and responder
+    /// [[peer]] (PSK, proposals, selectors).
     #[arg(long, short)]
     pub config: PathBuf,
+    /// The responder [[peer]] the clients connect to (default: the first).
+    #[arg(long)]
+    pub peer: Option<String>,
+    /// The clients' identities, `{i}` for the index: an FQDN, an e-mail
+    /// address or an IP; the peer's remote_id must accept them.
+    #[arg(long, default_value = crate::pktgen::ike::DEFAULT_CLIENT_ID)]
+    pub client_id: String,
     #[arg(long, default_value_t = 100)]
     pub clients: usize,
     /// Send to this address instead of gateway.outside[0].
@@ -257,6 +264,8 @@ pub fn run(cli: Cli) -> Result<(), PktgenError> {
                 rekey_storm: a
                     .rekey_storm
                     .map(|s| Duration::from_secs_f64(s.clamp(0.001, 86_400.0))),
+                peer: a.peer.clone(),
+                client_id: a.client_id.clone(),
             };
             let report = run_ike(&cfg, &ike, &opt)?;
             a.traffic.output(&report)

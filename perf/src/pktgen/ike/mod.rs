@@ -6,7 +6,8 @@ mod handshakes;
 mod policy;
 
 pub use handshakes::{HandshakeOptions, Handshakes, Rekeys};
-pub use policy::{ClientPolicy, Target};
+pub use policy::DEFAULT_CLIENT_ID;
+use policy::{ClientPolicy, ClientSpec, Target};
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -33,6 +34,10 @@ pub struct IkeOptions {
     /// Every client rekeys once while traffic flows, the rekeys spread
     /// over this long (starting a quarter of it into the traffic).
     pub rekey_storm: Option<Duration>,
+    /// The responder `[[peer]]` to connect to; `None`: the first.
+    pub peer: Option<String>,
+    /// The clients' identity, `{i}` for the index ([`DEFAULT_CLIENT_ID`]).
+    pub client_id: String,
 }
 
 fn bind(opt: &IkeOptions) -> Result<Vec<UdpPort>, PktgenError> {
@@ -67,7 +72,14 @@ pub fn run_ike(
         return Err(PktgenError::Option("--clients must be at least 1".into()));
     }
     let target = Target::from_config(cfg, opt.gateway)?;
-    let policy = ClientPolicy::from_config(cfg)?;
+    let policy = ClientPolicy::from_config(
+        cfg,
+        &ClientSpec {
+            peer: opt.peer.as_deref(),
+            id_template: &opt.client_id,
+            clients: opt.clients,
+        },
+    )?;
     let mut hs = Handshakes::new(bind(opt)?, target, policy, opt.clients);
     let setup = hs.run(&HandshakeOptions {
         in_flight: opt.in_flight.max(1),

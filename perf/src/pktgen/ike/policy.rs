@@ -9,6 +9,7 @@ use controlplane::ike::sa::{Policy, Retransmit};
 use controlplane::ike::wire::{Identification, TrafficSelector};
 
 use crate::pktgen::PktgenError;
+use config::schema::identity::Identity;
 
 /// Where the gateway listens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,22 +55,70 @@ impl Target {
     }
 }
 
+/// The clients' identities when not told otherwise: `{i}` is the index.
+pub const DEFAULT_CLIENT_ID: &str = "c{i}.pktgen.esprit";
+
+/// Which responder `[[peer]]` the clients connect to, as whom.
+#[derive(Clone, Debug)]
+pub struct ClientSpec<'a> {
+    /// The peer's name; `None`: the config's first responder.
+    pub peer: Option<&'a str>,
+    /// The clients' identity, with `{i}` for the client's index.
+    pub id_template: &'a str,
+    /// How many clients (the last index is checked too).
+    pub clients: usize,
+}
+
 /// The clients' policy template.
 #[derive(Clone)]
 pub struct ClientPolicy {
     template: Policy,
+    id_template: String,
 }
 
 impl ClientPolicy {
-    /// From the config's first responder peer.
-    pub fn from_config(cfg: &config::Config) -> Result<ClientPolicy, PktgenError> {
-        let peer = cfg
-            .peers
-            .iter()
-            .find(|p| p.role == config::schema::peer::Role::Responder)
-            .ok_or_else(|| {
+    /// From the responder peer `spec` names (or the first), with clients
+    /// whose identities that peer's `remote_id` accepts.
+    pub fn from_config(
+        cfg: &config::Config,
+        spec: &ClientSpec,
+    ) -> Result<ClientPolicy, PktgenError> {
+        use config::schema::peer::Role;
+        let responders = || cfg.peers.iter().filter(|p| p.role == Role::Responder);
+        let peer = match spec.peer {
+            None => responders().next().ok_or_else(|| {
                 PktgenError::Option("the config has no role = \"responder\" [[peer]]".into())
+            })?,
+            Some(name) => responders().find(|p| p.name == name).ok_or_else(|| {
+                let names: Vec<&str> = responders().map(|p| p.name.as_str()).collect();
+                PktgenError::Option(format!(
+                    "--peer {name}: no responder [[peer]] of that name (responders: {})",
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ))
+            })?,
+        };
+        if !spec.id_template.contains("{i}") {
+            return Err(PktgenError::Option(format!(
+                "--client-id {}: needs {{i}} (each client its own identity)",
+                spec.id_template
+            )));
+        }
+        for i in [0, spec.clients.saturating_sub(1)] {
+            let text = spec.id_template.replace("{i}", &i.to_string());
+            let id: Identity = text.parse().map_err(|e| {
+                PktgenError::Option(format!("--client-id: client {i} would be {text:?}: {e}"))
             })?;
+            if !peer.remote_id.matches(&id) {
+                return Err(PktgenError::Option(format!(
+                    "--client-id: {text} does not match peer {}'s remote_id {}; give a --client-id it accepts",
+                    peer.name, peer.remote_id
+                )));
+            }
+        }
         let gw = controlplane::gateway::policy(peer, &cfg.ike.retransmit);
         let template = Policy {
             local_id: Identification::fqdn("c0.pktgen.esprit"),
@@ -93,13 +142,19 @@ impl ClientPolicy {
                 max_tries: 5,
             },
         };
-        Ok(ClientPolicy { template })
+        Ok(ClientPolicy {
+            template,
+            id_template: spec.id_template.to_string(),
+        })
     }
 
     /// Client `i`'s policy: its own identity.
     pub fn for_client(&self, i: usize) -> Policy {
+        let text = self.id_template.replace("{i}", &i.to_string());
+        // Checked for the first and last client in `from_config`.
+        let id = text.parse().unwrap_or(Identity::Fqdn(text));
         Policy {
-            local_id: Identification::fqdn(&format!("c{i}.pktgen.esprit")),
+            local_id: controlplane::gateway::identification(&id),
             ..self.template.clone()
         }
     }
@@ -121,7 +176,14 @@ mod tests {
         .render()
         .unwrap();
         let cfg = config::parse(&text, "gen.toml").unwrap();
-        let p = ClientPolicy::from_config(&cfg).unwrap().for_client(7);
+        let spec = ClientSpec {
+            peer: None,
+            id_template: DEFAULT_CLIENT_ID,
+            clients: 100,
+        };
+        let p = ClientPolicy::from_config(&cfg, &spec)
+            .unwrap()
+            .for_client(7);
         assert_eq!(p.local_id, Identification::fqdn("c7.pktgen.esprit"));
         assert_eq!(p.remote_id, Some(Identification::fqdn("gw.pktgen.esprit")));
         assert!(p.request_virtual_ip);
@@ -130,5 +192,61 @@ mod tests {
         assert_eq!(t.ike, "127.0.0.1:45001".parse().unwrap());
         assert_eq!(t.wire("127.0.0.1:4500".parse().unwrap()), t.natt);
         assert_eq!(t.wire(t.ike), t.ike);
+    }
+
+    /// Two responders: the named one is used, and clients must be
+    /// identities its remote_id accepts.
+    #[test]
+    fn a_named_peer_and_client_identities_it_accepts() {
+        let text = r#"
+[gateway]
+outside = ["127.0.0.1:45000"]
+ike_port = 45001
+[ike]
+local_id = "gw.example.org"
+[[peer]]
+name = "first"
+role = "responder"
+remote_id = "any"
+psk = "first-psk-0123456789abcdef"
+local_ts = ["10.1.0.0/16"]
+pool = "10.2.0.0/16"
+[[peer]]
+name = "staff"
+role = "responder"
+remote_id = "*@staff.example.org"
+psk = "staff-psk-0123456789abcdef"
+local_ts = ["10.5.0.0/16"]
+pool = "10.6.0.0/16"
+"#;
+        let cfg = config::parse(text, "two.toml").unwrap();
+        let spec = |peer, id_template| ClientSpec {
+            peer,
+            id_template,
+            clients: 1000,
+        };
+        let p = ClientPolicy::from_config(&cfg, &spec(Some("staff"), "u{i}@staff.example.org"))
+            .unwrap()
+            .for_client(42);
+        assert_eq!(
+            p.local_id,
+            controlplane::gateway::identification(&"u42@staff.example.org".parse().unwrap())
+        );
+        let staff = controlplane::gateway::policy(&cfg.peers[1], &cfg.ike.retransmit);
+        assert_eq!(p.psk.as_bytes(), staff.psk.as_bytes());
+        assert_eq!(p.remote_ts, staff.local_ts);
+
+        let err = |peer, id| {
+            ClientPolicy::from_config(&cfg, &spec(peer, id))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(
+            err(Some("staff"), DEFAULT_CLIENT_ID).contains("does not match peer staff's remote_id")
+        );
+        assert!(err(Some("nobody"), DEFAULT_CLIENT_ID).contains("responders: first, staff"));
+        assert!(err(None, "same.example.org").contains("needs {i}"));
+        assert!(ClientPolicy::from_config(&cfg, &spec(None, DEFAULT_CLIENT_ID)).is_ok());
     }
 }
