@@ -1,7 +1,37 @@
-//! IPv4 addresses handed to clients through CP (RFC 7296 §3.15).
+//! Inner addresses handed to clients through CP (RFC 7296 §3.15), IPv4
+//! or IPv6.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// An address family a pool can hand out: addresses are the pool's first
+/// plus a 32-bit offset.
+pub trait PoolAddress: Copy + std::fmt::Debug + PartialEq {
+    /// `first + off`, wrapping (callers keep `off` below the pool's size).
+    fn add(first: Self, off: u32) -> Self;
+    /// `a - first` if it fits 32 bits.
+    fn offset(first: Self, a: Self) -> Option<u32>;
+}
+
+impl PoolAddress for Ipv4Addr {
+    fn add(first: Self, off: u32) -> Self {
+        Ipv4Addr::from(u32::from(first).wrapping_add(off))
+    }
+
+    fn offset(first: Self, a: Self) -> Option<u32> {
+        Some(u32::from(a).wrapping_sub(u32::from(first)))
+    }
+}
+
+impl PoolAddress for Ipv6Addr {
+    fn add(first: Self, off: u32) -> Self {
+        Ipv6Addr::from(u128::from(first).wrapping_add(u128::from(off)))
+    }
+
+    fn offset(first: Self, a: Self) -> Option<u32> {
+        u32::try_from(u128::from(a).checked_sub(u128::from(first))?).ok()
+    }
+}
 
 /// Leases in O(log n): addresses below `next` were handed out at some
 /// point; those given back wait in `free`. The lowest free address is the
@@ -9,19 +39,19 @@ use std::net::Ipv4Addr;
 /// taken already (a reload's new pool keeps the old one's live leases) wait
 /// in `reserved`, and `next` skips them.
 #[derive(Clone, Debug)]
-pub struct AddressPool {
-    first: u32,
+pub struct AddressPool<A: PoolAddress = Ipv4Addr> {
+    first: A,
     size: u32,
     next: u32,
     free: BTreeSet<u32>,
     reserved: BTreeSet<u32>,
 }
 
-impl AddressPool {
+impl<A: PoolAddress> AddressPool<A> {
     /// `size` addresses starting at `first`.
-    pub fn new(first: Ipv4Addr, size: u32) -> Self {
+    pub fn new(first: A, size: u32) -> Self {
         AddressPool {
-            first: u32::from(first),
+            first,
             size,
             next: 0,
             free: BTreeSet::new(),
@@ -30,12 +60,12 @@ impl AddressPool {
     }
 
     /// Whether both pools hand out the same addresses.
-    pub fn same_range(&self, other: &AddressPool) -> bool {
+    pub fn same_range(&self, other: &AddressPool<A>) -> bool {
         (self.first, self.size) == (other.first, other.size)
     }
 
     /// The lowest free address.
-    pub fn lease(&mut self) -> Option<Ipv4Addr> {
+    pub fn lease(&mut self) -> Option<A> {
         let off = match self.free.pop_first() {
             Some(off) => off,
             None => {
@@ -49,16 +79,20 @@ impl AddressPool {
                 self.next - 1
             }
         };
-        Some(Ipv4Addr::from(self.first.wrapping_add(off)))
+        Some(A::add(self.first, off))
+    }
+
+    /// The offset of `a` in the pool, if it is in it.
+    fn offset(&self, a: A) -> Option<u32> {
+        A::offset(self.first, a).filter(|&off| off < self.size)
     }
 
     /// Marks `a` as leased (a client holds it from before); an address
     /// outside the pool, or leased already, changes nothing.
-    pub fn reserve(&mut self, a: Ipv4Addr) {
-        let off = u32::from(a).wrapping_sub(self.first);
-        if off >= self.size {
+    pub fn reserve(&mut self, a: A) {
+        let Some(off) = self.offset(a) else {
             return;
-        }
+        };
         if off < self.next {
             self.free.remove(&off);
         } else {
@@ -67,8 +101,10 @@ impl AddressPool {
     }
 
     /// Gives `a` back; an address that is not leased changes nothing.
-    pub fn release(&mut self, a: Ipv4Addr) {
-        let off = u32::from(a).wrapping_sub(self.first);
+    pub fn release(&mut self, a: A) {
+        let Some(off) = self.offset(a) else {
+            return;
+        };
         if off < self.next {
             self.free.insert(off);
         } else {
@@ -144,5 +180,20 @@ mod tests {
             Some(Ipv4Addr::new(10, 0, 3, 232)),
             "then the next new one"
         );
+    }
+
+    #[test]
+    fn an_ipv6_pool_leases_and_takes_back_its_own_addresses() {
+        let first: Ipv6Addr = "fd00:3::1".parse().unwrap();
+        let mut p = AddressPool::new(first, 3);
+        assert_eq!(p.lease(), Some(first));
+        assert_eq!(p.lease(), Some("fd00:3::2".parse().unwrap()));
+        p.reserve("fd00:3::3".parse().unwrap());
+        assert_eq!(p.lease(), None, "the last one is reserved");
+        p.release("fd00:3::1".parse().unwrap());
+        p.release("fd00:4::1".parse().unwrap()); // not in the pool
+        p.release("fd00:3::".parse().unwrap()); // below it
+        assert_eq!(p.leased(), 2);
+        assert_eq!(p.lease(), Some(first));
     }
 }
