@@ -89,7 +89,12 @@ fn check_config_warns_about_pool_prefixes_that_are_not_handed_out() {
     let dir = std::env::temp_dir().join(format!("esprit-cli-pool-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (pool, warned) in [
-        ("[\"10.8.0.0/24\", \"fd00:8::/112\"]", Some("fd00:8::/112")),
+        (
+            "[\"10.8.0.0/24\", \"fd00:8::/112\", \"fd00:9::/112\"]",
+            Some("fd00:9::/112"),
+        ),
+        ("[\"10.8.0.0/24\", \"10.9.0.0/24\"]", Some("10.9.0.0/24")),
+        ("[\"10.8.0.0/24\", \"fd00:8::/112\"]", None),
         ("\"10.8.0.0/24\"", None),
     ] {
         let f = dir.join("gw.toml");

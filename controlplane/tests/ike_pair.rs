@@ -91,7 +91,7 @@ fn server_policy() -> Policy {
         local_ts: vec![ts("10.0.0.0", "10.255.255.255")],
         remote_ts: vec![ts("0.0.0.0", "255.255.255.255")],
         request_virtual_ip: false,
-        dns: vec![Ipv4Addr::new(10, 1, 0, 53)],
+        dns: vec![Ipv4Addr::new(10, 1, 0, 53).into()],
         pool: None,
         retransmit: Retransmit::default(),
     }

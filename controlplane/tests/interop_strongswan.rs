@@ -166,6 +166,53 @@ fn strongswan_roadwarrior_gets_a_pool_address_aes256_ecp256() {
     roadwarrior("b", "aes256gcm16-prfsha384-ecp256", "aes256gcm16");
 }
 
+/// A dual-stack road warrior: strongSwan asks for an IPv4 and an IPv6
+/// address (`vips = 0.0.0.0, ::`) and gets one of each from the
+/// template's pool, and both families cross the tunnel.
+#[test]
+fn strongswan_roadwarrior_gets_an_ipv4_and_an_ipv6_pool_address() {
+    let Some(lab) = Lab::new("v6") else { return };
+    let proposal = "aes128gcm16-prfsha256-x25519";
+    let config = gateway_config(proposal, "aes128gcm16")
+        .replace(
+            r#"addresses = ["10.1.0.1/24"]"#,
+            r#"addresses = ["10.1.0.1/24", "fd00:1::1/64"]"#,
+        )
+        .replace(
+            r#"local_ts = ["10.1.0.0/24"]"#,
+            r#"local_ts = ["10.1.0.0/24", "fd00:1::/64"]"#,
+        )
+        .replace(
+            r#"pool = "10.3.0.0/24""#,
+            r#"pool = ["10.3.0.0/24", "fd00:3::/112"]"#,
+        );
+    let espritd = lab.espritd(&config);
+    let swanctl = strongswan::roadwarrior_swanctl(proposal, "aes128gcm16", PSK)
+        .replace("vips = 0.0.0.0", "vips = 0.0.0.0, ::")
+        .replace(
+            "remote_ts = 10.1.0.0/24",
+            "remote_ts = 10.1.0.0/24, fd00:1::/64",
+        );
+    let charon = lab.charon(&swanctl);
+    initiate(&charon, &espritd);
+    let sas = charon.list_sas();
+    assert!(
+        sas.contains("10.3.0.1"),
+        "IPv4 address from the pool: {sas}"
+    );
+    assert!(
+        sas.contains("fd00:3::1"),
+        "IPv6 address from the pool: {sas}"
+    );
+
+    ping_ok(&lab.sw, &["10.1.0.1"], 3, &espritd);
+    ping_ok(&lab.sw, &["-6", "fd00:1::1"], 3, &espritd);
+    common::netns::tcp_transfer(&lab.gw, &lab.sw, "[fd00:1::1]:5001", 2 << 20);
+    if std::env::var_os("ESPRIT_TEST_VERBOSE").is_some() {
+        eprintln!("--- strongSwan SAs:\n{sas}");
+    }
+}
+
 #[test]
 fn espritd_initiates_to_a_strongswan_responder() {
     let Some(lab) = Lab::new("i") else { return };

@@ -410,15 +410,16 @@ pub fn config_warnings(cfg: &config::Config) -> Vec<String> {
         .iter()
         .filter(|p| p.role == config::Role::Responder)
         .flat_map(|p| {
-            let leased = crate::gateway::leased_prefix(p).map(|(i, _)| i);
+            let v4 = crate::gateway::leased_prefix(p).map(|(i, _)| i);
+            let v6 = crate::gateway::leased_prefix6(p).map(|(i, _)| i);
             p.pool
                 .iter()
                 .enumerate()
-                .filter(move |(i, _)| Some(*i) != leased)
+                .filter(move |(i, _)| Some(*i) != v4 && Some(*i) != v6)
                 .map(move |(_, net)| {
                     format!(
                         "peer {}: pool {net} is not handed out: clients get addresses \
-                         from the first IPv4 prefix of the pool only (IPv6 pools are not leased yet)",
+                         from the first IPv4 and the first IPv6 prefix of the pool only",
                         p.name
                     )
                 })

@@ -23,7 +23,7 @@ use rand::SeedableRng;
 
 use super::child_install::TunnelBook;
 use super::epochs::{self, Epochs};
-use super::policy::{address_pool, policy, responder_lookup};
+use super::policy::{address_pool, address_pool6, policy, responder_lookup};
 use super::spi_slots::SpiSlots;
 use crate::ike::sa::{ChildSa, Event, IkeEndpoint, IkeSaEnd, IkeSaId, Policy, Transmit};
 use crate::ike::wire::strip_non_esp_marker;
@@ -183,7 +183,7 @@ impl IkeDriver {
             // Each client gets the template its identity matches, and
             // leases from that template's pool.
             endpoint.set_peer_policy(responder_lookup(&cfg.peers, &cfg.ike.retransmit));
-            set_pools(&mut endpoint, &cfg.peers);
+            set_pools(&mut endpoint, &cfg.peers, &[]);
             // After accept, which sets the endpoint's default.
             endpoint.set_cookie_threshold(cfg.ike.cookie_threshold as usize);
         }
@@ -396,6 +396,7 @@ impl IkeDriver {
                     "peer_id": st.peer_id.as_ref().map(|i| String::from_utf8_lossy(&i.data).into_owned()),
                     "nat_detected": st.nat_detected,
                     "virtual_ip": st.virtual_ip.map(|a| a.to_string()),
+                    "virtual_ip6": st.virtual_ip6.map(|a| a.to_string()),
                     "children": st.children.iter().map(|(i, o)| {
                         serde_json::json!({"inbound_spi": format!("{i:#010x}"), "outbound_spi": format!("{o:#010x}")})
                     }).collect::<Vec<_>>(),
@@ -502,7 +503,7 @@ impl IkeDriver {
             .set_peer_policy(responder_lookup(&cfg.peers, &cfg.ike.retransmit));
         // Unchanged pools keep their leases; a changed range keeps the
         // addresses its clients still hold.
-        set_pools(&mut self.endpoint, &cfg.peers);
+        set_pools(&mut self.endpoint, &cfg.peers, &peers.removed);
         // Clients whose identity no responder template admits any more go
         // (their peer was removed, or its remote_id narrowed).
         let admits = responder_lookup(&cfg.peers, &cfg.ike.retransmit);
@@ -1000,13 +1001,25 @@ impl IkeDriver {
     }
 }
 
-/// Gives each responder template with an IPv4 pool its own pool, named
-/// after it (as `policy()` names it in the template's policy).
-fn set_pools(endpoint: &mut IkeEndpoint, peers: &[config::schema::peer::Peer]) {
-    for r in peers.iter().filter(|p| p.role == Role::Responder) {
-        if let Some(pool) = address_pool(r) {
-            endpoint.set_pool(Arc::from(r.name.as_str()), pool);
+/// Gives each responder template its own pools (IPv4, IPv6), named after
+/// it (as `policy()` names it in the template's policy); a family its
+/// `pool` no longer has, or a template that is gone, loses its pool.
+fn set_pools(endpoint: &mut IkeEndpoint, peers: &[config::schema::peer::Peer], removed: &[String]) {
+    for p in peers {
+        let name = p.name.as_str();
+        let responder = p.role == Role::Responder;
+        match address_pool(p).filter(|_| responder) {
+            Some(pool) => endpoint.set_pool(Arc::from(name), pool),
+            None => endpoint.remove_pool(name),
         }
+        match address_pool6(p).filter(|_| responder) {
+            Some(pool) => endpoint.set_pool6(Arc::from(name), pool),
+            None => endpoint.remove_pool6(name),
+        }
+    }
+    for name in removed {
+        endpoint.remove_pool(name);
+        endpoint.remove_pool6(name);
     }
 }
 

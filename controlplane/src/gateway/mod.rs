@@ -12,5 +12,7 @@ pub use child_install::{prefixes, TunnelBook};
 pub use driver::{DriverStats, IkeDriver};
 pub use epochs::Epochs;
 pub use in_process::InProcessGateway;
-pub use policy::{address_pool, identification, leased_prefix, policy};
+pub use policy::{
+    address_pool, address_pool6, identification, leased_prefix, leased_prefix6, policy,
+};
 pub use spi_slots::SpiSlots;

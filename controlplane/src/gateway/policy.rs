@@ -1,6 +1,6 @@
 //! IKE policies from `[[peer]]` sections.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use config::schema::identity::Identity;
 use config::schema::peer::Peer;
@@ -123,17 +123,11 @@ pub fn policy(peer: &Peer, retransmit: &config::schema::ike::Retransmit) -> Poli
         local_ts: peer.local_ts.iter().map(selector).collect(),
         remote_ts: peer.remote_ts.iter().map(selector).collect(),
         request_virtual_ip: peer.virtual_ip,
-        dns: peer
-            .dns
-            .iter()
-            .filter_map(|a| match a {
-                IpAddr::V4(v4) => Some(*v4),
-                IpAddr::V6(_) => None,
-            })
-            .collect(),
+        dns: peer.dns.clone(),
         // A responder's clients lease from the pool of their own template.
-        pool: (peer.role == config::schema::peer::Role::Responder && address_pool(peer).is_some())
-            .then(|| std::sync::Arc::from(peer.name.as_str())),
+        pool: (peer.role == config::schema::peer::Role::Responder
+            && (address_pool(peer).is_some() || address_pool6(peer).is_some()))
+        .then(|| std::sync::Arc::from(peer.name.as_str())),
         retransmit: Retransmit {
             initial: retransmit.timeout,
             max_tries: retransmit.tries.max(1),
@@ -164,12 +158,36 @@ pub fn address_pool(peer: &Peer) -> Option<AddressPool> {
     Some(AddressPool::new(first, size as u32))
 }
 
-/// The prefix of a peer's `pool` that clients lease from (its first IPv4
-/// one), with its place in the list; the others are not handed out yet.
+/// The IPv6 pool of a responder `[[peer]]`: its first IPv6 prefix,
+/// without the subnet-router anycast address (RFC 4291 §2.6.1), at most
+/// 2^32 - 1 addresses of it.
+pub fn address_pool6(peer: &Peer) -> Option<AddressPool<Ipv6Addr>> {
+    let (_, v6) = leased_prefix6(peer)?;
+    let first = Ipv6Addr::from(u128::from(v6.network()).checked_add(1)?);
+    let host_bits = 128 - u32::from(v6.prefix_len());
+    let size = if host_bits >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << host_bits) - 1
+    };
+    Some(AddressPool::new(first, size))
+}
+
+/// The prefix of a peer's `pool` that clients lease IPv4 addresses from
+/// (its first IPv4 one), with its place in the list.
 pub fn leased_prefix(peer: &Peer) -> Option<(usize, ipnet::Ipv4Net)> {
     peer.pool.iter().enumerate().find_map(|(i, net)| match net {
         IpNet::V4(v4) => Some((i, *v4)),
         IpNet::V6(_) => None,
+    })
+}
+
+/// The same for IPv6: the first IPv6 prefix. Prefixes after the first of
+/// each family are not handed out.
+pub fn leased_prefix6(peer: &Peer) -> Option<(usize, ipnet::Ipv6Net)> {
+    peer.pool.iter().enumerate().find_map(|(i, net)| match net {
+        IpNet::V6(v6) => Some((i, *v6)),
+        IpNet::V4(_) => None,
     })
 }
 

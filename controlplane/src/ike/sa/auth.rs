@@ -213,29 +213,30 @@ impl IkeSa {
         cp: Option<&Configuration>,
     ) -> Result<Vec<Payload>, NotifyType> {
         let mut out = Vec::new();
-        let mut allowed_i = self.policy.remote_ts.clone();
-        let wants_v4 = cp.is_some_and(|c| {
-            c.cfg_type == CfgType::REQUEST
-                && c.get(CfgAttrType::INTERNAL_IP4_ADDRESS).next().is_some()
-        });
+        let asks =
+            |t| cp.is_some_and(|c| c.cfg_type == CfgType::REQUEST && c.get(t).next().is_some());
+        let (wants_v4, wants_v6) = (
+            asks(CfgAttrType::INTERNAL_IP4_ADDRESS),
+            asks(CfgAttrType::INTERNAL_IP6_ADDRESS),
+        );
         if wants_v4 {
-            let a = io
-                .pools
-                .get_mut(&self.policy.pool)
-                .and_then(|p| p.lease())
-                .ok_or(NotifyType::INTERNAL_ADDRESS_FAILURE)?;
-            self.leased_ip = Some(a);
-            allowed_i = vec![TrafficSelector::range(IpAddr::V4(a), IpAddr::V4(a))];
-            let mut attrs = vec![CfgAttribute::ip4(CfgAttrType::INTERNAL_IP4_ADDRESS, a)];
-            attrs.extend(
-                self.policy
-                    .dns
-                    .iter()
-                    .map(|d| CfgAttribute::ip4(CfgAttrType::INTERNAL_IP4_DNS, *d)),
-            );
+            self.leased_ip = io.pools.get_mut(&self.policy.pool).and_then(|p| p.lease());
+        }
+        if wants_v6 {
+            self.leased_ip6 = io.pools6.get_mut(&self.policy.pool).and_then(|p| p.lease());
+        }
+        let mut allowed_i = self.policy.remote_ts.clone();
+        if wants_v4 || wants_v6 {
+            // §3.15.4: the client may get fewer families than it asked for,
+            // but not none.
+            let leased = self.leased_hosts();
+            if leased.is_empty() {
+                return Err(NotifyType::INTERNAL_ADDRESS_FAILURE);
+            }
+            allowed_i = leased;
             out.push(Payload::Cp(Configuration {
                 cfg_type: CfgType::REPLY,
-                attributes: attrs,
+                attributes: self.cp_reply(),
             }));
         }
         let (ni, nr) = (self.handshake().ni.clone(), self.handshake().nr.clone());
@@ -245,6 +246,46 @@ impl IkeSa {
             self.accept_child(io, sa, tsi, tsr, &allowed_i, &local, None, &ni, &nr, None)?;
         out.append(&mut child);
         Ok(out)
+    }
+
+    /// The addresses leased to the peer, each as a one-address selector.
+    pub(crate) fn leased_hosts(&self) -> Vec<TrafficSelector> {
+        let v4 = self.leased_ip.map(IpAddr::V4);
+        let v6 = self.leased_ip6.map(IpAddr::V6);
+        v4.into_iter()
+            .chain(v6)
+            .map(|a| TrafficSelector::range(a, a))
+            .collect()
+    }
+
+    /// The CP reply's attributes: the leased addresses and the DNS
+    /// servers of their families.
+    fn cp_reply(&self) -> Vec<CfgAttribute> {
+        let mut attrs = Vec::new();
+        if let Some(a) = self.leased_ip {
+            attrs.push(CfgAttribute::ip4(CfgAttrType::INTERNAL_IP4_ADDRESS, a));
+        }
+        if let Some(a) = self.leased_ip6 {
+            // One address for this client: a /128 (§3.15.1 carries the length).
+            attrs.push(CfgAttribute::ip6_prefix(
+                CfgAttrType::INTERNAL_IP6_ADDRESS,
+                a,
+                128,
+            ));
+        }
+        for &d in &self.policy.dns {
+            match d {
+                IpAddr::V4(d) if self.leased_ip.is_some() => {
+                    attrs.push(CfgAttribute::ip4(CfgAttrType::INTERNAL_IP4_DNS, d));
+                }
+                IpAddr::V6(d) if self.leased_ip6.is_some() => attrs.push(CfgAttribute {
+                    attr_type: CfgAttrType::INTERNAL_IP6_DNS,
+                    value: d.octets().to_vec(),
+                }),
+                _ => {}
+            }
+        }
+        attrs
     }
 
     fn child_keys(&self, key_len: usize) -> Option<ChildKeys> {

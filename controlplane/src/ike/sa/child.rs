@@ -302,9 +302,12 @@ impl IkeSa {
         // The exchange's initiator is the peer: TSi is its side, TSr ours.
         let host =
             |a: std::net::Ipv4Addr| vec![TrafficSelector::range(IpAddr::V4(a), IpAddr::V4(a))];
-        let allowed_i = self
-            .leased_ip
-            .map_or_else(|| self.policy.remote_ts.clone(), host);
+        let leased = self.leased_hosts();
+        let allowed_i = if leased.is_empty() {
+            self.policy.remote_ts.clone()
+        } else {
+            leased
+        };
         let allowed_r = self
             .virtual_ip
             .map_or_else(|| self.policy.local_ts.clone(), host);

@@ -2,7 +2,7 @@
 //! timers. No sockets, no clock: the caller feeds it and drains it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,6 +12,7 @@ use super::ike_sa::{IkeSa, State};
 use super::init_responder::{on_init_request, InitOutcome};
 use super::io::Io;
 use super::policy::PoolName;
+use super::pool::PoolAddress;
 use super::{AddressPool, Event, IkeSaId, IkeSaStatus, PeerPolicy, Policy, SpiAllocator, Transmit};
 use crate::ike::wire::{
     strip_non_esp_marker, ExchangeType, Identification, Message, Notify, NotifyType, ParseError,
@@ -67,6 +68,7 @@ impl IkeEndpoint {
                 rng,
                 spis,
                 pools: HashMap::new(),
+                pools6: HashMap::new(),
                 peer_policy: None,
                 transmits: Default::default(),
                 events: Default::default(),
@@ -100,23 +102,38 @@ impl IkeEndpoint {
     /// range starts a new pool in which the addresses that clients of the
     /// template still hold stay taken, so no address is handed out twice.
     pub fn set_pool(&mut self, name: PoolName, pool: AddressPool) {
-        let key = Some(name);
-        if self.io.pools.get(&key).is_some_and(|p| p.same_range(&pool)) {
-            return;
-        }
-        let mut pool = pool;
-        for sa in self.sas.values().filter(|sa| sa.policy.pool == key) {
-            if let Some(a) = sa.leased_ip {
-                pool.reserve(a);
-            }
-        }
-        self.io.pools.insert(key, pool);
+        replace_pool(&mut self.io.pools, &self.sas, name, pool, |sa| sa.leased_ip);
+    }
+
+    /// [`set_pool`](Self::set_pool) for the IPv6 pool of the same name.
+    pub fn set_pool6(&mut self, name: PoolName, pool: AddressPool<Ipv6Addr>) {
+        replace_pool(&mut self.io.pools6, &self.sas, name, pool, |sa| {
+            sa.leased_ip6
+        });
+    }
+
+    /// Drops the IPv4 pool of `name` (its template is gone or has none
+    /// any more): its clients then get no IPv4 address; those they hold
+    /// go back with their IKE SAs, to nothing.
+    pub fn remove_pool(&mut self, name: &str) {
+        self.io.pools.remove(&Some(PoolName::from(name)));
+    }
+
+    /// [`remove_pool`](Self::remove_pool) for the IPv6 pool.
+    pub fn remove_pool6(&mut self, name: &str) {
+        self.io.pools6.remove(&Some(PoolName::from(name)));
     }
 
     /// Addresses leased from the pool `name` (`None`: `accept`'s).
     pub fn pool_leases(&self, name: Option<&str>) -> usize {
         let key = name.map(PoolName::from);
         self.io.pools.get(&key).map_or(0, |p| p.leased())
+    }
+
+    /// IPv6 addresses leased from the pool `name`.
+    pub fn pool6_leases(&self, name: Option<&str>) -> usize {
+        let key = name.map(PoolName::from);
+        self.io.pools6.get(&key).map_or(0, |p| p.leased())
     }
 
     /// Chooses the responder's policy per peer identity (per-client PSKs);
@@ -463,4 +480,25 @@ impl IkeEndpoint {
     pub fn stats(&self) -> EndpointStats {
         self.stats
     }
+}
+
+/// [`IkeEndpoint::set_pool`] for either family: `leased` is what an IKE SA
+/// holds of it.
+fn replace_pool<A: PoolAddress>(
+    pools: &mut HashMap<Option<PoolName>, AddressPool<A>>,
+    sas: &HashMap<u64, Box<IkeSa>>,
+    name: PoolName,
+    mut pool: AddressPool<A>,
+    leased: impl Fn(&IkeSa) -> Option<A>,
+) {
+    let key = Some(name);
+    if pools.get(&key).is_some_and(|p| p.same_range(&pool)) {
+        return;
+    }
+    for sa in sas.values().filter(|sa| sa.policy.pool == key) {
+        if let Some(a) = leased(sa) {
+            pool.reserve(a);
+        }
+    }
+    pools.insert(key, pool);
 }

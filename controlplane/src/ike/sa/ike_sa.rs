@@ -124,6 +124,8 @@ pub(crate) struct IkeSa {
     /// The peer's inner address, leased from our pool (roles can swap with
     /// an IKE rekey, so the two are kept apart).
     pub leased_ip: Option<Ipv4Addr>,
+    /// Responder: the IPv6 address leased to the peer, if it asked.
+    pub leased_ip6: Option<std::net::Ipv6Addr>,
     /// Initiator: DNS servers from the CP reply.
     pub dns: Vec<Ipv4Addr>,
     /// Responder: the peer lookup knew nothing of the claimed identity.
@@ -181,6 +183,7 @@ impl IkeSa {
             offered_child_spi: None,
             virtual_ip: None,
             leased_ip: None,
+            leased_ip6: None,
             peer_id: None,
             dns: Vec::new(),
             unknown_peer: false,
@@ -254,6 +257,11 @@ impl IkeSa {
             io.spis.release(o.new_spi);
         }
         if let (Some(a), Some(pool)) = (self.leased_ip.take(), io.pools.get_mut(&self.policy.pool))
+        {
+            pool.release(a);
+        }
+        if let (Some(a), Some(pool)) =
+            (self.leased_ip6.take(), io.pools6.get_mut(&self.policy.pool))
         {
             pool.release(a);
         }

@@ -2,6 +2,7 @@
 //! allocator, the address pools and the output queues.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::Ipv6Addr;
 
 use rand::RngCore;
 
@@ -14,6 +15,8 @@ pub(crate) struct Io {
     /// Address pools by name (`Policy::pool`); `None` names the pool
     /// given to `accept` for a policy without one.
     pub pools: HashMap<Option<PoolName>, AddressPool>,
+    /// The IPv6 pools, by the same names.
+    pub pools6: HashMap<Option<PoolName>, AddressPool<Ipv6Addr>>,
     pub peer_policy: Option<PeerPolicy>,
     pub transmits: VecDeque<Transmit>,
     pub events: VecDeque<Event>,

@@ -1,6 +1,6 @@
 //! What one side of an IKE SA accepts and offers.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::ike::crypto::{DhGroup, Prf, Secret};
@@ -44,8 +44,9 @@ pub struct Policy {
     pub remote_ts: Vec<TrafficSelector>,
     /// Initiator: ask for an inner IPv4 address with a CP request.
     pub request_virtual_ip: bool,
-    /// Responder: DNS servers returned in a CP reply.
-    pub dns: Vec<Ipv4Addr>,
+    /// Responder: DNS servers returned in a CP reply (those of the
+    /// families the client got an address of).
+    pub dns: Vec<IpAddr>,
     /// Responder: the address pool (by name, see `IkeEndpoint::set_pool`)
     /// this template's clients lease from; `None` is the pool given to
     /// `accept`.
