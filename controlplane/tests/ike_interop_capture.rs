@@ -29,6 +29,7 @@ fn responder(groups: Vec<DhGroup>) -> IkeEndpoint {
             local_ts: vec![],
             remote_ts: vec![],
             request_virtual_ip: false,
+            request_virtual_ip6: false,
             dns: vec![],
             pool: None,
             retransmit: Retransmit::default(),

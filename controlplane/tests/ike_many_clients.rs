@@ -37,6 +37,7 @@ fn client_policy(i: usize) -> Policy {
             Ipv4Addr::new(10, 1, 0, 255).into(),
         )],
         request_virtual_ip: true,
+        request_virtual_ip6: false,
         dns: vec![],
         pool: None,
         retransmit: Retransmit {

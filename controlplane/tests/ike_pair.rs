@@ -72,6 +72,7 @@ fn client_policy() -> Policy {
         local_ts: vec![],
         remote_ts: vec![ts("10.1.0.0", "10.1.255.255")],
         request_virtual_ip: true,
+        request_virtual_ip6: false,
         dns: vec![],
         pool: None,
         retransmit: Retransmit::default(),
@@ -91,6 +92,7 @@ fn server_policy() -> Policy {
         local_ts: vec![ts("10.0.0.0", "10.255.255.255")],
         remote_ts: vec![ts("0.0.0.0", "255.255.255.255")],
         request_virtual_ip: false,
+        request_virtual_ip6: false,
         dns: vec![Ipv4Addr::new(10, 1, 0, 53).into()],
         pool: None,
         retransmit: Retransmit::default(),
@@ -1336,4 +1338,70 @@ fn each_template_leases_from_its_own_pool_and_a_new_range_keeps_held_addresses()
     p.connect(client_as("carol.staff"));
     p.drive();
     assert_eq!(vip(&p), Some(Ipv4Addr::new(10, 20, 0, 2)));
+}
+
+/// A client that asks for both families gets one address of each from
+/// its template's pools, with TSi narrowed to the two; one that asks for
+/// IPv6 alone from a template without an IPv6 pool gets no CHILD SA. The
+/// leases go back with the IKE SA.
+#[test]
+fn a_dual_stack_client_gets_an_address_of_each_family() {
+    let mut s = server_policy();
+    s.pool = Some("dual".into());
+    let dual = Arc::new(s);
+    let lookup: PeerPolicy = Box::new(move |_: &Identification| Some(dual.clone()));
+    let mut p = Pair::new();
+    p.server.ep.set_peer_policy(lookup);
+    p.server.ep.set_pool(
+        "dual".into(),
+        AddressPool::new(Ipv4Addr::new(10, 40, 0, 1), 4),
+    );
+    let first6: std::net::Ipv6Addr = "fd00:40::1".parse().unwrap();
+    p.server
+        .ep
+        .set_pool6("dual".into(), AddressPool::new(first6, 4));
+
+    let mut both = client_policy();
+    both.request_virtual_ip6 = true;
+    let id = p.connect(both);
+    p.drive();
+    let c = p.client.children()[0].clone();
+    assert_eq!(c.virtual_ip, Some(Ipv4Addr::new(10, 40, 0, 1)));
+    assert_eq!(
+        c.local_ts,
+        [ts("10.40.0.1", "10.40.0.1"), ts("fd00:40::1", "fd00:40::1")]
+    );
+    assert_eq!(p.server.children()[0].remote_ts, c.local_ts);
+    let st: Vec<IkeSaStatus> = p.client.ep.ike_sas().collect();
+    assert_eq!(st[0].virtual_ip6, Some(first6));
+    let st: Vec<IkeSaStatus> = p.server.ep.ike_sas().collect();
+    assert_eq!(
+        st[0].virtual_ip6,
+        Some(first6),
+        "the server's view of the lease"
+    );
+    assert_eq!(p.server.ep.pool6_leases(Some("dual")), 1);
+
+    assert!(p.client.ep.delete_ike_sa(p.now, id));
+    p.drive();
+    assert_eq!(p.server.ep.pool6_leases(Some("dual")), 0);
+    assert_eq!(p.server.ep.pool_leases(Some("dual")), 0);
+
+    // IPv6 alone, and the template loses its IPv6 pool: no address, no CHILD SA.
+    p.server.ep.remove_pool6("dual");
+    p.client = Node::new(9, 0xb000_0000);
+    let mut v6_only = client_policy();
+    v6_only.request_virtual_ip = false;
+    v6_only.request_virtual_ip6 = true;
+    p.connect(v6_only);
+    p.drive();
+    assert!(p.client.children().is_empty());
+    assert!(
+        p.client
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::ChildSaFailed { reason, .. } if *reason == NotifyType::INTERNAL_ADDRESS_FAILURE)),
+        "{:?}",
+        p.client.events
+    );
 }

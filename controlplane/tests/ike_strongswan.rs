@@ -284,6 +284,7 @@ fn policy() -> Policy {
         local_ts: vec![ts("10.99.1.0", "10.99.1.255")],
         remote_ts: vec![ts("10.99.2.0", "10.99.2.255")],
         request_virtual_ip: false,
+        request_virtual_ip6: false,
         dns: vec![],
         pool: None,
         retransmit: Retransmit::default(),

@@ -563,6 +563,7 @@ fn flood_policy() -> controlplane::ike::sa::Policy {
         local_ts: vec![],
         remote_ts: vec![],
         request_virtual_ip: false,
+        request_virtual_ip6: false,
         dns: vec![],
         pool: None,
         retransmit: Retransmit::default(),

@@ -27,6 +27,7 @@ pub fn policy(id: &str, group: DhGroup, request_virtual_ip: bool) -> Policy {
         local_ts: vec![any.clone()],
         remote_ts: vec![any],
         request_virtual_ip,
+        request_virtual_ip6: false,
         dns: vec![],
         pool: None,
         retransmit: Retransmit::default(),

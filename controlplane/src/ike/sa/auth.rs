@@ -1,7 +1,7 @@
 //! IKE_AUTH with a PSK (RFC 7296 §1.2, §2.15) and the first CHILD SA,
 //! with CP address assignment (§2.19) and TS narrowing (§2.9).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use super::event::ChildSa;
@@ -65,6 +65,22 @@ fn any_v4() -> TrafficSelector {
     )
 }
 
+fn any_v6() -> TrafficSelector {
+    TrafficSelector::range(
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        IpAddr::V6(Ipv6Addr::from(u128::MAX)),
+    )
+}
+
+/// One-address selectors for an IPv4 and an IPv6 address, if present.
+fn host_selectors(v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> Vec<TrafficSelector> {
+    v4.map(IpAddr::V4)
+        .into_iter()
+        .chain(v6.map(IpAddr::V6))
+        .map(|a| TrafficSelector::range(a, a))
+        .collect()
+}
+
 impl IkeSa {
     fn psk_auth_for(&self, initiator_side: bool, id: &Identification) -> Option<Authentication> {
         let suite = self.suite?;
@@ -123,15 +139,21 @@ impl IkeSa {
             p.push(Payload::IdR(r.clone()));
         }
         p.push(Payload::Auth(auth));
-        let tsi = if self.policy.request_virtual_ip {
+        let tsi = if self.asks_virtual_ip() {
+            let mut attributes = Vec::new();
+            if self.policy.request_virtual_ip {
+                attributes.push(CfgAttribute::request(CfgAttrType::INTERNAL_IP4_ADDRESS));
+                attributes.push(CfgAttribute::request(CfgAttrType::INTERNAL_IP4_DNS));
+            }
+            if self.policy.request_virtual_ip6 {
+                attributes.push(CfgAttribute::request(CfgAttrType::INTERNAL_IP6_ADDRESS));
+                attributes.push(CfgAttribute::request(CfgAttrType::INTERNAL_IP6_DNS));
+            }
             p.push(Payload::Cp(Configuration {
                 cfg_type: CfgType::REQUEST,
-                attributes: vec![
-                    CfgAttribute::request(CfgAttrType::INTERNAL_IP4_ADDRESS),
-                    CfgAttribute::request(CfgAttrType::INTERNAL_IP4_DNS),
-                ],
+                attributes,
             }));
-            vec![any_v4()]
+            self.any_of_asked_families()
         } else {
             self.policy.local_ts.clone()
         };
@@ -248,14 +270,28 @@ impl IkeSa {
         Ok(out)
     }
 
+    /// Initiator: whether we ask the responder for inner addresses.
+    fn asks_virtual_ip(&self) -> bool {
+        self.policy.request_virtual_ip || self.policy.request_virtual_ip6
+    }
+
+    /// Initiator: TSi while asking for addresses, every address of each
+    /// family asked for (the responder narrows it to ours).
+    fn any_of_asked_families(&self) -> Vec<TrafficSelector> {
+        let v4 = self.policy.request_virtual_ip.then(any_v4);
+        let v6 = self.policy.request_virtual_ip6.then(any_v6);
+        v4.into_iter().chain(v6).collect()
+    }
+
+    /// Our own inner addresses from the peer's CP reply, as one-address
+    /// selectors.
+    pub(crate) fn virtual_hosts(&self) -> Vec<TrafficSelector> {
+        host_selectors(self.virtual_ip, self.virtual_ip6)
+    }
+
     /// The addresses leased to the peer, each as a one-address selector.
     pub(crate) fn leased_hosts(&self) -> Vec<TrafficSelector> {
-        let v4 = self.leased_ip.map(IpAddr::V4);
-        let v6 = self.leased_ip6.map(IpAddr::V6);
-        v4.into_iter()
-            .chain(v6)
-            .map(|a| TrafficSelector::range(a, a))
-            .collect()
+        host_selectors(self.leased_ip, self.leased_ip6)
     }
 
     /// The CP reply's attributes: the leased addresses and the DNS
@@ -362,15 +398,25 @@ impl IkeSa {
         }
         let (suite, peer_spi, _) =
             choose_esp(&self.policy, sa, our_spi, None).ok_or(NotifyType::NO_PROPOSAL_CHOSEN)?;
-        if self.policy.request_virtual_ip {
-            self.virtual_ip = cp.filter(|c| c.cfg_type == CfgType::REPLY).and_then(|c| {
-                c.get(CfgAttrType::INTERNAL_IP4_ADDRESS)
-                    .find_map(CfgAttribute::as_ip4)
-            });
-            if self.virtual_ip.is_none() {
+        if self.asks_virtual_ip() {
+            let reply = cp.filter(|c| c.cfg_type == CfgType::REPLY);
+            if self.policy.request_virtual_ip {
+                self.virtual_ip = reply.and_then(|c| {
+                    c.get(CfgAttrType::INTERNAL_IP4_ADDRESS)
+                        .find_map(CfgAttribute::as_ip4)
+                });
+            }
+            if self.policy.request_virtual_ip6 {
+                self.virtual_ip6 = reply.and_then(|c| {
+                    c.get(CfgAttrType::INTERNAL_IP6_ADDRESS)
+                        .find_map(|a| a.as_ip6().map(|(a, _)| a))
+                });
+            }
+            // §3.15.4: fewer families than asked for will do, none will not.
+            if self.virtual_ip.is_none() && self.virtual_ip6.is_none() {
                 return Err(NotifyType::FAILED_CP_REQUIRED);
             }
-            self.dns = cp
+            self.dns = reply
                 .map(|c| {
                     c.get(CfgAttrType::INTERNAL_IP4_DNS)
                         .filter_map(CfgAttribute::as_ip4)
@@ -378,8 +424,8 @@ impl IkeSa {
                 })
                 .unwrap_or_default();
         }
-        let asked_i = if self.policy.request_virtual_ip {
-            vec![any_v4()]
+        let asked_i = if self.asks_virtual_ip() {
+            self.any_of_asked_families()
         } else {
             self.policy.local_ts.clone()
         };

@@ -1,7 +1,6 @@
 //! CHILD SAs: the responder half shared by IKE_AUTH and CREATE_CHILD_SA,
 //! and CHILD SA rekeying (RFC 7296 §1.3.1, §1.3.3, §2.8, optional PFS §2.17).
 
-use std::net::IpAddr;
 use std::time::Instant;
 
 use super::event::ChildSa;
@@ -300,17 +299,15 @@ impl IkeSa {
             }
         }
         // The exchange's initiator is the peer: TSi is its side, TSr ours.
-        let host =
-            |a: std::net::Ipv4Addr| vec![TrafficSelector::range(IpAddr::V4(a), IpAddr::V4(a))];
-        let leased = self.leased_hosts();
-        let allowed_i = if leased.is_empty() {
-            self.policy.remote_ts.clone()
-        } else {
-            leased
+        let or = |hosts: Vec<TrafficSelector>, ts: &Vec<TrafficSelector>| {
+            if hosts.is_empty() {
+                ts.clone()
+            } else {
+                hosts
+            }
         };
-        let allowed_r = self
-            .virtual_ip
-            .map_or_else(|| self.policy.local_ts.clone(), host);
+        let allowed_i = or(self.leased_hosts(), &self.policy.remote_ts);
+        let allowed_r = or(self.virtual_hosts(), &self.policy.local_ts);
         let nr = io.nonce();
         let id = self.id();
         match self.accept_child(

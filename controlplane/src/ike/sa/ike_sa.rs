@@ -121,6 +121,8 @@ pub(crate) struct IkeSa {
     pub offered_child_spi: Option<u32>,
     /// Our own inner address, from the peer's CP reply.
     pub virtual_ip: Option<Ipv4Addr>,
+    /// Our own inner IPv6 address, from the peer's CP reply.
+    pub virtual_ip6: Option<std::net::Ipv6Addr>,
     /// The peer's inner address, leased from our pool (roles can swap with
     /// an IKE rekey, so the two are kept apart).
     pub leased_ip: Option<Ipv4Addr>,
@@ -182,6 +184,7 @@ impl IkeSa {
             children: Vec::new(),
             offered_child_spi: None,
             virtual_ip: None,
+            virtual_ip6: None,
             leased_ip: None,
             leased_ip6: None,
             peer_id: None,

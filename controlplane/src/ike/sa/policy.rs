@@ -44,6 +44,8 @@ pub struct Policy {
     pub remote_ts: Vec<TrafficSelector>,
     /// Initiator: ask for an inner IPv4 address with a CP request.
     pub request_virtual_ip: bool,
+    /// Initiator: ask for an inner IPv6 address too (or alone).
+    pub request_virtual_ip6: bool,
     /// Responder: DNS servers returned in a CP reply (those of the
     /// families the client got an address of).
     pub dns: Vec<IpAddr>,

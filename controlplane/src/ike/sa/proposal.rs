@@ -220,6 +220,7 @@ mod tests {
             local_ts: vec![],
             remote_ts: vec![],
             request_virtual_ip: false,
+            request_virtual_ip6: false,
             dns: vec![],
             pool: None,
             retransmit: Default::default(),

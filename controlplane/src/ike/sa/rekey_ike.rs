@@ -71,6 +71,7 @@ impl IkeSa {
         n.virtual_ip = self.virtual_ip.take();
         n.leased_ip = self.leased_ip.take();
         n.leased_ip6 = self.leased_ip6.take();
+        n.virtual_ip6 = self.virtual_ip6.take();
         n.peer_id = self.peer_id.clone();
         if n.peer_id.is_some() {
             io.authenticated.push(n.id());

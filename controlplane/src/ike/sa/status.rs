@@ -27,7 +27,7 @@ pub struct IkeSaStatus {
     pub suite: Option<IkeSuite>,
     pub nat_detected: bool,
     pub virtual_ip: Option<Ipv4Addr>,
-    /// The peer's IPv6 inner address, leased from our pool.
+    /// The IPv6 inner address: ours from the peer, or the peer's from our pool.
     pub virtual_ip6: Option<std::net::Ipv6Addr>,
     /// (inbound, outbound) SPIs of its CHILD SAs.
     pub children: Vec<(u32, u32)>,
@@ -53,7 +53,7 @@ impl IkeSa {
             suite: self.suite,
             nat_detected: self.nat_detected,
             virtual_ip: self.virtual_ip.or(self.leased_ip),
-            virtual_ip6: self.leased_ip6,
+            virtual_ip6: self.virtual_ip6.or(self.leased_ip6),
             children: self
                 .children
                 .iter()

@@ -135,6 +135,7 @@ impl ClientPolicy {
             )],
             remote_ts: gw.local_ts.clone(),
             request_virtual_ip: true,
+            request_virtual_ip6: false,
             dns: Vec::new(),
             pool: None,
             retransmit: Retransmit {
