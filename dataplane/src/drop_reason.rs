@@ -30,11 +30,14 @@ pub enum DropReason {
     /// Held while its tunnel's first epoch was being probed, and the hold
     /// queue was full or the tunnel never came up.
     HoldDropped,
+    /// The port dropped it as it came in: larger than a packet buffer, or
+    /// a read it could not make sense of (a bad TUN offload header).
+    RxDropped,
 }
 
 impl DropReason {
     /// Number of reasons: the length of a counter array.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
 
     /// All reasons in counter-index order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -50,6 +53,7 @@ impl DropReason {
         DropReason::QueueFull,
         DropReason::TxFailed,
         DropReason::HoldDropped,
+        DropReason::RxDropped,
     ];
 
     /// Index into a `[u64; DropReason::COUNT]` counter array.
@@ -73,6 +77,7 @@ impl DropReason {
             DropReason::QueueFull => "queue_full",
             DropReason::TxFailed => "tx_failed",
             DropReason::HoldDropped => "hold_dropped",
+            DropReason::RxDropped => "rx_dropped",
         }
     }
 }

@@ -315,6 +315,10 @@ impl Port for AfPacketPort {
     fn readable_fd(&self) -> Option<RawFd> {
         Some(self.fd.as_raw_fd())
     }
+
+    fn rx_dropped(&self) -> u64 {
+        self.stats.rx_oversize
+    }
 }
 
 impl fmt::Debug for AfPacketPort {

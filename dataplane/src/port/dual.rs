@@ -52,6 +52,10 @@ impl<U: Port, R: Port> Port for DualPort<U, R> {
         }
         Ok(sent)
     }
+
+    fn rx_dropped(&self) -> u64 {
+        self.udp.rx_dropped() + self.raw.rx_dropped()
+    }
 }
 
 impl<P: Port + ?Sized> Port for Box<P> {
@@ -70,6 +74,10 @@ impl<P: Port + ?Sized> Port for Box<P> {
 
     fn readable_fd(&self) -> Option<std::os::fd::RawFd> {
         (**self).readable_fd()
+    }
+
+    fn rx_dropped(&self) -> u64 {
+        (**self).rx_dropped()
     }
 }
 

@@ -50,6 +50,12 @@ pub trait Port: Send {
         None
     }
 
+    /// Packets the port dropped on receive so far (too large, malformed
+    /// offload headers), for the worker to count with its drops.
+    fn rx_dropped(&self) -> u64 {
+        0
+    }
+
     /// Buffers the port lends, for the worker's pool to take first (DPDK:
     /// mbufs, so packets cross without a copy).
     fn buffer_source(&self) -> Option<Box<dyn crate::packet::BufferSource>> {

@@ -695,3 +695,60 @@ fn a_packet_received_after_a_publication_meets_the_new_tables() {
     assert_eq!(s.decrypted, 1);
     assert_eq!(recv_all(&inside_far).len(), 1);
 }
+
+/// An inside port that drops `per_burst` packets of its own at each burst
+/// (as a TUN queue does with oversize reads).
+struct DropsOnRx {
+    port: MemPort,
+    per_burst: u64,
+    dropped: u64,
+}
+
+impl Port for DropsOnRx {
+    fn rx_burst(
+        &mut self,
+        pool: &mut PacketPool,
+        out: &mut Vec<Packet>,
+        max: usize,
+    ) -> std::io::Result<usize> {
+        self.dropped += self.per_burst;
+        self.port.rx_burst(pool, out, max)
+    }
+
+    fn tx_burst(
+        &mut self,
+        pkts: &mut Vec<Packet>,
+        pool: &mut PacketPool,
+    ) -> std::io::Result<usize> {
+        self.port.tx_burst(pkts, pool)
+    }
+
+    fn rx_dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+#[test]
+fn what_a_port_drops_on_receive_is_counted_with_the_workers_drops() {
+    let (outside, _outside_far) = link(16);
+    let (inside, _inside_far) = link(16);
+    let publisher = SaPublisher::new();
+    let mut w = Worker::new(
+        WorkerConfig::default(),
+        outside,
+        DropsOnRx {
+            port: inside,
+            per_burst: 3,
+            dropped: 0,
+        },
+        publisher.reader(),
+        handoff_mesh(1, 64).pop().unwrap(),
+        ControlLink::new(16),
+    );
+    for _ in 0..4 {
+        w.poll_once();
+    }
+    let s = w.stats().snapshot();
+    assert_eq!(s.drops(DropReason::RxDropped), 12);
+    assert_eq!(s.total_drops(), 12);
+}

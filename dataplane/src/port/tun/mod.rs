@@ -362,4 +362,8 @@ impl Port for TunPort {
     fn readable_fd(&self) -> Option<RawFd> {
         Some(self.fd.as_raw_fd())
     }
+
+    fn rx_dropped(&self) -> u64 {
+        self.stats.rx_oversize + self.stats.rx_bad_offload
+    }
 }
