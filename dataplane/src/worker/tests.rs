@@ -623,15 +623,31 @@ fn with_thousands_of_tunnels_every_packet_meets_its_own_sa() {
     }
 }
 
-/// An outside port whose first burst arrives together with a publication:
-/// what a worker sees when it is descheduled while the control plane
-/// publishes a new SA and the peer's first packet on it arrives.
-struct PublishesOnRx {
+/// A mem port with something happening at each burst it takes in.
+struct HookedPort {
     port: MemPort,
+    /// Published as the first burst arrives: what a worker sees when it is
+    /// descheduled while the control plane publishes a new SA and the
+    /// peer's first packet on it arrives.
     publish: Option<(SaPublisher, ManualTunnel)>,
+    /// Packets the port drops of its own at each burst (as a TUN queue
+    /// does with oversize reads).
+    drops_per_burst: u64,
+    dropped: u64,
 }
 
-impl Port for PublishesOnRx {
+impl HookedPort {
+    fn new(port: MemPort) -> HookedPort {
+        HookedPort {
+            port,
+            publish: None,
+            drops_per_burst: 0,
+            dropped: 0,
+        }
+    }
+}
+
+impl Port for HookedPort {
     fn rx_burst(
         &mut self,
         pool: &mut PacketPool,
@@ -642,6 +658,7 @@ impl Port for PublishesOnRx {
             install(publisher.edit(), &tunnel, 1).unwrap();
             publisher.publish();
         }
+        self.dropped += self.drops_per_burst;
         self.port.rx_burst(pool, out, max)
     }
 
@@ -651,6 +668,10 @@ impl Port for PublishesOnRx {
         pool: &mut PacketPool,
     ) -> std::io::Result<usize> {
         self.port.tx_burst(pkts, pool)
+    }
+
+    fn rx_dropped(&self) -> u64 {
+        self.dropped
     }
 }
 
@@ -671,9 +692,9 @@ fn a_packet_received_after_a_publication_meets_the_new_tables() {
     let (inside, inside_far) = link(256);
     let mut gw = Worker::new(
         WorkerConfig::default(),
-        PublishesOnRx {
-            port: gw_out,
+        HookedPort {
             publish: Some((publisher, gw_t)),
+            ..HookedPort::new(gw_out)
         },
         inside,
         reader,
@@ -696,38 +717,6 @@ fn a_packet_received_after_a_publication_meets_the_new_tables() {
     assert_eq!(recv_all(&inside_far).len(), 1);
 }
 
-/// An inside port that drops `per_burst` packets of its own at each burst
-/// (as a TUN queue does with oversize reads).
-struct DropsOnRx {
-    port: MemPort,
-    per_burst: u64,
-    dropped: u64,
-}
-
-impl Port for DropsOnRx {
-    fn rx_burst(
-        &mut self,
-        pool: &mut PacketPool,
-        out: &mut Vec<Packet>,
-        max: usize,
-    ) -> std::io::Result<usize> {
-        self.dropped += self.per_burst;
-        self.port.rx_burst(pool, out, max)
-    }
-
-    fn tx_burst(
-        &mut self,
-        pkts: &mut Vec<Packet>,
-        pool: &mut PacketPool,
-    ) -> std::io::Result<usize> {
-        self.port.tx_burst(pkts, pool)
-    }
-
-    fn rx_dropped(&self) -> u64 {
-        self.dropped
-    }
-}
-
 #[test]
 fn what_a_port_drops_on_receive_is_counted_with_the_workers_drops() {
     let (outside, _outside_far) = link(16);
@@ -736,10 +725,9 @@ fn what_a_port_drops_on_receive_is_counted_with_the_workers_drops() {
     let mut w = Worker::new(
         WorkerConfig::default(),
         outside,
-        DropsOnRx {
-            port: inside,
-            per_burst: 3,
-            dropped: 0,
+        HookedPort {
+            drops_per_burst: 3,
+            ..HookedPort::new(inside)
         },
         publisher.reader(),
         handoff_mesh(1, 64).pop().unwrap(),
