@@ -13,13 +13,12 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use dataplane::packet::{Encap, Packet};
 use dataplane::port::mem::{link, MemPort};
-use dataplane::sa::manual::{install, ManualSaKeys, ManualTunnel};
+use dataplane::sa::manual::{install, ManualTunnel};
 use dataplane::sa::replay::ReplayWindow;
 use dataplane::sa::spi::make_spi;
 use dataplane::sa::{HardLimits, InboundSa, InboundSpec, SaPublisher, SaTables};
 use dataplane::testkit::write_ipv4_udp;
 use dataplane::worker::{handoff_mesh, ControlLink, Worker, WorkerConfig};
-use zeroize::Zeroizing;
 
 const BURST: usize = 32;
 
@@ -147,14 +146,7 @@ struct Lab {
     _publishers: (SaPublisher, SaPublisher),
 }
 
-fn keys(spi: u32, b: u8) -> ManualSaKeys {
-    ManualSaKeys {
-        spi,
-        key: Zeroizing::new(vec![b; 16]),
-        salt: [b; 4],
-        esn: true,
-    }
-}
+use dataplane::testkit::manual_keys as keys;
 
 fn lab() -> Lab {
     lab_n(1)

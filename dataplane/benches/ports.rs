@@ -23,11 +23,10 @@ use dataplane::port::l2::{L2Config, MacAddr, SharedNeighbours};
 use dataplane::port::mem::{link, MemPort};
 use dataplane::port::udp::UdpPort;
 use dataplane::port::Port;
-use dataplane::sa::manual::{install, ManualSaKeys, ManualTunnel};
+use dataplane::sa::manual::{install, ManualTunnel};
 use dataplane::sa::SaPublisher;
 use dataplane::testkit::write_ipv4_udp;
 use dataplane::worker::{ControlLink, Handoff, Worker, WorkerConfig};
-use zeroize::Zeroizing;
 
 const BURST: usize = 32;
 const MEASURED: usize = 1000;
@@ -49,14 +48,7 @@ struct Lab<O: Port> {
     gw_buffers: Option<Box<dyn BufferSource>>,
 }
 
-fn keys(spi: u32, b: u8) -> ManualSaKeys {
-    ManualSaKeys {
-        spi,
-        key: Zeroizing::new(vec![b; 16]),
-        salt: [b; 4],
-        esn: true,
-    }
-}
+use dataplane::testkit::manual_keys as keys;
 
 fn lab<O: Port>(gw_out: O, cl_out: O) -> Lab<O> {
     let gw_t = ManualTunnel {

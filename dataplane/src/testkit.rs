@@ -172,3 +172,14 @@ pub fn tcp_packet(spec: &TcpSpec, payload: &[u8]) -> Vec<u8> {
     ip.extend_from_slice(&tcp);
     ip
 }
+
+/// AES-128-GCM keys for one direction of a manual tunnel in tests and
+/// benchmarks: every key and salt byte `b`, ESN on.
+pub fn manual_keys(spi: u32, b: u8) -> crate::sa::manual::ManualSaKeys {
+    crate::sa::manual::ManualSaKeys {
+        spi,
+        key: zeroize::Zeroizing::new(vec![b; 16]),
+        salt: [b; 4],
+        esn: true,
+    }
+}
