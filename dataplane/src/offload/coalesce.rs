@@ -151,10 +151,11 @@ pub fn merge<P: AsRef<[u8]>>(run: &[P], out: &mut Vec<u8>) -> bool {
     let len = pkt.len();
     l.set_length(pkt, len);
     pkt[l.ip_len + 13] = l.tcp_flags(last);
-    // NEEDS_CSUM: the field holds the pseudo-header's sum, not complemented.
-    let partial = checksum::finish(l.pseudo_sum(pkt, len - l.ip_len));
+    // NEEDS_CSUM: the field holds the pseudo-header's sum folded to 16
+    // bits, not complemented (`finish` complements, so undo that).
+    let folded = !checksum::finish(l.pseudo_sum(pkt, len - l.ip_len));
     let at = l.ip_len + TCP_CHECKSUM;
-    pkt[at..at + 2].copy_from_slice(&(!partial).to_be_bytes());
+    pkt[at..at + 2].copy_from_slice(&folded.to_be_bytes());
     true
 }
 
