@@ -121,9 +121,24 @@ pub fn mergeable_run<P: AsRef<[u8]>>(pkts: &[P]) -> usize {
 /// Returns `false`, writing nothing, if it does not.
 pub fn merge<P: AsRef<[u8]>>(run: &[P], out: &mut Vec<u8>) -> bool {
     out.clear();
-    if run.len() < 2 || mergeable_run(run) != run.len() {
-        return false;
+    run.len() >= 2 && mergeable_run(run) == run.len() && write_merged(run, out)
+}
+
+/// The run at the start of `pkts`, merged into `out` when it is two or
+/// more segments (`out` is left empty otherwise): its length, at least 1
+/// unless `pkts` is empty. One pass of checks, for the TUN port's writes.
+pub fn merge_next<P: AsRef<[u8]>>(pkts: &[P], out: &mut Vec<u8>) -> usize {
+    out.clear();
+    let n = mergeable_run(pkts);
+    if n >= 2 {
+        write_merged(&pkts[..n], out);
     }
+    n
+}
+
+/// [`merge`] without the checks: `run` is one that [`mergeable_run`]
+/// returned, and `out` is empty.
+fn write_merged<P: AsRef<[u8]>>(run: &[P], out: &mut Vec<u8>) -> bool {
     let first = run[0].as_ref();
     let last = run[run.len() - 1].as_ref();
     let Some(l) = TcpLayout::parse(first) else {
@@ -248,6 +263,20 @@ mod tests {
         let mut out = vec![1, 2, 3];
         assert!(!merge(&acks, &mut out));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn merge_next_merges_the_first_run_and_says_how_long_it_is() {
+        let spec = TcpSpec::v4();
+        let mut pkts = segments(&spec, &[3u8; 2500], 1000);
+        pkts.push(tcp_packet(&spec, &[]));
+        let (mut next, mut whole) = (vec![9], Vec::new());
+        assert_eq!(merge_next(&pkts, &mut next), 3);
+        assert!(merge(&pkts[..3], &mut whole));
+        assert_eq!(next, whole);
+        assert_eq!(merge_next(&pkts[3..], &mut next), 1);
+        assert!(next.is_empty(), "a run of one is written as it is");
+        assert_eq!(merge_next::<Vec<u8>>(&[], &mut next), 0);
     }
 
     #[test]

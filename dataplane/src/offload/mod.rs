@@ -14,7 +14,7 @@ pub mod segment;
 
 use crate::wire::checksum;
 
-pub use coalesce::{merge, mergeable_run};
+pub use coalesce::{merge, merge_next, mergeable_run};
 pub use segment::Segmenter;
 
 const PROTO_TCP: u8 = 6;

@@ -273,16 +273,7 @@ impl Port for TunPort {
             // TUN's read returns min(packet, buffer) and drops the rest, so
             // one spare byte after the buffer tells a cut packet from a full one.
             let mut spare = [0u8; 1];
-            let iov = [
-                libc::iovec {
-                    iov_base: space.as_mut_ptr().cast(),
-                    iov_len: space.len(),
-                },
-                libc::iovec {
-                    iov_base: spare.as_mut_ptr().cast(),
-                    iov_len: spare.len(),
-                },
-            ];
+            let iov = [iovec(space), iovec(&mut spare)];
             // SAFETY: both iovecs describe live, writable buffers of their lengths.
             let rc =
                 unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int) };
@@ -315,48 +306,14 @@ impl Port for TunPort {
     }
 
     fn tx_burst(&mut self, pkts: &mut Vec<Packet>, pool: &mut PacketPool) -> io::Result<usize> {
-        if let Some(o) = self.offload.as_mut() {
-            let name = Name(&self.name, self.queue);
-            let (sent, failed) = o.tx_burst(self.fd.as_raw_fd(), name, &mut self.stats, pkts);
-            self.stats.tx_dropped += (pkts.len() - sent) as u64;
-            pool.put_all(pkts);
-            return failed.map_or(Ok(sent), Err);
-        }
-        let mut sent = 0;
-        let mut failed = None;
-        for p in pkts.iter() {
-            if failed.is_some() {
-                break;
-            }
-            let data = p.data();
-            loop {
-                // SAFETY: `data` is a live buffer of `data.len()` bytes.
-                let rc =
-                    unsafe { libc::write(self.fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
-                if rc >= 0 {
-                    sent += 1;
-                    break;
-                }
-                match errno() {
-                    libc::EINTR => continue,
-                    libc::EBADF | libc::EFAULT => {
-                        failed = Some(last_error(format_args!(
-                            "write to {}",
-                            Name(&self.name, self.queue)
-                        )));
-                    }
-                    // Not an IP packet, interface down, no memory: this one is lost.
-                    _ => {}
-                }
-                break;
-            }
-        }
+        let (fd, name) = (self.fd.as_raw_fd(), Name(&self.name, self.queue));
+        let (sent, failed) = match self.offload.as_mut() {
+            Some(o) => o.tx_burst(fd, name, &mut self.stats, pkts),
+            None => write_each(fd, name, pkts),
+        };
         self.stats.tx_dropped += (pkts.len() - sent) as u64;
         pool.put_all(pkts);
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(sent),
-        }
+        failed.map_or(Ok(sent), Err)
     }
 
     fn readable_fd(&self) -> Option<RawFd> {
@@ -365,5 +322,55 @@ impl Port for TunPort {
 
     fn rx_dropped(&self) -> u64 {
         self.stats.rx_oversize + self.stats.rx_bad_offload
+    }
+}
+
+/// Writes each packet with one `write`, until the fd itself breaks:
+/// returns how many the kernel took, and the error that stopped it.
+fn write_each(fd: RawFd, name: Name<'_>, pkts: &[Packet]) -> (usize, Option<io::Error>) {
+    let mut sent = 0;
+    for p in pkts {
+        match write_iov(fd, name, &[const_iovec(p.data())]) {
+            Ok(true) => sent += 1,
+            Ok(false) => {}
+            Err(e) => return (sent, Some(e)),
+        }
+    }
+    (sent, None)
+}
+
+fn iovec(b: &mut [u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: b.as_mut_ptr().cast(),
+        iov_len: b.len(),
+    }
+}
+
+/// An iovec that `writev` only reads from.
+fn const_iovec(b: &[u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: b.as_ptr() as *mut libc::c_void,
+        iov_len: b.len(),
+    }
+}
+
+/// One `writev` of one packet: `Ok(true)` if the kernel took it,
+/// `Ok(false)` if it refused this one (not an IP packet, interface down,
+/// no memory: this one is lost), `Err` if the fd itself is broken.
+fn write_iov(fd: RawFd, name: Name<'_>, iov: &[libc::iovec]) -> io::Result<bool> {
+    loop {
+        // SAFETY: each iovec describes a live buffer of its length; writev
+        // only reads them.
+        let rc = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+        if rc >= 0 {
+            return Ok(true);
+        }
+        match errno() {
+            libc::EINTR => continue,
+            libc::EBADF | libc::EFAULT => {
+                return Err(last_error(format_args!("write to {name}")));
+            }
+            _ => return Ok(false),
+        }
     }
 }

@@ -7,7 +7,7 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use super::{Name, TunPortStats};
+use super::{const_iovec, iovec, write_iov, Name, TunPortStats};
 use crate::offload::{self, Segmenter};
 use crate::packet::{Encap, Packet, PacketPool};
 use crate::port::sys::{errno, last_error, would_block};
@@ -178,54 +178,24 @@ impl Offload {
         let mut sent = 0;
         let mut i = 0;
         while i < pkts.len() {
-            let run = offload::mergeable_run(&pkts[i..]).max(1);
-            let ok = if run > 1 && offload::merge(&pkts[i..i + run], &mut self.merged) {
+            let run = offload::merge_next(&pkts[i..], &mut self.merged);
+            let ok = if run > 1 {
                 stats.tx_super_packets += 1;
-                write_iov(fd, &[const_iovec(&self.merged)])
+                write_iov(fd, name, &[const_iovec(&self.merged)])
             } else {
-                write_iov(fd, &[const_iovec(&plain), const_iovec(pkts[i].data())])
+                write_iov(
+                    fd,
+                    name,
+                    &[const_iovec(&plain), const_iovec(pkts[i].data())],
+                )
             };
             match ok {
                 Ok(true) => sent += run,
                 Ok(false) => {}
-                Err(e) => return (sent, Some(last_error(format_args!("write to {name}: {e}")))),
+                Err(e) => return (sent, Some(e)),
             }
             i += run;
         }
         (sent, None)
-    }
-}
-
-fn iovec(b: &mut [u8]) -> libc::iovec {
-    libc::iovec {
-        iov_base: b.as_mut_ptr().cast(),
-        iov_len: b.len(),
-    }
-}
-
-/// An iovec that `writev` only reads from.
-fn const_iovec(b: &[u8]) -> libc::iovec {
-    libc::iovec {
-        iov_base: b.as_ptr() as *mut libc::c_void,
-        iov_len: b.len(),
-    }
-}
-
-/// One `writev` of one packet: `Ok(true)` if the kernel took it,
-/// `Ok(false)` if it refused this one (bad packet, interface down, no
-/// memory), `Err` if the fd itself is broken.
-fn write_iov(fd: RawFd, iov: &[libc::iovec]) -> Result<bool, io::Error> {
-    loop {
-        // SAFETY: each iovec describes a live buffer of its length; writev
-        // only reads them.
-        let rc = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
-        if rc >= 0 {
-            return Ok(true);
-        }
-        match errno() {
-            libc::EINTR => continue,
-            e @ (libc::EBADF | libc::EFAULT) => return Err(io::Error::from_raw_os_error(e)),
-            _ => return Ok(false),
-        }
     }
 }
