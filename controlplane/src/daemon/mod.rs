@@ -387,8 +387,8 @@ fn group_id(name: &str) -> Option<u32> {
 /// IKE NAT traversal lives on UDP 4500 (RFC 3948: the non-ESP marker, and
 /// an initiator behind a NAT moves there); a gateway listening elsewhere
 /// still serves clients that are not behind a NAT, but not the others.
-/// A responder hands out addresses from the first IPv4 prefix of its
-/// `pool`; the other prefixes (IPv6 ones among them) are not leased yet.
+/// A responder hands out addresses from the first IPv4 and the first IPv6
+/// prefix of its `pool`; further prefixes are not leased.
 pub fn config_warnings(cfg: &config::Config) -> Vec<String> {
     if cfg.peers.is_empty() {
         return Vec::new();

@@ -314,10 +314,9 @@ impl IkeSa {
                 IpAddr::V4(d) if self.leased_ip.is_some() => {
                     attrs.push(CfgAttribute::ip4(CfgAttrType::INTERNAL_IP4_DNS, d));
                 }
-                IpAddr::V6(d) if self.leased_ip6.is_some() => attrs.push(CfgAttribute {
-                    attr_type: CfgAttrType::INTERNAL_IP6_DNS,
-                    value: d.octets().to_vec(),
-                }),
+                IpAddr::V6(d) if self.leased_ip6.is_some() => {
+                    attrs.push(CfgAttribute::ip6(CfgAttrType::INTERNAL_IP6_DNS, d));
+                }
                 _ => {}
             }
         }

@@ -27,6 +27,14 @@ impl CfgAttribute {
         }
     }
 
+    /// An IPv6 address without a prefix length (INTERNAL_IP6_DNS).
+    pub fn ip6(attr_type: CfgAttrType, a: Ipv6Addr) -> Self {
+        CfgAttribute {
+            attr_type,
+            value: a.octets().to_vec(),
+        }
+    }
+
     /// INTERNAL_IP6_ADDRESS and _SUBNET carry a prefix length byte (§3.15.1).
     pub fn ip6_prefix(attr_type: CfgAttrType, a: Ipv6Addr, prefix: u8) -> Self {
         let mut value = a.octets().to_vec();
