@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use controlplane::ike::sa::{Policy, Retransmit};
-use controlplane::ike::wire::{Identification, TrafficSelector};
+use controlplane::ike::wire::TrafficSelector;
 
 use crate::pktgen::PktgenError;
 use config::schema::identity::Identity;
@@ -107,7 +107,9 @@ impl ClientPolicy {
                 spec.id_template
             )));
         }
-        for i in [0, spec.clients.saturating_sub(1)] {
+        // The first and the last client's identities must parse and be
+        // accepted; the ones between are of the same form.
+        let accepted = |i: usize| {
             let text = spec.id_template.replace("{i}", &i.to_string());
             let id: Identity = text.parse().map_err(|e| {
                 PktgenError::Option(format!("--client-id: client {i} would be {text:?}: {e}"))
@@ -118,10 +120,14 @@ impl ClientPolicy {
                     peer.name, peer.remote_id
                 )));
             }
-        }
+            Ok(id)
+        };
+        let first = accepted(0)?;
+        accepted(spec.clients.saturating_sub(1))?;
         let gw = controlplane::gateway::policy(peer, &cfg.ike.retransmit);
         let template = Policy {
-            local_id: Identification::fqdn("c0.pktgen.esprit"),
+            // Client 0's; `for_client` gives each its own.
+            local_id: controlplane::gateway::identification(&first),
             remote_id: Some(gw.local_id.clone()),
             psk: gw.psk.clone(),
             ike_encr_bits: gw.ike_encr_bits.clone(),
@@ -165,6 +171,7 @@ impl ClientPolicy {
 mod tests {
     use super::*;
     use crate::pktgen::gen_config::GenConfig;
+    use controlplane::ike::wire::Identification;
 
     #[test]
     fn clients_mirror_the_responder() {
