@@ -72,10 +72,9 @@ impl TcpLayout {
 
     /// Whether the IP header's length field says `pkt.len()`.
     pub fn length_field_matches(&self, pkt: &[u8]) -> bool {
-        let field = usize::from(u16::from_be_bytes([
-            pkt[2 + 2 * usize::from(self.v6)],
-            pkt[3 + 2 * usize::from(self.v6)],
-        ]));
+        // IPv4's total length is at 2, IPv6's payload length at 4.
+        let at = if self.v6 { 4 } else { 2 };
+        let field = usize::from(u16::from_be_bytes([pkt[at], pkt[at + 1]]));
         if self.v6 {
             field + 40 == pkt.len()
         } else {
