@@ -64,6 +64,14 @@ impl OutboundSa {
         })
     }
 
+    /// Asks the cache for the key schedule behind this SA's own lines, so
+    /// a burst's seals can fetch their cold keys at once (see the worker's
+    /// and pktgen's prefetch passes).
+    #[inline]
+    pub fn prefetch_state(&self) {
+        self.cipher.prefetch_key();
+    }
+
     /// Takes the next sequence number, or `None` once the space is used up:
     /// a sequence number must never cycle (RFC 4303 3.3.3), so the SA stops
     /// sending until it is rekeyed. Owner worker only.

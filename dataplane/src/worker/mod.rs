@@ -321,7 +321,7 @@ impl<O: Port, I: Port> Core<O, I> {
             crate::prefetch::prefetch_bytes(Arc::as_ptr(sa), 128);
         }
         for sa in self.rx.iter().filter_map(outbound_of) {
-            sa.cipher.prefetch_key();
+            sa.prefetch_state();
         }
     }
 

@@ -3,7 +3,6 @@
 //! and opens and counts what the gateway reflects back. Nothing is shared
 //! between threads but a few progress counters.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,11 +12,14 @@ use std::time::{Duration, Instant};
 use dataplane::esp::{next_header, open, seal};
 use dataplane::port::udp::UdpPort;
 use dataplane::port::Port;
+use dataplane::prefetch::prefetch_bytes;
 use dataplane::sa::{InboundSa, OutboundSa};
 use dataplane::testkit::{ipv4_udp_payload, write_ipv4_udp};
 use dataplane::{DropReason, Packet, PacketPool};
+use rustc_hash::FxHashMap;
 
 use super::clients::Client;
+use super::cpu::CpuTime;
 use super::receiver::{SeqWindow, Tally};
 use super::traffic::{Pacer, Stamp, Stop, TrafficSpec, MAX_SIZE, STAMP_LEN};
 
@@ -81,6 +83,9 @@ pub struct ThreadResult {
     pub errors: Errors,
     /// From its first send to its last.
     pub send_time: Duration,
+    /// The thread's CPU time in the traffic loop, and the loop's length.
+    pub cpu: CpuTime,
+    pub wall: Duration,
     /// The sockets and clients, handed back (IKE mode deletes its SAs
     /// through them afterwards).
     pub lanes: Vec<Lane>,
@@ -167,6 +172,8 @@ struct Sender {
     /// (lane, client) in send order: round robin over all clients.
     order: Vec<(usize, usize)>,
     turn: Turns,
+    /// The slots (in `order`) of the burst being sealed.
+    upcoming: Vec<usize>,
     seq: Vec<u64>,
     scratch: Vec<u8>,
     n: u64,
@@ -186,8 +193,8 @@ pub fn run(
 ) -> ThreadResult {
     let mut pool = PacketPool::with_capacity(spec.burst * 4);
     let mut order = Vec::new();
-    let mut by_spi: BySpi = HashMap::new();
-    let mut by_id: HashMap<u32, (usize, usize)> = HashMap::new();
+    let mut by_spi = BySpi::default();
+    let mut by_id: FxHashMap<u32, (usize, usize)> = FxHashMap::default();
     for (l, lane) in lanes.iter().enumerate() {
         for (c, client) in lane.clients.iter().enumerate() {
             order.push((l, c));
@@ -205,6 +212,7 @@ pub fn run(
         seq: vec![0; order.len()],
         turn: Turns::new(order.len(), spec.train),
         order,
+        upcoming: Vec::with_capacity(spec.burst),
         scratch: vec![0u8; MAX_SIZE],
         n: 0,
         inner_bytes: vec![0; lanes.len()],
@@ -217,9 +225,12 @@ pub fn run(
         tally: Tally::default(),
         errors: Errors::default(),
         send_time: Duration::ZERO,
+        cpu: CpuTime::default(),
+        wall: Duration::ZERO,
         lanes: Vec::new(),
     };
     let start = Instant::now();
+    let cpu_at_start = CpuTime::of_this_thread();
     let end = match spec.stop {
         Stop::After(d) => start + d,
         Stop::Count(_) => start + Duration::from_secs(24 * 3600),
@@ -244,9 +255,12 @@ pub fn run(
             let room = window.room(&res, now);
             let n = pacer.allow(now, spec.burst.min(left).min(room));
             let now_ns = epoch.elapsed().as_nanos() as u64;
-            for _ in 0..n {
-                sender.one(&lanes, &mut tx, &mut pool, &spec, now_ns, &mut res);
+            sender.plan(&lanes, n);
+            let upcoming = std::mem::take(&mut sender.upcoming);
+            for &slot in &upcoming {
+                sender.one(slot, &lanes, &mut tx, &mut pool, &spec, now_ns, &mut res);
             }
+            sender.upcoming = upcoming;
             for ((lane, out), inner) in lanes
                 .iter_mut()
                 .zip(tx.iter_mut())
@@ -318,6 +332,8 @@ pub fn run(
             wait_readable(&fds, wait);
         }
     }
+    res.cpu = CpuTime::of_this_thread().since(cpu_at_start);
+    res.wall = start.elapsed();
     for (lane, out) in lanes.iter_mut().zip(tx.iter_mut()) {
         pool.put_all(out);
         lane.port.release_buffers(&mut pool);
@@ -364,9 +380,36 @@ impl Window {
 }
 
 impl Sender {
-    /// Builds, stamps and seals the next client's next packet.
+    /// Takes the next `n` turns and asks the cache for their clients'
+    /// outbound SAs, then for the keys behind them: with thousands of
+    /// clients each seal meets a cold SA, and asking for a whole burst's
+    /// at once overlaps the misses instead of queueing them (as the
+    /// gateway's worker does), so the generator does not slow down with
+    /// the tunnel count it is there to measure.
+    fn plan(&mut self, lanes: &[Lane], n: usize) {
+        self.upcoming.clear();
+        for _ in 0..n {
+            let slot = self.turn.next();
+            self.upcoming.push(slot);
+        }
+        let order = &self.order;
+        let sa_of = |slot: &usize| {
+            let &(l, c) = order.get(*slot)?;
+            lanes.get(l)?.clients.get(c).map(|cl| &cl.outbound)
+        };
+        for sa in self.upcoming.iter().filter_map(sa_of) {
+            prefetch_bytes(Arc::as_ptr(sa), 128);
+        }
+        for sa in self.upcoming.iter().filter_map(sa_of) {
+            sa.prefetch_state();
+        }
+    }
+
+    /// Builds, stamps and seals the next packet of the client in `slot`.
+    #[allow(clippy::too_many_arguments)]
     fn one(
         &mut self,
+        slot: usize,
         lanes: &[Lane],
         tx: &mut [Vec<Packet>],
         pool: &mut PacketPool,
@@ -374,7 +417,6 @@ impl Sender {
         now_ns: u64,
         res: &mut ThreadResult,
     ) {
-        let slot = self.turn.next();
         let Some(&(l, c)) = self.order.get(slot) else {
             return;
         };
@@ -427,13 +469,13 @@ impl Sender {
 
 /// Each inbound SPI's client (lane, index) and SA: during a rekey a client
 /// receives on two.
-type BySpi = HashMap<u32, (usize, usize, Arc<InboundSa>)>;
+type BySpi = FxHashMap<u32, (usize, usize, Arc<InboundSa>)>;
 
 /// Carries out the hook's changes to the clients' SAs.
 fn apply(
     lanes: &mut [Lane],
     by_spi: &mut BySpi,
-    by_id: &HashMap<u32, (usize, usize)>,
+    by_id: &FxHashMap<u32, (usize, usize)>,
     edits: &mut Vec<Edit>,
 ) {
     for e in edits.drain(..) {
@@ -483,6 +525,7 @@ fn receive(
                 break;
             }
             total += n;
+            prefetch_receivers(windows, by_spi, rx);
             let now_ns = epoch.elapsed().as_nanos() as u64;
             for mut p in rx.drain(..) {
                 count_one(
@@ -502,6 +545,33 @@ fn receive(
     total
 }
 
+/// The SPI of an ESP datagram; `None` for IKE on port 4500 (the zero
+/// non-ESP marker, RFC 3948 2.2) and keepalives.
+fn esp_spi(p: &Packet) -> Option<u32> {
+    match p.data().get(..4) {
+        Some(b) if p.len() > 8 && b != [0, 0, 0, 0] => {
+            Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        }
+        _ => None,
+    }
+}
+
+/// Before a burst is opened: each packet's SA and its client's sequence
+/// window, then the SA's key and replay bitmap (the second pass reads what
+/// the first asked for), so the misses of many clients overlap.
+fn prefetch_receivers(windows: &[Vec<SeqWindow>], by_spi: &BySpi, rx: &[Packet]) {
+    let entry = |p: &Packet| by_spi.get(&esp_spi(p)?);
+    for (l, c, sa) in rx.iter().filter_map(entry) {
+        prefetch_bytes(Arc::as_ptr(sa), 128);
+        if let Some(w) = windows.get(*l).and_then(|w| w.get(*c)) {
+            prefetch_bytes(w, std::mem::size_of::<SeqWindow>());
+        }
+    }
+    for (_, _, sa) in rx.iter().filter_map(entry) {
+        sa.prefetch_state();
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn count_one(
     lanes: &[Lane],
@@ -513,16 +583,12 @@ fn count_one(
     lane: usize,
     hook: Option<&mut (dyn Hook + 'static)>,
 ) {
-    let spi = match p.data().get(..4) {
-        // Zero is the non-ESP marker (IKE on port 4500, RFC 3948 2.2).
-        Some(b) if p.len() > 8 && b != [0, 0, 0, 0] => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-        _ => {
-            match hook {
-                Some(h) => h.datagram(Instant::now(), lane, p),
-                None => res.errors.not_esp += 1,
-            }
-            return;
+    let Some(spi) = esp_spi(p) else {
+        match hook {
+            Some(h) => h.datagram(Instant::now(), lane, p),
+            None => res.errors.not_esp += 1,
         }
+        return;
     };
     let Some((l, c, sa)) = by_spi.get(&spi) else {
         res.errors.unknown_spi += 1;

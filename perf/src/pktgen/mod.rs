@@ -9,10 +9,12 @@
 //! - `engine`: one thread per group of sockets: seal, send, receive, open;
 //! - `receiver`: loss, duplicates and latency from the returned stamps;
 //! - `report`: the table, the JSON and the timeline; `plot`: SVG charts;
+//!   `cpu`: the generator's own CPU time, to tell when it was the limit;
 //! - `ike`: clients that are real IKEv2 initiators with epoch pings.
 
 pub mod cli;
 pub mod clients;
+pub mod cpu;
 pub mod engine;
 pub mod error;
 pub mod gen_config;

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::cpu::CpuTime;
 use super::engine::{Errors, ThreadResult};
 use super::receiver::Tally;
 use super::traffic::{Stop, TrafficSpec};
@@ -59,6 +60,22 @@ pub struct Setup {
     pub pinged: u64,
 }
 
+/// How busy pktgen's own threads were in the traffic phase.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GeneratorCpu {
+    /// CPU time over wall time, summed over the threads and divided by
+    /// their number: near 1, the generator had no time left to send more
+    /// and the figures may be its limit, not the gateway's.
+    pub busy: f64,
+    /// The threads' CPU time per packet received back (one seal, one open,
+    /// a share of the system calls), in user and system (kernel) mode.
+    pub user_ns_per_round_trip: f64,
+    pub system_ns_per_round_trip: f64,
+}
+
+/// Above this a report says the generator may have been the limit.
+pub const BUSY_WARNING: f64 = 0.9;
+
 /// Everything one run measured.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
@@ -93,6 +110,7 @@ pub struct Report {
     pub rx_gbps: f64,
     pub latency_us: Latency,
     pub errors: Errors,
+    pub generator: GeneratorCpu,
     pub timeline: Vec<Sample>,
     pub setup: Option<Setup>,
     /// `ike` mode with a rekey storm.
@@ -116,7 +134,11 @@ impl Report {
         let mut tally = Tally::default();
         let mut errors = Errors::default();
         let (mut sent, mut tx_bytes, mut secs) = (0u64, 0u64, 0f64);
+        let (mut cpu, mut wall) = (CpuTime::default(), 0f64);
         for r in results {
+            cpu.user += r.cpu.user;
+            cpu.system += r.cpu.system;
+            wall += r.wall.as_secs_f64();
             tally.merge(&r.tally);
             errors.merge(&r.errors);
             sent += r.sent;
@@ -167,6 +189,11 @@ impl Report {
                 cdf,
             },
             errors,
+            generator: GeneratorCpu {
+                busy: cpu.total().as_secs_f64() / wall.max(1e-9),
+                user_ns_per_round_trip: cpu.user.as_nanos() as f64 / received.max(1) as f64,
+                system_ns_per_round_trip: cpu.system.as_nanos() as f64 / received.max(1) as f64,
+            },
             timeline,
             setup: None,
             rekeys: None,
@@ -221,6 +248,18 @@ impl Report {
             "{:>11} {:>11} {:>8} {:>6} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>9.1} {:>9.1} {:>9.1} {:>9.1}\n",
             self.sent, self.received, self.lost, self.duplicated, self.tx_mpps, self.rx_mpps,
             self.tx_gbps, self.rx_gbps, l.p50, l.p99, l.p999, l.max
+        );
+        let g = &self.generator;
+        t += &format!(
+            "generator: on the CPU {:.0}% of the run, {:.2} us user + {:.2} us system per round trip{}\n",
+            g.busy * 100.0,
+            g.user_ns_per_round_trip / 1000.0,
+            g.system_ns_per_round_trip / 1000.0,
+            if g.busy > BUSY_WARNING {
+                "; busy: the figures may be pktgen's limit (try --threads)"
+            } else {
+                ""
+            }
         );
         let e = &self.errors;
         if *e != Errors::default() || self.late > 0 {
