@@ -1050,7 +1050,8 @@ fn cp_reply_carries_dns_and_an_empty_pool_fails_the_child_only() {
     );
     p.connect(client_policy());
     p.drive();
-    assert_eq!(p.client.children()[0].dns, [Ipv4Addr::new(10, 1, 0, 53)]);
+    let v4_dns: IpAddr = Ipv4Addr::new(10, 1, 0, 53).into();
+    assert_eq!(p.client.children()[0].dns, [v4_dns]);
     // A second client finds the pool empty: IKE SA up, CHILD SA refused.
     let mut other = client_policy();
     other.local_id = Identification::fqdn("other.test");
@@ -1348,6 +1349,11 @@ fn each_template_leases_from_its_own_pool_and_a_new_range_keeps_held_addresses()
 fn a_dual_stack_client_gets_an_address_of_each_family() {
     let mut s = server_policy();
     s.pool = Some("dual".into());
+    let dns: Vec<IpAddr> = vec![
+        "fd00:40::53".parse().unwrap(),
+        "10.40.0.53".parse().unwrap(),
+    ];
+    s.dns = dns.clone();
     let dual = Arc::new(s);
     let lookup: PeerPolicy = Box::new(move |_: &Identification| Some(dual.clone()));
     let mut p = Pair::new();
@@ -1372,6 +1378,7 @@ fn a_dual_stack_client_gets_an_address_of_each_family() {
         [ts("10.40.0.1", "10.40.0.1"), ts("fd00:40::1", "fd00:40::1")]
     );
     assert_eq!(p.server.children()[0].remote_ts, c.local_ts);
+    assert_eq!(c.dns, dns, "INTERNAL_IP6_DNS and _IP4_DNS, in order");
     let st: Vec<IkeSaStatus> = p.client.ep.ike_sas().collect();
     assert_eq!(st[0].virtual_ip6, Some(first6));
     let st: Vec<IkeSaStatus> = p.server.ep.ike_sas().collect();

@@ -73,6 +73,23 @@ fn any_v6() -> TrafficSelector {
 }
 
 /// One-address selectors for an IPv4 and an IPv6 address, if present.
+/// The DNS servers of a CP reply, IPv4 and IPv6 in the order given.
+/// A value of the wrong length is skipped, as is an IPv6 one with a prefix.
+fn dns_servers(reply: &Configuration) -> Vec<IpAddr> {
+    reply
+        .attributes
+        .iter()
+        .filter_map(|a| match a.attr_type {
+            CfgAttrType::INTERNAL_IP4_DNS => a.as_ip4().map(IpAddr::V4),
+            CfgAttrType::INTERNAL_IP6_DNS => match a.as_ip6()? {
+                (v6, None) => Some(IpAddr::V6(v6)),
+                (_, Some(_)) => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
 fn host_selectors(v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> Vec<TrafficSelector> {
     v4.map(IpAddr::V4)
         .into_iter()
@@ -415,13 +432,7 @@ impl IkeSa {
             if self.virtual_ip.is_none() && self.virtual_ip6.is_none() {
                 return Err(NotifyType::FAILED_CP_REQUIRED);
             }
-            self.dns = reply
-                .map(|c| {
-                    c.get(CfgAttrType::INTERNAL_IP4_DNS)
-                        .filter_map(CfgAttribute::as_ip4)
-                        .collect()
-                })
-                .unwrap_or_default();
+            self.dns = reply.map(dns_servers).unwrap_or_default();
         }
         let asked_i = if self.asks_virtual_ip() {
             self.any_of_asked_families()

@@ -1,6 +1,6 @@
 //! What the IKE machines hand back to the I/O driver.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::ike::crypto::EspKey;
 use crate::ike::wire::TrafficSelector;
@@ -36,8 +36,9 @@ pub struct ChildSa {
     /// Inner address assigned by CP (the initiator's own, or the one the
     /// responder leased to the peer).
     pub virtual_ip: Option<Ipv4Addr>,
-    /// Initiator: DNS servers from the CP reply.
-    pub dns: Vec<Ipv4Addr>,
+    /// Initiator: DNS servers from the CP reply (INTERNAL_IP4_DNS and
+    /// INTERNAL_IP6_DNS, in the order given).
+    pub dns: Vec<IpAddr>,
     /// A rekey: the inbound SPI of the pair this one replaces (RFC 7296
     /// §2.8). Install the new pair first; the old one is deleted by the
     /// rekey's initiator with INFORMATIONAL DELETE.

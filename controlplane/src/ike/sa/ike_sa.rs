@@ -1,7 +1,7 @@
 //! One IKE SA: its keys, message IDs, outstanding request and reply cache
 //! (RFC 7296 §2.1-§2.3).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -128,8 +128,8 @@ pub(crate) struct IkeSa {
     pub leased_ip: Option<Ipv4Addr>,
     /// Responder: the IPv6 address leased to the peer, if it asked.
     pub leased_ip6: Option<std::net::Ipv6Addr>,
-    /// Initiator: DNS servers from the CP reply.
-    pub dns: Vec<Ipv4Addr>,
+    /// Initiator: DNS servers from the CP reply, of both families.
+    pub dns: Vec<IpAddr>,
     /// Responder: the peer lookup knew nothing of the claimed identity.
     pub unknown_peer: bool,
     /// The peer's authenticated identity.
