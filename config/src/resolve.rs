@@ -78,6 +78,7 @@ fn resolve_peer(
         pool: peer.pool,
         dns: peer.dns,
         virtual_ip: peer.virtual_ip,
+        virtual_ip6: peer.virtual_ip6,
         proposals: peer.proposals.unwrap_or_else(|| ike.proposals.clone()),
         esp_proposals: peer
             .esp_proposals

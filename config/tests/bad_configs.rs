@@ -256,10 +256,11 @@ fn peer_errors() {
         ("missing psk", PEER.into(), vec![(1, "peer[0]", "no psk or psk_file", "psk_file")]),
         (
             "responder with initiator keys",
-            format!("{PEER}psk = \"k\"\nremote = \"192.0.2.9\"\nignore_peer_rekey = true\n"),
+            format!("{PEER}psk = \"k\"\nremote = \"192.0.2.9\"\nvirtual_ip6 = true\nignore_peer_rekey = true\n"),
             vec![
                 (9, "peer[0].remote", "accepts any source address", "remote_id"),
-                (10, "peer[0].ignore_peer_rekey", "only an initiator", ""),
+                (10, "peer[0].virtual_ip6", "virtual_ip6 is for initiators", "pool"),
+                (11, "peer[0].ignore_peer_rekey", "only an initiator", ""),
             ],
         ),
         (

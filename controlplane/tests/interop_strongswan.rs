@@ -213,17 +213,19 @@ fn strongswan_roadwarrior_gets_an_ipv4_and_an_ipv6_pool_address() {
     }
 }
 
-#[test]
-fn espritd_initiates_to_a_strongswan_responder() {
-    let Some(lab) = Lab::new("i") else { return };
+/// strongSwan as the responder `hq.lab.test` behind 10.2.0.1, with
+/// `child` inside its CHILD SA's block and `extra` beside `connections`
+/// (address pools).
+fn hq_responder(lab: &Lab, conn: &str, child: &str, extra: &str) -> Charon {
     lab.sw
         .exec(&["ip", "addr", "add", "10.2.0.1/32", "dev", "lo"]);
-    let charon = lab.charon(&format!(
+    lab.charon(&format!(
         r#"connections {{
   hq {{
     version = 2
     local_addrs = 192.0.2.2
     proposals = aes128gcm16-prfsha256-x25519
+    {conn}
     local {{
       auth = psk
       id = hq.lab.test
@@ -234,13 +236,13 @@ fn espritd_initiates_to_a_strongswan_responder() {
     }}
     children {{
       net {{
-        local_ts = 10.2.0.0/24
-        remote_ts = 10.1.0.0/24
+        {child}
         esp_proposals = aes128gcm16
       }}
     }}
   }}
 }}
+{extra}
 secrets {{
   ike-hq {{
     id-1 = hq.lab.test
@@ -249,15 +251,20 @@ secrets {{
   }}
 }}
 "#
-    ));
-    let espritd = lab.espritd(&format!(
+    ))
+}
+
+/// espritd initiating to [`hq_responder`]; `inside` and `peer` are the
+/// lines of its `[dataplane.inside]` and `[[peer]]` that differ.
+fn hq_initiator(lab: &Lab, inside: &str, peer: &str) -> Espritd {
+    lab.espritd(&format!(
         r#"
 [gateway]
 outside = ["192.0.2.1:4500"]
 
 [dataplane.inside]
 name = "esprit0"
-addresses = ["10.1.0.1/24"]
+{inside}
 
 [ike]
 local_id = "gw.lab.test"
@@ -271,11 +278,14 @@ role = "initiator"
 remote = "192.0.2.2"
 remote_id = "hq.lab.test"
 psk = "{PSK}"
-local_ts = ["10.1.0.0/24"]
-remote_ts = ["10.2.0.0/24"]
 liveness = "ike"
+{peer}
 "#
-    ));
+    ))
+}
+
+/// Waits until strongSwan has the CHILD SA espritd started.
+fn wait_installed(charon: &Charon, espritd: &Espritd) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !charon.list_sas().contains("INSTALLED") {
         assert!(
@@ -286,6 +296,23 @@ liveness = "ike"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn espritd_initiates_to_a_strongswan_responder() {
+    let Some(lab) = Lab::new("i") else { return };
+    let charon = hq_responder(
+        &lab,
+        "",
+        "local_ts = 10.2.0.0/24\n        remote_ts = 10.1.0.0/24",
+        "",
+    );
+    let espritd = hq_initiator(
+        &lab,
+        r#"addresses = ["10.1.0.1/24"]"#,
+        "local_ts = [\"10.1.0.0/24\"]\nremote_ts = [\"10.2.0.0/24\"]",
+    );
+    wait_installed(&charon, &espritd);
     ping_ok(&lab.gw, &["-I", "10.1.0.1", "10.2.0.1"], 5, &espritd);
     ping_ok(&lab.sw, &["-I", "10.2.0.1", "10.1.0.1"], 3, &espritd);
     common::netns::tcp_transfer(&lab.sw, &lab.gw, "10.2.0.1:5002", 2 << 20);
@@ -314,6 +341,66 @@ liveness = "ike"
         keepalives >= 2,
         "NAT keepalives seen in 3.5 s: {keepalives}\n{}",
         String::from_utf8_lossy(&cap.stderr)
+    );
+}
+
+/// espritd as a client asks a strongSwan responder for an inner address of
+/// each family (`virtual_ip`, `virtual_ip6`), is given the first of each of
+/// strongSwan's pools, reports them, and both families cross the tunnel
+/// from those addresses.
+#[test]
+fn espritd_asks_a_strongswan_responder_for_an_address_of_each_family() {
+    let Some(lab) = Lab::new("i6") else { return };
+    lab.sw
+        .exec(&["ip", "-6", "addr", "add", "fd00:2::1/128", "dev", "lo"]);
+    let charon = hq_responder(
+        &lab,
+        "pools = v4, v6",
+        "local_ts = 10.2.0.0/24, fd00:2::/64",
+        "pools {\n  v4 {\n    addrs = 10.50.0.0/28\n  }\n  v6 {\n    addrs = fd00:50::/124\n  }\n}",
+    );
+    let espritd = hq_initiator(
+        &lab,
+        "",
+        "virtual_ip = true\nvirtual_ip6 = true\nremote_ts = [\"10.2.0.0/24\", \"fd00:2::/64\"]",
+    );
+    wait_installed(&charon, &espritd);
+    let out = espritctl(&lab, &["--json", "tunnels", "--peer", "hq"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let row = &rows["data"][0];
+    assert_eq!(row["virtual_ip"], "10.50.0.1", "{rows}");
+    assert_eq!(row["virtual_ip6"], "fd00:50::1", "{rows}");
+    let table = espritctl(&lab, &["tunnels"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("VIRTUAL_IP6") && table.contains("fd00:50::1"),
+        "{table}"
+    );
+    let sas = charon.list_sas();
+    assert!(
+        sas.contains("10.50.0.1/32") && sas.contains("fd00:50::1/128"),
+        "strongSwan narrowed its remote selectors to the two leases: {sas}"
+    );
+    // The leased addresses go on the inside interface (espritd reports them;
+    // putting them there is the operator's step, see the README).
+    lab.gw
+        .exec(&["ip", "addr", "add", "10.50.0.1/32", "dev", "esprit0"]);
+    lab.gw.exec(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "fd00:50::1/128",
+        "dev",
+        "esprit0",
+        "nodad",
+    ]);
+    ping_ok(&lab.gw, &["-I", "10.50.0.1", "10.2.0.1"], 3, &espritd);
+    ping_ok(
+        &lab.gw,
+        &["-6", "-I", "fd00:50::1", "fd00:2::1"],
+        3,
+        &espritd,
     );
 }
 

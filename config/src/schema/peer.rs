@@ -74,8 +74,11 @@ pub struct Peer {
     pub pool: Vec<IpNet>,
     /// Responders: DNS servers handed out with the inner address.
     pub dns: Vec<IpAddr>,
-    /// Initiators: ask the responder for an inner address.
+    /// Initiators: ask the responder for an inner IPv4 address.
     pub virtual_ip: bool,
+    /// Initiators: ask the responder for an inner IPv6 address as well
+    /// (or alone, without `virtual_ip`).
+    pub virtual_ip6: bool,
     pub proposals: Vec<IkeProposal>,
     pub esp_proposals: Vec<EspProposal>,
     pub ike_lifetime: Duration,
@@ -106,6 +109,8 @@ pub(crate) struct PeerToml {
     pub dns: Vec<IpAddr>,
     #[serde(default)]
     pub virtual_ip: bool,
+    #[serde(default)]
+    pub virtual_ip6: bool,
     pub proposals: Option<Vec<IkeProposal>>,
     pub esp_proposals: Option<Vec<EspProposal>>,
     #[serde(default, deserialize_with = "duration::deserialize_option")]

@@ -193,10 +193,11 @@ fn check_initiator(peer: &PeerToml, path: &KeyPath, problems: &mut Vec<Problem>)
                 .hint("remove dns; the responder sends its own"),
         );
     }
-    if peer.local_ts.is_empty() && !peer.virtual_ip {
+    if peer.local_ts.is_empty() && !peer.virtual_ip && !peer.virtual_ip6 {
         problems.push(
-            Problem::new(path.key("local_ts"), "at least one prefix is needed")
-                .hint("list the networks on our side, or set virtual_ip = true"),
+            Problem::new(path.key("local_ts"), "at least one prefix is needed").hint(
+                "list the networks on our side, or set virtual_ip = true (virtual_ip6 for IPv6)",
+            ),
         );
     }
     if peer.remote_ts.is_empty() {
@@ -217,11 +218,16 @@ fn check_responder(peer: &PeerToml, path: &KeyPath, problems: &mut Vec<Problem>)
             .hint("remove remote; restrict clients with remote_id"),
         );
     }
-    if peer.virtual_ip {
-        problems.push(
-            Problem::new(path.key("virtual_ip"), "virtual_ip is for initiators")
-                .hint("a responder hands out addresses from pool"),
-        );
+    for (asks, key) in [
+        (peer.virtual_ip, "virtual_ip"),
+        (peer.virtual_ip6, "virtual_ip6"),
+    ] {
+        if asks {
+            problems.push(
+                Problem::new(path.key(key), format!("{key} is for initiators"))
+                    .hint("a responder hands out addresses from pool"),
+            );
+        }
     }
     if peer.ignore_peer_rekey {
         problems.push(

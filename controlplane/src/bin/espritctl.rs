@@ -145,6 +145,8 @@ fn print_human(req: &Request, data: &Value) {
                     "kind",
                     "state",
                     "remote",
+                    "virtual_ip",
+                    "virtual_ip6",
                     "epoch",
                     "epoch_state",
                     "rtt_ms",

@@ -123,7 +123,7 @@ pub fn policy(peer: &Peer, retransmit: &config::schema::ike::Retransmit) -> Poli
         local_ts: peer.local_ts.iter().map(selector).collect(),
         remote_ts: peer.remote_ts.iter().map(selector).collect(),
         request_virtual_ip: peer.virtual_ip,
-        request_virtual_ip6: false,
+        request_virtual_ip6: peer.virtual_ip6,
         dns: peer.dns.clone(),
         // A responder's clients lease from the pool of their own template.
         pool: (peer.role == config::schema::peer::Role::Responder
