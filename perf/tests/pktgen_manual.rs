@@ -130,6 +130,12 @@ fn the_command_line_writes_a_consistent_json_and_a_plot() {
     }
     assert!(!v["latency_us"]["cdf"].as_array().unwrap().is_empty());
     assert!(!v["timeline"].as_array().unwrap().is_empty());
+    // A paced run leaves the generator mostly idle, and says so.
+    let g = &v["generator"];
+    let busy = g["busy"].as_f64().unwrap();
+    assert!(busy > 0.0 && busy < 0.9, "generator busy {busy}");
+    assert!(g["user_ns_per_round_trip"].as_f64().unwrap() > 0.0, "{g}");
+    assert!(stdout.contains("generator: on the CPU") && !stdout.contains("busy: the figures"));
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.starts_with("<svg") && plot.contains("polyline"));
     let _ = std::fs::remove_file(&json);
