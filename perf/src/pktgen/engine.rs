@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use dataplane::esp::{next_header, open, seal};
 use dataplane::port::udp::UdpPort;
 use dataplane::port::Port;
-use dataplane::prefetch::prefetch_bytes;
+use dataplane::prefetch::prefetch_value;
 use dataplane::sa::{InboundSa, OutboundSa};
 use dataplane::testkit::{ipv4_udp_payload, write_ipv4_udp};
 use dataplane::{DropReason, Packet, PacketPool};
@@ -398,7 +398,7 @@ impl Sender {
             lanes.get(l)?.clients.get(c).map(|cl| &cl.outbound)
         };
         for sa in self.upcoming.iter().filter_map(sa_of) {
-            prefetch_bytes(Arc::as_ptr(sa), 128);
+            prefetch_value(Arc::as_ptr(sa));
         }
         for sa in self.upcoming.iter().filter_map(sa_of) {
             sa.prefetch_state();
@@ -562,9 +562,9 @@ fn esp_spi(p: &Packet) -> Option<u32> {
 fn prefetch_receivers(windows: &[Vec<SeqWindow>], by_spi: &BySpi, rx: &[Packet]) {
     let entry = |p: &Packet| by_spi.get(&esp_spi(p)?);
     for (l, c, sa) in rx.iter().filter_map(entry) {
-        prefetch_bytes(Arc::as_ptr(sa), 128);
+        prefetch_value(Arc::as_ptr(sa));
         if let Some(w) = windows.get(*l).and_then(|w| w.get(*c)) {
-            prefetch_bytes(w, std::mem::size_of::<SeqWindow>());
+            prefetch_value(w);
         }
     }
     for (_, _, sa) in rx.iter().filter_map(entry) {
