@@ -193,7 +193,27 @@ fn ping_and_tcp(raw_esp: bool) {
     // 4 MiB of patterned data, A -> B, compared byte for byte at B.
     common::netns::tcp_transfer(&b, &a, "10.2.0.1:5001", 4 << 20);
 
+    // The TUN offloads ran, and the workers' counters say so: A's kernel
+    // handed its worker TCP super-packets, and B's worker merged segments
+    // back into them for its kernel.
+    assert!(worker_total(&cfg_a, "tun_rx_super_packets") > 0);
+    assert!(worker_total(&cfg_b, "tun_tx_super_packets") > 0);
+
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `key` summed over the workers of `espritctl --json stats`.
+fn worker_total(cfg: &std::path::Path, key: &str) -> u64 {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_espritctl"))
+        .arg("--socket")
+        .arg(common::daemon::Espritd::socket(cfg))
+        .args(["--json", "stats"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let workers = v["data"]["workers"].as_array().cloned().unwrap_or_default();
+    assert!(!workers.is_empty(), "no stats: {v}");
+    workers.iter().map(|w| w[key].as_u64().unwrap_or(0)).sum()
 }
 
 #[test]

@@ -158,6 +158,7 @@ impl Daemon {
                     "to_control": s.to_control, "handed_off": s.handed_off, "keepalives": s.keepalives,
                     "mss_clamped": s.mss_clamped, "icmp_too_big_sent": s.icmp_too_big_sent,
                     "icmp_too_big_limited": s.icmp_too_big_limited, "fragmented": s.fragmented,
+                    "tun_rx_super_packets": s.inside_rx_super, "tun_tx_super_packets": s.inside_tx_super,
                     "drops": drops_json(&s.drops),
                 })
             })

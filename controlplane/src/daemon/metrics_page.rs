@@ -34,6 +34,8 @@ impl Daemon {
                 ("icmp_too_big_sent", s.icmp_too_big_sent),
                 ("icmp_too_big_limited", s.icmp_too_big_limited),
                 ("fragmented", s.fragmented),
+                ("tun_rx_super_packets", s.inside_rx_super),
+                ("tun_tx_super_packets", s.inside_tx_super),
             ] {
                 e.sample(
                     "esprit_worker_packets_total",

@@ -79,6 +79,10 @@ impl<P: Port + ?Sized> Port for Box<P> {
     fn rx_dropped(&self) -> u64 {
         (**self).rx_dropped()
     }
+
+    fn super_packets(&self) -> (u64, u64) {
+        (**self).super_packets()
+    }
 }
 
 #[cfg(test)]

@@ -56,6 +56,12 @@ pub trait Port: Send {
         0
     }
 
+    /// Super-packets so far, for the worker's counters: (read and cut into
+    /// segments, merged and written). Only a TUN queue with offloads has any.
+    fn super_packets(&self) -> (u64, u64) {
+        (0, 0)
+    }
+
     /// Buffers the port lends, for the worker's pool to take first (DPDK:
     /// mbufs, so packets cross without a copy).
     fn buffer_source(&self) -> Option<Box<dyn crate::packet::BufferSource>> {

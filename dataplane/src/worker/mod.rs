@@ -204,6 +204,9 @@ impl<O: Port, I: Port> Core<O, I> {
                 .count_drop(DropReason::RxDropped, port_drops - self.port_rx_dropped);
             self.port_rx_dropped = port_drops;
         }
+        let (read, written) = self.inside.super_packets();
+        self.stats.inside_rx_super.set(read);
+        self.stats.inside_tx_super.set(written);
         self.rx.len()
     }
 
@@ -301,7 +304,7 @@ impl<O: Port, I: Port> Core<O, I> {
         }
         for spi in self.rx.iter().filter_map(spi_of) {
             if let Some(sa) = t.inbound_sa(spi) {
-                crate::prefetch::prefetch_bytes(Arc::as_ptr(sa), 128);
+                crate::prefetch::prefetch_value(Arc::as_ptr(sa));
             }
         }
         for spi in self.rx.iter().filter_map(spi_of) {
@@ -318,7 +321,7 @@ impl<O: Port, I: Port> Core<O, I> {
             t.outbound_sa(t.routes.lookup(dst)?)
         };
         for sa in self.rx.iter().filter_map(outbound_of) {
-            crate::prefetch::prefetch_bytes(Arc::as_ptr(sa), 128);
+            crate::prefetch::prefetch_value(Arc::as_ptr(sa));
         }
         for sa in self.rx.iter().filter_map(outbound_of) {
             sa.prefetch_state();

@@ -15,6 +15,12 @@ impl Counter {
         self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
+    /// Mirrors a total kept elsewhere (a port's own counter).
+    #[inline]
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Relaxed);
+    }
+
     #[inline]
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
@@ -52,6 +58,10 @@ pub struct WorkerStats {
     pub icmp_too_big_limited: Counter,
     /// Inner IPv4 packets without DF split to fit their tunnel.
     pub fragmented: Counter,
+    /// TUN offloads: TCP super-packets the kernel handed the worker (each
+    /// cut into segments), and merged ones the worker wrote back.
+    pub inside_rx_super: Counter,
+    pub inside_tx_super: Counter,
     drops: [Counter; DropReason::COUNT],
 }
 
@@ -86,6 +96,8 @@ impl WorkerStats {
             icmp_too_big_sent: self.icmp_too_big_sent.get(),
             icmp_too_big_limited: self.icmp_too_big_limited.get(),
             fragmented: self.fragmented.get(),
+            inside_rx_super: self.inside_rx_super.get(),
+            inside_tx_super: self.inside_tx_super.get(),
             drops: DropReason::ALL.map(|r| self.drops(r)),
         }
     }
@@ -107,6 +119,8 @@ pub struct StatsSnapshot {
     pub icmp_too_big_sent: u64,
     pub icmp_too_big_limited: u64,
     pub fragmented: u64,
+    pub inside_rx_super: u64,
+    pub inside_tx_super: u64,
     pub drops: [u64; DropReason::COUNT],
 }
 
@@ -134,6 +148,8 @@ impl StatsSnapshot {
         self.icmp_too_big_sent += o.icmp_too_big_sent;
         self.icmp_too_big_limited += o.icmp_too_big_limited;
         self.fragmented += o.fragmented;
+        self.inside_rx_super += o.inside_rx_super;
+        self.inside_tx_super += o.inside_tx_super;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
         }

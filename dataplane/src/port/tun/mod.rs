@@ -323,6 +323,10 @@ impl Port for TunPort {
     fn rx_dropped(&self) -> u64 {
         self.stats.rx_oversize + self.stats.rx_bad_offload
     }
+
+    fn super_packets(&self) -> (u64, u64) {
+        (self.stats.rx_super_packets, self.stats.tx_super_packets)
+    }
 }
 
 /// Writes each packet with one `write`, until the fd itself breaks:
