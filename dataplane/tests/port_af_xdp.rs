@@ -8,15 +8,14 @@ mod port_netns;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use dataplane::packet::Encap;
-use dataplane::port::af_xdp::{AfXdpConfig, AfXdpPort};
+use dataplane::port::af_xdp::{AfXdpConfig, AfXdpPort, KERNEL_STATS_EVERY};
 use dataplane::port::l2::{L2Config, MacAddr, SharedNeighbours};
 use dataplane::port::Port;
 use dataplane::{Packet, PacketPool};
-use port_netns::{in_new_netns, ip};
+use port_netns::{in_new_netns, ip, spawn_peer};
 
 fn esp(to: SocketAddr, data: &[u8]) -> Packet {
     let mut p = Packet::from_slice(data).unwrap();
@@ -31,15 +30,7 @@ fn arp_esp_both_ways_and_ping_over_xdp() {
         ip(&[
             "link", "add", "veth-x", "type", "veth", "peer", "name", "veth-y",
         ]);
-        let (tid_tx, tid_rx) = mpsc::channel();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        let peer = std::thread::spawn(move || {
-            // SAFETY: plain syscalls; CLONE_NEWNET moves only this thread.
-            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
-            tid_tx.send(unsafe { libc::gettid() }).unwrap();
-            go_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-            ip(&["addr", "add", "192.0.2.2/24", "dev", "veth-y"]);
-            ip(&["link", "set", "veth-y", "up"]);
+        let peer = spawn_peer("veth-y", "192.0.2.2/24", move || {
             let s = UdpSocket::bind("192.0.2.2:4500").unwrap();
             s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
             s.send_to(b"\x00\x00\x00\x11to-xdp", "192.0.2.1:4500")
@@ -52,8 +43,6 @@ fn arp_esp_both_ways_and_ping_over_xdp() {
                 .unwrap();
             (buf[..n].to_vec(), from, ping.status.success())
         });
-        let tid: i32 = tid_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-        ip(&["link", "set", "veth-y", "netns", &tid.to_string()]);
         let _ = std::fs::write("/proc/sys/net/ipv6/conf/veth-x/disable_ipv6", "1");
         ip(&["link", "set", "veth-x", "up"]);
         let cfg = AfXdpConfig::new(
@@ -63,7 +52,7 @@ fn arp_esp_both_ways_and_ping_over_xdp() {
         let mut port = AfXdpPort::open_group(&cfg, 1, SharedNeighbours::new())
             .unwrap()
             .remove(0);
-        go_tx.send(()).unwrap();
+        peer.go();
         let mut pool = PacketPool::with_capacity(256);
         let mut got = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -77,7 +66,7 @@ fn arp_esp_both_ways_and_ping_over_xdp() {
             }
             std::thread::sleep(Duration::from_micros(200));
         }
-        let (reply, from, ping_ok) = peer.join().unwrap();
+        let (reply, from, ping_ok) = peer.join();
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].data(), b"\x00\x00\x00\x11to-xdp");
         assert_eq!(got[0].meta.remote, "192.0.2.2:4500".parse().unwrap());
@@ -111,5 +100,73 @@ fn two_data_planes_carry_a_tunnel_over_xdp_sockets() {
         let gw = open("veth-g", [192, 0, 2, 1]);
         let cl = open("veth-c", [192, 0, 2, 2]);
         l2_planes::traffic_both_ways(gw, cl, 200);
+    });
+}
+
+/// A flood the port does not read in time overflows its fill ring: the
+/// kernel drops the rest before the rx ring, and the port reports those
+/// drops through `Port::rx_dropped` for the worker to count.
+#[test]
+fn frames_the_kernel_drops_before_the_ring_are_counted() {
+    const SENT: u64 = 500;
+    in_new_netns(|| {
+        ip(&[
+            "link", "add", "veth-x", "type", "veth", "peer", "name", "veth-y",
+        ]);
+        // This thread's namespace; /sys still shows the one it came from.
+        let link = Command::new("ip")
+            .args(["-o", "link", "show", "veth-x"])
+            .output()
+            .unwrap();
+        let link = String::from_utf8_lossy(&link.stdout).into_owned();
+        let mac = link
+            .split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no MAC in {link}"))
+            .to_string();
+        let peer = spawn_peer("veth-y", "192.0.2.2/24", move || {
+            // No ARP needed: the port is not read while the flood arrives.
+            ip(&[
+                "neigh",
+                "add",
+                "192.0.2.1",
+                "lladdr",
+                mac.trim(),
+                "dev",
+                "veth-y",
+            ]);
+            let s = UdpSocket::bind("192.0.2.2:4500").unwrap();
+            for i in 0..SENT {
+                s.send_to(&i.to_be_bytes(), "192.0.2.1:4500").unwrap();
+            }
+        });
+        let _ = std::fs::write("/proc/sys/net/ipv6/conf/veth-x/disable_ipv6", "1");
+        ip(&["link", "set", "veth-x", "up"]);
+        let mut cfg = AfXdpConfig::new(
+            "veth-x",
+            L2Config::new(MacAddr::ZERO, [192, 0, 2, 1].into(), 24),
+        );
+        cfg.frames = 64; // 32 on the fill ring
+        let mut port = AfXdpPort::open_group(&cfg, 1, SharedNeighbours::new())
+            .unwrap()
+            .remove(0);
+        peer.go();
+        peer.join();
+        std::thread::sleep(Duration::from_millis(100));
+        let mut pool = PacketPool::with_capacity(256);
+        let mut rx = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            port.rx_burst(&mut pool, &mut rx, 64).unwrap();
+            std::thread::sleep(KERNEL_STATS_EVERY / 4);
+            if port.stats().rx_frames + port.rx_dropped() >= SENT {
+                break;
+            }
+        }
+        let s = port.stats();
+        assert!(s.rx_frames <= 32 + 1, "{s:?}");
+        assert!(s.rx_frames + port.rx_dropped() >= SENT, "{s:?}");
+        assert_eq!(port.rx_dropped(), s.rx_kernel_dropped + s.rx_oversize);
     });
 }

@@ -11,7 +11,7 @@ mod port_netns;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use dataplane::packet::Encap;
@@ -19,7 +19,7 @@ use dataplane::port::dpdk::{DpdkDevice, DpdkPort, Eal, MbufPool};
 use dataplane::port::l2::{L2Config, MacAddr, SharedNeighbours};
 use dataplane::port::Port;
 use dataplane::{Packet, PacketPool};
-use port_netns::{in_new_netns, ip};
+use port_netns::{in_new_netns, ip, spawn_peer};
 
 fn eal() -> (&'static Eal, Arc<MbufPool>) {
     static POOL: OnceLock<Arc<MbufPool>> = OnceLock::new();
@@ -137,15 +137,7 @@ fn net_af_packet_on_a_veth_answers_arp_and_ping_and_carries_udp() {
         ip(&[
             "link", "add", "veth-d", "type", "veth", "peer", "name", "veth-k",
         ]);
-        let (tid_tx, tid_rx) = mpsc::channel();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        let peer = std::thread::spawn(move || {
-            // SAFETY: plain syscalls; CLONE_NEWNET moves only this thread.
-            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
-            tid_tx.send(unsafe { libc::gettid() }).unwrap();
-            go_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-            ip(&["addr", "add", "192.0.2.2/24", "dev", "veth-k"]);
-            ip(&["link", "set", "veth-k", "up"]);
+        let peer = spawn_peer("veth-k", "192.0.2.2/24", move || {
             let s = UdpSocket::bind("192.0.2.2:4500").unwrap();
             s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
             s.send_to(b"\x00\x00\x00\x09to-dpdk", "192.0.2.1:4500")
@@ -158,8 +150,6 @@ fn net_af_packet_on_a_veth_answers_arp_and_ping_and_carries_udp() {
                 .unwrap();
             (buf[..n].to_vec(), from, ping.status.success())
         });
-        let tid: i32 = tid_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-        ip(&["link", "set", "veth-k", "netns", &tid.to_string()]);
         let _ = std::fs::write("/proc/sys/net/ipv6/conf/veth-d/disable_ipv6", "1");
         ip(&["link", "set", "veth-d", "up"]);
         // The driver opens its socket in this thread's namespace.
@@ -168,7 +158,7 @@ fn net_af_packet_on_a_veth_answers_arp_and_ping_and_carries_udp() {
         let dev = DpdkDevice::start(eal, id, 1, 512, mbufs).unwrap();
         let cfg = L2Config::new(MacAddr::ZERO, [192, 0, 2, 1].into(), 24);
         let mut port = DpdkPort::per_queue(&dev, Some(cfg)).unwrap().remove(0);
-        go_tx.send(()).unwrap();
+        peer.go();
         let mut pool = PacketPool::with_capacity(256);
         let mut got = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -182,7 +172,7 @@ fn net_af_packet_on_a_veth_answers_arp_and_ping_and_carries_udp() {
             }
             std::thread::sleep(Duration::from_micros(200));
         }
-        let (reply, from, ping_ok) = peer.join().unwrap();
+        let (reply, from, ping_ok) = peer.join();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].data(), b"\x00\x00\x00\x09to-dpdk");
         assert_eq!(reply, b"\x00\x00\x00\x0afrom-dpdk");

@@ -20,7 +20,7 @@ use std::mem;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use bpf::{XdpAttachment, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
 use ring::{MmapOffsets, Ring, XdpDesc};
@@ -39,6 +39,7 @@ const XDP_TX_RING: i32 = 3;
 const XDP_UMEM_REG: i32 = 4;
 const XDP_UMEM_FILL_RING: i32 = 5;
 const XDP_UMEM_COMPLETION_RING: i32 = 6;
+const XDP_STATISTICS: i32 = 7;
 const XDP_COPY: u16 = 1 << 1;
 const XDP_ZEROCOPY: u16 = 1 << 2;
 const PGOFF_RX: i64 = 0;
@@ -82,6 +83,46 @@ pub struct AfXdpStats {
     pub tx_frames: u64,
     /// No free UMEM frame or tx ring slot.
     pub tx_dropped: u64,
+    /// Frames the kernel dropped before our rx ring: no frame on the fill
+    /// ring, the rx ring full, or a bad descriptor (`XDP_STATISTICS`, read
+    /// at most every [`KERNEL_STATS_EVERY`]).
+    pub rx_kernel_dropped: u64,
+}
+
+/// How often `rx_burst` asks the kernel for its drop counts: a system call,
+/// so not on every burst.
+pub const KERNEL_STATS_EVERY: Duration = Duration::from_millis(100);
+
+/// `struct xdp_statistics` (Linux 5.9 and later; older kernels fill the
+/// first three).
+#[repr(C)]
+#[derive(Default)]
+struct XdpStatistics {
+    rx_dropped: u64,
+    rx_invalid_descs: u64,
+    tx_invalid_descs: u64,
+    rx_ring_full: u64,
+    rx_fill_ring_empty_descs: u64,
+    tx_ring_empty_descs: u64,
+}
+
+/// The kernel's receive drops on socket `fd`, or `None` if it will not say.
+fn kernel_rx_drops(fd: RawFd) -> Option<u64> {
+    let mut s = XdpStatistics::default();
+    let mut len = mem::size_of::<XdpStatistics>() as libc::socklen_t;
+    // SAFETY: `s` is a writable XdpStatistics and `len` its size; the
+    // kernel writes at most `len` bytes and updates `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            SOL_XDP,
+            XDP_STATISTICS,
+            (&mut s as *mut XdpStatistics).cast(),
+            &mut len,
+        )
+    };
+    // rx_fill_ring_empty_descs counts events already in rx_dropped.
+    (rc == 0).then(|| s.rx_dropped + s.rx_invalid_descs + s.rx_ring_full)
 }
 
 /// The UMEM: an anonymous, page-aligned area registered with the socket.
@@ -148,6 +189,8 @@ pub struct AfXdpPort {
     l2: L2Outside,
     frames: Vec<Packet>,
     stats: AfXdpStats,
+    /// When the kernel's drop counts were last read.
+    kernel_stats_at: Option<Instant>,
     ifname: String,
     _xdp: Arc<XdpAttachment>,
 }
@@ -335,6 +378,7 @@ impl AfXdpPort {
             l2: L2Outside::new(l2, neighbours),
             frames: Vec::with_capacity(64),
             stats: AfXdpStats::default(),
+            kernel_stats_at: None,
             ifname: cfg.ifname.clone(),
             _xdp: xdp,
         })
@@ -440,6 +484,15 @@ impl Port for AfXdpPort {
         if !self.frames.is_empty() {
             self.send_frames(pool);
         }
+        if self
+            .kernel_stats_at
+            .is_none_or(|t| now.duration_since(t) >= KERNEL_STATS_EVERY)
+        {
+            self.kernel_stats_at = Some(now);
+            if let Some(d) = kernel_rx_drops(self.fd.as_raw_fd()) {
+                self.stats.rx_kernel_dropped = d;
+            }
+        }
         Ok(n)
     }
 
@@ -454,6 +507,10 @@ impl Port for AfXdpPort {
 
     fn readable_fd(&self) -> Option<RawFd> {
         Some(self.fd.as_raw_fd())
+    }
+
+    fn rx_dropped(&self) -> u64 {
+        self.stats.rx_oversize + self.stats.rx_kernel_dropped
     }
 }
 

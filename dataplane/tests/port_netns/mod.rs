@@ -32,6 +32,58 @@ pub fn in_new_netns<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static
     }
 }
 
+/// The far end of a veth, on a thread in a namespace of its own.
+pub struct Peer<T> {
+    handle: std::thread::JoinHandle<T>,
+    go: std::sync::mpsc::Sender<()>,
+}
+
+/// Moves `veth` (made in the caller's namespace) into a new namespace on a
+/// new thread, where, once [`Peer::go`] is called, it gets `addr` (like
+/// "192.0.2.2/24"), comes up, and `body` runs. The caller sets up its own
+/// end in between.
+pub fn spawn_peer<T: Send + 'static>(
+    veth: &'static str,
+    addr: &'static str,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> Peer<T> {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let handle = std::thread::spawn(move || {
+        // SAFETY: plain syscalls; CLONE_NEWNET moves only this thread.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+        tid_tx.send(unsafe { libc::gettid() }).unwrap();
+        go_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        ip(&["addr", "add", addr, "dev", veth]);
+        ip(&["link", "set", veth, "up"]);
+        body()
+    });
+    let tid: i32 = tid_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    ip(&["link", "set", veth, "netns", &tid.to_string()]);
+    Peer { handle, go }
+}
+
+impl<T> Peer<T> {
+    /// Lets the peer configure its end and run its body.
+    pub fn go(&self) {
+        self.go.send(()).unwrap();
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    /// The body's result; a panic in it fails the caller.
+    pub fn join(self) -> T {
+        match self.handle.join() {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
 /// Runs `ip args...` in the caller's namespace, panicking with its stderr.
 pub fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
