@@ -113,29 +113,10 @@ fn frames_the_kernel_drops_before_the_ring_are_counted() {
         ip(&[
             "link", "add", "veth-x", "type", "veth", "peer", "name", "veth-y",
         ]);
-        // This thread's namespace; /sys still shows the one it came from.
-        let link = Command::new("ip")
-            .args(["-o", "link", "show", "veth-x"])
-            .output()
-            .unwrap();
-        let link = String::from_utf8_lossy(&link.stdout).into_owned();
-        let mac = link
-            .split_whitespace()
-            .skip_while(|w| *w != "link/ether")
-            .nth(1)
-            .unwrap_or_else(|| panic!("no MAC in {link}"))
-            .to_string();
+        let mac = port_netns::mac_of("veth-x");
         let peer = spawn_peer("veth-y", "192.0.2.2/24", move || {
             // No ARP needed: the port is not read while the flood arrives.
-            ip(&[
-                "neigh",
-                "add",
-                "192.0.2.1",
-                "lladdr",
-                mac.trim(),
-                "dev",
-                "veth-y",
-            ]);
+            ip(&["neigh", "add", "192.0.2.1", "lladdr", &mac, "dev", "veth-y"]);
             let s = UdpSocket::bind("192.0.2.2:4500").unwrap();
             for i in 0..SENT {
                 s.send_to(&i.to_be_bytes(), "192.0.2.1:4500").unwrap();

@@ -84,6 +84,21 @@ impl<T> Peer<T> {
     }
 }
 
+/// The MAC address of `ifname` in the caller's namespace (from `ip`:
+/// /sys still shows the namespace the process started in).
+pub fn mac_of(ifname: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show", ifname])
+        .output()
+        .expect("run ip");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no MAC in {text}"))
+        .to_string()
+}
+
 /// Runs `ip args...` in the caller's namespace, panicking with its stderr.
 pub fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
