@@ -346,8 +346,9 @@ fn espritd_initiates_to_a_strongswan_responder() {
 
 /// espritd as a client asks a strongSwan responder for an inner address of
 /// each family (`virtual_ip`, `virtual_ip6`), is given the first of each of
-/// strongSwan's pools, reports them, and both families cross the tunnel
-/// from those addresses.
+/// strongSwan's pools, reports them, puts them on its inside interface, and
+/// both families cross the tunnel from those addresses; when the IKE SA
+/// ends, the addresses come off again.
 #[test]
 fn espritd_asks_a_strongswan_responder_for_an_address_of_each_family() {
     let Some(lab) = Lab::new("i6") else { return };
@@ -381,20 +382,22 @@ fn espritd_asks_a_strongswan_responder_for_an_address_of_each_family() {
         sas.contains("10.50.0.1/32") && sas.contains("fd00:50::1/128"),
         "strongSwan narrowed its remote selectors to the two leases: {sas}"
     );
-    // The leased addresses go on the inside interface (espritd reports them;
-    // putting them there is the operator's step, see the README).
-    lab.gw
-        .exec(&["ip", "addr", "add", "10.50.0.1/32", "dev", "esprit0"]);
-    lab.gw.exec(&[
-        "ip",
-        "-6",
-        "addr",
-        "add",
-        "fd00:50::1/128",
-        "dev",
-        "esprit0",
-        "nodad",
-    ]);
+    // espritd puts the leased addresses on its inside interface itself.
+    let on_tun = |a: &str| {
+        let out = lab
+            .gw
+            .try_exec(&["ip", "-o", "addr", "show", "dev", "esprit0"]);
+        String::from_utf8_lossy(&out.stdout).contains(a)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !(on_tun("10.50.0.1/32") && on_tun("fd00:50::1/128")) {
+        assert!(
+            Instant::now() < deadline,
+            "leases not on esprit0:\n{}",
+            espritd.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     ping_ok(&lab.gw, &["-I", "10.50.0.1", "10.2.0.1"], 3, &espritd);
     ping_ok(
         &lab.gw,
@@ -402,6 +405,23 @@ fn espritd_asks_a_strongswan_responder_for_an_address_of_each_family() {
         3,
         &espritd,
     );
+
+    // The leases end with the IKE SA, and come off the interface.
+    let out = espritctl(&lab, &["terminate", "hq"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while on_tun("10.50.0.1") || on_tun("fd00:50::1") {
+        assert!(
+            Instant::now() < deadline,
+            "leases left on esprit0:\n{}",
+            espritd.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The CHILD SAs espritd has in its data plane now, as (inbound, outbound)

@@ -11,7 +11,8 @@ mod stats_log;
 
 pub use manual::to_dataplane;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -88,6 +89,9 @@ pub struct Daemon {
     publisher: SaPublisher,
     ike: IkeDriver,
     tun: Option<TunDevice>,
+    /// Our leased inner addresses put on the TUN, and the driver's
+    /// version of them that was applied.
+    inner_addresses: (u64, BTreeSet<IpAddr>),
     workers: usize,
     config: config::Config,
     options: Options,
@@ -176,6 +180,7 @@ impl Daemon {
             publisher,
             ike,
             tun,
+            inner_addresses: (0, BTreeSet::new()),
             workers: n,
             config: cfg.clone(),
             options,
@@ -300,6 +305,44 @@ impl Daemon {
         Ok(())
     }
 
+    /// Puts the inner addresses responders leased to us on the inside TUN,
+    /// and takes off those no SA holds any more: the CHILD SAs' selectors
+    /// are narrowed to them, so hosts must be able to send from them.
+    fn sync_inner_addresses(&mut self) {
+        let own = self.ike.own_addresses();
+        let (version, wanted) = (own.version(), own.all());
+        let Some(tun) = self.tun.as_ref() else {
+            self.inner_addresses = (version, BTreeSet::new());
+            return;
+        };
+        let applied = std::mem::take(&mut self.inner_addresses.1);
+        // Only what we added is ours to take off: an address that was
+        // there already (the operator's) is left alone.
+        let mut now_on: BTreeSet<IpAddr> = applied.intersection(&wanted).copied().collect();
+        for &a in applied.difference(&wanted) {
+            match tun.remove_host_address(a) {
+                Ok(()) => {
+                    tracing::info!(address = %a, dev = tun.name(), "leased inner address removed")
+                }
+                Err(e) => {
+                    tracing::warn!(address = %a, error = %e, "could not remove a leased inner address")
+                }
+            }
+        }
+        for &a in wanted.difference(&applied) {
+            match tun.add_host_address(a) {
+                Ok(()) => {
+                    tracing::info!(address = %a, dev = tun.name(), "leased inner address added");
+                    now_on.insert(a);
+                }
+                Err(e) => {
+                    tracing::warn!(address = %a, error = %e, "could not add a leased inner address")
+                }
+            }
+        }
+        self.inner_addresses = (version, now_on);
+    }
+
     /// One turn of the control loop: control requests, IKE datagrams and
     /// timers, then a short sleep on the IKE socket (the workers' queues are
     /// checked at least every few milliseconds).
@@ -312,6 +355,9 @@ impl Daemon {
             self.publisher.publish();
         }
         self.ike.flush();
+        if self.ike.own_addresses().version() != self.inner_addresses.0 {
+            self.sync_inner_addresses();
+        }
         if self
             .metrics
             .as_ref()

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::ErrorKind;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -133,6 +133,8 @@ pub struct IkeDriver {
     /// Between looks at the SA counters for traffic (idle pings).
     traffic_check: Duration,
     pub stats: DriverStats,
+    /// The inner addresses responders leased to our initiator SAs.
+    own_addresses: super::OwnAddresses,
     buf: Vec<u8>,
 }
 
@@ -235,6 +237,7 @@ impl IkeDriver {
                 cfg.peers.iter().map(|p| p.liveness.idle_ping_after),
             ),
             stats: DriverStats::default(),
+            own_addresses: Default::default(),
             buf: vec![0u8; 65536],
         })
     }
@@ -432,6 +435,11 @@ impl IkeDriver {
     }
 
     /// Deletes initiator peer `name`'s IKE SA and does not reconnect.
+    /// The inner addresses responders leased to our initiator SAs.
+    pub fn own_addresses(&self) -> &super::OwnAddresses {
+        &self.own_addresses
+    }
+
     pub fn terminate(&mut self, name: &str, now: Instant) -> Result<(), String> {
         let i = self
             .initiators
@@ -878,6 +886,16 @@ impl IkeDriver {
                     }
                     // RFC 3948 2.3: whoever may sit behind a NAT keeps it open.
                     let ours = self.peers_of.contains_key(&c.ike_sa);
+                    if ours {
+                        let v6 = self.endpoint.ike_sa(c.ike_sa).and_then(|s| s.virtual_ip6);
+                        let leased: Vec<IpAddr> = (c.virtual_ip.map(IpAddr::V4).into_iter())
+                            .chain(v6.map(IpAddr::V6))
+                            .collect();
+                        // A CHILD SA without CP (a rekey) leaves the leases be.
+                        if !leased.is_empty() {
+                            self.own_addresses.set(c.ike_sa, leased);
+                        }
+                    }
                     if ours && c.udp_encap && !self.nat_keepalive.is_zero() {
                         let first = self.keepalive_to.insert(c.ike_sa, c.peer).is_none();
                         if first {
@@ -940,6 +958,7 @@ impl IkeDriver {
             }
             Event::IkeSaDeleted { id, reason } => {
                 self.established.remove(&id);
+                self.own_addresses.remove(id);
                 self.epochs.for_ike(id, |e| e.machine.handle_ike_down(now));
                 self.keepalive_to.remove(&id);
                 let name = self.peers_of.remove(&id);
@@ -957,6 +976,7 @@ impl IkeDriver {
             }
             Event::IkeSaRekeyed { old, new } => {
                 self.epochs.ike_rekeyed(old, new);
+                self.own_addresses.rekeyed(old, new);
 
                 self.established.remove(&old);
                 self.established.insert(new);

@@ -5,6 +5,7 @@ mod child_install;
 mod driver;
 mod epochs;
 mod in_process;
+mod own_addresses;
 mod policy;
 mod spi_slots;
 
@@ -12,6 +13,7 @@ pub use child_install::{prefixes, TunnelBook};
 pub use driver::{DriverStats, IkeDriver};
 pub use epochs::Epochs;
 pub use in_process::InProcessGateway;
+pub use own_addresses::OwnAddresses;
 pub use policy::{
     address_pool, address_pool6, identification, leased_prefix, leased_prefix6, policy,
 };

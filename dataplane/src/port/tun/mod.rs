@@ -142,6 +142,28 @@ impl TunDevice {
         ip(&["link", "set", "dev", &self.name, "mtu", &mtu.to_string()])
     }
 
+    /// Adds `addr` alone (a /32 or /128) to the interface, usable at once
+    /// (no duplicate address detection: nobody else is on a TUN link).
+    pub fn add_host_address(&self, addr: IpAddr) -> io::Result<()> {
+        match addr {
+            IpAddr::V4(_) => self.add_address(addr, 32),
+            IpAddr::V6(_) => ip(&[
+                "addr",
+                "add",
+                &format!("{addr}/128"),
+                "dev",
+                &self.name,
+                "nodad",
+            ]),
+        }
+    }
+
+    /// Removes a host address [`TunDevice::add_host_address`] added.
+    pub fn remove_host_address(&self, addr: IpAddr) -> io::Result<()> {
+        let len = if addr.is_ipv4() { 32 } else { 128 };
+        ip(&["addr", "del", &format!("{addr}/{len}"), "dev", &self.name])
+    }
+
     /// Adds `addr/prefix` to the interface (and so a connected route).
     pub fn add_address(&self, addr: IpAddr, prefix: u8) -> io::Result<()> {
         ip(&[
