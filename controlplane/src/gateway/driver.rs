@@ -434,12 +434,12 @@ impl IkeDriver {
         Ok(())
     }
 
-    /// Deletes initiator peer `name`'s IKE SA and does not reconnect.
     /// The inner addresses responders leased to our initiator SAs.
     pub fn own_addresses(&self) -> &super::OwnAddresses {
         &self.own_addresses
     }
 
+    /// Deletes initiator peer `name`'s IKE SA and does not reconnect.
     pub fn terminate(&mut self, name: &str, now: Instant) -> Result<(), String> {
         let i = self
             .initiators
@@ -884,7 +884,6 @@ impl IkeDriver {
                     if let Some(old) = c.replaces {
                         self.replaced_children.insert(old);
                     }
-                    // RFC 3948 2.3: whoever may sit behind a NAT keeps it open.
                     let ours = self.peers_of.contains_key(&c.ike_sa);
                     if ours {
                         let v6 = self.endpoint.ike_sa(c.ike_sa).and_then(|s| s.virtual_ip6);
@@ -896,6 +895,7 @@ impl IkeDriver {
                             self.own_addresses.set(c.ike_sa, leased);
                         }
                     }
+                    // RFC 3948 2.3: whoever may sit behind a NAT keeps it open.
                     if ours && c.udp_encap && !self.nat_keepalive.is_zero() {
                         let first = self.keepalive_to.insert(c.ike_sa, c.peer).is_none();
                         if first {
