@@ -12,12 +12,11 @@
 pub mod coalesce;
 pub mod segment;
 
-use crate::wire::checksum;
+use crate::wire::{checksum, tcp_offset, Fragments, PROTO_TCP};
 
 pub use coalesce::{merge, merge_next, mergeable_run};
 pub use segment::Segmenter;
 
-const PROTO_TCP: u8 = 6;
 const TCP_FIN: u8 = 0x01;
 const TCP_PSH: u8 = 0x08;
 const TCP_ACK: u8 = 0x10;
@@ -37,23 +36,8 @@ pub struct TcpLayout {
 impl TcpLayout {
     /// `None` for anything but such a TCP packet, or bad lengths.
     pub fn parse(pkt: &[u8]) -> Option<TcpLayout> {
-        let (v6, ip_len) = match pkt.first()? >> 4 {
-            4 => {
-                let ihl = usize::from(pkt[0] & 0x0f) * 4;
-                let frag = u16::from_be_bytes([*pkt.get(6)?, *pkt.get(7)?]) & 0x3fff;
-                if ihl < 20 || frag != 0 || *pkt.get(9)? != PROTO_TCP {
-                    return None;
-                }
-                (false, ihl)
-            }
-            6 => {
-                if *pkt.get(6)? != PROTO_TCP {
-                    return None;
-                }
-                (true, 40)
-            }
-            _ => return None,
-        };
+        let ip_len = tcp_offset(pkt, Fragments::None)?;
+        let v6 = pkt.first()? >> 4 == 6;
         let doff = usize::from(*pkt.get(ip_len + 12)? >> 4) * 4;
         if doff < 20 || ip_len + doff > pkt.len() {
             return None;

@@ -3,11 +3,12 @@
 //! make too big (RFC 9293 §3.7.1; RFC 4459 §3.2 lists this as the usual
 //! tunnel remedy). The TCP checksum is patched, not recomputed (RFC 1624).
 
+use crate::wire::{tcp_offset, Fragments};
+
 /// TCP option kinds (RFC 9293 §3.2).
 const OPT_END: u8 = 0;
 const OPT_NOP: u8 = 1;
 const OPT_MSS: u8 = 2;
-const PROTO_TCP: u8 = 6;
 const FLAG_SYN: u8 = 0x02;
 
 /// Lowers the MSS option of a TCP SYN (or SYN-ACK) in the IP packet `ip`
@@ -15,7 +16,7 @@ const FLAG_SYN: u8 = 0x02;
 /// later fragment, IPv6 extension headers, bad lengths) is left alone.
 /// Returns whether the packet changed.
 pub fn clamp_mss(ip: &mut [u8], max_mss: u16) -> bool {
-    let Some(l4) = tcp_offset(ip) else {
+    let Some(l4) = tcp_offset(ip, Fragments::First) else {
         return false;
     };
     let Some(tcp) = ip.get_mut(l4..) else {
@@ -63,19 +64,6 @@ pub fn clamp_mss(ip: &mut [u8], max_mss: u16) -> bool {
     false
 }
 
-/// Where the TCP header starts, if `ip` is TCP (the first fragment, if any).
-fn tcp_offset(ip: &[u8]) -> Option<usize> {
-    match ip.first()? >> 4 {
-        4 => {
-            let ihl = usize::from(ip.first()? & 0x0f) * 4;
-            let frag = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x1fff;
-            (ihl >= 20 && frag == 0 && *ip.get(9)? == PROTO_TCP).then_some(ihl)
-        }
-        6 => (*ip.get(6)? == PROTO_TCP).then_some(40),
-        _ => None,
-    }
-}
-
 /// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m').
 fn patch_checksum(sum: u16, old: u16, new: u16) -> u16 {
     let mut acc = u32::from(!sum) + u32::from(!old) + u32::from(new);
@@ -89,6 +77,7 @@ fn patch_checksum(sum: u16, old: u16, new: u16) -> u16 {
 mod tests {
     use super::*;
     use crate::wire::checksum::{finish, sum};
+    use crate::wire::PROTO_TCP;
 
     /// An IPv4 TCP SYN from 10.1.0.1:40000 to 10.3.0.1:80 with options
     /// NOP, NOP, MSS `mss`, and a correct checksum.
