@@ -1373,6 +1373,7 @@ fn a_dual_stack_client_gets_an_address_of_each_family() {
     p.drive();
     let c = p.client.children()[0].clone();
     assert_eq!(c.virtual_ip, Some(Ipv4Addr::new(10, 40, 0, 1)));
+    assert_eq!(c.virtual_ip6, Some(first6));
     assert_eq!(
         c.local_ts,
         [ts("10.40.0.1", "10.40.0.1"), ts("fd00:40::1", "fd00:40::1")]

@@ -886,9 +886,8 @@ impl IkeDriver {
                     }
                     let ours = self.peers_of.contains_key(&c.ike_sa);
                     if ours {
-                        let v6 = self.endpoint.ike_sa(c.ike_sa).and_then(|s| s.virtual_ip6);
                         let leased: Vec<IpAddr> = (c.virtual_ip.map(IpAddr::V4).into_iter())
-                            .chain(v6.map(IpAddr::V6))
+                            .chain(c.virtual_ip6.map(IpAddr::V6))
                             .collect();
                         // A CHILD SA without CP (a rekey) leaves the leases be.
                         if !leased.is_empty() {

@@ -72,7 +72,6 @@ fn any_v6() -> TrafficSelector {
     )
 }
 
-/// One-address selectors for an IPv4 and an IPv6 address, if present.
 /// The DNS servers of a CP reply, IPv4 and IPv6 in the order given.
 /// A value of the wrong length is skipped, as is an IPv6 one with a prefix.
 fn dns_servers(reply: &Configuration) -> Vec<IpAddr> {
@@ -90,6 +89,7 @@ fn dns_servers(reply: &Configuration) -> Vec<IpAddr> {
         .collect()
 }
 
+/// One-address selectors for an IPv4 and an IPv6 address, if present.
 fn host_selectors(v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> Vec<TrafficSelector> {
     v4.map(IpAddr::V4)
         .into_iter()
@@ -463,6 +463,7 @@ impl IkeSa {
             peer: self.remote,
             udp_encap: self.nat_detected,
             virtual_ip: self.virtual_ip.or(self.leased_ip),
+            virtual_ip6: self.virtual_ip6.or(self.leased_ip6),
             dns: self.dns.clone(),
             replaces: None,
         })

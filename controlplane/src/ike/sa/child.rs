@@ -149,6 +149,7 @@ impl IkeSa {
                 peer: self.remote,
                 udp_encap: self.nat_detected,
                 virtual_ip: self.virtual_ip.or(self.leased_ip),
+                virtual_ip6: self.virtual_ip6.or(self.leased_ip6),
                 dns: self.dns.clone(),
                 replaces,
             })));
@@ -435,6 +436,7 @@ impl IkeSa {
             peer: self.remote,
             udp_encap: self.nat_detected,
             virtual_ip: self.virtual_ip.or(self.leased_ip),
+            virtual_ip6: self.virtual_ip6.or(self.leased_ip6),
             dns: self.dns.clone(),
             replaces: offer.replaces,
         })

@@ -36,6 +36,8 @@ pub struct ChildSa {
     /// Inner address assigned by CP (the initiator's own, or the one the
     /// responder leased to the peer).
     pub virtual_ip: Option<Ipv4Addr>,
+    /// The same for IPv6.
+    pub virtual_ip6: Option<std::net::Ipv6Addr>,
     /// Initiator: DNS servers from the CP reply (INTERNAL_IP4_DNS and
     /// INTERNAL_IP6_DNS, in the order given).
     pub dns: Vec<IpAddr>,
