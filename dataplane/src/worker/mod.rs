@@ -93,8 +93,6 @@ struct Core<O: Port, I: Port> {
     icmp_bucket: TokenBucket,
     /// Scratch for the fragments of an inner packet (kept: no allocation).
     fragments: Vec<Packet>,
-    /// The ports' own receive drops, as last counted.
-    port_rx_dropped: u64,
 }
 
 impl<O: Port, I: Port> Worker<O, I> {
@@ -132,7 +130,6 @@ impl<O: Port, I: Port> Worker<O, I> {
                 held_total: 0,
                 icmp_bucket,
                 fragments: Vec::new(),
-                port_rx_dropped: 0,
             },
         }
     }
@@ -197,13 +194,10 @@ impl<O: Port, I: Port> Core<O, I> {
             Err(e) => tracing::debug!(worker = self.cfg.id, error = %e, "inside rx"),
         }
         self.handoff.recv(&mut self.rx, burst);
-        // The ports count what they drop themselves; take in the news.
+        // The ports keep their own receive drops and super-packet counts;
+        // the worker's counters mirror them.
         let port_drops = self.outside.rx_dropped() + self.inside.rx_dropped();
-        if port_drops > self.port_rx_dropped {
-            self.stats
-                .count_drop(DropReason::RxDropped, port_drops - self.port_rx_dropped);
-            self.port_rx_dropped = port_drops;
-        }
+        self.stats.mirror_drops(DropReason::RxDropped, port_drops);
         let (read, written) = self.inside.super_packets();
         self.stats.inside_rx_super.set(read);
         self.stats.inside_tx_super.set(written);

@@ -72,6 +72,13 @@ impl WorkerStats {
         self.drops[reason.index()].add(n);
     }
 
+    /// Sets the count of `reason` to a total kept elsewhere (the ports'
+    /// own receive drops, for `RxDropped`, which nothing else counts).
+    #[inline]
+    pub fn mirror_drops(&self, reason: DropReason, total: u64) {
+        self.drops[reason.index()].set(total);
+    }
+
     pub fn drops(&self, reason: DropReason) -> u64 {
         self.drops[reason.index()].get()
     }

@@ -2,25 +2,16 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use zeroize::Zeroizing;
+use crate::testkit::manual_keys as keys;
 
 use super::*;
 use crate::port::mem::{link, MemPort};
-use crate::sa::manual::{install, ManualSaKeys, ManualTunnel};
+use crate::sa::manual::{install, ManualTunnel};
 use crate::sa::SaPublisher;
 use crate::testkit::{ipv4_udp, ipv4_udp_payload};
 
 const CLIENT_INNER: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 5);
 const SERVER_INNER: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 9);
-
-fn keys(spi: u32, byte: u8) -> ManualSaKeys {
-    ManualSaKeys {
-        spi,
-        key: Zeroizing::new(vec![byte; 16]),
-        salt: [byte; 4],
-        esn: true,
-    }
-}
 
 /// The gateway's view of the tunnel to the client.
 fn gateway_tunnel() -> ManualTunnel {
