@@ -9,7 +9,6 @@ mod port_netns;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use dataplane::packet::Encap;
@@ -18,38 +17,26 @@ use dataplane::port::l2::{L2Config, MacAddr, SharedNeighbours};
 use dataplane::port::steering::steer_worker;
 use dataplane::port::Port;
 use dataplane::{Packet, PacketPool};
-use port_netns::{in_new_netns, ip};
+use port_netns::{in_new_netns, ip, spawn_peer, Peer};
 
 const PORT_IP: [u8; 4] = [192, 0, 2, 1];
 const PEER: &str = "192.0.2.2";
 
 /// Creates veth-a (here) and veth-b in a new namespace owned by a thread
 /// that runs `peer` there once veth-b is up with 192.0.2.2/24. The peer
-/// starts when the returned sender is signalled (after the port is open).
-fn with_peer<T: Send + 'static>(
-    peer: impl FnOnce() -> T + Send + 'static,
-) -> (JoinHandle<T>, mpsc::Sender<()>) {
+/// starts at `go()` (after the port is open).
+fn with_peer<T: Send + 'static>(peer: impl FnOnce() -> T + Send + 'static) -> Peer<T> {
     ip(&[
         "link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b",
     ]);
-    let (tid_tx, tid_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let h = std::thread::spawn(move || {
-        // SAFETY: plain syscalls; CLONE_NEWNET moves only this thread.
-        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
-        tid_tx.send(unsafe { libc::gettid() }).unwrap();
-        go_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let p = spawn_peer("veth-b", "192.0.2.2/24", move || {
         ip(&["link", "set", "lo", "up"]);
-        ip(&["addr", "add", "192.0.2.2/24", "dev", "veth-b"]);
-        ip(&["link", "set", "veth-b", "up"]);
         peer()
     });
-    let tid: i32 = tid_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    ip(&["link", "set", "veth-b", "netns", &tid.to_string()]);
     // No IPv6 chatter (router solicitations, MLD) on the port's link.
     let _ = std::fs::write("/proc/sys/net/ipv6/conf/veth-a/disable_ipv6", "1");
     ip(&["link", "set", "veth-a", "up"]);
-    (h, go_tx)
+    p
 }
 
 /// Waits (at most 3 s) until the kernel reports `ifname` running.
@@ -89,7 +76,7 @@ struct PeerReport {
 #[test]
 fn arp_esp_both_ways_ike_and_ping_against_the_kernel() {
     in_new_netns(|| {
-        let (peer, go) = with_peer(|| {
+        let peer = with_peer(|| {
             let s = UdpSocket::bind((PEER, 4500)).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
             // The first datagram makes the kernel ARP for 192.0.2.1.
@@ -113,7 +100,7 @@ fn arp_esp_both_ways_ike_and_ping_against_the_kernel() {
         });
         let cfg = AfPacketConfig::new("veth-a", l2());
         let mut ports = AfPacketPort::open_group(&cfg, 1, SharedNeighbours::new()).unwrap();
-        go.send(()).unwrap();
+        peer.go();
         let port = &mut ports[0];
         let mut pool = PacketPool::with_capacity(256);
         let mut got: Vec<Packet> = Vec::new();
@@ -130,7 +117,7 @@ fn arp_esp_both_ways_ike_and_ping_against_the_kernel() {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        let report = peer.join().unwrap();
+        let report = peer.join();
         assert_eq!(report.reply, b"\x00\x00\x20\x02esp-from-port");
         assert!(report.ping_ok, "ping to the port's address answered");
 
@@ -152,7 +139,7 @@ fn port_resolves_the_peer_itself_and_fanout_steers_by_spi() {
     in_new_netns(|| {
         let (spis_tx, spis_rx) = mpsc::channel::<Vec<u8>>();
         let (ready_tx, ready_rx) = mpsc::channel::<()>();
-        let (peer, go) = with_peer(move || {
+        let peer = with_peer(move || {
             let s = UdpSocket::bind((PEER, 4500)).unwrap();
             ready_tx.send(()).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -168,7 +155,7 @@ fn port_resolves_the_peer_itself_and_fanout_steers_by_spi() {
         });
         let cfg = AfPacketConfig::new("veth-a", l2());
         let mut ports = AfPacketPort::open_group(&cfg, 2, SharedNeighbours::new()).unwrap();
-        go.send(()).unwrap();
+        peer.go();
         let mut pool = PacketPool::with_capacity(256);
         let peer_addr: SocketAddr = "192.0.2.2:4500".parse().unwrap();
         // The peer's address is up and our link is running (the kernel
@@ -194,7 +181,7 @@ fn port_resolves_the_peer_itself_and_fanout_steers_by_spi() {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        peer.join().unwrap();
+        peer.join();
         assert_eq!(spis_rx.recv().unwrap(), b"\x00\x00\x00\x05hello");
         assert_eq!(ports[1].l2_stats().tx_held, 1);
         assert_eq!(ports[1].l2_stats().arp_requests_sent, 1);
@@ -234,7 +221,7 @@ fn two_data_planes_carry_a_tunnel_over_a_veth_pair() {
 #[test]
 fn ipv6_neighbour_discovery_esp_and_ping6_against_the_kernel() {
     in_new_netns(|| {
-        let (peer, go) = with_peer(|| {
+        let peer = with_peer(|| {
             // nodad: usable at once, no duplicate address detection wait.
             ip(&["addr", "add", "2001:db8::2/64", "dev", "veth-b", "nodad"]);
             let s = UdpSocket::bind("[2001:db8::2]:4500").unwrap();
@@ -255,7 +242,7 @@ fn ipv6_neighbour_discovery_esp_and_ping6_against_the_kernel() {
         let mut port = AfPacketPort::open_group(&cfg, 1, SharedNeighbours::new())
             .unwrap()
             .remove(0);
-        go.send(()).unwrap();
+        peer.go();
         let mut pool = PacketPool::with_capacity(256);
         let mut got = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -269,7 +256,7 @@ fn ipv6_neighbour_discovery_esp_and_ping6_against_the_kernel() {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        let (reply, from, ping_ok) = peer.join().unwrap();
+        let (reply, from, ping_ok) = peer.join();
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].data(), b"\x00\x00\x60\x06esp-over-v6");
         assert_eq!(got[0].meta.remote, "[2001:db8::2]:4500".parse().unwrap());
@@ -291,7 +278,7 @@ fn ipv6_neighbour_discovery_esp_and_ping6_against_the_kernel() {
 fn fanout_steers_ipv6_esp_by_spi_too() {
     in_new_netns(|| {
         let (ready_tx, ready_rx) = mpsc::channel::<()>();
-        let (peer, go) = with_peer(move || {
+        let peer = with_peer(move || {
             ip(&["addr", "add", "2001:db8::2/64", "dev", "veth-b", "nodad"]);
             let s = UdpSocket::bind("[2001:db8::2]:4500").unwrap();
             ready_tx.send(()).unwrap();
@@ -306,7 +293,7 @@ fn fanout_steers_ipv6_esp_by_spi_too() {
         cfg.ipv6 = Some("2001:db8::1".parse().unwrap());
         let cfg = AfPacketConfig::new("veth-a", cfg);
         let mut ports = AfPacketPort::open_group(&cfg, 2, SharedNeighbours::new()).unwrap();
-        go.send(()).unwrap();
+        peer.go();
         ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
         let mut pool = PacketPool::with_capacity(256);
         let mut per_worker: Vec<Vec<u32>> = vec![Vec::new(), Vec::new()];
@@ -322,7 +309,7 @@ fn fanout_steers_ipv6_esp_by_spi_too() {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        peer.join().unwrap();
+        peer.join();
         for (w, spis) in per_worker.iter().enumerate() {
             assert_eq!(spis.len(), 8, "worker {w}: {spis:?}");
             assert!(
