@@ -11,24 +11,15 @@ use std::time::{Duration, Instant};
 use dataplane::packet::Encap;
 use dataplane::port::mem::{link, MemPort};
 use dataplane::port::Port;
-use dataplane::sa::manual::{install, ManualSaKeys, ManualTunnel};
+use dataplane::sa::manual::{install, ManualTunnel};
 use dataplane::sa::SaPublisher;
+use dataplane::testkit::manual_keys as keys;
 use dataplane::testkit::{ipv4_udp, ipv4_udp_payload};
 use dataplane::worker::{ControlLink, Handoff, Worker, WorkerConfig};
 use dataplane::{DropReason, Packet};
-use zeroize::Zeroizing;
 
 const CLIENT_INNER: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 5);
 const SERVER_INNER: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 9);
-
-fn keys(spi: u32, byte: u8) -> ManualSaKeys {
-    ManualSaKeys {
-        spi,
-        key: Zeroizing::new(vec![byte; 16]),
-        salt: [byte; 4],
-        esn: true,
-    }
-}
 
 fn plane<O: Port>(outside: O, tunnel: &ManualTunnel) -> (SaPublisher, Worker<O, MemPort>, MemPort) {
     let mut publisher = SaPublisher::new();

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use dataplane::packet::{Encap, Packet};
 use dataplane::port::mem::{link, MemPort};
 use dataplane::port::udp::{UdpConfig, UdpPort};
-use dataplane::sa::manual::{install, ManualSaKeys, ManualTunnel};
+use dataplane::sa::manual::{install, ManualTunnel};
 use dataplane::sa::SaPublisher;
+use dataplane::testkit::manual_keys as keys;
 use dataplane::testkit::{ipv4_udp_payload, write_ipv4_udp};
 use dataplane::worker::{handoff_mesh, ControlLink, StatsSnapshot, Worker, WorkerConfig};
 use hdrhistogram::Histogram;
-use zeroize::Zeroizing;
 
 const CLIENT_INNER: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 2);
 const SERVER_INNER: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
@@ -50,15 +50,6 @@ impl DemoResult {
     /// Inner traffic through the gateway, both directions, in Gbit/s.
     pub fn gbps(&self) -> f64 {
         2.0 * self.received as f64 * self.size as f64 * 8.0 / self.elapsed.as_secs_f64() / 1e9
-    }
-}
-
-fn keys(spi: u32, byte: u8) -> ManualSaKeys {
-    ManualSaKeys {
-        spi,
-        key: Zeroizing::new(vec![byte; 16]),
-        salt: [byte; 4],
-        esn: true,
     }
 }
 

@@ -58,6 +58,11 @@ impl Target {
 /// The clients' identities when not told otherwise: `{i}` is the index.
 pub const DEFAULT_CLIENT_ID: &str = "c{i}.pktgen.esprit";
 
+/// Client `i`'s identity, as text, from a `--client-id` template.
+fn client_id(template: &str, i: usize) -> String {
+    template.replace("{i}", &i.to_string())
+}
+
 /// Which responder `[[peer]]` the clients connect to, as whom.
 #[derive(Clone, Debug)]
 pub struct ClientSpec<'a> {
@@ -110,7 +115,7 @@ impl ClientPolicy {
         // The first and the last client's identities must parse and be
         // accepted; the ones between are of the same form.
         let accepted = |i: usize| {
-            let text = spec.id_template.replace("{i}", &i.to_string());
+            let text = client_id(spec.id_template, i);
             let id: Identity = text.parse().map_err(|e| {
                 PktgenError::Option(format!("--client-id: client {i} would be {text:?}: {e}"))
             })?;
@@ -157,7 +162,7 @@ impl ClientPolicy {
 
     /// Client `i`'s policy: its own identity.
     pub fn for_client(&self, i: usize) -> Policy {
-        let text = self.id_template.replace("{i}", &i.to_string());
+        let text = client_id(&self.id_template, i);
         // Checked for the first and last client in `from_config`.
         let id = text.parse().unwrap_or(Identity::Fqdn(text));
         Policy {
