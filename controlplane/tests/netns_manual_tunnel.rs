@@ -195,9 +195,14 @@ fn ping_and_tcp(raw_esp: bool) {
 
     // The TUN offloads ran, and the workers' counters say so: A's kernel
     // handed its worker TCP super-packets, and B's worker merged segments
-    // back into them for its kernel.
+    // back into them for its kernel. B merges only segments of one flow
+    // that come in one burst. Over UDP, GRO hands B dozens at a time (over
+    // a hundred merges per run); raw ESP has no GRO, so B's worker reads
+    // them nearly one by one and may merge none (0 to 5 per run here).
     assert!(worker_total(&cfg_a, "tun_rx_super_packets") > 0);
-    assert!(worker_total(&cfg_b, "tun_tx_super_packets") > 0);
+    if !raw_esp {
+        assert!(worker_total(&cfg_b, "tun_tx_super_packets") > 0);
+    }
 
     let _ = std::fs::remove_dir_all(&dir);
 }
