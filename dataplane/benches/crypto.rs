@@ -48,7 +48,7 @@ impl Op {
 
 /// One implementation under test, holding its prebuilt key/context.
 enum Impl {
-    Esprit(&'static str, AesGcm),
+    Esprit(&'static str, Box<AesGcm>),
     Ring(Box<aead::LessSafeKey>),
     Openssl(Box<CipherCtx>, Box<CipherCtx>),
 }
@@ -71,9 +71,14 @@ impl Impl {
         let mut out: Vec<Impl> = ours
             .into_iter()
             .enumerate()
-            .map(|(i, g)| Impl::Esprit(if i == 0 { "esprit" } else { "esprit-aesni128" }, g))
+            .map(|(i, g)| {
+                Impl::Esprit(
+                    if i == 0 { "esprit" } else { "esprit-aesni128" },
+                    Box::new(g),
+                )
+            })
             .collect();
-        out.push(Impl::Esprit("esprit-portable", portable));
+        out.push(Impl::Esprit("esprit-portable", Box::new(portable)));
         out.push(Impl::Ring(Box::new(ring_key)));
         out.push(Impl::Openssl(Box::new(enc), Box::new(dec)));
         out

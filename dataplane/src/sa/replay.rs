@@ -35,10 +35,14 @@ pub struct ReplayWindow {
 }
 
 impl ReplayWindow {
-    /// Asks the cache for the bitmap (two lines: a 1024-packet window).
+    /// Asks the cache for the bitmap line the next packet in order marks
+    /// (the one after the top): the only line an in-order packet touches.
     #[inline]
     pub fn prefetch(&self) {
-        crate::prefetch::prefetch_bytes(self.blocks.as_ptr(), (self.blocks.len() * 8).min(128));
+        let (block, _) = self.position(self.top().wrapping_add(1));
+        if let Some(word) = self.blocks.get(block) {
+            crate::prefetch::prefetch(word);
+        }
     }
 
     /// A window of `size` packets (rounded up to a multiple of 64; 0 turns

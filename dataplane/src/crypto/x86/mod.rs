@@ -10,9 +10,10 @@ use zeroize::Zeroize;
 
 use super::TAG_LEN;
 
-/// Round keys and GHASH powers of one key, aligned for the kernels' loads.
-/// The 256-bit forms the wide kernel wants are built per call from these.
-#[repr(C, align(32))]
+/// Round keys and GHASH powers of one key (16-byte aligned, as their
+/// `__m128i` type is). The 256-bit forms the wide kernel wants are built
+/// per call from these.
+#[repr(C)]
 pub(in crate::crypto) struct AesNiKey {
     rk: key_schedule::RoundKeys,
     powers: ghash::Powers,
@@ -40,7 +41,7 @@ impl AesNiKey {
 
     /// `None` if the CPU lacks the features or the key length is wrong.
     /// `allow_wide` = false pins the 128-bit kernel (tests, benchmarks).
-    pub(in crate::crypto) fn new(key: &[u8], allow_wide: bool) -> Option<Box<AesNiKey>> {
+    pub(in crate::crypto) fn new(key: &[u8], allow_wide: bool) -> Option<AesNiKey> {
         if !Self::supported() {
             return None;
         }
@@ -63,12 +64,12 @@ impl AesNiKey {
             let powers = ghash::Powers::new(&h_bytes);
             h_bytes.zeroize();
             h.zeroize();
-            Some(Box::new(AesNiKey {
+            Some(AesNiKey {
                 rk,
                 powers,
                 rounds,
                 use_wide,
-            }))
+            })
         }
     }
 
