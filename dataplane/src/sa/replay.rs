@@ -221,6 +221,23 @@ mod tests {
     }
 
     #[test]
+    fn windows_of_every_size_hold_exactly_their_size() {
+        for size in [64, 1024, 1984, 2048, MAX_WINDOW] {
+            let w = ReplayWindow::new(size, false);
+            let top = 3 * size as u64;
+            assert!(w.accept(top));
+            for s in (top - size as u64 + 1..top).rev() {
+                assert_eq!(take(&w, s as u32), Ok(s), "window {size}");
+            }
+            for s in top - size as u64 + 1..=top {
+                assert_eq!(w.check(s as u32), Err(ReplayError::Replayed), "{size}: {s}");
+            }
+            let left = top - size as u64;
+            assert_eq!(w.check(left as u32), Err(ReplayError::Replayed), "{size}");
+        }
+    }
+
+    #[test]
     fn big_jump_clears_old_bits() {
         let w = ReplayWindow::new(1024, false);
         for s in 1..=100 {
