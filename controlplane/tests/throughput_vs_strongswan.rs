@@ -2,7 +2,9 @@
 //! in one run (issue 7, item 4): the same two namespaces joined by a veth,
 //! the same cipher (AES-128-GCM, X25519 IKE), the same traffic through each
 //! tunnel: iperf3 TCP, and iperf3 UDP at 64-byte and 1400-byte packets.
-//! Each espritd runs one data-plane worker (one core).
+//! Each espritd runs one data-plane worker (one core). A fourth column
+//! sends the same traffic over the bare veth, no tunnel at all: the ceiling
+//! iperf3 and the kernel reach on this machine, which no tunnel can pass.
 //!
 //! Outside the default suite, and in release mode (a debug espritd says
 //! nothing about speed):
@@ -97,18 +99,43 @@ fn wait_for_tunnel(c: &NetNs, logs: &dyn Fn() -> String) {
     }
 }
 
-/// Runs iperf3 across the tunnel and returns its JSON report.
-fn iperf3(c: &NetNs, s: &NetNs, args: &[&str]) -> serde_json::Value {
+/// Where iperf3 listens and sends from.
+#[derive(Clone, Copy)]
+struct Ends {
+    server: &'static str,
+    client: &'static str,
+}
+
+/// Through the tunnel: the inner addresses.
+const INNER: Ends = Ends {
+    server: "10.1.0.1",
+    client: "10.8.0.1",
+};
+/// The bare veth: the outer addresses.
+const OUTER: Ends = Ends {
+    server: "192.0.2.2",
+    client: "192.0.2.1",
+};
+
+/// Runs iperf3 between `ends` and returns its JSON report.
+fn iperf3(c: &NetNs, s: &NetNs, ends: Ends, args: &[&str]) -> serde_json::Value {
     let mut server = s
         .command("iperf3")
-        .args(["-s", "-1", "-B", "10.1.0.1"])
+        .args(["-s", "-1", "-B", ends.server])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("iperf3 server");
     std::thread::sleep(Duration::from_millis(300));
     let mut a = vec![
-        "iperf3", "-c", "10.1.0.1", "-B", "10.8.0.1", "-t", SECONDS, "-J",
+        "iperf3",
+        "-c",
+        ends.server,
+        "-B",
+        ends.client,
+        "-t",
+        SECONDS,
+        "-J",
     ];
     a.extend_from_slice(args);
     let out = c.try_exec(&a);
@@ -117,8 +144,8 @@ fn iperf3(c: &NetNs, s: &NetNs, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_default()
 }
 
-fn measure(c: &NetNs, s: &NetNs) -> Figures {
-    let tcp = iperf3(c, s, &[]);
+fn measure(c: &NetNs, s: &NetNs, ends: Ends) -> Figures {
+    let tcp = iperf3(c, s, ends, &[]);
     let tcp_mbit = tcp["end"]["sum_received"]["bits_per_second"]
         .as_f64()
         .unwrap_or(0.0)
@@ -126,7 +153,7 @@ fn measure(c: &NetNs, s: &NetNs) -> Figures {
     // UDP flat out; what arrives, per second. 1400-byte IP packets are
     // 1372 bytes of UDP payload (the tunnels' inner MTU is 1400).
     let udp = |len: &str| {
-        let r = iperf3(c, s, &["-u", "-b", "0", "-l", len]);
+        let r = iperf3(c, s, ends, &["-u", "-b", "0", "-l", len]);
         let sum = &r["end"]["sum"];
         let sent = sum["packets"].as_f64().unwrap_or(0.0);
         let lost = sum["lost_packets"].as_f64().unwrap_or(0.0);
@@ -159,7 +186,13 @@ fn esprit_figures(dir: &Path, offload: bool) -> Figures {
     wait_for_tunnel(&c, &|| {
         format!("{}\n{}", client.log_text(), server.log_text())
     });
-    measure(&c, &s)
+    measure(&c, &s, INNER)
+}
+
+/// The same traffic over the veth alone, no tunnel.
+fn bare_veth_figures() -> Figures {
+    let (c, s) = namespaces("v");
+    measure(&c, &s, OUTER)
 }
 
 fn strongswan_figures(dir: &Path) -> Figures {
@@ -177,7 +210,7 @@ fn strongswan_figures(dir: &Path) -> Figures {
         },
     );
     wait_for_tunnel(&c, &|| strongswan::both_logs(&client, &server));
-    measure(&c, &s)
+    measure(&c, &s, INNER)
 }
 
 #[test]
@@ -198,38 +231,55 @@ fn esprit_against_strongswan_libipsec_through_the_same_namespaces() {
     let ours = esprit_figures(&dir, true);
     let plain = esprit_figures(&dir, false);
     let theirs = strongswan_figures(&dir);
+    let bare = bare_veth_figures();
     let _ = std::fs::remove_dir_all(&dir);
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::INFINITY };
     println!(
-        "| traffic (iperf3, {SECONDS} s) | esprit (1 worker) | esprit, no TUN offloads | strongSwan libipsec | ratio | ratio without offloads |"
+        "| traffic (iperf3, {SECONDS} s) | esprit (1 worker) | esprit, no TUN offloads | strongSwan libipsec | ratio | ratio without offloads | veth, no tunnel | its ratio to strongSwan |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let rows = [
         (
             "TCP",
             "Mbit/s",
-            [ours.tcp_mbit, plain.tcp_mbit, theirs.tcp_mbit],
+            [
+                ours.tcp_mbit,
+                plain.tcp_mbit,
+                theirs.tcp_mbit,
+                bare.tcp_mbit,
+            ],
         ),
         (
             "UDP 64 B",
             "pkt/s",
-            [ours.udp64_pps, plain.udp64_pps, theirs.udp64_pps],
+            [
+                ours.udp64_pps,
+                plain.udp64_pps,
+                theirs.udp64_pps,
+                bare.udp64_pps,
+            ],
         ),
         (
             "UDP 1400 B",
             "pkt/s",
-            [ours.udp1400_pps, plain.udp1400_pps, theirs.udp1400_pps],
+            [
+                ours.udp1400_pps,
+                plain.udp1400_pps,
+                theirs.udp1400_pps,
+                bare.udp1400_pps,
+            ],
         ),
     ];
-    for (what, unit, [o, p, t]) in rows {
+    for (what, unit, [o, p, t, b]) in rows {
         println!(
-            "| {what} | {o:.0} {unit} | {p:.0} {unit} | {t:.0} {unit} | {:.1}x | {:.1}x |",
+            "| {what} | {o:.0} {unit} | {p:.0} {unit} | {t:.0} {unit} | {:.1}x | {:.1}x | {b:.0} {unit} | {:.1}x |",
             ratio(o, t),
-            ratio(p, t)
+            ratio(p, t),
+            ratio(b, t)
         );
     }
-    // Every tunnel carried traffic: the comparison measured something.
-    for f in [ours, plain, theirs] {
+    // Every path carried traffic: the comparison measured something.
+    for f in [ours, plain, theirs, bare] {
         assert!(
             f.tcp_mbit > 0.0 && f.udp64_pps > 0.0 && f.udp1400_pps > 0.0,
             "{f:?}"
