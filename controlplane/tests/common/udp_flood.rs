@@ -1,0 +1,156 @@
+//! A UDP flood and its sink for the throughput comparisons: `sendmmsg` and
+//! `recvmmsg`, 64 datagrams a system call, where iperf3 makes one `sendto`
+//! per datagram and reads the clock around each. On a 2-core machine the
+//! tool shares the cores with both gateways, so a cheaper tool leaves more
+//! of them to the tunnels, and the figure says more about the tunnel.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::netns::NetNs;
+
+/// Datagrams per system call.
+const BATCH: usize = 64;
+const PORT: u16 = 5301;
+
+/// What one flood did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flood {
+    pub sent: u64,
+    pub received: u64,
+    pub seconds: f64,
+}
+
+impl Flood {
+    /// Datagrams that arrived, per second of sending.
+    pub fn received_per_second(&self) -> f64 {
+        self.received as f64 / self.seconds.max(0.001)
+    }
+}
+
+/// Sends `payload`-byte datagrams flat out from `from` (in `client`) to
+/// `to` (in `server`) for `seconds`, and counts what the sink in `server`
+/// receives, including what is still in flight for half a second after.
+pub fn flood(
+    client: &NetNs,
+    from: &str,
+    server: &NetNs,
+    to: &str,
+    payload: usize,
+    seconds: f64,
+) -> Flood {
+    let dst: SocketAddr = format!("{to}:{PORT}").parse().expect("server address");
+    let src: SocketAddr = format!("{from}:0").parse().expect("client address");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let sink = {
+        let stop = stop.clone();
+        server.run(move || {
+            let sock = UdpSocket::bind(dst).expect("sink bind");
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            set_buffer(&sock, libc::SO_RCVBUF);
+            ready_tx.send(()).unwrap();
+            receive_until(&sock, &stop)
+        })
+    };
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("sink ready");
+    let sender = client.run(move || {
+        let sock = UdpSocket::bind(src).expect("flood bind");
+        sock.connect(dst).expect("flood connect");
+        set_buffer(&sock, libc::SO_SNDBUF);
+        let start = Instant::now();
+        let end = start + Duration::from_secs_f64(seconds);
+        let sent = send_until(&sock, payload, end);
+        (sent, start.elapsed().as_secs_f64())
+    });
+    let (sent, secs) = sender.join().expect("flood thread");
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let received = sink.join().expect("sink thread");
+    Flood {
+        sent,
+        received,
+        seconds: secs,
+    }
+}
+
+/// A large socket buffer, so bursts wait in the socket, not in drops.
+fn set_buffer(sock: &UdpSocket, which: libc::c_int) {
+    let size: libc::c_int = 8 << 20;
+    // SAFETY: a valid socket and an int option of the right size.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            which,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Sends `BATCH` copies of one datagram per `sendmmsg` until `end`;
+/// how many went out.
+fn send_until(sock: &UdpSocket, payload: usize, end: Instant) -> u64 {
+    let buf = vec![0x5au8; payload];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: zeroed mmsghdr is valid; each points at the one iovec.
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for m in &mut msgs {
+        m.msg_hdr.msg_iov = &mut iov;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    let mut sent = 0;
+    while Instant::now() < end {
+        // SAFETY: msgs and the buffer they point at outlive the call.
+        let n = unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), BATCH as u32, 0) };
+        sent += n.max(0) as u64;
+    }
+    sent
+}
+
+/// Receives with `recvmmsg`, up to `BATCH` datagrams a call (each call
+/// waits for its first at most the socket's read timeout), until `stop`;
+/// how many arrived.
+fn receive_until(sock: &UdpSocket, stop: &AtomicBool) -> u64 {
+    let mut bufs = vec![[0u8; 2048]; BATCH];
+    let mut iovs: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    // SAFETY: zeroed mmsghdr is valid; each points at its own iovec.
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for (m, iov) in msgs.iter_mut().zip(&mut iovs) {
+        m.msg_hdr.msg_iov = iov;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    let mut received = 0;
+    while !stop.load(Ordering::Relaxed) {
+        // SAFETY: msgs, iovs and bufs outlive the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        received += n.max(0) as u64;
+    }
+    received
+}
