@@ -173,5 +173,18 @@ liveness = "off"
         installed, CLIENTS,
         "espritd installed every CHILD SA in its data plane"
     );
+    // Their routes sit in the pool's index, not in a hash map.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_espritctl"))
+        .arg("--socket")
+        .arg(Espritd::socket(&cfg))
+        .args(["--json", "status"])
+        .output()
+        .expect("espritctl");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    assert_eq!(
+        status["data"]["indexed_pools"],
+        serde_json::json!([{ "prefix": "10.3.0.0/16", "hosts": CLIENTS }]),
+        "{status}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -73,6 +73,10 @@ impl Daemon {
             "encrypted": t.encrypted,
             "drops": t.total_drops(),
             "sa_table_version": tables.version,
+            // Leased addresses' routes, indexed by address (others are hashed).
+            "indexed_pools": tables.routes.pools()
+                .map(|(prefix, hosts)| json!({ "prefix": prefix.to_string(), "hosts": hosts }))
+                .collect::<Vec<_>>(),
         })
     }
 
@@ -253,6 +257,7 @@ impl Daemon {
         if let Err(e) = self.route_peers(&new.peers) {
             tracing::warn!(error = %e, "routes for reloaded peers");
         }
+        self.index_pools(&new.peers);
         self.ike.reconfigure(Instant::now(), &new, &diff.peers);
         self.publisher.publish();
         // Freeing a large old config (keys are wiped one by one) is left to

@@ -195,6 +195,7 @@ impl Daemon {
             d.add_manual(t)?;
         }
         d.route_peers(&cfg.peers)?;
+        d.index_pools(&cfg.peers);
         d.publisher.publish();
         let inside = d.tun.as_ref().map_or("reflect", |t| t.name());
         tracing::info!(workers = n, inside, "data plane running");
@@ -243,6 +244,15 @@ impl Daemon {
                 dataplane::sa::manual::remove(self.publisher.edit(), &e.tunnel);
             }
             tracing::info!(tunnel = %name, "manual tunnel removed");
+        }
+    }
+
+    /// Lets the data plane index the host routes of leased addresses
+    /// (not yet published). A pool it refuses still works, hashed.
+    fn index_pools(&mut self, peers: &[config::Peer]) {
+        let pools = crate::gateway::leased_prefixes(peers);
+        for e in self.publisher.edit().routes.set_pools(&pools) {
+            tracing::info!("address pool routes hashed, not indexed: {e}");
         }
     }
 

@@ -15,6 +15,7 @@ pub use epochs::Epochs;
 pub use in_process::InProcessGateway;
 pub use own_addresses::OwnAddresses;
 pub use policy::{
-    address_pool, address_pool6, identification, leased_prefix, leased_prefix6, policy,
+    address_pool, address_pool6, identification, leased_prefix, leased_prefix6, leased_prefixes,
+    policy,
 };
 pub use spi_slots::SpiSlots;

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use config::schema::identity::Identity;
-use config::schema::peer::Peer;
+use config::schema::peer::{Peer, Role};
 use config::schema::proposal::{Algorithm, DhGroup as CfgGroup, Prf as CfgPrf};
 use ipnet::IpNet;
 
@@ -174,6 +174,21 @@ pub fn address_pool6(peer: &Peer) -> Option<AddressPool<Ipv6Addr>> {
     Some(AddressPool::new(first, size))
 }
 
+/// The prefixes clients lease addresses from, one per family and
+/// responder template: the data plane indexes its host routes inside
+/// them by address instead of hashing them (see `RouteTable::set_pools`).
+pub fn leased_prefixes(peers: &[Peer]) -> Vec<dataplane::sa::IpPrefix> {
+    let responders = peers.iter().filter(|p| p.role == Role::Responder);
+    responders
+        .flat_map(|p| {
+            let v4 = leased_prefix(p).map(|(_, n)| IpNet::V4(n));
+            let v6 = leased_prefix6(p).map(|(_, n)| IpNet::V6(n));
+            v4.into_iter().chain(v6)
+        })
+        .filter_map(|n| dataplane::sa::IpPrefix::new(n.network(), n.prefix_len()))
+        .collect()
+}
+
 /// The prefix of a peer's `pool` that clients lease IPv4 addresses from
 /// (its first IPv4 one), with its place in the list.
 pub fn leased_prefix(peer: &Peer) -> Option<(usize, ipnet::Ipv4Net)> {
@@ -216,6 +231,16 @@ psk = "psk-for-the-branch-0123456789"
 local_ts = ["10.1.0.0/16"]
 remote_ts = ["10.9.0.0/24"]
 "#;
+
+    #[test]
+    fn responders_pools_are_indexed_one_prefix_per_family() {
+        let cfg = config::parse(CFG, "test.toml").unwrap();
+        let pools: Vec<String> = leased_prefixes(&cfg.peers)
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(pools, ["10.3.0.0/16"], "branch has no pool");
+    }
 
     #[test]
     fn each_identity_gets_the_template_it_matches_and_others_none() {

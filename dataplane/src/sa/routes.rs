@@ -63,8 +63,21 @@ fn offset_in(pool: &IpPrefix, ip: IpAddr) -> Option<usize> {
     usize::try_from(off).ok().filter(|o| *o < KEY_LIMIT)
 }
 
+/// The address `off` places into `pool`.
+fn address_at(pool: &IpPrefix, off: usize) -> Option<IpAddr> {
+    match pool.addr() {
+        IpAddr::V4(base) => u32::from(base)
+            .checked_add(u32::try_from(off).ok()?)
+            .map(|a| IpAddr::V4(a.into())),
+        IpAddr::V6(base) => u128::from(base)
+            .checked_add(off as u128)
+            .map(|a| IpAddr::V6(a.into())),
+    }
+}
+
 impl RouteTable {
-    /// Declares an address pool whose host routes get O(1) lookup.
+    /// Declares an address pool whose host routes get O(1) lookup. Host
+    /// routes already in the table that fall inside it move into it.
     pub fn add_pool(&mut self, prefix: IpPrefix) -> Result<(), RouteError> {
         let host_bits = if prefix.addr().is_ipv4() { 32 } else { 128 } - prefix.prefix_len() as u32;
         if host_bits > 24 {
@@ -76,11 +89,68 @@ impl RouteTable {
             }
             return Err(RouteError::PoolOverlap(prefix, p.prefix));
         }
-        Arc::make_mut(&mut self.pools).push(PoolRoutes {
+        let mut pool = PoolRoutes {
             prefix,
             hosts: RadixArray::new(),
-        });
+        };
+        let host_len = if prefix.addr().is_ipv4() { 32 } else { 128 };
+        let moved: Vec<(IpAddr, TunnelId)> = self
+            .group(prefix.addr().is_ipv4(), host_len)
+            .map(|g| {
+                g.routes
+                    .iter()
+                    .filter(|(a, _)| prefix.contains(**a))
+                    .map(|(a, t)| (*a, *t))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (addr, tunnel) in moved {
+            if let Some(off) = offset_in(&prefix, addr) {
+                self.remove_hashed(IpPrefix::host(addr), tunnel);
+                pool.hosts.set(off, Some(tunnel));
+            }
+        }
+        Arc::make_mut(&mut self.pools).push(pool);
         Ok(())
+    }
+
+    /// Forgets the pool `prefix`; its host routes stay, in the hash maps.
+    pub fn remove_pool(&mut self, prefix: IpPrefix) {
+        let Some(i) = self.pools.iter().position(|p| p.prefix == prefix) else {
+            return;
+        };
+        let pool = Arc::make_mut(&mut self.pools).remove(i);
+        for (off, tunnel) in pool.hosts.iter() {
+            if let Some(addr) = address_at(&prefix, off) {
+                self.insert_hashed(IpPrefix::host(addr), *tunnel);
+            }
+        }
+    }
+
+    /// Makes the pools exactly `wanted` (the responders' address pools),
+    /// keeping every route. Returns the pools refused (too large, or
+    /// overlapping another): their hosts stay in the hash maps, correct
+    /// but a hash probe per packet instead of an index.
+    pub fn set_pools(&mut self, wanted: &[IpPrefix]) -> Vec<RouteError> {
+        let gone: Vec<IpPrefix> = self
+            .pools
+            .iter()
+            .map(|p| p.prefix)
+            .filter(|p| !wanted.contains(p))
+            .collect();
+        for p in gone {
+            self.remove_pool(p);
+        }
+        wanted
+            .iter()
+            .filter_map(|p| self.add_pool(*p).err())
+            .collect()
+    }
+
+    /// The pools in use, in the order they were added, each with its
+    /// number of host routes.
+    pub fn pools(&self) -> impl Iterator<Item = (IpPrefix, usize)> + '_ {
+        self.pools.iter().map(|p| (p.prefix, p.hosts.len()))
     }
 
     /// Routes `prefix` into `tunnel` (replacing an equal route).
@@ -94,6 +164,14 @@ impl RouteTable {
                 }
             }
         }
+        self.insert_hashed(prefix, tunnel);
+    }
+
+    fn group(&self, v4: bool, len: u8) -> Option<&LengthGroup> {
+        self.groups.iter().find(|g| g.v4 == v4 && g.len == len)
+    }
+
+    fn insert_hashed(&mut self, prefix: IpPrefix, tunnel: TunnelId) {
         let v4 = prefix.addr().is_ipv4();
         let len = prefix.prefix_len();
         let groups = Arc::make_mut(&mut self.groups);
@@ -131,6 +209,10 @@ impl RouteTable {
                 return;
             }
         }
+        self.remove_hashed(prefix, tunnel);
+    }
+
+    fn remove_hashed(&mut self, prefix: IpPrefix, tunnel: TunnelId) {
         let (v4, len) = (prefix.addr().is_ipv4(), prefix.prefix_len());
         let Some(i) = self.groups.iter().position(|g| g.v4 == v4 && g.len == len) else {
             return;
@@ -164,81 +246,4 @@ impl RouteTable {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(s: &str) -> IpPrefix {
-        s.parse().unwrap()
-    }
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn longest_prefix_wins() {
-        let mut r = RouteTable::default();
-        r.insert(p("10.0.0.0/8"), 1);
-        r.insert(p("10.1.0.0/16"), 2);
-        r.insert(p("0.0.0.0/0"), 3);
-        assert_eq!(r.lookup(ip("10.1.2.3")), Some(2));
-        assert_eq!(r.lookup(ip("10.2.2.3")), Some(1));
-        assert_eq!(r.lookup(ip("192.0.2.1")), Some(3));
-        assert_eq!(r.lookup(ip("2001:db8::1")), None);
-        r.remove(p("10.1.0.0/16"), 2);
-        assert_eq!(r.lookup(ip("10.1.2.3")), Some(1));
-    }
-
-    #[test]
-    fn pool_hosts_are_indexed_and_snapshots_are_stable() {
-        let mut r = RouteTable::default();
-        r.add_pool(p("10.3.0.0/16")).unwrap();
-        r.add_pool(p("fd00:1::/104")).unwrap();
-        r.insert(p("10.3.0.0/16"), 9); // the pool's own prefix as a fallback
-        r.insert(p("10.3.1.7/32"), 42);
-        r.insert(p("fd00:1::5/128"), 43);
-        let snapshot = r.clone();
-        r.remove(p("10.3.1.7/32"), 42);
-        assert_eq!(snapshot.lookup(ip("10.3.1.7")), Some(42));
-        assert_eq!(snapshot.lookup(ip("fd00:1::5")), Some(43));
-        assert_eq!(r.lookup(ip("10.3.1.7")), Some(9));
-        assert_eq!(r.lookup(ip("10.3.1.8")), Some(9));
-    }
-
-    #[test]
-    fn many_prefixes_cost_one_probe_per_length_and_edits_leave_snapshots_alone() {
-        let mut r = RouteTable::default();
-        for i in 0..10_000u32 {
-            let net =
-                IpPrefix::new(IpAddr::from((0x0a00_0000 | (i << 8)).to_be_bytes()), 24).unwrap();
-            r.insert(net, i);
-        }
-        r.insert(p("10.0.0.0/8"), 99_999);
-        assert_eq!(r.groups.len(), 2, "two lengths in use");
-        assert_eq!(r.lookup(ip("10.0.42.7")), Some(42));
-        assert_eq!(
-            r.lookup(ip("10.200.0.1")),
-            Some(99_999),
-            "beyond the /24s: the /8"
-        );
-        let snapshot = r.clone();
-        r.remove(p("10.0.42.0/24"), 42);
-        r.remove(p("10.0.43.0/24"), 7); // not its tunnel: ignored
-        assert_eq!(r.lookup(ip("10.0.42.7")), Some(99_999));
-        assert_eq!(r.lookup(ip("10.0.43.7")), Some(43));
-        assert_eq!(snapshot.lookup(ip("10.0.42.7")), Some(42));
-    }
-
-    #[test]
-    fn pools_must_be_small_and_disjoint() {
-        let mut r = RouteTable::default();
-        assert!(matches!(
-            r.add_pool(p("10.0.0.0/7")),
-            Err(RouteError::PoolTooLarge(_))
-        ));
-        r.add_pool(p("10.0.0.0/8")).unwrap();
-        assert!(matches!(
-            r.add_pool(p("10.1.0.0/16")),
-            Err(RouteError::PoolOverlap(..))
-        ));
-    }
-}
+mod tests;
