@@ -152,6 +152,10 @@ fn lab() -> Lab {
     lab_n(1)
 }
 
+/// Where tunnel `i`'s inner addresses start: room for 128k tunnels each.
+const CLIENT_POOL: Ipv4Addr = Ipv4Addr::new(10, 128, 0, 0);
+const SERVER_POOL: Ipv4Addr = Ipv4Addr::new(10, 64, 0, 0);
+
 /// Tunnel `i`'s inner addresses: the client's and the protected host's.
 fn hosts(i: usize) -> (Ipv4Addr, Ipv4Addr) {
     if i == usize::MAX {
@@ -159,8 +163,8 @@ fn hosts(i: usize) -> (Ipv4Addr, Ipv4Addr) {
     }
     let i = i as u32;
     (
-        Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + i),
-        Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 64, 0, 0)) + i),
+        Ipv4Addr::from(u32::from(CLIENT_POOL) + i),
+        Ipv4Addr::from(u32::from(SERVER_POOL) + i),
     )
 }
 
@@ -200,6 +204,14 @@ fn lab_n(n: usize) -> Lab {
         .collect();
     let side = |gateway: bool, out: MemPort| {
         let mut p = SaPublisher::new();
+        // The clients' addresses form pools, as a responder's leases do
+        // in espritd: host routes indexed, not hashed.
+        for pool in [CLIENT_POOL, SERVER_POOL] {
+            p.edit()
+                .routes
+                .add_pool(prefix(pool, 15))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
         for (g, c) in &tunnels {
             let t = if gateway { g } else { c };
             install(p.edit(), t, 1).unwrap_or_else(|e| panic!("{e}"));
