@@ -1,5 +1,6 @@
 //! What a reload changes: peers and manual tunnels by name, and sections that need a restart.
 
+use crate::schema::dataplane::Dataplane;
 use crate::schema::Config;
 
 /// Names added, removed, changed and unchanged between two configs.
@@ -49,6 +50,8 @@ pub struct ConfigDiff {
     pub manual_tunnels: NamedChanges,
     /// `[ike]` changed (retransmission and cookies apply to new exchanges).
     pub ike_changed: bool,
+    /// `[dataplane] route_pools` changed (applied on reload).
+    pub route_pools_changed: bool,
     /// Sections that changed but are only read at start: `gateway`, `dataplane`, `control`, `metrics`.
     pub restart_required: Vec<&'static str>,
 }
@@ -59,6 +62,7 @@ impl ConfigDiff {
         self.peers.is_empty()
             && self.manual_tunnels.is_empty()
             && !self.ike_changed
+            && !self.route_pools_changed
             && self.restart_required.is_empty()
     }
 }
@@ -70,7 +74,12 @@ impl Config {
         if self.gateway != new.gateway {
             restart_required.push("gateway");
         }
-        if self.dataplane != new.dataplane {
+        // Route pools are reloadable: they only change how routes are kept.
+        let fixed = |d: &Dataplane| Dataplane {
+            route_pools: Vec::new(),
+            ..d.clone()
+        };
+        if fixed(&self.dataplane) != fixed(&new.dataplane) {
             restart_required.push("dataplane");
         }
         if self.control != new.control {
@@ -85,6 +94,7 @@ impl Config {
                 &t.name
             }),
             ike_changed: self.ike != new.ike,
+            route_pools_changed: self.dataplane.route_pools != new.dataplane.route_pools,
             restart_required,
         }
     }
@@ -179,5 +189,22 @@ outbound = { spi = 0x2001, algorithm = "aes128gcm16", key = "2021222324252627282
         assert_eq!(diff.restart_required, vec!["dataplane", "control"]);
         assert!(diff.peers.is_empty() && diff.manual_tunnels.is_empty());
         assert!(!diff.is_empty());
+    }
+
+    #[test]
+    fn route_pools_reload_without_a_restart() {
+        let new = format!("[dataplane]\nroute_pools = [\"10.128.0.0/15\"]\n{BASE}");
+        let diff = parse(BASE).diff(&parse(&new));
+        assert!(
+            diff.restart_required.is_empty(),
+            "{:?}",
+            diff.restart_required
+        );
+        assert!(diff.route_pools_changed && !diff.is_empty());
+        let both = format!("[dataplane]\nworkers = 2\nroute_pools = [\"10.128.0.0/15\"]\n{BASE}");
+        assert_eq!(
+            parse(&new).diff(&parse(&both)).restart_required,
+            vec!["dataplane"]
+        );
     }
 }

@@ -297,6 +297,16 @@ fn peer_errors() {
             ],
         ),
         (
+            "route pools: host bits, too large, overlapping each other and a lease pool",
+            format!("[dataplane]\nroute_pools = [\"10.128.0.1/15\", \"8.0.0.0/7\", \"10.3.0.0/24\", \"10.128.0.0/16\"]\n{PEER}psk = \"k\"\n"),
+            vec![
+                (2, "dataplane.route_pools[0]", "host bits set", "10.128.0.0/15"),
+                (2, "dataplane.route_pools[1]", "8.0.0.0/7 holds more than 2^24 addresses", "/8 or longer"),
+                (2, "dataplane.route_pools[2]", "10.3.0.0/24 overlaps 10.3.0.0/16 of peer[0].pool[0]", "indexed without"),
+                (2, "dataplane.route_pools[3]", "10.128.0.0/16 overlaps 10.128.0.1/15", "once"),
+            ],
+        ),
+        (
             "no local id",
             format!("{PEER}psk = \"k\"\n").replace("local_id = \"vpn.example.org\"\n", ""),
             vec![(1, "peer[0].local_id", "no local_id", "[ike]")],

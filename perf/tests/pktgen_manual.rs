@@ -5,6 +5,8 @@
 mod common;
 
 use std::process::Command;
+
+use controlplane::ctl::proto::Request;
 use std::time::Duration;
 
 use perf::pktgen::cli::run_manual;
@@ -75,6 +77,67 @@ fn imix_flat_out_accounts_for_every_packet() {
     );
     assert!((r.mean_inner_bytes - 354.33).abs() < 0.01);
     assert!(r.timeline.len() >= 2);
+}
+
+/// The routes the gateway indexes, from its status.
+fn indexed_pools(gw: &mut common::Gateway) -> serde_json::Value {
+    let reply = gw.daemon.handle(Request::Status {});
+    assert!(reply.ok, "{reply:?}");
+    reply.data["indexed_pools"].clone()
+}
+
+/// The config with only the tunnels in `range` (pktgen's client list for
+/// one round: a fresh pktgen starts its sequence numbers again, which the
+/// gateway's replay windows would refuse on tunnels used before).
+fn with_tunnels(text: &str, range: std::ops::Range<usize>) -> String {
+    let mut parts = text.split("\n[[manual_tunnel]]");
+    let head = parts.next().unwrap().to_string();
+    parts
+        .skip(range.start)
+        .take(range.len())
+        .fold(head, |t, tunnel| t + "\n[[manual_tunnel]]" + tunnel)
+}
+
+#[test]
+fn the_clients_routes_are_indexed_and_a_reload_can_hash_them_without_loss() {
+    let mut gw = common::gateway("pools", 999, 4, 1);
+    let expected = serde_json::json!([{ "prefix": "10.128.0.0/22", "hosts": 999 }]);
+    assert_eq!(indexed_pools(&mut gw), expected);
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    let traffic = options(SizeMix::Fixed(64), Some(20_000.0), 5_000, 1);
+    let clients =
+        std::env::temp_dir().join(format!("pktgen-pools-clients-{}.toml", std::process::id()));
+    let round = |gw: &common::Gateway, k: usize| {
+        std::fs::write(&clients, with_tunnels(&text, k * 333..(k + 1) * 333)).unwrap();
+        let r = run_manual(&clients, None, &traffic).unwrap();
+        assert_eq!(r.clients, 333);
+        assert_eq!(
+            (r.sent, r.received, r.lost),
+            (5_000, 5_000, 0),
+            "round {k}: {}",
+            r.table()
+        );
+        assert_eq!(gw.daemon.totals().total_drops(), 0, "round {k}");
+    };
+    round(&gw, 0);
+    // Without the key, the same routes move back into the hash maps.
+    let unlisted = text.replace("route_pools = [\"10.128.0.0/22\"]", "");
+    assert_ne!(unlisted, text);
+    let reply = gw
+        .daemon
+        .apply_config(config::parse(&unlisted, "unlisted.toml").unwrap());
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(reply.data["route_pools_changed"], true, "{reply:?}");
+    assert_eq!(reply.data["manual_tunnels"]["unchanged"], 999, "{reply:?}");
+    assert_eq!(indexed_pools(&mut gw), serde_json::json!([]));
+    round(&gw, 1);
+    let reply = gw
+        .daemon
+        .apply_config(config::parse(&text, "listed.toml").unwrap());
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(indexed_pools(&mut gw), expected);
+    round(&gw, 2);
+    let _ = std::fs::remove_file(&clients);
 }
 
 #[test]

@@ -77,6 +77,12 @@ pub struct Dataplane {
     /// own their interface use `[dataplane.outside].mtu`). Inner packets
     /// with DF that do not fit once sealed get ICMP fragmentation-needed.
     pub outer_mtu: u16,
+    /// Prefixes holding many manual tunnels' host routes (a `/32` or `/128`
+    /// `remote_ts` each): their routes are found by array index instead of
+    /// a hash probe, which matters once there are thousands of them.
+    /// Responders' pools are indexed without being listed here. At most
+    /// 2^24 addresses each; reloadable. Default empty.
+    pub route_pools: Vec<IpNet>,
 }
 
 impl Dataplane {
@@ -103,6 +109,7 @@ impl Default for Dataplane {
             dpdk: None,
             mss_clamp: true,
             outer_mtu: 1500,
+            route_pools: Vec::new(),
         }
     }
 }

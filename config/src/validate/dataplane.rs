@@ -149,6 +149,34 @@ pub(super) fn check_dataplane(dataplane: &Dataplane, path: &KeyPath, problems: &
             .hint("1400 leaves room for ESP-in-UDP on a 1500-byte path"),
         );
     }
+    check_route_pools(dataplane, path, problems);
+}
+
+/// Route pools are networks, small enough for the data plane's index
+/// (2^24 addresses), apart from each other.
+fn check_route_pools(dataplane: &Dataplane, path: &KeyPath, problems: &mut Vec<Problem>) {
+    let path = path.key("route_pools");
+    let pools = &dataplane.route_pools;
+    super::prefix::check_networks(pools, &path, problems);
+    for (i, net) in pools.iter().enumerate() {
+        let host_bits = u32::from(net.max_prefix_len() - net.prefix_len());
+        if host_bits > 24 {
+            let shortest = net.max_prefix_len() - 24;
+            problems.push(
+                Problem::new(
+                    path.index(i),
+                    format!("{net} holds more than 2^24 addresses"),
+                )
+                .hint(format!("use prefixes of /{shortest} or longer")),
+            );
+        }
+        if let Some(other) = pools[..i].iter().find(|o| super::prefix::overlaps(o, net)) {
+            problems.push(
+                Problem::new(path.index(i), format!("{net} overlaps {other}"))
+                    .hint("list each range once"),
+            );
+        }
+    }
 }
 
 pub(super) fn check_control(control: &ControlSocket, path: &KeyPath, problems: &mut Vec<Problem>) {

@@ -36,5 +36,6 @@ pub(crate) fn check(config: &ConfigToml) -> Vec<Problem> {
     peer::check_ike(&config.ike, &root.key("ike"), &mut problems);
     peer::check_peers(config, &mut problems);
     prefix::check_remote_overlaps(config, &mut problems);
+    prefix::check_route_pools_apart_from_leases(config, &mut problems);
     problems
 }

@@ -61,6 +61,34 @@ pub(super) fn check_remote_overlaps(config: &ConfigToml, problems: &mut Vec<Prob
     report_overlaps(&claims, problems);
 }
 
+/// A route pool indexes manual tunnels' host routes; a responder's pool is
+/// indexed on its own, and the data plane keeps indexes apart.
+pub(super) fn check_route_pools_apart_from_leases(
+    config: &ConfigToml,
+    problems: &mut Vec<Problem>,
+) {
+    let path = KeyPath::root().key("dataplane").key("route_pools");
+    for (i, net) in config.dataplane.route_pools.iter().enumerate() {
+        let responders = config
+            .peers
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.role == crate::schema::peer::Role::Responder);
+        let clash = responders.flat_map(|(p, peer)| {
+            peer.pool
+                .iter()
+                .enumerate()
+                .map(move |(j, n)| (n, KeyPath::root().key("peer").index(p).key("pool").index(j)))
+        });
+        if let Some((other, other_path)) = clash.into_iter().find(|(n, _)| overlaps(n, net)) {
+            problems.push(
+                Problem::new(path.index(i), format!("{net} overlaps {other} of {other_path}"))
+                    .hint("a responder's pool is indexed without being listed; remove the route pool or move it"),
+            );
+        }
+    }
+}
+
 /// Finds overlapping prefixes of different owners in O(n log n): prefixes
 /// either nest or are disjoint, so after sorting by (family, network,
 /// length) a stack of the prefixes that contain the current one is enough.

@@ -21,7 +21,9 @@ fn drops_json(drops: &[u64; DropReason::COUNT]) -> Value {
 }
 
 impl Daemon {
-    pub(super) fn handle(&mut self, req: Request) -> Reply {
+    /// Answers one control request as the control socket would (for
+    /// programs that embed the daemon).
+    pub fn handle(&mut self, req: Request) -> Reply {
         let now = Instant::now();
         match req {
             Request::Status {} => Reply::ok(self.status()),
@@ -73,7 +75,8 @@ impl Daemon {
             "encrypted": t.encrypted,
             "drops": t.total_drops(),
             "sa_table_version": tables.version,
-            // Leased addresses' routes, indexed by address (others are hashed).
+            // Host routes in leased and listed pools, indexed by address
+            // (others are hashed).
             "indexed_pools": tables.routes.pools()
                 .map(|(prefix, hosts)| json!({ "prefix": prefix.to_string(), "hosts": hosts }))
                 .collect::<Vec<_>>(),
@@ -257,7 +260,7 @@ impl Daemon {
         if let Err(e) = self.route_peers(&new.peers) {
             tracing::warn!(error = %e, "routes for reloaded peers");
         }
-        self.index_pools(&new.peers);
+        self.index_pools(&new);
         self.ike.reconfigure(Instant::now(), &new, &diff.peers);
         self.publisher.publish();
         // Freeing a large old config (keys are wiped one by one) is left to
@@ -271,6 +274,7 @@ impl Daemon {
             "manual_tunnels": names(&diff.manual_tunnels),
             "peers": names(&diff.peers),
             "ike_changed": diff.ike_changed,
+            "route_pools_changed": diff.route_pools_changed,
         });
         tracing::info!(result = %data, "config reloaded");
         Reply::ok(data)

@@ -195,7 +195,7 @@ impl Daemon {
             d.add_manual(t)?;
         }
         d.route_peers(&cfg.peers)?;
-        d.index_pools(&cfg.peers);
+        d.index_pools(cfg);
         d.publisher.publish();
         let inside = d.tun.as_ref().map_or("reflect", |t| t.name());
         tracing::info!(workers = n, inside, "data plane running");
@@ -247,10 +247,15 @@ impl Daemon {
         }
     }
 
-    /// Lets the data plane index the host routes of leased addresses
-    /// (not yet published). A pool it refuses still works, hashed.
-    fn index_pools(&mut self, peers: &[config::Peer]) {
-        let pools = crate::gateway::leased_prefixes(peers);
+    /// Lets the data plane index the host routes inside responders' pools
+    /// and `[dataplane] route_pools` (not yet published). A pool it
+    /// refuses still works, hashed.
+    fn index_pools(&mut self, cfg: &config::Config) {
+        let listed = cfg.dataplane.route_pools.iter();
+        let listed =
+            listed.filter_map(|n| dataplane::sa::IpPrefix::new(n.network(), n.prefix_len()));
+        let mut pools: Vec<_> = listed.collect();
+        pools.extend(crate::gateway::leased_prefixes(&cfg.peers));
         for e in self.publisher.edit().routes.set_pools(&pools) {
             tracing::info!("address pool routes hashed, not indexed: {e}");
         }

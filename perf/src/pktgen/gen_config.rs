@@ -107,8 +107,9 @@ impl GenConfig {
              [gateway]\noutside = [\"{gw}\"]\nike_port = {ike}\n\n\
              # The lab's links carry 1600-byte packets: IMIX's 1500-byte inner packets\n\
              # fit once sealed, instead of being fragmented before sealing.\n\
-             [dataplane]\nworkers = {w}\nouter_mtu = 1600\n\n[dataplane.inside]\nkind = \"reflect\"\n",
+             [dataplane]\nworkers = {w}\nouter_mtu = 1600\n{pools}\n[dataplane.inside]\nkind = \"reflect\"\n",
             n = self.clients,
+            pools = self.route_pools(),
             gw = self.gateway,
             ike = self.ike_port,
             w = self.workers.max(1),
@@ -151,6 +152,20 @@ impl GenConfig {
 }
 
 impl GenConfig {
+    /// The clients' inner addresses as one route pool: the gateway then
+    /// finds each client's /32 by index, as it does for a responder's
+    /// leases (IKE mode, whose pool is indexed anyway, lists none).
+    fn route_pools(&self) -> String {
+        if self.ike {
+            return String::new();
+        }
+        format!(
+            "# The clients' inner addresses: their routes found by index, not hashed.\n\
+             route_pools = [\"{}\"]\n",
+            client_prefix(self.clients)
+        )
+    }
+
     /// `[ike]` and one responder `[[peer]]` for every client: any
     /// identity with the PSK, inner addresses from a pool in 10.128.0.0/9,
     /// esprit's ping on every epoch.
@@ -171,6 +186,14 @@ impl GenConfig {
             psk = hex::encode(psk),
         );
     }
+}
+
+/// The smallest prefix at `INNER_BASE` holding the first `clients`
+/// inner addresses.
+pub fn client_prefix(clients: usize) -> ipnet::Ipv4Net {
+    let addresses = clients as u64 + 1; // the base itself is no client's
+    let host_bits = 64 - (addresses - 1).leading_zeros();
+    ipnet::Ipv4Net::new(INNER_BASE, 32 - host_bits.min(32) as u8).expect("a length of 0..=32")
 }
 
 /// The gateway's IKE identity in generated configs.
@@ -198,6 +221,10 @@ mod tests {
         assert_eq!(t.outbound.spi, CLIENT_SPI_BASE + 3);
         assert_eq!(t.remote_ts[0].to_string(), "10.128.0.4/32");
         assert_ne!(t.inbound.key, t.outbound.key, "each direction its own key");
+        assert_eq!(
+            cfg.dataplane.route_pools,
+            vec!["10.128.0.0/29".parse().unwrap()]
+        );
     }
 
     #[test]
@@ -235,5 +262,20 @@ mod tests {
         ] {
             assert!(g.render().is_err(), "{g:?}");
         }
+    }
+
+    #[test]
+    fn the_client_prefix_is_the_smallest_holding_every_client() {
+        for clients in [1, 2, 3, 7, 8, 100, 1000, 100_000, MAX_CLIENTS] {
+            let p = client_prefix(clients);
+            let last = inner_address(clients - 1);
+            assert!(p.contains(&last), "{clients}: {p} lacks {last}");
+            let half = ipnet::Ipv4Net::new(INNER_BASE, p.prefix_len() + 1).unwrap();
+            assert!(
+                !half.contains(&last),
+                "{clients}: {p} is larger than needed"
+            );
+        }
+        assert_eq!(client_prefix(100_000).to_string(), "10.128.0.0/15");
     }
 }

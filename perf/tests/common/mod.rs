@@ -45,14 +45,16 @@ impl Drop for Gateway {
 }
 
 pub fn gateway(tag: &str, clients: usize, sockets: usize, workers: usize) -> Gateway {
-    let gw = free_ports(2);
+    // One probe for all ports: two probes could return overlapping ranges
+    // (the first one's ports are released before the second).
+    let gw = free_ports(2 + sockets);
     let outside: SocketAddr = ([127, 0, 0, 1], gw).into();
     let g = GenConfig {
         clients,
         gateway: outside,
         ike_port: gw + 1,
         workers,
-        client_port: free_ports(sockets),
+        client_port: gw + 2,
         sockets,
         ..GenConfig::default()
     };
