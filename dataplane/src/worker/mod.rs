@@ -8,6 +8,7 @@
 //! so the ESP code does no I/O.
 
 mod links;
+mod look_ahead;
 mod stats;
 
 pub use links::{handoff_mesh, ControlLink, Handoff, Queue, SealRequest};
@@ -25,62 +26,6 @@ use crate::packet::{Encap, Packet, PacketPool};
 use crate::pmtu::{self, PmtuConfig, TokenBucket};
 use crate::port::Port;
 use crate::sa::{SaReader, SaTables, TunnelId, WorkerId};
-
-/// Below this many inbound SAs a worker prefetches only the SA slots: a
-/// few thousand SAs stay in the core's caches, where the deeper passes
-/// (a second route lookup per clear packet) would only cost.
-const PREFETCH_FROM_SAS: usize = 4096;
-
-/// From this many outbound SAs on, each clear packet's outbound SA is
-/// fetched a few packets ahead of its turn. Measured on a Xeon VM (2 MiB
-/// L2; the benchmark's round robin, 64 B, 3 interleaved rounds): sealing
-/// over 20k tunnels 7.5 -> 6.7 Mpps with it, 40k even, 60k 5.0 -> 6.2,
-/// 100k 4.7 -> 5.7. Below, the SAs are near enough in the caches that the
-/// extra route lookup costs more than it saves.
-const CLEAR_AHEAD_FROM_SAS: usize = 40_000;
-
-/// How many packets ahead: far enough for the SA to arrive while the
-/// packets between are sealed, near enough that only a few SAs are in
-/// flight (a whole burst's at once overran the core's line-fill buffers
-/// and slowed sealing; 2, 3 and 6 measured alike, 3 a little ahead).
-const CLEAR_AHEAD: usize = 3;
-
-/// The inner destination of a clear packet.
-fn clear_dst(p: &Packet) -> Option<std::net::IpAddr> {
-    if p.meta.encap != Encap::Inner {
-        return None;
-    }
-    wire::ip_src_dst(p.data()).ok().map(|(_, dst)| dst)
-}
-
-/// With many tunnels, the clear packets' destinations (the others `None`)
-/// in `dsts`, and the first packets' SAs asked for; empty otherwise.
-fn plan_clear_ahead(
-    t: &SaTables,
-    rx: &[Packet],
-    mut dsts: Vec<Option<std::net::IpAddr>>,
-) -> Vec<Option<std::net::IpAddr>> {
-    dsts.clear();
-    if t.outbound.len() >= CLEAR_AHEAD_FROM_SAS {
-        dsts.extend(rx.iter().map(clear_dst));
-        for dst in dsts.iter().take(CLEAR_AHEAD).flatten() {
-            prefetch_outbound(t, *dst);
-        }
-    }
-    dsts
-}
-
-/// Starts loading the outbound SA, key included, that `dst` routes to.
-#[inline]
-fn prefetch_outbound(t: &SaTables, dst: std::net::IpAddr) {
-    if let Some(sa) = t
-        .routes
-        .lookup(dst)
-        .and_then(|tunnel| t.outbound_sa(tunnel))
-    {
-        crate::prefetch::prefetch_value(Arc::as_ptr(sa));
-    }
-}
 
 /// Packets held per tunnel while its first epoch is probed.
 const HOLD_PER_TUNNEL: usize = 16;
@@ -134,8 +79,8 @@ struct Core<O: Port, I: Port> {
     handoff: Handoff,
     control: ControlLink,
     rx: Vec<Packet>,
-    /// Each received packet's inner destination when clear (reused).
-    clear_dsts: Vec<Option<std::net::IpAddr>>,
+    /// What the packets of `rx` will need, fetched a few packets ahead.
+    look_ahead: look_ahead::LookAhead,
     outside_tx: Vec<Packet>,
     inside_tx: Vec<Packet>,
     idle_polls: u32,
@@ -176,7 +121,7 @@ impl<O: Port, I: Port> Worker<O, I> {
                 handoff,
                 control,
                 rx: Vec::with_capacity(burst * 4),
-                clear_dsts: Vec::with_capacity(burst * 4),
+                look_ahead: look_ahead::LookAhead::with_capacity(burst * 4),
                 outside_tx: Vec::with_capacity(burst * 4),
                 inside_tx: Vec::with_capacity(burst * 4),
                 idle_polls: 0,
@@ -266,12 +211,10 @@ impl<O: Port, I: Port> Core<O, I> {
         let mut work = 0;
         self.prefetch_sas(t);
         let mut rx = std::mem::take(&mut self.rx);
-        let dsts = std::mem::take(&mut self.clear_dsts);
-        let dsts = plan_clear_ahead(t, &rx, dsts);
+        let mut ahead = std::mem::take(&mut self.look_ahead);
+        ahead.plan(t, &rx);
         for (i, p) in rx.drain(..).enumerate() {
-            if let Some(Some(dst)) = dsts.get(i + CLEAR_AHEAD) {
-                prefetch_outbound(t, *dst);
-            }
+            ahead.before(t, i);
             match p.meta.encap {
                 Encap::Inner => self.inbound_clear(t, p),
                 Encap::EspInUdp | Encap::RawEsp => self.inbound_outside(t, p),
@@ -279,7 +222,7 @@ impl<O: Port, I: Port> Core<O, I> {
             }
         }
         self.rx = rx;
-        self.clear_dsts = dsts;
+        self.look_ahead = ahead;
         work += self.seal_control_messages();
         if self.held_total > 0 {
             self.release_held(t);
@@ -338,11 +281,8 @@ impl<O: Port, I: Port> Core<O, I> {
         }
     }
 
-    /// With many tunnels each packet's SA is cold. In passes over the
-    /// burst, each reading only what the previous one asked for (the SA
-    /// slots, then the SAs, then their keys and replay bitmaps), the SA
-    /// state of all ESP packets is fetched at once: the misses overlap
-    /// instead of queueing.
+    /// Asks for the SA slots of the burst's ESP packets, one line each:
+    /// cheap at any table size, and the look-ahead's lookups find them.
     fn prefetch_sas(&self, t: &SaTables) {
         let spi_of = |p: &Packet| {
             let b = p.data().get(..4)?;
@@ -351,24 +291,6 @@ impl<O: Port, I: Port> Core<O, I> {
         for spi in self.rx.iter().filter_map(spi_of) {
             t.prefetch_inbound(spi);
         }
-        if t.inbound.len() < PREFETCH_FROM_SAS {
-            return;
-        }
-        for spi in self.rx.iter().filter_map(spi_of) {
-            if let Some(sa) = t.inbound_sa(spi) {
-                crate::prefetch::prefetch_value(Arc::as_ptr(sa));
-            }
-        }
-        for spi in self.rx.iter().filter_map(spi_of) {
-            if let Some(sa) = t.inbound_sa(spi) {
-                sa.prefetch_state();
-            }
-        }
-        // Clear packets get no passes but a short look-ahead in `process`
-        // (see CLEAR_AHEAD). Measured (the benchmark's round robin, 64 B):
-        // passes over their routes, outbound SAs and keys made sealing
-        // slower, over 10k tunnels 7.6 -> 4.6 Mpps and over 100k 5.2 ->
-        // 3.7, while these passes lift opening over 100k from 5.3 to 6.1.
     }
 
     /// A packet from the outside: NAT-T keepalive, IKE, or ESP.
