@@ -5,7 +5,8 @@ use dataplane::sa::manual::{ManualSaKeys, ManualTunnel};
 use dataplane::sa::{IpPrefix, TunnelId};
 use zeroize::Zeroizing;
 
-fn prefix(p: &ipnet::IpNet) -> Result<IpPrefix, String> {
+/// A config prefix as the data plane's.
+pub(super) fn prefix(p: &ipnet::IpNet) -> Result<IpPrefix, String> {
     IpPrefix::new(p.network(), p.prefix_len()).ok_or_else(|| format!("bad prefix {p}"))
 }
 

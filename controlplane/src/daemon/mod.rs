@@ -251,11 +251,9 @@ impl Daemon {
     /// and `[dataplane] route_pools` (not yet published). A pool it
     /// refuses still works, hashed.
     fn index_pools(&mut self, cfg: &config::Config) {
-        let listed = cfg.dataplane.route_pools.iter();
-        let listed =
-            listed.filter_map(|n| dataplane::sa::IpPrefix::new(n.network(), n.prefix_len()));
-        let mut pools: Vec<_> = listed.collect();
-        pools.extend(crate::gateway::leased_prefixes(&cfg.peers));
+        let leased = crate::gateway::leased_prefixes(&cfg.peers);
+        let nets = cfg.dataplane.route_pools.iter().chain(&leased);
+        let pools: Vec<_> = nets.filter_map(|n| manual::prefix(n).ok()).collect();
         for e in self.publisher.edit().routes.set_pools(&pools) {
             tracing::info!("address pool routes hashed, not indexed: {e}");
         }

@@ -177,7 +177,7 @@ pub fn address_pool6(peer: &Peer) -> Option<AddressPool<Ipv6Addr>> {
 /// The prefixes clients lease addresses from, one per family and
 /// responder template: the data plane indexes its host routes inside
 /// them by address instead of hashing them (see `RouteTable::set_pools`).
-pub fn leased_prefixes(peers: &[Peer]) -> Vec<dataplane::sa::IpPrefix> {
+pub fn leased_prefixes(peers: &[Peer]) -> Vec<IpNet> {
     let responders = peers.iter().filter(|p| p.role == Role::Responder);
     responders
         .flat_map(|p| {
@@ -185,7 +185,6 @@ pub fn leased_prefixes(peers: &[Peer]) -> Vec<dataplane::sa::IpPrefix> {
             let v6 = leased_prefix6(p).map(|(_, n)| IpNet::V6(n));
             v4.into_iter().chain(v6)
         })
-        .filter_map(|n| dataplane::sa::IpPrefix::new(n.network(), n.prefix_len()))
         .collect()
 }
 
