@@ -55,10 +55,15 @@ impl LookAhead {
         }
     }
 
-    /// Notes what each packet of `rx` will need, when the tables are large
-    /// enough for it to pay, and asks for what the first packets need.
+    /// Asks for every ESP packet's SA slot (one line each: cheap at any
+    /// table size); then, when the tables are large enough for it to pay,
+    /// notes what each packet of `rx` will need and asks for what the
+    /// first packets need.
     pub(super) fn plan(&mut self, t: &SaTables, rx: &[Packet]) {
         self.needs.clear();
+        for spi in rx.iter().filter_map(esp_spi) {
+            t.prefetch_inbound(spi);
+        }
         let inbound = t.inbound.len() >= ESP_FROM_SAS;
         let outbound = t.outbound.len() >= CLEAR_FROM_SAS;
         if !inbound && !outbound {
@@ -68,11 +73,7 @@ impl LookAhead {
             Encap::Inner if outbound => {
                 wire::ip_src_dst(p.data()).map_or(Need::Nothing, |(_, dst)| Need::Outbound(dst))
             }
-            Encap::EspInUdp | Encap::RawEsp if inbound => match p.data().get(..4) {
-                // A non-ESP marker's zero SPI finds no SA: harmless.
-                Some(&[a, b, c, d]) => Need::Inbound(u32::from_be_bytes([a, b, c, d])),
-                _ => Need::Nothing,
-            },
+            _ if inbound => esp_spi(p).map_or(Need::Nothing, Need::Inbound),
             _ => Need::Nothing,
         }));
         for i in 0..ESP_AHEAD.max(CLEAR_AHEAD) {
@@ -117,6 +118,16 @@ impl LookAhead {
             _ => {}
         }
     }
+}
+
+/// The SPI an outside packet would have. A non-ESP marker's zero SPI
+/// finds no SA: harmless for a prefetch.
+fn esp_spi(p: &Packet) -> Option<u32> {
+    if !matches!(p.meta.encap, Encap::EspInUdp | Encap::RawEsp) {
+        return None;
+    }
+    let b = p.data().get(..4)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// Starts loading the outbound SA, key included, that `dst` routes to.

@@ -209,7 +209,6 @@ impl<O: Port, I: Port> Core<O, I> {
     fn process(&mut self, t: &SaTables) -> usize {
         let burst = self.cfg.burst;
         let mut work = 0;
-        self.prefetch_sas(t);
         let mut rx = std::mem::take(&mut self.rx);
         let mut ahead = std::mem::take(&mut self.look_ahead);
         ahead.plan(t, &rx);
@@ -278,18 +277,6 @@ impl<O: Port, I: Port> Core<O, I> {
         match self.handoff.send(owner, p) {
             Ok(()) => self.stats.handed_off.add(1),
             Err(p) => self.discard(p, DropReason::QueueFull),
-        }
-    }
-
-    /// Asks for the SA slots of the burst's ESP packets, one line each:
-    /// cheap at any table size, and the look-ahead's lookups find them.
-    fn prefetch_sas(&self, t: &SaTables) {
-        let spi_of = |p: &Packet| {
-            let b = p.data().get(..4)?;
-            (p.meta.encap != Encap::Inner).then(|| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        };
-        for spi in self.rx.iter().filter_map(spi_of) {
-            t.prefetch_inbound(spi);
         }
     }
 
