@@ -12,14 +12,15 @@ use std::time::{Duration, Instant};
 use dataplane::esp::{next_header, open, seal};
 use dataplane::port::udp::UdpPort;
 use dataplane::port::Port;
-use dataplane::prefetch::prefetch_value;
 use dataplane::sa::{InboundSa, OutboundSa};
 use dataplane::testkit::{ipv4_udp_payload, write_ipv4_udp};
 use dataplane::{DropReason, Packet, PacketPool};
 use rustc_hash::FxHashMap;
 
+use super::by_spi::BySpi;
 use super::clients::Client;
 use super::cpu::CpuTime;
+use super::look_ahead::{LookAhead, Receiver};
 use super::receiver::{SeqWindow, Tally};
 use super::traffic::{Pacer, Stamp, Stop, TrafficSpec, MAX_SIZE, STAMP_LEN};
 
@@ -179,6 +180,7 @@ struct Sender {
     n: u64,
     /// Inner bytes sealed per lane and not yet flushed.
     inner_bytes: Vec<usize>,
+    look_ahead: LookAhead,
 }
 
 /// Runs one thread until its send phase and drain are over, or `abort`.
@@ -193,7 +195,12 @@ pub fn run(
 ) -> ThreadResult {
     let mut pool = PacketPool::with_capacity(spec.burst * 4);
     let mut order = Vec::new();
-    let mut by_spi = BySpi::default();
+    let lowest = lanes
+        .iter()
+        .flat_map(|l| &l.clients)
+        .map(|c| c.inbound.spi)
+        .min();
+    let mut by_spi = BySpi::starting_at(lowest.unwrap_or(0));
     let mut by_id: FxHashMap<u32, (usize, usize)> = FxHashMap::default();
     for (l, lane) in lanes.iter().enumerate() {
         for (c, client) in lane.clients.iter().enumerate() {
@@ -208,7 +215,9 @@ pub fn run(
         .map(|l| vec![SeqWindow::default(); l.clients.len()])
         .collect();
     let mut tx: Vec<Vec<Packet>> = lanes.iter().map(|_| Vec::new()).collect();
+    let look_ahead = LookAhead::for_clients(order.len());
     let mut sender = Sender {
+        look_ahead,
         seq: vec![0; order.len()],
         turn: Turns::new(order.len(), spec.train),
         order,
@@ -255,12 +264,13 @@ pub fn run(
             let room = window.room(&res, now);
             let n = pacer.allow(now, spec.burst.min(left).min(room));
             let now_ns = epoch.elapsed().as_nanos() as u64;
-            sender.plan(&lanes, n);
-            let upcoming = std::mem::take(&mut sender.upcoming);
-            for &slot in &upcoming {
-                sender.one(slot, &lanes, &mut tx, &mut pool, &spec, now_ns, &mut res);
+            sender.plan(n);
+            for i in 0..n {
+                sender.before(&lanes, i);
+                if let Some(&slot) = sender.upcoming.get(i) {
+                    sender.one(slot, &lanes, &mut tx, &mut pool, &spec, now_ns, &mut res);
+                }
             }
-            sender.upcoming = upcoming;
             for ((lane, out), inner) in lanes
                 .iter_mut()
                 .zip(tx.iter_mut())
@@ -292,6 +302,7 @@ pub fn run(
             &by_spi,
             &mut rx,
             &mut pool,
+            look_ahead,
             epoch,
             &mut res,
             hook.as_deref_mut(),
@@ -380,29 +391,23 @@ impl Window {
 }
 
 impl Sender {
-    /// Takes the next `n` turns and asks the cache for their clients'
-    /// outbound SAs, then for the keys behind them: with thousands of
-    /// clients each seal meets a cold SA, and asking for a whole burst's
-    /// at once overlaps the misses instead of queueing them (as the
-    /// gateway's worker does), so the generator does not slow down with
-    /// the tunnel count it is there to measure.
-    fn plan(&mut self, lanes: &[Lane], n: usize) {
+    /// Takes the next `n` turns.
+    fn plan(&mut self, n: usize) {
         self.upcoming.clear();
         for _ in 0..n {
             let slot = self.turn.next();
             self.upcoming.push(slot);
         }
-        let order = &self.order;
-        let sa_of = |slot: &usize| {
-            let &(l, c) = order.get(*slot)?;
+    }
+
+    /// Before the `i`th packet of the burst is sealed: asks for the SAs of
+    /// the clients whose turns come next (see `look_ahead`).
+    fn before(&self, lanes: &[Lane], i: usize) {
+        let sa_of = |j: usize| {
+            let &(l, c) = self.order.get(*self.upcoming.get(j)?)?;
             lanes.get(l)?.clients.get(c).map(|cl| &cl.outbound)
         };
-        for sa in self.upcoming.iter().filter_map(sa_of) {
-            prefetch_value(Arc::as_ptr(sa));
-        }
-        for sa in self.upcoming.iter().filter_map(sa_of) {
-            sa.prefetch_state();
-        }
+        self.look_ahead.before_seal(sa_of, i);
     }
 
     /// Builds, stamps and seals the next packet of the client in `slot`.
@@ -467,14 +472,10 @@ impl Sender {
     }
 }
 
-/// Each inbound SPI's client (lane, index) and SA: during a rekey a client
-/// receives on two.
-type BySpi = FxHashMap<u32, (usize, usize, Arc<InboundSa>)>;
-
 /// Carries out the hook's changes to the clients' SAs.
 fn apply(
     lanes: &mut [Lane],
-    by_spi: &mut BySpi,
+    by_spi: &mut BySpi<Receiver>,
     by_id: &FxHashMap<u32, (usize, usize)>,
     edits: &mut Vec<Edit>,
 ) {
@@ -494,11 +495,14 @@ fn apply(
                 }
             }
             Edit::RemoveInbound { spi } => {
-                by_spi.remove(&spi);
+                by_spi.remove(spi);
             }
         }
     }
 }
+
+/// Datagrams taken from a socket at once.
+const RX_BURST: usize = 64;
 
 /// Receives and counts everything waiting on the lanes; returns how many
 /// datagrams it took.
@@ -506,9 +510,10 @@ fn apply(
 fn receive(
     lanes: &mut [Lane],
     windows: &mut [Vec<SeqWindow>],
-    by_spi: &BySpi,
+    by_spi: &BySpi<Receiver>,
     rx: &mut Vec<Packet>,
     pool: &mut PacketPool,
+    look_ahead: LookAhead,
     epoch: Instant,
     res: &mut ThreadResult,
     mut hook: Option<&mut (dyn Hook + 'static)>,
@@ -520,18 +525,27 @@ fn receive(
             let Some(lane) = lanes.get_mut(li) else {
                 break;
             };
-            let n = lane.port.rx_burst(pool, rx, 64).unwrap_or(0);
+            let n = lane.port.rx_burst(pool, rx, RX_BURST).unwrap_or(0);
             if n == 0 {
                 break;
             }
             total += n;
-            prefetch_receivers(windows, by_spi, rx);
+            // One SPI lookup per packet, all of them before the first
+            // open, so that the look-ahead knows where each SA is.
+            let lookup = |p: &Packet| by_spi.get(esp_spi(p)?);
+            let receivers: [Option<&Receiver>; RX_BURST] =
+                std::array::from_fn(|i| rx.get(i).and_then(lookup));
             let now_ns = epoch.elapsed().as_nanos() as u64;
-            for mut p in rx.drain(..) {
+            for (i, mut p) in rx.drain(..).enumerate() {
+                look_ahead.before_open(&receivers, windows, i);
+                let receiver = match receivers.get(i) {
+                    Some(r) => *r,
+                    None => lookup(&p),
+                };
                 count_one(
                     lanes,
                     windows,
-                    by_spi,
+                    receiver,
                     &mut p,
                     now_ns,
                     res,
@@ -556,27 +570,11 @@ fn esp_spi(p: &Packet) -> Option<u32> {
     }
 }
 
-/// Before a burst is opened: each packet's SA and its client's sequence
-/// window, then the SA's key and replay bitmap (the second pass reads what
-/// the first asked for), so the misses of many clients overlap.
-fn prefetch_receivers(windows: &[Vec<SeqWindow>], by_spi: &BySpi, rx: &[Packet]) {
-    let entry = |p: &Packet| by_spi.get(&esp_spi(p)?);
-    for (l, c, sa) in rx.iter().filter_map(entry) {
-        prefetch_value(Arc::as_ptr(sa));
-        if let Some(w) = windows.get(*l).and_then(|w| w.get(*c)) {
-            prefetch_value(w);
-        }
-    }
-    for (_, _, sa) in rx.iter().filter_map(entry) {
-        sa.prefetch_state();
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn count_one(
     lanes: &[Lane],
     windows: &mut [Vec<SeqWindow>],
-    by_spi: &BySpi,
+    receiver: Option<&Receiver>,
     p: &mut Packet,
     now_ns: u64,
     res: &mut ThreadResult,
@@ -590,7 +588,7 @@ fn count_one(
         }
         return;
     };
-    let Some((l, c, sa)) = by_spi.get(&spi) else {
+    let Some((l, c, sa)) = receiver else {
         res.errors.unknown_spi += 1;
         return;
     };
