@@ -28,6 +28,7 @@ mod locate;
 mod resolve;
 pub mod schema;
 mod secret;
+mod split;
 mod validate;
 
 use std::path::Path;
@@ -48,6 +49,39 @@ pub use schema::Config;
 pub use secret::Secret;
 pub use validate::{MAX_REPLAY_WINDOW, SPI_SLOT_MASK};
 
+/// The document parsed in pieces (see `split`): the manual tunnels one at a time, then the
+/// rest. `None` if any piece does not parse; the whole parse then says where.
+fn parse_split(split: &split::Split<'_>) -> Option<schema::ConfigToml> {
+    /// One `[[manual_tunnel]]` element on its own.
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Element {
+        manual_tunnel: [schema::manual_tunnel::ManualTunnel; 1],
+    }
+    let mut tunnels = Vec::with_capacity(split.tunnels.len());
+    for text in &split.tunnels {
+        let Element {
+            manual_tunnel: [tunnel],
+        } = toml::from_str(text).ok()?;
+        tunnels.push(tunnel);
+    }
+    /// Whether a document sets `manual_tunnel` in its root table.
+    #[derive(serde::Deserialize)]
+    struct Root {
+        manual_tunnel: Option<serde::de::IgnoredAny>,
+    }
+    // `manual_tunnel = [...]` at the root beside the tables: a clash the whole parse reports.
+    if split.root_mentions_tunnels {
+        let root: Root = toml::from_str(&split.rest).ok()?;
+        if root.manual_tunnel.is_some() {
+            return None;
+        }
+    }
+    let mut raw: schema::ConfigToml = toml::from_str(&split.rest).ok()?;
+    raw.manual_tunnels = tunnels;
+    Some(raw)
+}
+
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let origin = path.display().to_string();
@@ -61,8 +95,23 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Parses and validates config text; `origin` names it in errors, and relative `psk_file`
 /// paths are taken from `origin`'s folder.
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    let raw: schema::ConfigToml =
-        toml::from_str(text).map_err(|e| error::locate_toml_error(text, origin, &e))?;
+    let raw = match split::manual_tunnels(text).and_then(|s| parse_split(&s)) {
+        Some(raw) => raw,
+        None => parse_whole(text, origin)?,
+    };
+    check_and_resolve(raw, text, origin)
+}
+
+/// The whole document at once: every layout, and the errors located in it.
+fn parse_whole(text: &str, origin: &str) -> Result<schema::ConfigToml, ConfigError> {
+    toml::from_str(text).map_err(|e| error::locate_toml_error(text, origin, &e))
+}
+
+fn check_and_resolve(
+    raw: schema::ConfigToml,
+    text: &str,
+    origin: &str,
+) -> Result<Config, ConfigError> {
     let mut problems = validate::check(&raw);
     let base = Path::new(origin).parent().unwrap_or(Path::new(""));
     let (config, more) = resolve::resolve(raw, base);
@@ -71,5 +120,85 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         Ok(config)
     } else {
         Err(error::locate_problems(text, origin, problems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `parse` gives for `text`, as a string to compare: the config or the error.
+    fn outcome(r: Result<Config, ConfigError>) -> String {
+        match r {
+            Ok(c) => format!("{c:?}"),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    fn whole(text: &str) -> Result<Config, ConfigError> {
+        check_and_resolve(parse_whole(text, "t.toml")?, text, "t.toml")
+    }
+
+    const TUNNEL: &str = "[[manual_tunnel]]\nname = \"NAME\"\nremote = \"192.0.2.9:4500\"\n\
+        local_ts = [\"10.1.0.0/16\"]\nremote_ts = [\"10.2.NET.0/24\"]\n\
+        [manual_tunnel.inbound]\nspi = SPI1\nalgorithm = \"aes128gcm16\"\n\
+        key = \"00112233445566778899aabbccddeeff\"\nsalt = \"01020304\"\n\
+        [manual_tunnel.outbound]\nspi = SPI2\nalgorithm = \"aes128gcm16\"\n\
+        key = \"ffeeddccbbaa99887766554433221100\"\nsalt = \"05060708\"\n";
+
+    fn tunnel(name: &str, spi: u32) -> String {
+        TUNNEL
+            .replace("NAME", name)
+            .replace("NET", &spi.to_string())
+            .replace("SPI1", &format!("{:#x}", 0x1000 + spi))
+            .replace("SPI2", &format!("{:#x}", 0x2000 + spi))
+    }
+
+    #[test]
+    fn the_split_parse_gives_what_the_whole_parse_gives() {
+        let (a, b) = (tunnel("a", 1), tunnel("b", 2));
+        let docs = [
+            format!("[gateway]\noutside = [\"192.0.2.1:4500\"]\n{a}{b}[dataplane]\nworkers = 1\n"),
+            format!("# [[manual_tunnel]] in a comment\n{a}\n\n{b}"),
+            // Errors: in a tunnel (a bad key), in the rest, across tunnels (the same SPI),
+            // and a root array beside the tables.
+            format!("{a}{}", b.replace("salt = \"05060708\"", "salt = \"zz\"")),
+            format!("[dataplane]\nworkers = \"x\"\n{a}"),
+            format!("{a}{}", tunnel("b", 1)),
+            format!(
+                "{a}{}",
+                a.replace("name = \"a\"", "name = \"a\"\nbogus = 1")
+            ),
+            format!("manual_tunnel = []\n{a}"),
+        ];
+        for doc in &docs {
+            assert!(split::manual_tunnels(doc).is_some(), "split: {doc}");
+            assert_eq!(outcome(parse(doc, "t.toml")), outcome(whole(doc)), "{doc}");
+        }
+        for valid in &docs[..2] {
+            let split = split::manual_tunnels(valid).and_then(|s| parse_split(&s));
+            assert!(split.is_some(), "parsed in pieces: {valid}");
+        }
+        assert_eq!(parse(&docs[0], "t.toml").unwrap().manual_tunnels.len(), 2);
+        assert!(parse(&docs[2], "t.toml").is_err());
+    }
+
+    #[test]
+    fn the_shipped_examples_parse_the_same_split_or_whole() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples");
+        let mut split_ones = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let origin = path.display().to_string();
+            split_ones += usize::from(split::manual_tunnels(&text).is_some());
+            let whole =
+                parse_whole(&text, &origin).and_then(|raw| check_and_resolve(raw, &text, &origin));
+            assert_eq!(outcome(parse(&text, &origin)), outcome(whole), "{origin}");
+        }
+        assert!(split_ones > 0, "no example has manual tunnels to split");
     }
 }
