@@ -15,7 +15,7 @@ use dataplane::port::af_xdp::{AfXdpConfig, AfXdpPort, KERNEL_STATS_EVERY};
 use dataplane::port::l2::{L2Config, MacAddr, SharedNeighbours};
 use dataplane::port::Port;
 use dataplane::{Packet, PacketPool};
-use port_netns::{in_new_netns, ip, spawn_peer};
+use port_netns::{in_new_netns, ip, spawn_flood, spawn_peer};
 
 fn esp(to: SocketAddr, data: &[u8]) -> Packet {
     let mut p = Packet::from_slice(data).unwrap();
@@ -110,20 +110,7 @@ fn two_data_planes_carry_a_tunnel_over_xdp_sockets() {
 fn frames_the_kernel_drops_before_the_ring_are_counted() {
     const SENT: u64 = 500;
     in_new_netns(|| {
-        ip(&[
-            "link", "add", "veth-x", "type", "veth", "peer", "name", "veth-y",
-        ]);
-        let mac = port_netns::mac_of("veth-x");
-        let peer = spawn_peer("veth-y", "192.0.2.2/24", move || {
-            // No ARP needed: the port is not read while the flood arrives.
-            ip(&["neigh", "add", "192.0.2.1", "lladdr", &mac, "dev", "veth-y"]);
-            let s = UdpSocket::bind("192.0.2.2:4500").unwrap();
-            for i in 0..SENT {
-                s.send_to(&i.to_be_bytes(), "192.0.2.1:4500").unwrap();
-            }
-        });
-        let _ = std::fs::write("/proc/sys/net/ipv6/conf/veth-x/disable_ipv6", "1");
-        ip(&["link", "set", "veth-x", "up"]);
+        let peer = spawn_flood("veth-x", "veth-y", SENT);
         let mut cfg = AfXdpConfig::new(
             "veth-x",
             L2Config::new(MacAddr::ZERO, [192, 0, 2, 1].into(), 24),

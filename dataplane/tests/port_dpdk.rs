@@ -2,7 +2,8 @@
 //! `--no-huge --no-pci --no-shconf -m 256`, a net_ring device that talks
 //! to itself, two devices joined back to back by rings (two data planes'
 //! outside ports: ARP, ESP both ways), and net_af_packet on a veth against
-//! the kernel in a network namespace (ARP, UDP 4500 both ways, ping).
+//! the kernel in a network namespace (ARP, UDP 4500 both ways, ping, and
+//! the drops of a flood it does not read).
 #![cfg(feature = "dpdk")]
 
 mod l2_planes;
@@ -15,11 +16,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use dataplane::packet::Encap;
-use dataplane::port::dpdk::{DpdkDevice, DpdkPort, Eal, MbufPool};
+use dataplane::port::dpdk::{DpdkDevice, DpdkPort, Eal, MbufPool, DEVICE_STATS_EVERY};
 use dataplane::port::l2::{L2Config, MacAddr, SharedNeighbours};
 use dataplane::port::Port;
 use dataplane::{Packet, PacketPool};
-use port_netns::{in_new_netns, ip, spawn_peer};
+use port_netns::{in_new_netns, ip, spawn_flood, spawn_peer};
 
 fn eal() -> (&'static Eal, Arc<MbufPool>) {
     static POOL: OnceLock<Arc<MbufPool>> = OnceLock::new();
@@ -183,6 +184,52 @@ fn net_af_packet_on_a_veth_answers_arp_and_ping_and_carries_udp() {
             s.arp_requests_answered >= 1 && s.icmp_echo_answered >= 2,
             "{s:?}"
         );
+    });
+}
+
+/// A flood the port does not read in time overflows the device's receive
+/// buffer: the device counts what it missed, and the port reports it
+/// through `Port::rx_dropped` for the worker to count. net_pcap, because
+/// it reports the kernel's drops (libpcap's `ps_drop`) as `imissed`;
+/// DPDK 22.11's net_af_packet and net_af_xdp do not, though NICs do.
+#[test]
+fn frames_the_device_misses_are_counted_as_receive_drops() {
+    const SENT: u64 = 40_000;
+    let (eal, mbufs) = eal();
+    let vdev = name("net_pcap");
+    in_new_netns(move || {
+        let peer = spawn_flood("veth-m", "veth-n", SENT);
+        // phy_mac: the veth's own MAC, so the frames are the port's.
+        eal.probe(&format!("{vdev},iface=veth-m,phy_mac=1"))
+            .unwrap();
+        let id = eal.port_by_name(&vdev).unwrap();
+        let dev = DpdkDevice::start(eal, id, 1, 512, mbufs).unwrap();
+        let cfg = L2Config::new(MacAddr::ZERO, [192, 0, 2, 1].into(), 24);
+        let mut port = DpdkPort::per_queue(&dev, Some(cfg)).unwrap().remove(0);
+        peer.go();
+        peer.join();
+        std::thread::sleep(Duration::from_millis(100));
+        let mut pool = PacketPool::with_capacity(1024);
+        let mut delivered = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let mut rx = Vec::new();
+            port.rx_burst(&mut pool, &mut rx, 32).unwrap();
+            delivered += rx.len() as u64;
+            pool.put_all(&mut rx);
+            std::thread::sleep(DEVICE_STATS_EVERY / 4);
+            if port.stats().rx_frames + port.rx_dropped() >= SENT {
+                break;
+            }
+        }
+        let s = port.stats();
+        assert!(s.rx_frames < SENT / 2, "most were missed: {s:?}");
+        assert!(s.rx_frames + port.rx_dropped() >= SENT, "{s:?}");
+        assert!(
+            delivered > 0 && delivered <= s.rx_frames,
+            "{delivered} {s:?}"
+        );
+        assert_eq!(port.rx_dropped(), s.rx_device_dropped + s.rx_oversize);
     });
 }
 

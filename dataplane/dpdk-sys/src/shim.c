@@ -1,5 +1,4 @@
 #include <errno.h>
-#include <stdio.h>
 #include <string.h>
 
 #include <rte_errno.h>
@@ -89,6 +88,16 @@ int esprit_pktmbuf_set_data(struct rte_mbuf *m, uint16_t data_off, uint16_t len)
 int esprit_errno(void)
 {
 	return rte_errno;
+}
+
+int esprit_rx_drops(uint16_t port, uint64_t *drops)
+{
+	struct rte_eth_stats st;
+	int rc = rte_eth_stats_get(port, &st);
+	if (rc != 0)
+		return rc;
+	*drops = st.imissed + st.ierrors;
+	return 0;
 }
 
 int esprit_port_setup(uint16_t port, uint16_t nb_queues, uint16_t nb_desc,

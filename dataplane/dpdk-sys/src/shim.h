@@ -33,6 +33,12 @@ uint16_t esprit_pktmbuf_data_off(const struct rte_mbuf *m);
 int esprit_pktmbuf_set_data(struct rte_mbuf *m, uint16_t data_off, uint16_t len);
 /* rte_errno (a per-lcore thread-local). */
 int esprit_errno(void);
+/* Frames the device dropped on receive so far: missed because its rx
+ * ring was full, or received with errors (imissed + ierrors of
+ * rte_eth_stats_get). Not rx_nombuf: a NIC that found no mbuf leaves the
+ * frame in its ring, and counts it in imissed if the ring overflows.
+ * Returns 0 or a negative errno. */
+int esprit_rx_drops(uint16_t port, uint64_t *drops);
 /* Configures `port` with nb_queues rx and tx queues of nb_desc descriptors
  * on `pool` (RSS on IPv4/UDP when nb_queues > 1 and the driver has it) and
  * starts it. Returns 0 or a negative errno. */

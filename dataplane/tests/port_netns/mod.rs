@@ -84,6 +84,26 @@ impl<T> Peer<T> {
     }
 }
 
+/// A veth pair `ours`-`theirs` whose far end, once [`Peer::go`] is called,
+/// floods `count` UDP datagrams from 192.0.2.2:4500 to 192.0.2.1:4500 (the
+/// caller's end) as fast as it can, without ARP: for tests of what a port
+/// that is not read in time drops, and counts.
+#[allow(dead_code)]
+pub fn spawn_flood(ours: &'static str, theirs: &'static str, count: u64) -> Peer<()> {
+    ip(&["link", "add", ours, "type", "veth", "peer", "name", theirs]);
+    let mac = mac_of(ours);
+    let peer = spawn_peer(theirs, "192.0.2.2/24", move || {
+        ip(&["neigh", "add", "192.0.2.1", "lladdr", &mac, "dev", theirs]);
+        let s = std::net::UdpSocket::bind("192.0.2.2:4500").unwrap();
+        for i in 0..count {
+            s.send_to(&i.to_be_bytes(), "192.0.2.1:4500").unwrap();
+        }
+    });
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{ours}/disable_ipv6"), "1");
+    ip(&["link", "set", ours, "up"]);
+    peer
+}
+
 /// The MAC address of `ifname` in the caller's namespace (from `ip`:
 /// /sys still shows the namespace the process started in).
 pub fn mac_of(ifname: &str) -> String {

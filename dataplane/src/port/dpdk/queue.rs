@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::ffi::CString;
 use std::io;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::eal::{Eal, MbufPool};
 use super::DpdkError;
@@ -113,7 +113,16 @@ pub struct DpdkStats {
     /// Frames sent from a buffer that was not an mbuf (copied into one):
     /// zero when the worker's pool takes its buffers from the port.
     pub tx_copied: u64,
+    /// The device's own receive drops (its rx ring full, or received with
+    /// errors), read every [`DEVICE_STATS_EVERY`] at most. The device counts them
+    /// for all its queues, so only queue 0's port reports them: each
+    /// worker reporting them would count them once per queue.
+    pub rx_device_dropped: u64,
 }
+
+/// How often queue 0 asks the device for its receive drops: the call may
+/// cost a system call (net_af_packet) or a register read over PCI.
+pub const DEVICE_STATS_EVERY: Duration = Duration::from_millis(100);
 
 /// Gives an mbuf lent to a packet back to its pool.
 ///
@@ -203,6 +212,8 @@ pub struct DpdkPort {
     /// Received frames before L2, kept to avoid an allocation per burst.
     rx_scratch: Vec<Packet>,
     stats: DpdkStats,
+    /// When queue 0 last read the device's drops.
+    device_stats_at: Option<Instant>,
 }
 
 impl DpdkPort {
@@ -234,6 +245,7 @@ impl DpdkPort {
             frames: Vec::with_capacity(BURST),
             rx_scratch: Vec::with_capacity(BURST),
             stats: DpdkStats::default(),
+            device_stats_at: None,
         })
     }
 
@@ -255,6 +267,24 @@ impl DpdkPort {
 
     pub fn l2_stats(&self) -> Option<L2Stats> {
         self.l2.as_ref().map(L2Outside::stats)
+    }
+
+    /// Queue 0 reads the device's receive drops, at most every
+    /// [`DEVICE_STATS_EVERY`].
+    fn read_device_drops(&mut self, now: Instant) {
+        let due = self
+            .device_stats_at
+            .is_none_or(|t| now.duration_since(t) >= DEVICE_STATS_EVERY);
+        if self.queue != 0 || !due {
+            return;
+        }
+        self.device_stats_at = Some(now);
+        let mut drops = 0u64;
+        // SAFETY: a started port and a valid out-pointer.
+        let rc = unsafe { dpdk_sys::esprit_rx_drops(self.dev.port_id, &mut drops) };
+        if rc == 0 {
+            self.stats.rx_device_dropped = drops;
+        }
     }
 
     /// Receives up to `max` frames into `out` as they are (no L2).
@@ -427,12 +457,13 @@ impl Port for DpdkPort {
         max: usize,
     ) -> io::Result<usize> {
         register_thread();
+        let now = Instant::now();
+        self.read_device_drops(now);
         if self.l2.is_none() {
             let before = out.len();
             self.rx_frames(out, max);
             return Ok(out.len() - before);
         }
-        let now = Instant::now();
         let mut got = std::mem::take(&mut self.rx_scratch);
         self.rx_frames(&mut got, max);
         let mut frames = std::mem::take(&mut self.frames);
@@ -469,5 +500,9 @@ impl Port for DpdkPort {
         let sent = self.tx_frames(&mut frames, pool);
         self.frames = frames;
         Ok(total.saturating_sub(dropped_l2 + (queued - sent)))
+    }
+
+    fn rx_dropped(&self) -> u64 {
+        self.stats.rx_oversize + self.stats.rx_device_dropped
     }
 }
