@@ -190,6 +190,20 @@ fn espritctl_shows_and_steers_a_running_daemon() {
     let stats = p.ctl_json(&["stats"]);
     assert_eq!(stats["data"]["workers"].as_array().unwrap().len(), 2);
     assert!(stats["data"]["drops"]["replay"].is_u64());
+    // The human tables show every worker counter and the IKE ones too.
+    let human = p.ctl(&["stats"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(human.status.success());
+    for column in [
+        "DECRYPTED",
+        "HANDED_OFF",
+        "TUN_RX_SUPER_PACKETS",
+        "ICMP_TOO_BIG_SENT",
+        "replay",
+        "ike_sas_established",
+    ] {
+        assert!(text.contains(column), "{column} in {text}");
+    }
 
     // terminate takes the tunnel out of the data plane, initiate puts it back.
     assert!(p.ctl(&["terminate", "to-a"]).status.success());

@@ -188,12 +188,37 @@ fn print_human(req: &Request, data: &Value) {
                 ],
             );
             println!();
+            // What the workers did besides moving packets: hand-offs to an
+            // SA's owner, TUN super-packets, MSS and PMTU work.
+            table(
+                &workers,
+                &[
+                    "worker",
+                    "handed_off",
+                    "keepalives",
+                    "tun_rx_super_packets",
+                    "tun_tx_super_packets",
+                    "mss_clamped",
+                    "fragmented",
+                    "icmp_too_big_sent",
+                    "icmp_too_big_limited",
+                ],
+            );
+            println!();
             if let Some(drops) = data["drops"].as_object() {
                 let rows: Vec<Value> = drops
                     .iter()
                     .map(|(k, v)| serde_json::json!({"reason": k, "count": v}))
                     .collect();
                 table(&rows, &["reason", "count"]);
+            }
+            if let Some(ike) = data["ike"].as_object() {
+                println!();
+                let rows: Vec<Value> = ike
+                    .iter()
+                    .map(|(k, v)| serde_json::json!({"ike": k, "count": v}))
+                    .collect();
+                table(&rows, &["ike", "count"]);
             }
         }
         _ => match data.as_object() {
