@@ -41,6 +41,8 @@ impl StatsLog {
             encrypted = now.encrypted,
             to_control = now.to_control,
             inbound_sas = tables.inbound.len(),
+            // Publications so far: each one a new snapshot the workers load.
+            sa_table_version = tables.version,
             drops = %if drops.is_empty() { "none".to_string() } else { drops.join(",") },
             "stats"
         );
