@@ -22,7 +22,7 @@
 # TRAIN (packets per client in a row; default 1, round robin),
 # THREADS, SOCKETS, WORKERS (gateway data-plane workers), REKEY_STORM
 # (ike: every client rekeys once while traffic flows, spread over this many
-# seconds), OUT
+# seconds), REKEY_ROUNDS (that many storms, a quiet quarter before each), OUT
 # (directory for SCENARIO.json and SCENARIO.svg, default ./lab-out),
 # BIN_DIR (where espritd and esprit-pktgen are; default target/release,
 # else target/debug), KEEP=1 keeps the work directory with the logs,
@@ -194,6 +194,7 @@ RUN=("$MODE" --config "$WORK/gateway.toml" --threads "$THREADS" --size "$SIZE"
 if [ -n "$COUNT" ]; then RUN+=(--count "$COUNT"); else RUN+=(--duration "$DURATION"); fi
 [ "$MODE" = ike ] && RUN+=(--clients "$CLIENTS" --client-ip "$CLIENT_IP" --sockets "$SOCKETS")
 [ "$MODE" = ike ] && [ -n "${REKEY_STORM:-}" ] && RUN+=(--rekey-storm "$REKEY_STORM")
+[ "$MODE" = ike ] && [ -n "${REKEY_ROUNDS:-}" ] && RUN+=(--rekey-rounds "$REKEY_ROUNDS")
 echo "lab.sh: esprit-pktgen ${RUN[*]}" >&2
 in_ns "$NS_CL" "$PKTGEN" "${RUN[@]}"
 # The gateway's peak memory, for memory per tunnel (compare runs with

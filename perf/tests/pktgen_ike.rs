@@ -77,6 +77,8 @@ fn two_hundred_ike_clients_come_up_ping_rekey_and_get_every_packet_back() {
             setup_timeout: Duration::from_secs(60),
             gateway: None,
             rekey_storm: Some(Duration::from_secs(1)),
+            // Two rounds: 0.25-1.25 s and 1.5-2.5 s into the traffic.
+            rekey_rounds: 2,
             peer: None,
             client_id: perf::pktgen::ike::DEFAULT_CLIENT_ID.into(),
         },
@@ -85,7 +87,7 @@ fn two_hundred_ike_clients_come_up_ping_rekey_and_get_every_packet_back() {
             traffic: TrafficSpec {
                 size: SizeMix::Fixed(64),
                 rate: Some(20_000.0),
-                stop: Stop::Count(40_000),
+                stop: Stop::Count(70_000),
                 drain: Duration::from_secs(2),
                 burst: 32,
                 window: None,
@@ -111,13 +113,13 @@ fn two_hundred_ike_clients_come_up_ping_rekey_and_get_every_packet_back() {
     );
     assert!(s.tunnels_per_sec > 0.0 && s.seconds > 0.0);
     assert_eq!(r.clients, 200);
-    assert_eq!(r.sent, 40_000);
-    // Every client rekeyed under traffic and moved its data to the new
-    // pair after the pong; the old pair was retired after its grace.
+    assert_eq!(r.sent, 70_000);
+    // Every client rekeyed under traffic, twice, and moved its data to the
+    // new pair after the pong; the old pair was retired after its grace.
     let k = r.rekeys.expect("rekey figures");
     assert_eq!(
         (k.started, k.completed, k.failed),
-        (200, 200, 0),
+        (400, 400, 0),
         "{}",
         r.table()
     );

@@ -72,6 +72,11 @@ pub struct IkeArgs {
     /// the traffic); one traffic thread then.
     #[arg(long)]
     pub rekey_storm: Option<f64>,
+    /// With --rekey-storm: run it this many times, each round after a quiet
+    /// quarter of its length. Rounds after the first start from SAs where
+    /// rekeys put them, not in the order the clients came up.
+    #[arg(long, default_value_t = 1)]
+    pub rekey_rounds: u32,
     #[command(flatten)]
     pub traffic: TrafficArgs,
 }
@@ -264,6 +269,7 @@ pub fn run(cli: Cli) -> Result<(), PktgenError> {
                 rekey_storm: a
                     .rekey_storm
                     .map(|s| Duration::from_secs_f64(s.clamp(0.001, 86_400.0))),
+                rekey_rounds: a.rekey_rounds.clamp(1, 1000),
                 peer: a.peer.clone(),
                 client_id: a.client_id.clone(),
             };

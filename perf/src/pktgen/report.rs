@@ -115,6 +115,9 @@ pub struct Report {
     pub setup: Option<Setup>,
     /// `ike` mode with a rekey storm.
     pub rekeys: Option<crate::pktgen::ike::Rekeys>,
+    /// Each round of the storm against the quiet seconds before it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub storm_rounds: Vec<crate::pktgen::ike::RoundFigures>,
 }
 
 fn us(ns: u64) -> f64 {
@@ -197,6 +200,7 @@ impl Report {
             timeline,
             setup: None,
             rekeys: None,
+            storm_rounds: Vec::new(),
         }
     }
 
@@ -222,6 +226,12 @@ impl Report {
             t += &format!(
                 "rekey storm: {} rekeys started, {} completed (data moved after the pong), {} failed\n",
                 r.started, r.completed, r.failed
+            );
+        }
+        for r in &self.storm_rounds {
+            t += &format!(
+                "  round {}: {:.3} M round trips/s in the quiet before it, {:.3} during it ({:.2}x)\n",
+                r.round, r.quiet_mpps, r.during_mpps, r.ratio
             );
         }
         t += &format!(

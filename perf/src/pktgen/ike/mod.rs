@@ -4,10 +4,12 @@
 
 mod handshakes;
 mod policy;
+mod storm_schedule;
 
 pub use handshakes::{HandshakeOptions, Handshakes, Rekeys};
 pub use policy::DEFAULT_CLIENT_ID;
 use policy::{ClientPolicy, ClientSpec, Target};
+pub use storm_schedule::{RoundFigures, Schedule};
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -34,6 +36,8 @@ pub struct IkeOptions {
     /// Every client rekeys once while traffic flows, the rekeys spread
     /// over this long (starting a quarter of it into the traffic).
     pub rekey_storm: Option<Duration>,
+    /// How many times the storm runs, each round after a quiet quarter.
+    pub rekey_rounds: u32,
     /// The responder `[[peer]]` to connect to; `None`: the first.
     pub peer: Option<String>,
     /// The clients' identity, `{i}` for the index ([`DEFAULT_CLIENT_ID`]).
@@ -86,8 +90,12 @@ pub fn run_ike(
         timeout: opt.setup_timeout,
         progress: traffic.progress,
     });
-    if let Some(over) = opt.rekey_storm {
-        hs.plan_rekey_storm(over / 4, over);
+    let schedule = opt.rekey_storm.map(|over| Schedule {
+        over,
+        rounds: opt.rekey_rounds.max(1),
+    });
+    if let Some(s) = schedule {
+        hs.plan_rekey_storm(s);
     }
     let lanes = hs.take_lanes();
     if lanes.iter().all(|l| l.clients.is_empty()) {
@@ -103,6 +111,9 @@ pub fn run_ike(
     };
     report.setup = Some(setup);
     report.rekeys = hs.rekeys();
+    if let Some(s) = schedule {
+        report.storm_rounds = s.figures(&report.timeline);
+    }
     let left = hs.delete_all(lanes, Duration::from_secs(2));
     if left > 0 && traffic.progress {
         eprintln!("{left} IKE SAs not confirmed deleted");

@@ -1,6 +1,6 @@
 //! A rekey storm during the traffic phase: every client rekeys its CHILD SA
-//! once, the rekeys spread evenly over a given time, while its traffic
-//! flows. Each rekey is a new epoch as docs/ping.md has it: the client pings
+//! once per round, the rekeys spread evenly over a given time
+//! (`storm_schedule`), while its traffic flows. Each rekey is a new epoch as docs/ping.md has it: the client pings
 //! on the new pair and moves its data there only after the pong; it keeps
 //! receiving on the old pair for the grace period, then deletes it. The
 //! traffic thread hands IKE datagrams and pongs in ([`Hook`]) and applies
@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::{fake_local, Handshakes, Phase};
 use crate::pktgen::engine::{Edit, Hook};
+use crate::pktgen::ike::Schedule;
 
 /// What a storm did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -28,11 +29,12 @@ pub struct Rekeys {
     pub failed: u64,
 }
 
-/// The schedule: client `order[k]` rekeys at `start + k * spacing`.
+/// The clients in `order` rekey at the times `schedule` gives, from `start`.
 pub(super) struct Storm {
     start: Instant,
-    spacing: Duration,
+    schedule: Schedule,
     order: Vec<usize>,
+    /// Rekeys started so far, over all rounds.
     next: usize,
     /// Timers of clients with a rekey under way (ping retries, the old
     /// pair's grace): one wheel, so a poll costs what is due, not what is
@@ -46,19 +48,18 @@ pub(super) struct Storm {
 const IDLE: Duration = Duration::from_secs(3600);
 
 impl Handshakes {
-    /// Every client that is up rekeys once, spread over `over`, starting
-    /// `after` from now. Call before the traffic phase takes the sockets.
-    pub fn plan_rekey_storm(&mut self, after: Duration, over: Duration) {
+    /// Every client that is up rekeys once a round, as `schedule` has it,
+    /// counted from now. Call before the traffic phase takes the sockets.
+    pub fn plan_rekey_storm(&mut self, schedule: Schedule) {
         let order: Vec<usize> = (0..self.clients.len())
             .filter(|&i| self.clients.get(i).is_some_and(|c| c.phase == Phase::Up))
             .collect();
-        let spacing = over / u32::try_from(order.len().max(1)).unwrap_or(u32::MAX);
         // The old pair stays until its grace period is over; we delete it.
         self.ep.set_defer_rekeyed_delete(true);
         let now = Instant::now();
         self.storm = Some(Storm {
-            start: now + after,
-            spacing,
+            start: now,
+            schedule,
             order,
             next: 0,
             timers: TimerWheel::new(now, Duration::from_millis(1)),
@@ -138,11 +139,13 @@ impl Handshakes {
             let Some(s) = self.storm.as_mut() else {
                 return;
             };
-            let Some(&i) = s.order.get(s.next) else {
+            let Some((at, index)) = s.schedule.due(s.next, s.order.len()) else {
                 return;
             };
-            let due = s.start + s.spacing * u32::try_from(s.next).unwrap_or(u32::MAX);
-            if due > now {
+            let Some(&i) = s.order.get(index) else {
+                return;
+            };
+            if s.start + at > now {
                 return;
             }
             s.next += 1;

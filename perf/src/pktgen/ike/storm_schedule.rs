@@ -1,0 +1,166 @@
+//! When a rekey storm's rounds run, and what the traffic did in each.
+//!
+//! A storm of `over` seconds starts a quarter of `over` into the traffic;
+//! each further round follows after another quiet quarter. The first round
+//! starts from SAs laid out in the order the clients came up, which is the
+//! order round robin visits them; the rounds after it start from SAs where
+//! rekeys put them, as in a gateway that has run for a while. Each round is
+//! measured against the quiet seconds just before it.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::pktgen::report::Sample;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    /// Each round's length: every client rekeys once in it.
+    pub over: Duration,
+    pub rounds: u32,
+}
+
+/// One round's throughput, from the per-second timeline.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct RoundFigures {
+    pub round: u32,
+    /// Median M round trips/s over the whole seconds of the quiet quarter
+    /// before the round.
+    pub quiet_mpps: f64,
+    /// The same over the seconds of the round.
+    pub during_mpps: f64,
+    /// during / quiet.
+    pub ratio: f64,
+}
+
+impl Schedule {
+    /// The quiet lead-in before each round.
+    pub fn quiet(&self) -> Duration {
+        self.over / 4
+    }
+
+    /// From one round's start to the next's.
+    fn period(&self) -> Duration {
+        self.over + self.quiet()
+    }
+
+    /// When round `k` starts, from the start of the traffic.
+    pub fn round_start(&self, k: u32) -> Duration {
+        self.quiet() + self.period() * k
+    }
+
+    /// When the `n`th rekey of the storm (counting over all rounds) is due,
+    /// from the start of the traffic, and which client (index into the
+    /// storm's order of `clients`) it is for. `None` past the last round.
+    pub fn due(&self, n: usize, clients: usize) -> Option<(Duration, usize)> {
+        let clients = clients.max(1);
+        let round = u32::try_from(n / clients).ok()?;
+        if round >= self.rounds {
+            return None;
+        }
+        let index = n % clients;
+        let spacing = self.over / u32::try_from(clients).unwrap_or(u32::MAX);
+        let at = self.round_start(round) + spacing * u32::try_from(index).ok()?;
+        Some((at, index))
+    }
+
+    /// Each round's figures from the timeline (samples about a second
+    /// apart); rounds the run did not reach, or without a whole second in
+    /// both windows, are left out.
+    pub fn figures(&self, timeline: &[Sample]) -> Vec<RoundFigures> {
+        (0..self.rounds)
+            .filter_map(|k| {
+                let start = self.round_start(k).as_secs_f64();
+                let quiet = median_rate(timeline, start - self.quiet().as_secs_f64(), start)?;
+                let end = start + self.over.as_secs_f64();
+                let during = median_rate(timeline, start, end)?;
+                Some(RoundFigures {
+                    round: k + 1,
+                    quiet_mpps: quiet,
+                    during_mpps: during,
+                    ratio: during / quiet,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The median of the per-interval receive rates (M/s) of the intervals
+/// that lie wholly within `from..=to` seconds.
+fn median_rate(timeline: &[Sample], from: f64, to: f64) -> Option<f64> {
+    let mut rates: Vec<f64> = timeline
+        .windows(2)
+        .filter(|w| w[0].t >= from && w[1].t <= to && w[1].t > w[0].t)
+        .map(|w| (w[1].received.saturating_sub(w[0].received)) as f64 / (w[1].t - w[0].t) / 1e6)
+        .collect();
+    if rates.is_empty() {
+        return None;
+    }
+    rates.sort_by(f64::total_cmp);
+    let mid = rates.len() / 2;
+    Some(if rates.len() % 2 == 1 {
+        rates[mid]
+    } else {
+        (rates[mid - 1] + rates[mid]) / 2.0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn rounds_follow_each_other_after_a_quiet_quarter() {
+        let s = Schedule {
+            over: secs(40.0),
+            rounds: 2,
+        };
+        assert_eq!(s.round_start(0), secs(10.0));
+        assert_eq!(s.round_start(1), secs(60.0));
+        assert_eq!(s.due(0, 4), Some((secs(10.0), 0)));
+        assert_eq!(s.due(3, 4), Some((secs(40.0), 3)));
+        assert_eq!(s.due(4, 4), Some((secs(60.0), 0)), "round 2, first client");
+        assert_eq!(s.due(7, 4), Some((secs(90.0), 3)));
+        assert_eq!(s.due(8, 4), None, "two rounds only");
+    }
+
+    #[test]
+    fn each_round_is_measured_against_the_quiet_seconds_before_it() {
+        // 1.0 M/s, 0.8 in round 1 (10..50 s), 0.9 in the quiet 50..60 s,
+        // 0.85 in round 2 (60..100 s).
+        let rate = |t: f64| match t {
+            t if t <= 10.0 => 1.0,
+            t if t <= 50.0 => 0.8,
+            t if t <= 60.0 => 0.9,
+            _ => 0.85,
+        };
+        let mut timeline = vec![Sample::default()];
+        for i in 1..=100 {
+            let t = f64::from(i);
+            let last = timeline[timeline.len() - 1];
+            timeline.push(Sample {
+                t,
+                received: last.received + (rate(t) * 1e6) as u64,
+                ..Sample::default()
+            });
+        }
+        let s = Schedule {
+            over: secs(40.0),
+            rounds: 2,
+        };
+        let f = s.figures(&timeline);
+        assert_eq!(f.len(), 2);
+        assert_eq!(
+            (f[0].round, f[0].quiet_mpps, f[0].during_mpps),
+            (1, 1.0, 0.8)
+        );
+        assert!((f[0].ratio - 0.8).abs() < 1e-9);
+        assert_eq!((f[1].quiet_mpps, f[1].during_mpps), (0.9, 0.85));
+        let short = s.figures(&timeline[..40]);
+        assert_eq!(short.len(), 1, "round 2 never came: {short:?}");
+    }
+}
