@@ -41,7 +41,7 @@ fn tables_with(n: usize) -> (SaTables, Vec<u32>) {
             limits: HardLimits::default(),
         })
         .unwrap_or_else(|e| panic!("{e}"));
-        t.install_inbound(Arc::new(sa));
+        t.install_inbound(sa);
         spis.push(spi);
     }
     // Visit SAs in a random order, as traffic from many clients does.

@@ -199,7 +199,7 @@ impl TunnelBook {
         .map_err(|e| e.to_string())?;
         // New inbound first: the peer may already send on the new SA. The
         // caller decides when the outbound SA takes the data.
-        t.install_inbound(Arc::new(inbound));
+        t.install_inbound(inbound);
         self.by_inbound.insert(c.inbound_spi, tunnel);
         let booked = self.tunnels.entry(tunnel).or_default();
         booked.inbound = [&booked.inbound[..], &[c.inbound_spi]].concat().into();
@@ -212,7 +212,7 @@ impl TunnelBook {
                 t.set_holding(tunnel, true);
             }
         }
-        Ok((tunnel, Arc::new(outbound)))
+        Ok((tunnel, outbound))
     }
 
     /// Removes a deleted CHILD SA. If it was its tunnel's current pair, the

@@ -22,7 +22,12 @@
 //! are detected once per key too, and the per-packet call is a single
 //! `#[target_feature]` function over the whole packet: no detection, no
 //! allocation, no setup beyond the counter block. Key material is zeroized on
-//! drop and never printed.
+//! drop and never printed. A key that lives long is expanded where it will
+//! stay ([`AesGcm::new_boxed`], and the SAs' constructors through
+//! [`AesGcm::unkeyed`] and [`AesGcm::set_key`]): built on the stack and moved,
+//! it would leave copies of its round keys behind in dead stack frames.
+//! The portable backend cannot avoid that: the `aes` crate returns its
+//! key schedule by value.
 
 mod portable;
 #[cfg(target_arch = "x86_64")]
@@ -64,8 +69,60 @@ pub struct AesGcm {
 }
 
 impl AesGcm {
+    /// The fastest backend this CPU supports, for a key of `key_len` bytes
+    /// (16: AES-128, 32: AES-256), not keyed yet (all zeros): put it where
+    /// it will stay, then [`AesGcm::set_key`].
+    pub fn unkeyed(key_len: usize) -> Result<AesGcm, CryptoError> {
+        if !matches!(key_len, 16 | 32) {
+            return Err(CryptoError::KeyLength(key_len));
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(k) = x86::AesNiKey::unkeyed(true) {
+            return Ok(AesGcm {
+                inner: Inner::AesNi(k),
+                key_len,
+            });
+        }
+        Self::new_portable(&[0; 32][..key_len])
+    }
+
+    /// Keys this value where it lies (the AES-NI round keys and GHASH
+    /// powers are expanded into it). `key` must have the length the value
+    /// was made for.
+    pub fn set_key(&mut self, key: &[u8]) -> Result<(), CryptoError> {
+        if key.len() != self.key_len {
+            return Err(CryptoError::KeyLength(key.len()));
+        }
+        let ok = match &mut self.inner {
+            Inner::Portable(k) => match portable::PortableKey::new(key) {
+                Some(new) => {
+                    *k = new;
+                    true
+                }
+                None => false,
+            },
+            #[cfg(target_arch = "x86_64")]
+            Inner::AesNi(k) => k.set_key(key),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(CryptoError::KeyLength(key.len()))
+        }
+    }
+
+    /// A key made on the heap and expanded there, for keys that live long
+    /// outside an SA (IKE's SK_e).
+    pub fn new_boxed(key: &[u8]) -> Result<Box<AesGcm>, CryptoError> {
+        let mut b = Box::new(Self::unkeyed(key.len())?);
+        b.set_key(key)?;
+        Ok(b)
+    }
+
     /// A 16-byte key selects AES-128, a 32-byte key AES-256. Picks the
-    /// fastest backend this CPU supports.
+    /// fastest backend this CPU supports. The key moves with the value:
+    /// keys that live long are made with [`AesGcm::new_boxed`] or keyed in
+    /// place.
     pub fn new(key: &[u8]) -> Result<AesGcm, CryptoError> {
         check_key_len(key)?;
         #[cfg(target_arch = "x86_64")]

@@ -252,3 +252,33 @@ fn fast_backend_chosen_when_cpu_supports_it() {
         Ok(1 + usize::from(has) + usize::from(b.starts_with("vaes")))
     );
 }
+
+/// Keyed in place (`unkeyed` then `set_key`, or `new_boxed`), every backend
+/// gives the spec's answers, and a key of the wrong length changes nothing.
+#[test]
+fn keys_set_in_place_give_the_spec_answers() {
+    for v in VECTORS {
+        let key = h(v.key);
+        let (iv, aad, pt) = (h(v.iv), h(v.aad), h(v.pt));
+        let nonce: [u8; 12] = iv.as_slice().try_into().unwrap();
+        let mut fast = AesGcm::unkeyed(key.len()).unwrap();
+        fast.set_key(&key).unwrap();
+        // The portable backend, re-keyed: made for a zero key first.
+        let mut portable = AesGcm::new_portable(&vec![0; key.len()]).unwrap();
+        portable.set_key(&key).unwrap();
+        let boxed = AesGcm::new_boxed(&key).unwrap();
+        for k in [&fast, &portable, &*boxed] {
+            let mut data = pt.clone();
+            let tag = k.seal_in_place(&nonce, &aad, &mut data);
+            assert_eq!((data, tag.to_vec()), (h(v.ct), h(v.tag)), "{}", k.backend());
+        }
+        assert_eq!(fast.set_key(&key[..8]), Err(CryptoError::KeyLength(8)));
+        let mut data = pt.clone();
+        assert_eq!(
+            fast.seal_in_place(&nonce, &aad, &mut data).to_vec(),
+            h(v.tag)
+        );
+    }
+    assert_eq!(AesGcm::unkeyed(24).err(), Some(CryptoError::KeyLength(24)));
+    assert!(AesGcm::new_boxed(&[0; 15]).is_err());
+}

@@ -8,7 +8,7 @@ use crate::sa::{HardLimits, InboundSa, InboundSpec, OutboundSa, OutboundSpec};
 const KEY: [u8; 16] = [7; 16];
 const SALT: [u8; 4] = [1, 2, 3, 4];
 
-fn pair(esn: bool) -> (OutboundSa, InboundSa) {
+fn pair(esn: bool) -> (std::sync::Arc<OutboundSa>, std::sync::Arc<InboundSa>) {
     let out = OutboundSa::new(OutboundSpec {
         spi: 0x0100_0001,
         tunnel: 1,

@@ -1,12 +1,14 @@
 //! An inbound SA: what a worker needs to open ESP packets of one SPI.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use zeroize::Zeroize;
 
 use super::counters::{HardLimits, SaCounters};
 use super::prefix::IpPrefix;
 use super::replay::ReplayWindow;
+use super::sa_key::keyed_in_place;
 use super::{TunnelId, WorkerId};
 use crate::crypto::{AesGcm, CryptoError};
 
@@ -42,19 +44,24 @@ pub struct InboundSa {
 }
 
 impl InboundSa {
-    pub fn new(spec: InboundSpec<'_>) -> Result<InboundSa, CryptoError> {
-        Ok(InboundSa {
+    /// The SA, shared as the tables hold it. Its key is expanded once the
+    /// SA is in its place on the heap, so no copy of it is left behind on
+    /// the stack (see `crypto`).
+    pub fn new(spec: InboundSpec<'_>) -> Result<Arc<InboundSa>, CryptoError> {
+        let mut sa = Arc::new(InboundSa {
             spi: spec.spi,
             tunnel: spec.tunnel,
             owner: spec.owner,
-            cipher: AesGcm::new(spec.key)?,
+            cipher: AesGcm::unkeyed(spec.key.len())?,
             salt: spec.salt,
             replay: ReplayWindow::new(spec.replay_window, spec.esn),
             esn: spec.esn,
             allowed_sources: spec.allowed_sources.into_boxed_slice(),
             limits: spec.limits,
             counters: SaCounters::default(),
-        })
+        });
+        keyed_in_place(&mut sa, |s| &mut s.cipher, spec.key)?;
+        Ok(sa)
     }
 
     /// Asks the cache for what opening a packet reads behind this SA's

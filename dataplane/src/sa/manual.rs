@@ -71,10 +71,7 @@ pub fn build(t: &ManualTunnel, workers: usize) -> Result<ManualSas, CryptoError>
         encap: t.encap,
         limits: HardLimits::default(),
     })?;
-    Ok(ManualSas {
-        inbound: Arc::new(inbound),
-        outbound: Arc::new(outbound),
-    })
+    Ok(ManualSas { inbound, outbound })
 }
 
 /// Puts built SAs and `t`'s routes into `tables`.

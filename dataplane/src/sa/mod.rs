@@ -8,6 +8,7 @@ pub mod prefix;
 pub mod radix;
 pub mod replay;
 pub mod routes;
+mod sa_key;
 pub mod spi;
 pub mod table;
 

@@ -2,10 +2,12 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use zeroize::Zeroize;
 
 use super::counters::{HardLimits, SaCounters};
+use super::sa_key::keyed_in_place;
 use super::{TunnelId, WorkerId};
 use crate::crypto::{AesGcm, CryptoError};
 use crate::packet::Encap;
@@ -46,12 +48,14 @@ pub struct OutboundSa {
 }
 
 impl OutboundSa {
-    pub fn new(spec: OutboundSpec<'_>) -> Result<OutboundSa, CryptoError> {
-        Ok(OutboundSa {
+    /// The SA, shared as the tables hold it, keyed in its place on the heap
+    /// (see [`InboundSa::new`](super::InboundSa::new)).
+    pub fn new(spec: OutboundSpec<'_>) -> Result<Arc<OutboundSa>, CryptoError> {
+        let mut sa = Arc::new(OutboundSa {
             spi: spec.spi,
             tunnel: spec.tunnel,
             owner: spec.owner,
-            cipher: AesGcm::new(spec.key)?,
+            cipher: AesGcm::unkeyed(spec.key.len())?,
             salt: spec.salt,
             esn: spec.esn,
             remote: spec.remote,
@@ -61,7 +65,9 @@ impl OutboundSa {
             limits: spec.limits,
             counters: SaCounters::default(),
             exhausted: AtomicU64::new(0),
-        })
+        });
+        keyed_in_place(&mut sa, |s| &mut s.cipher, spec.key)?;
+        Ok(sa)
     }
 
     /// Asks the cache for the key schedule behind this SA's own lines, so

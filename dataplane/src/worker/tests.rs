@@ -295,7 +295,7 @@ fn a_published_rekey_switches_the_outbound_sa_without_a_pause() {
         limits: Default::default(),
     })
     .unwrap();
-    t.install_inbound(std::sync::Arc::new(new_in));
+    t.install_inbound(new_in);
     *cl.publisher.edit() = t;
     cl.publisher.publish();
     let new_out = crate::sa::OutboundSa::new(crate::sa::OutboundSpec {
@@ -310,9 +310,7 @@ fn a_published_rekey_switches_the_outbound_sa_without_a_pause() {
         limits: Default::default(),
     })
     .unwrap();
-    gw.publisher
-        .edit()
-        .install_outbound(std::sync::Arc::new(new_out));
+    gw.publisher.edit().install_outbound(new_out);
     gw.publisher.publish();
     send_inner(
         &gw.inside[0],

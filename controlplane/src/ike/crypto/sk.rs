@@ -46,9 +46,11 @@ impl SkCipher {
         })
     }
 
-    fn aead(&self) -> AesGcm {
+    /// The expanded key for one message, on the heap: expanded on the stack
+    /// it would leave its round keys behind there (see `dataplane::crypto`).
+    fn aead(&self) -> Box<AesGcm> {
         // The length was checked when the SkCipher was made.
-        AesGcm::new(self.key.as_bytes()).expect("AES key length checked in SkCipher::new")
+        AesGcm::new_boxed(self.key.as_bytes()).expect("AES key length checked in SkCipher::new")
     }
 
     fn nonce(&self, iv: &[u8; IV_LEN]) -> [u8; 12] {

@@ -69,9 +69,20 @@ unsafe fn mul(m: __m128i, h: __m128i, d: __m128i) -> __m128i {
 }
 
 impl Powers {
-    /// From the GHASH key H = E_K(0^128) in GCM byte order.
+    /// All zero: no key yet.
+    pub(super) fn zeroed() -> Powers {
+        // SAFETY: setzero needs only SSE2, which x86-64 always has.
+        let z = unsafe { _mm_setzero_si128() };
+        Powers {
+            h: [z; POWERS],
+            d: [z; POWERS],
+        }
+    }
+
+    /// Fills in the powers of the GHASH key H = E_K(0^128), given in GCM
+    /// byte order, where they lie.
     #[target_feature(enable = "pclmulqdq,ssse3,sse2")]
-    pub(super) unsafe fn new(h_gcm: &[u8; 16]) -> Powers {
+    pub(super) unsafe fn fill(&mut self, h_gcm: &[u8; 16]) {
         // mulX_POLYVAL(rev(H)); rev(H) read little-endian is H read big-endian.
         let v = u128::from_be_bytes(*h_gcm);
         let top = v >> 127;
@@ -81,16 +92,13 @@ impl Powers {
         zeroize::Zeroize::zeroize(&mut x);
         zeroize::Zeroize::zeroize(&mut bytes);
 
-        let mut p = Powers {
-            h: [h1; POWERS],
-            d: [companion(h1); POWERS],
-        };
+        self.h[0] = h1;
+        self.d[0] = companion(h1);
         for i in 1..POWERS {
-            let hi = mul(p.h[i - 1], h1, p.d[0]);
-            p.h[i] = hi;
-            p.d[i] = companion(hi);
+            let hi = mul(self.h[i - 1], h1, self.d[0]);
+            self.h[i] = hi;
+            self.d[i] = companion(hi);
         }
-        p
     }
 }
 

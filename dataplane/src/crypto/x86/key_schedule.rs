@@ -26,10 +26,11 @@ macro_rules! next128 {
     };
 }
 
-/// AES-128: 11 round keys from a 16-byte key.
+/// AES-128: 11 round keys from a 16-byte key, written into `rk` where it
+/// lies (the rest zeroed), so no copy of them is left anywhere else.
 #[target_feature(enable = "aes,sse2")]
-pub(super) unsafe fn expand_128(key: &[u8; 16]) -> RoundKeys {
-    let mut rk = [_mm_setzero_si128(); 15];
+pub(super) unsafe fn expand_128(key: &[u8; 16], rk: &mut RoundKeys) {
+    *rk = [_mm_setzero_si128(); 15];
     let mut k = _mm_loadu_si128(key.as_ptr().cast());
     rk[0] = k;
     k = next128!(k, 0x01);
@@ -52,7 +53,6 @@ pub(super) unsafe fn expand_128(key: &[u8; 16]) -> RoundKeys {
     rk[9] = k;
     k = next128!(k, 0x36);
     rk[10] = k;
-    rk
 }
 
 macro_rules! next256 {
@@ -64,10 +64,10 @@ macro_rules! next256 {
     }};
 }
 
-/// AES-256: 15 round keys from a 32-byte key.
+/// AES-256: 15 round keys from a 32-byte key, written into `rk` where it
+/// lies.
 #[target_feature(enable = "aes,sse2")]
-pub(super) unsafe fn expand_256(key: &[u8; 32]) -> RoundKeys {
-    let mut rk = [_mm_setzero_si128(); 15];
+pub(super) unsafe fn expand_256(key: &[u8; 32], rk: &mut RoundKeys) {
     rk[0] = _mm_loadu_si128(key.as_ptr().cast());
     rk[1] = _mm_loadu_si128(key.as_ptr().add(16).cast());
     next256!(rk, 2, 0x01);
@@ -78,7 +78,6 @@ pub(super) unsafe fn expand_256(key: &[u8; 32]) -> RoundKeys {
     next256!(rk, 12, 0x20);
     let t = _mm_shuffle_epi32(_mm_aeskeygenassist_si128(rk[13], 0x40), 0xff);
     rk[14] = fold(rk[12], t);
-    rk
 }
 
 /// Encrypts `N` independent blocks, interleaved round by round so the
@@ -111,6 +110,13 @@ mod tests {
         is_x86_feature_detected!("aes") && is_x86_feature_detected!("sse2")
     }
 
+    fn expanded(f: impl FnOnce(&mut RoundKeys)) -> RoundKeys {
+        // SAFETY: setzero needs only SSE2, which x86-64 always has.
+        let mut rk = [unsafe { _mm_setzero_si128() }; 15];
+        f(&mut rk);
+        rk
+    }
+
     fn ours<const NR: usize>(rk: &RoundKeys, block: [u8; 16]) -> [u8; 16] {
         let mut out = [0u8; 16];
         unsafe {
@@ -129,7 +135,7 @@ mod tests {
         for seed in 0u8..32 {
             let key: [u8; 16] = core::array::from_fn(|i| (i as u8).wrapping_mul(31) ^ seed);
             let block: [u8; 16] = core::array::from_fn(|i| (i as u8) ^ seed.wrapping_mul(7));
-            let rk = unsafe { expand_128(&key) };
+            let rk = expanded(|rk| unsafe { expand_128(&key, rk) });
             let mut want = aes::Block::from(block);
             aes::Aes128::new(&key.into()).encrypt_block(&mut want);
             assert_eq!(
@@ -148,7 +154,7 @@ mod tests {
         for seed in 0u8..32 {
             let key: [u8; 32] = core::array::from_fn(|i| (i as u8).wrapping_mul(13) ^ seed);
             let block: [u8; 16] = core::array::from_fn(|i| (i as u8) ^ seed.wrapping_mul(5));
-            let rk = unsafe { expand_256(&key) };
+            let rk = expanded(|rk| unsafe { expand_256(&key, rk) });
             let mut want = aes::Block::from(block);
             aes::Aes256::new(&key.into()).encrypt_block(&mut want);
             assert_eq!(
@@ -168,12 +174,12 @@ mod tests {
         let pt: [u8; 16] = core::array::from_fn(|i| (i as u8) * 0x11);
         let k128: [u8; 16] = core::array::from_fn(|i| i as u8);
         let k256: [u8; 32] = core::array::from_fn(|i| i as u8);
-        let rk = unsafe { expand_128(&k128) };
+        let rk = expanded(|rk| unsafe { expand_128(&k128, rk) });
         assert_eq!(
             hex::encode(ours::<10>(&rk, pt)),
             "69c4e0d86a7b0430d8cdb78070b4c55a"
         );
-        let rk = unsafe { expand_256(&k256) };
+        let rk = expanded(|rk| unsafe { expand_256(&k256, rk) });
         assert_eq!(
             hex::encode(ours::<14>(&rk, pt)),
             "8ea2b7ca516745bfeafc49904b496089"

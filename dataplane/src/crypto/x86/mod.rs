@@ -41,36 +41,61 @@ impl AesNiKey {
 
     /// `None` if the CPU lacks the features or the key length is wrong.
     /// `allow_wide` = false pins the 128-bit kernel (tests, benchmarks).
+    /// The key moves with the value: see [`AesNiKey::set_key`].
     pub(in crate::crypto) fn new(key: &[u8], allow_wide: bool) -> Option<AesNiKey> {
-        if !Self::supported() {
-            return None;
-        }
-        let use_wide = allow_wide && Self::wide_supported();
-        // SAFETY: the features were checked just above.
+        let mut k = Self::unkeyed(allow_wide)?;
+        k.set_key(key).then_some(k)
+    }
+
+    /// A key of zeros, to be keyed where it will stay with `set_key`;
+    /// `None` if the CPU lacks the features.
+    pub(in crate::crypto) fn unkeyed(allow_wide: bool) -> Option<AesNiKey> {
+        Self::supported().then(|| AesNiKey {
+            // SAFETY: setzero needs only SSE2, which x86-64 always has.
+            rk: [unsafe { core::arch::x86_64::_mm_setzero_si128() }; 15],
+            powers: ghash::Powers::zeroed(),
+            rounds: 10,
+            use_wide: allow_wide && Self::wide_supported(),
+        })
+    }
+
+    /// Expands `key` (16 or 32 bytes) into this value's own round keys and
+    /// GHASH powers, in place: nothing of it is built elsewhere and moved
+    /// in, so no copy is left behind on the stack. `false` (and nothing
+    /// changed) for another length.
+    pub(in crate::crypto) fn set_key(&mut self, key: &[u8]) -> bool {
+        // SAFETY: an AesNiKey only exists where `supported()` held.
         unsafe {
-            let (rk, rounds) = match key.len() {
-                16 => (key_schedule::expand_128(key.try_into().ok()?), 10),
-                32 => (key_schedule::expand_256(key.try_into().ok()?), 14),
-                _ => return None,
+            self.rounds = match key.len() {
+                16 => match key.try_into() {
+                    Ok(k) => {
+                        key_schedule::expand_128(k, &mut self.rk);
+                        10
+                    }
+                    Err(_) => return false,
+                },
+                32 => match key.try_into() {
+                    Ok(k) => {
+                        key_schedule::expand_256(k, &mut self.rk);
+                        14
+                    }
+                    Err(_) => return false,
+                },
+                _ => return false,
             };
             let mut h = [core::arch::x86_64::_mm_setzero_si128()];
-            if rounds == 10 {
-                key_schedule::encrypt::<1, 10>(&rk, &mut h);
+            if self.rounds == 10 {
+                key_schedule::encrypt::<1, 10>(&self.rk, &mut h);
             } else {
-                key_schedule::encrypt::<1, 14>(&rk, &mut h);
+                key_schedule::encrypt::<1, 14>(&self.rk, &mut h);
             }
             let mut h_bytes = [0u8; 16];
             core::arch::x86_64::_mm_storeu_si128(h_bytes.as_mut_ptr().cast(), h[0]);
-            let powers = ghash::Powers::new(&h_bytes);
+            self.powers.fill(&h_bytes);
             h_bytes.zeroize();
             h.zeroize();
-            Some(AesNiKey {
-                rk,
-                powers,
-                rounds,
-                use_wide,
-            })
         }
+        true
     }
 
     pub(in crate::crypto) fn name(&self) -> &'static str {

@@ -409,7 +409,7 @@ impl Handshakes {
                 encap: Encap::EspInUdp,
                 limits: HardLimits::default(),
             })?;
-            Ok((Arc::new(inbound), Arc::new(outbound)))
+            Ok((inbound, outbound))
         })
     }
 
