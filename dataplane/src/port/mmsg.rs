@@ -251,6 +251,26 @@ impl TxBatch {
         }
     }
 
+    /// A port's `tx_burst`: [`TxBatch::send`], then every buffer of `pkts`
+    /// back to `pool` (draining it) and what the kernel did not take added
+    /// to `dropped`.
+    pub(crate) fn send_burst(
+        &mut self,
+        fd: RawFd,
+        what: &dyn Display,
+        pkts: &mut Vec<Packet>,
+        mode: &mut TxMode,
+        pool: &mut PacketPool,
+        dropped: &mut u64,
+    ) -> io::Result<usize> {
+        let total = pkts.len();
+        let result = self.send(fd, what, pkts, mode);
+        pool.put_all(pkts);
+        let sent = result?;
+        *dropped += (total - sent) as u64;
+        Ok(sent)
+    }
+
     /// Sends every packet of `pkts` to its `meta.remote`. Returns how many
     /// the kernel took; the others were dropped (socket buffer full, or the
     /// kernel refused that one packet). Fails only if the socket itself is

@@ -179,17 +179,14 @@ impl Port for RawEspPort {
     }
 
     fn tx_burst(&mut self, pkts: &mut Vec<Packet>, pool: &mut PacketPool) -> io::Result<usize> {
-        let total = pkts.len();
-        let result = self.tx.send(
+        self.tx.send_burst(
             self.fd.as_raw_fd(),
             &Name(self.local),
             pkts,
             &mut self.tx_mode,
-        );
-        pool.put_all(pkts);
-        let sent = result?;
-        self.stats.tx_dropped += (total - sent) as u64;
-        Ok(sent)
+            pool,
+            &mut self.stats.tx_dropped,
+        )
     }
 
     fn readable_fd(&self) -> Option<RawFd> {
