@@ -73,8 +73,8 @@ pub struct IkeArgs {
     #[arg(long)]
     pub rekey_storm: Option<f64>,
     /// With --rekey-storm: run it this many times, each round after a quiet
-    /// quarter of its length. Rounds after the first start from SAs where
-    /// rekeys put them, not in the order the clients came up.
+    /// quarter of its length; the report gives each round's throughput
+    /// against the quiet seconds before it.
     #[arg(long, default_value_t = 1)]
     pub rekey_rounds: u32,
     #[command(flatten)]
