@@ -405,6 +405,16 @@ fn espritd_asks_a_strongswan_responder_for_an_address_of_each_family() {
         3,
         &espritd,
     );
+    // status says which addresses espritd holds there, and nothing waits
+    // for a retry.
+    let out = espritctl(&lab, &["--json", "status"]);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        st["data"]["inner_addresses"],
+        serde_json::json!(["10.50.0.1", "fd00:50::1"]),
+        "{st}"
+    );
+    assert_eq!(st["data"]["inner_addresses_retry_pending"], false, "{st}");
 
     // The leases end with the IKE SA, and come off the interface.
     let out = espritctl(&lab, &["terminate", "hq"]);

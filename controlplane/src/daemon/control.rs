@@ -80,6 +80,12 @@ impl Daemon {
             "indexed_pools": tables.routes.pools()
                 .map(|(prefix, hosts)| json!({ "prefix": prefix.to_string(), "hosts": hosts }))
                 .collect::<Vec<_>>(),
+            // Leased inner addresses espritd put on its inside TUN, and
+            // whether adding or removing one failed and waits for a retry.
+            "inner_addresses": self.inner_addresses.ours().iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>(),
+            "inner_addresses_retry_pending": self.inner_addresses.retry_at().is_some(),
         })
     }
 

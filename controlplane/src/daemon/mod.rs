@@ -4,6 +4,7 @@
 
 mod bypass;
 mod control;
+mod inner_addresses;
 mod manual;
 mod metrics_page;
 mod ports;
@@ -11,7 +12,7 @@ mod stats_log;
 
 pub use manual::to_dataplane;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +29,7 @@ use dataplane::sa::{SaPublisher, TunnelId};
 use dataplane::worker::{
     handoff_mesh, ControlLink, StatsSnapshot, Worker, WorkerConfig, WorkerStats,
 };
+use inner_addresses::{HostAddresses, InnerAddresses};
 
 /// Manual tunnels get ids from here up, IKE tunnels from 1: a reload can add
 /// either kind without the two ever meeting.
@@ -89,9 +91,8 @@ pub struct Daemon {
     publisher: SaPublisher,
     ike: IkeDriver,
     tun: Option<TunDevice>,
-    /// Our leased inner addresses put on the TUN, and the driver's
-    /// version of them that was applied.
-    inner_addresses: (u64, BTreeSet<IpAddr>),
+    /// Our leased inner addresses put on the TUN.
+    inner_addresses: InnerAddresses,
     workers: usize,
     config: config::Config,
     options: Options,
@@ -180,7 +181,7 @@ impl Daemon {
             publisher,
             ike,
             tun,
-            inner_addresses: (0, BTreeSet::new()),
+            inner_addresses: InnerAddresses::default(),
             workers: n,
             config: cfg.clone(),
             options,
@@ -319,41 +320,17 @@ impl Daemon {
     }
 
     /// Puts the inner addresses responders leased to us on the inside TUN,
-    /// and takes off those no SA holds any more: the CHILD SAs' selectors
-    /// are narrowed to them, so hosts must be able to send from them.
-    fn sync_inner_addresses(&mut self) {
+    /// and takes off those no SA holds any more (see `inner_addresses`):
+    /// the CHILD SAs' selectors are narrowed to them, so hosts must be able
+    /// to send from them.
+    fn sync_inner_addresses(&mut self, now: Instant) {
         let own = self.ike.own_addresses();
-        let (version, wanted) = (own.version(), own.all());
         let Some(tun) = self.tun.as_ref() else {
-            self.inner_addresses = (version, BTreeSet::new());
             return;
         };
-        let applied = std::mem::take(&mut self.inner_addresses.1);
-        // Only what we added is ours to take off: an address that was
-        // there already (the operator's) is left alone.
-        let mut now_on: BTreeSet<IpAddr> = applied.intersection(&wanted).copied().collect();
-        for &a in applied.difference(&wanted) {
-            match tun.remove_host_address(a) {
-                Ok(()) => {
-                    tracing::info!(address = %a, dev = tun.name(), "leased inner address removed")
-                }
-                Err(e) => {
-                    tracing::warn!(address = %a, error = %e, "could not remove a leased inner address")
-                }
-            }
-        }
-        for &a in wanted.difference(&applied) {
-            match tun.add_host_address(a) {
-                Ok(()) => {
-                    tracing::info!(address = %a, dev = tun.name(), "leased inner address added");
-                    now_on.insert(a);
-                }
-                Err(e) => {
-                    tracing::warn!(address = %a, error = %e, "could not add a leased inner address")
-                }
-            }
-        }
-        self.inner_addresses = (version, now_on);
+        let (version, wanted) = (own.version(), own.all());
+        self.inner_addresses
+            .sync(&TunAddresses(tun), version, &wanted, now);
     }
 
     /// One turn of the control loop: control requests, IKE datagrams and
@@ -368,8 +345,12 @@ impl Daemon {
             self.publisher.publish();
         }
         self.ike.flush();
-        if self.ike.own_addresses().version() != self.inner_addresses.0 {
-            self.sync_inner_addresses();
+        let now = Instant::now();
+        if self
+            .inner_addresses
+            .due(self.ike.own_addresses().version(), now)
+        {
+            self.sync_inner_addresses(now);
         }
         if self
             .metrics
@@ -484,4 +465,19 @@ pub fn config_warnings(cfg: &config::Config) -> Vec<String> {
                 })
         });
     natt.chain(pools).collect()
+}
+
+/// The inside TUN as the device leased addresses go on.
+struct TunAddresses<'a>(&'a TunDevice);
+
+impl HostAddresses for TunAddresses<'_> {
+    fn add(&self, a: IpAddr) -> std::io::Result<()> {
+        self.0.add_host_address(a)
+    }
+    fn remove(&self, a: IpAddr) -> std::io::Result<()> {
+        self.0.remove_host_address(a)
+    }
+    fn name(&self) -> &str {
+        self.0.name()
+    }
 }

@@ -244,11 +244,20 @@ fn ip(args: &[&str]) -> io::Result<()> {
         .output()
         .map_err(|e| io::Error::new(e.kind(), format!("running ip {}: {e}", args.join(" "))))?;
     if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "ip {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // The two answers a caller acts on: an address added twice, or
+        // removed when it is not there (EEXIST, EADDRNOTAVAIL).
+        let kind = if stderr.contains("File exists") {
+            io::ErrorKind::AlreadyExists
+        } else if stderr.contains("Cannot assign requested address") {
+            io::ErrorKind::AddrNotAvailable
+        } else {
+            io::ErrorKind::Other
+        };
+        return Err(io::Error::new(
+            kind,
+            format!("ip {} failed: {}", args.join(" "), stderr.trim()),
+        ));
     }
     Ok(())
 }
