@@ -183,6 +183,55 @@ mod tests {
         assert!(parse(&docs[2], "t.toml").is_err());
     }
 
+    /// Lines a document may be made of: headers, keys whose values hold
+    /// brackets, quotes, `#` and line breaks, comments, and mistakes.
+    const PIECES: &[&str] = &[
+        "[[manual_tunnel]]\n",
+        "[manual_tunnel.inbound]\n",
+        "[manual_tunnel.outbound]\n",
+        "[ manual_tunnel . inbound ] # sub-table\n",
+        "[dataplane]\n",
+        "[gateway]\n",
+        "[[\"manual_tunnel\"]]\n",
+        "manual_tunnel = []\n",
+        "name = \"a\"\n",
+        "name = \"b\"\n",
+        "spi = 0x1001\n",
+        "workers = 1\n",
+        "note = \"[[manual_tunnel]] # not a header\"\n",
+        "note = '''\n[gateway]\n'''\n",
+        "note = \"\"\"\n[[manual_tunnel]]\n\"\"\"\n",
+        "x = [\n[1, 2],\n]\n",
+        "y = { a = \"]\" }\n",
+        "# [[manual_tunnel]] in a comment\n",
+        "\n",
+        "oops = [\n",
+        "\"\n",
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn any_document_parses_the_same_split_or_whole(
+            picks in proptest::collection::vec(0..PIECES.len() + 2, 0..14),
+        ) {
+            // Two whole tunnels too, so that some documents are valid and
+            // the split parse's answer is compared, not only its fallback.
+            let whole_tunnels = [tunnel("a", 1), tunnel("b", 2)];
+            let piece = |i: usize| match i.checked_sub(PIECES.len()) {
+                Some(t) => whole_tunnels[t].as_str(),
+                None => PIECES[i],
+            };
+            let doc: String = picks.iter().map(|&i| piece(i)).collect();
+            proptest::prop_assert_eq!(outcome(parse(&doc, "t.toml")), outcome(whole(&doc)), "{}", doc);
+        }
+
+        #[test]
+        fn the_splitter_takes_any_text(text in "\\PC{0,200}") {
+            let _ = split::manual_tunnels(&text);
+            let _ = parse(&text, "t.toml");
+        }
+    }
+
     #[test]
     fn the_shipped_examples_parse_the_same_split_or_whole() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples");
