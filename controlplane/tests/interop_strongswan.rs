@@ -563,6 +563,20 @@ fn rekeys_from_both_sides_under_traffic_then_delete() {
         ours("IKE SA rekey (lifetime)") >= 1,
         "espritd rekeyed the IKE SA itself:\n{log}"
     );
+    // Rekeys are routine and logged at debug; the tunnel's first pair at info.
+    let installs: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("CHILD SA installed"))
+        .collect();
+    let expected_level = |l: &str| match l.contains("rekey=true") {
+        true => " DEBUG ",
+        false => " INFO ",
+    };
+    assert!(
+        installs.iter().all(|l| l.contains(expected_level(l))),
+        "{installs:#?}"
+    );
+    assert!(installs.iter().any(|l| l.contains("rekey=true")));
     let received: usize = text
         .split(", ")
         .find_map(|p| p.strip_suffix(" received").and_then(|n| n.parse().ok()))

@@ -32,6 +32,20 @@ use dataplane::worker::SealRequest;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+/// Logs at debug when `routine` (a rekey's SAs coming and going, hundreds a
+/// second in a storm, thousands of lines a minute on a busy concentrator;
+/// the counters and metrics still count them), else at info (a tunnel
+/// appearing or going away).
+macro_rules! routine_or_info {
+    ($routine:expr, $($event:tt)+) => {
+        if $routine {
+            tracing::debug!($($event)+)
+        } else {
+            tracing::info!($($event)+)
+        }
+    };
+}
+
 /// How long an initiator waits before starting over after its IKE SA failed.
 const RECONNECT_AFTER: Duration = Duration::from_secs(3);
 /// A lifetime rekey that could not start (its IKE SA was busy with another
@@ -800,7 +814,7 @@ impl IkeDriver {
                         // (one CREATE_CHILD_SA at a time): try again soon.
                         self.arm(now + REKEY_RETRY, Timer::RekeyChild { inbound_spi });
                     }
-                    tracing::info!(
+                    tracing::debug!(
                         inbound_spi = format_args!("{:#010x}", inbound_spi),
                         started,
                         "CHILD SA rekey (lifetime)"
@@ -908,7 +922,8 @@ impl IkeDriver {
                             Timer::RekeyChild { inbound_spi: spi },
                         );
                     }
-                    tracing::info!(
+                    routine_or_info!(
+                        c.replaces.is_some(),
                         tunnel,
                         ike_sa = format_args!("{:016x}", c.ike_sa.0),
                         inbound_spi = format_args!("{:#010x}", c.inbound_spi),
@@ -947,7 +962,9 @@ impl IkeDriver {
                     if !self.book.is_live(tunnel) {
                         self.epochs.forget(tunnel);
                     }
-                    tracing::info!(
+                    // A rekey's old pair (the tunnel lives on) is routine.
+                    routine_or_info!(
+                        self.book.is_live(tunnel),
                         tunnel,
                         inbound_spi = format_args!("{:#010x}", inbound_spi),
                         "CHILD SA removed"

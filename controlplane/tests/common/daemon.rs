@@ -28,7 +28,8 @@ impl Espritd {
             .arg(config)
             .arg("--stats-interval")
             .arg("1")
-            .env("RUST_LOG", "info")
+            // The gateway logs rekeys at debug; tests read them.
+            .env("RUST_LOG", "info,controlplane::gateway=debug")
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .stdin(Stdio::null())
