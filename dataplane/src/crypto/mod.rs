@@ -73,9 +73,7 @@ impl AesGcm {
     /// (16: AES-128, 32: AES-256), not keyed yet (all zeros): put it where
     /// it will stay, then [`AesGcm::set_key`].
     pub fn unkeyed(key_len: usize) -> Result<AesGcm, CryptoError> {
-        if !matches!(key_len, 16 | 32) {
-            return Err(CryptoError::KeyLength(key_len));
-        }
+        check_key_len(key_len)?;
         #[cfg(target_arch = "x86_64")]
         if let Some(k) = x86::AesNiKey::unkeyed(true) {
             return Ok(AesGcm {
@@ -124,24 +122,16 @@ impl AesGcm {
     /// keys that live long are made with [`AesGcm::new_boxed`] or keyed in
     /// place.
     pub fn new(key: &[u8]) -> Result<AesGcm, CryptoError> {
-        check_key_len(key)?;
-        #[cfg(target_arch = "x86_64")]
-        if x86::AesNiKey::supported() {
-            if let Some(k) = x86::AesNiKey::new(key, true) {
-                return Ok(AesGcm {
-                    inner: Inner::AesNi(k),
-                    key_len: key.len(),
-                });
-            }
-        }
-        Self::new_portable(key)
+        let mut g = Self::unkeyed(key.len())?;
+        g.set_key(key)?;
+        Ok(g)
     }
 
     /// The portable backend regardless of the CPU: for tests, benchmarks and
     /// reference.
     #[doc(hidden)]
     pub fn new_portable(key: &[u8]) -> Result<AesGcm, CryptoError> {
-        check_key_len(key)?;
+        check_key_len(key.len())?;
         let k = portable::PortableKey::new(key).ok_or(CryptoError::KeyLength(key.len()))?;
         Ok(AesGcm {
             inner: Inner::Portable(k),
@@ -153,7 +143,7 @@ impl AesGcm {
     /// portable one last: for tests and benchmarks that must cover them all.
     #[doc(hidden)]
     pub fn all_backends(key: &[u8]) -> Result<Vec<AesGcm>, CryptoError> {
-        check_key_len(key)?;
+        check_key_len(key.len())?;
         let mut out = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
@@ -243,8 +233,8 @@ impl core::fmt::Debug for AesGcm {
     }
 }
 
-fn check_key_len(key: &[u8]) -> Result<(), CryptoError> {
-    match key.len() {
+fn check_key_len(len: usize) -> Result<(), CryptoError> {
+    match len {
         16 | 32 => Ok(()),
         n => Err(CryptoError::KeyLength(n)),
     }
