@@ -5,7 +5,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::report::Report;
+use super::report::{intervals, Report};
 
 /// Plotting failed (the file, or plotters).
 #[derive(Debug, thiserror::Error)]
@@ -17,19 +17,8 @@ pub struct PlotError {
 
 /// Per-interval rates from the cumulative timeline: (t, tx kpps, rx kpps).
 pub fn rates(r: &Report) -> Vec<(f64, f64, f64)> {
-    r.timeline
-        .windows(2)
-        .filter_map(|w| {
-            let (a, b) = (w.first()?, w.get(1)?);
-            let dt = b.t - a.t;
-            (dt > 1e-3).then(|| {
-                (
-                    b.t,
-                    b.sent.saturating_sub(a.sent) as f64 / dt / 1e3,
-                    b.received.saturating_sub(a.received) as f64 / dt / 1e3,
-                )
-            })
-        })
+    intervals(&r.timeline)
+        .map(|i| (i.to, i.tx_pps / 1e3, i.rx_pps / 1e3))
         .collect()
 }
 

@@ -20,6 +20,31 @@ pub struct Sample {
     pub rx_bytes: u64,
 }
 
+/// The stretch between two samples of the timeline: its ends (seconds
+/// since the traffic began) and the packets per second sent and received.
+#[derive(Clone, Copy, Debug)]
+pub struct Interval {
+    pub from: f64,
+    pub to: f64,
+    pub tx_pps: f64,
+    pub rx_pps: f64,
+}
+
+/// The rates between consecutive samples of a cumulative timeline (those
+/// a millisecond apart or more).
+pub fn intervals(timeline: &[Sample]) -> impl Iterator<Item = Interval> + '_ {
+    timeline.windows(2).filter_map(|w| {
+        let (a, b) = (w.first()?, w.get(1)?);
+        let dt = b.t - a.t;
+        (dt > 1e-3).then(|| Interval {
+            from: a.t,
+            to: b.t,
+            tx_pps: b.sent.saturating_sub(a.sent) as f64 / dt,
+            rx_pps: b.received.saturating_sub(a.received) as f64 / dt,
+        })
+    })
+}
+
 impl Sample {
     /// The line printed each second: rates since `last`, and totals.
     pub fn progress_line(&self, last: &Sample) -> String {

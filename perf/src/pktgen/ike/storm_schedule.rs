@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::pktgen::report::Sample;
+use crate::pktgen::report::{intervals, Sample};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Schedule {
@@ -88,10 +88,9 @@ impl Schedule {
 /// The median of the per-interval receive rates (M/s) of the intervals
 /// that lie wholly within `from..=to` seconds.
 fn median_rate(timeline: &[Sample], from: f64, to: f64) -> Option<f64> {
-    let mut rates: Vec<f64> = timeline
-        .windows(2)
-        .filter(|w| w[0].t >= from && w[1].t <= to && w[1].t > w[0].t)
-        .map(|w| (w[1].received.saturating_sub(w[0].received)) as f64 / (w[1].t - w[0].t) / 1e6)
+    let mut rates: Vec<f64> = intervals(timeline)
+        .filter(|i| i.from >= from && i.to <= to)
+        .map(|i| i.rx_pps / 1e6)
         .collect();
     if rates.is_empty() {
         return None;
