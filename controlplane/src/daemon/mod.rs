@@ -345,10 +345,13 @@ impl Daemon {
             self.publisher.publish();
         }
         self.ike.flush();
+        // Without an inside TUN (a reflecting inside) there is nowhere to
+        // put them, and nothing to try again.
         let now = Instant::now();
-        if self
-            .inner_addresses
-            .due(self.ike.own_addresses().version(), now)
+        if self.tun.is_some()
+            && self
+                .inner_addresses
+                .due(self.ike.own_addresses().version(), now)
         {
             self.sync_inner_addresses(now);
         }
