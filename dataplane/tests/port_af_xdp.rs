@@ -11,7 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dataplane::packet::Encap;
-use dataplane::port::af_xdp::{AfXdpConfig, AfXdpPort, KERNEL_STATS_EVERY};
+use dataplane::port::af_xdp::{AfXdpConfig, AfXdpPort};
+use dataplane::port::counter_reads::COUNTER_READS_EVERY;
 use dataplane::port::l2::{L2Config, MacAddr, SharedNeighbours};
 use dataplane::port::Port;
 use dataplane::{Packet, PacketPool};
@@ -127,7 +128,7 @@ fn frames_the_kernel_drops_before_the_ring_are_counted() {
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             port.rx_burst(&mut pool, &mut rx, 64).unwrap();
-            std::thread::sleep(KERNEL_STATS_EVERY / 4);
+            std::thread::sleep(COUNTER_READS_EVERY / 4);
             if port.stats().rx_frames + port.rx_dropped() >= SENT {
                 break;
             }

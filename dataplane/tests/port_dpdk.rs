@@ -16,7 +16,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use dataplane::packet::Encap;
-use dataplane::port::dpdk::{DpdkDevice, DpdkPort, Eal, MbufPool, DEVICE_STATS_EVERY};
+use dataplane::port::counter_reads::COUNTER_READS_EVERY;
+use dataplane::port::dpdk::{DpdkDevice, DpdkPort, Eal, MbufPool};
 use dataplane::port::l2::{L2Config, MacAddr, SharedNeighbours};
 use dataplane::port::Port;
 use dataplane::{Packet, PacketPool};
@@ -217,7 +218,7 @@ fn frames_the_device_misses_are_counted_as_receive_drops() {
             port.rx_burst(&mut pool, &mut rx, 32).unwrap();
             delivered += rx.len() as u64;
             pool.put_all(&mut rx);
-            std::thread::sleep(DEVICE_STATS_EVERY / 4);
+            std::thread::sleep(COUNTER_READS_EVERY / 4);
             if port.stats().rx_frames + port.rx_dropped() >= SENT {
                 break;
             }

@@ -20,12 +20,13 @@ use std::mem;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub use bpf::{XdpAttachment, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
 use ring::{MmapOffsets, Ring, XdpDesc};
 
 use super::af_packet::{if_index, if_mac};
+use super::counter_reads::CounterReads;
 use super::l2::{L2Config, L2Outside, L2Stats, MacAddr, SharedNeighbours};
 use super::sys::{last_error, socket, with_context};
 use super::Port;
@@ -85,13 +86,9 @@ pub struct AfXdpStats {
     pub tx_dropped: u64,
     /// Frames the kernel dropped before our rx ring: no frame on the fill
     /// ring, the rx ring full, or a bad descriptor (`XDP_STATISTICS`, read
-    /// at most every [`KERNEL_STATS_EVERY`]).
+    /// at most every [`COUNTER_READS_EVERY`](super::counter_reads::COUNTER_READS_EVERY)).
     pub rx_kernel_dropped: u64,
 }
-
-/// How often `rx_burst` asks the kernel for its drop counts: a system call,
-/// so not on every burst.
-pub const KERNEL_STATS_EVERY: Duration = Duration::from_millis(100);
 
 /// `struct xdp_statistics` (Linux 5.9 and later; older kernels fill the
 /// first three).
@@ -190,7 +187,7 @@ pub struct AfXdpPort {
     frames: Vec<Packet>,
     stats: AfXdpStats,
     /// When the kernel's drop counts were last read.
-    kernel_stats_at: Option<Instant>,
+    counter_reads: CounterReads,
     ifname: String,
     _xdp: Arc<XdpAttachment>,
 }
@@ -378,7 +375,7 @@ impl AfXdpPort {
             l2: L2Outside::new(l2, neighbours),
             frames: Vec::with_capacity(64),
             stats: AfXdpStats::default(),
-            kernel_stats_at: None,
+            counter_reads: CounterReads::default(),
             ifname: cfg.ifname.clone(),
             _xdp: xdp,
         })
@@ -484,11 +481,7 @@ impl Port for AfXdpPort {
         if !self.frames.is_empty() {
             self.send_frames(pool);
         }
-        if self
-            .kernel_stats_at
-            .is_none_or(|t| now.duration_since(t) >= KERNEL_STATS_EVERY)
-        {
-            self.kernel_stats_at = Some(now);
+        if self.counter_reads.due(now) {
             if let Some(d) = kernel_rx_drops(self.fd.as_raw_fd()) {
                 self.stats.rx_kernel_dropped = d;
             }

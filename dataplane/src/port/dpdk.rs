@@ -12,7 +12,7 @@ mod eal;
 mod queue;
 
 pub use eal::{Eal, MbufPool};
-pub use queue::{DpdkDevice, DpdkPort, DpdkStats, DEVICE_STATS_EVERY};
+pub use queue::{DpdkDevice, DpdkPort, DpdkStats};
 
 /// A DPDK call failed.
 #[derive(Debug, thiserror::Error)]

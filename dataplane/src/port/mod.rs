@@ -9,6 +9,8 @@
 pub mod af_packet;
 #[cfg(feature = "af_xdp")]
 pub mod af_xdp;
+#[cfg(any(feature = "af_xdp", feature = "dpdk"))]
+pub mod counter_reads;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod dual;

@@ -4,11 +4,12 @@ use std::cell::Cell;
 use std::ffi::CString;
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::eal::{Eal, MbufPool};
 use super::DpdkError;
 use crate::packet::{BufferSource, ExternalBuffer, Lender, Packet, PacketPool, BUF_CAPACITY};
+use crate::port::counter_reads::CounterReads;
 use crate::port::l2::{L2Config, L2Outside, L2Stats, MacAddr, SharedNeighbours};
 use crate::port::Port;
 
@@ -114,15 +115,13 @@ pub struct DpdkStats {
     /// zero when the worker's pool takes its buffers from the port.
     pub tx_copied: u64,
     /// The device's own receive drops (its rx ring full, or received with
-    /// errors), read every [`DEVICE_STATS_EVERY`] at most. The device counts them
+    /// errors), read every
+    /// [`COUNTER_READS_EVERY`](crate::port::counter_reads::COUNTER_READS_EVERY)
+    /// at most. The device counts them
     /// for all its queues, so only queue 0's port reports them: each
     /// worker reporting them would count them once per queue.
     pub rx_device_dropped: u64,
 }
-
-/// How often queue 0 asks the device for its receive drops: the call may
-/// cost a system call (net_af_packet) or a register read over PCI.
-pub const DEVICE_STATS_EVERY: Duration = Duration::from_millis(100);
 
 /// Gives an mbuf lent to a packet back to its pool.
 ///
@@ -213,7 +212,7 @@ pub struct DpdkPort {
     rx_scratch: Vec<Packet>,
     stats: DpdkStats,
     /// When queue 0 last read the device's drops.
-    device_stats_at: Option<Instant>,
+    counter_reads: CounterReads,
 }
 
 impl DpdkPort {
@@ -245,7 +244,7 @@ impl DpdkPort {
             frames: Vec::with_capacity(BURST),
             rx_scratch: Vec::with_capacity(BURST),
             stats: DpdkStats::default(),
-            device_stats_at: None,
+            counter_reads: CounterReads::default(),
         })
     }
 
@@ -269,16 +268,11 @@ impl DpdkPort {
         self.l2.as_ref().map(L2Outside::stats)
     }
 
-    /// Queue 0 reads the device's receive drops, at most every
-    /// [`DEVICE_STATS_EVERY`].
+    /// Queue 0 reads the device's receive drops, when they are due.
     fn read_device_drops(&mut self, now: Instant) {
-        let due = self
-            .device_stats_at
-            .is_none_or(|t| now.duration_since(t) >= DEVICE_STATS_EVERY);
-        if self.queue != 0 || !due {
+        if self.queue != 0 || !self.counter_reads.due(now) {
             return;
         }
-        self.device_stats_at = Some(now);
         let mut drops = 0u64;
         // SAFETY: a started port and a valid out-pointer.
         let rc = unsafe { dpdk_sys::esprit_rx_drops(self.dev.port_id, &mut drops) };
