@@ -1,11 +1,9 @@
 //! When a rekey storm's rounds run, and what the traffic did in each.
 //!
 //! A storm of `over` seconds starts a quarter of `over` into the traffic;
-//! each further round follows after another quiet quarter. The first round
-//! starts from SAs laid out in the order the clients came up, which is the
-//! order round robin visits them; the rounds after it start from SAs where
-//! rekeys put them, as in a gateway that has run for a while. Each round is
-//! measured against the quiet seconds just before it.
+//! each further round follows after another quiet quarter. Each round is
+//! measured against the quiet seconds just before it, so a round's figure
+//! says what the rekeys cost, not how the run drifted.
 
 use std::time::Duration;
 
