@@ -1,10 +1,11 @@
 //! A rekey storm during the traffic phase: every client rekeys its CHILD SA
 //! once per round, the rekeys spread evenly over a given time
 //! (`storm_schedule`), while its traffic flows. Each rekey is a new epoch
-//! as docs/ping.md has it: the client pings on the new pair and moves its data there only after the pong; it keeps
-//! receiving on the old pair for the grace period, then deletes it. The
-//! traffic thread hands IKE datagrams and pongs in ([`Hook`]) and applies
-//! the SA changes that come out.
+//! as docs/ping.md has it: the client pings on the new pair and moves its
+//! data there only after the pong; it keeps receiving on the old pair for
+//! the grace period, then deletes it. The traffic thread hands IKE
+//! datagrams and pongs in ([`Hook`]) and applies the SA changes that come
+//! out.
 
 use std::time::{Duration, Instant};
 
