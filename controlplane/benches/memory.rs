@@ -9,14 +9,14 @@
 //! `cargo bench -p controlplane --bench memory` (`ESPRIT_MEM_TUNNELS`, default 10000)
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::endpoint;
+use common::{client_batch, endpoint};
 use controlplane::gateway::{Epochs, InProcessGateway, TunnelBook};
 use controlplane::ike::crypto::DhGroup;
 use controlplane::ike::sa::IkeSaId;
@@ -201,25 +201,4 @@ fn whole_gateway(n: usize) {
         if total < 4096.0 { "met" } else { "not met" }
     );
     drop(gw);
-}
-
-/// The client endpoint of batch `batch` (seeded `seed + batch`), its up to
-/// 1000 clients of the `n` connecting to `server`.
-fn client_batch(
-    n: usize,
-    batch: usize,
-    seed: u64,
-    server: SocketAddr,
-    now: Instant,
-) -> IkeEndpoint {
-    let mut client = endpoint(seed + batch as u64, 0x0200_0000);
-    for k in batch * 1000..n.min((batch + 1) * 1000) {
-        let local = SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::new(198, 51, (k >> 8) as u8, k as u8)),
-            500,
-        );
-        let policy = common::policy(&format!("c{k}"), DhGroup::Curve25519, true);
-        let _ = client.connect(now, local, server, policy);
-    }
-    client
 }

@@ -1,7 +1,8 @@
 //! What the IKE benches (and the in-process driver test) share: a
 //! permissive PSK policy, an endpoint, and a concentrator's config.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
 
 use controlplane::ike::crypto::{DhGroup, Prf, Secret};
 use controlplane::ike::sa::{IkeEndpoint, Policy, Retransmit, SequentialSpis};
@@ -79,4 +80,25 @@ pool = "10.128.0.0/10"
 {peer}
 "#
     )
+}
+
+/// The client endpoint of batch `batch` (seeded `seed + batch`), its up to
+/// 1000 clients of the `n` connecting to `server`, each asking for an
+/// inner address.
+#[allow(dead_code)] // not every bench connects clients
+pub fn client_batch(
+    n: usize,
+    batch: usize,
+    seed: u64,
+    server: SocketAddr,
+    now: Instant,
+) -> IkeEndpoint {
+    let mut client = endpoint(seed + batch as u64, 0x0200_0000);
+    for k in batch * 1000..n.min((batch + 1) * 1000) {
+        // 10.0.0.0/8 gives each of up to 16M clients its own address.
+        let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + k as u32)), 500);
+        let policy = policy(&format!("c{k}"), DhGroup::Curve25519, true);
+        let _ = client.connect(now, local, server, policy);
+    }
+    client
 }

@@ -2,14 +2,15 @@
 //! caller: datagrams go in through the control link the way a worker hands
 //! them over, and what the driver sends comes back out as transmits. Tests
 //! and benchmarks get the whole control plane (IKE, tunnel book, epochs,
-//! lifetime timers) with simulated time and no sockets.
+//! lifetime timers) with simulated time and no sockets, and publish the
+//! SA tables the way espritd does, after each poll that changed them.
 
 use std::io::{Error, ErrorKind};
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use dataplane::packet::{Encap, Packet};
-use dataplane::sa::SaTables;
+use dataplane::sa::{SaPublisher, SaTables};
 use dataplane::worker::{ControlLink, Queue};
 
 use super::{IkeDriver, SpiSlots};
@@ -18,8 +19,9 @@ use crate::ike::wire::NON_ESP_MARKER;
 
 pub struct InProcessGateway {
     pub driver: IkeDriver,
-    /// The data plane's tables as the driver left them.
-    pub tables: SaTables,
+    /// The data plane's tables, published as espritd publishes them (so
+    /// edits after a publication copy what they share with it).
+    publisher: SaPublisher,
     to_control: Queue,
     from_control: Queue,
     /// The gateway's IKE address (UDP 500) and NAT-T address (4500).
@@ -47,7 +49,7 @@ impl InProcessGateway {
             .unwrap_or(([0, 0, 0, 0], 4500).into());
         Ok(InProcessGateway {
             driver: IkeDriver::new(cfg, vec![link], SpiSlots::new(), 1)?,
-            tables: SaTables::default(),
+            publisher: SaPublisher::new(),
             to_control,
             from_control,
             ike: SocketAddr::new(natt.ip(), cfg.gateway.ike_port),
@@ -72,7 +74,7 @@ impl InProcessGateway {
         p.meta.local_port = t.remote.port();
         p.meta.encap = Encap::EspInUdp;
         while let Err(back) = self.to_control.push(p) {
-            self.driver.poll(now, &mut self.tables);
+            self.poll_driver(now);
             p = back;
         }
     }
@@ -80,7 +82,7 @@ impl InProcessGateway {
     /// Runs the driver at `now`; returns what it sent, from our address
     /// to the peer's.
     pub fn poll(&mut self, now: Instant) -> Vec<Transmit> {
-        self.driver.poll(now, &mut self.tables);
+        self.poll_driver(now);
         self.driver.flush();
         let mut out = Vec::new();
         while let Some(p) = self.from_control.pop() {
@@ -95,5 +97,18 @@ impl InProcessGateway {
             });
         }
         out
+    }
+
+    /// The tables as the driver left them (workers would see them after
+    /// the next publication).
+    pub fn tables(&mut self) -> &SaTables {
+        self.publisher.edit()
+    }
+
+    /// What espritd's control step does with the driver and the tables.
+    fn poll_driver(&mut self, now: Instant) {
+        if self.driver.poll(now, self.publisher.edit()) {
+            self.publisher.publish();
+        }
     }
 }

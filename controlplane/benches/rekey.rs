@@ -1,0 +1,136 @@
+//! What one CHILD SA rekey costs the gateway's control thread, at a small
+//! and a large tunnel count: the peer's CREATE_CHILD_SA and its DELETE of
+//! the old pair, the new pair installed in the SA tables, the epoch
+//! machine, the old pair removed. The lab's rekey storm (issue 7) runs
+//! this path 1,667 times a second at 100,000 tunnels, on a core that also
+//! carries traffic, so its cost per rekey is what the storm's throughput
+//! drop comes from.
+//!
+//! Only the gateway's time is counted (handing it the datagrams and its
+//! `poll`); the clients' side runs in the same thread, untimed. Simulated
+//! time: each round spreads the rekeys over a minute, as the lab does.
+//!
+//! `cargo bench -p controlplane --bench rekey` (`ESPRIT_REKEY_TUNNELS`,
+//! a comma-separated list, default `1000,20000`)
+
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::client_batch;
+use controlplane::gateway::InProcessGateway;
+use controlplane::ike::sa::{Event, IkeEndpoint, IkeSaId, Transmit};
+
+const ROUNDS: usize = 3;
+const BATCH: usize = 1000;
+/// Datagrams the gateway takes per poll (and so per publication of its
+/// tables). The lab's storm, 1,667 rekeys a second on a control loop that
+/// wakes every few milliseconds, hands it a few at a time.
+const PER_POLL: usize = 8;
+
+fn main() {
+    let sizes: Vec<usize> = std::env::var("ESPRIT_REKEY_TUNNELS")
+        .unwrap_or_else(|_| "1000,20000".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    println!("== gateway control thread per CHILD SA rekey (CREATE_CHILD_SA + DELETE) ==");
+    let mut first = None;
+    for n in sizes {
+        let per = per_rekey(n);
+        let base = *first.get_or_insert(per);
+        println!(
+            "{n:>7} tunnels: median of {ROUNDS} rounds {:6.1} µs per rekey ({:.2}x of the first size)",
+            per.as_secs_f64() * 1e6,
+            per.as_secs_f64() / base.as_secs_f64()
+        );
+    }
+}
+
+/// A batch of clients: their endpoint and each one's IKE SA and current
+/// inbound SPI.
+struct Clients {
+    ep: IkeEndpoint,
+    children: Vec<(IkeSaId, u32)>,
+}
+
+/// The gateway's median time per rekey over the rounds, `n` tunnels up.
+fn per_rekey(n: usize) -> Duration {
+    let text = common::gateway_config("", "");
+    let cfg = config::parse(&text, "bench").unwrap_or_else(|e| panic!("{e}"));
+    let mut gw = InProcessGateway::new(&cfg).expect("gateway");
+    let mut now = Instant::now();
+    let mut batches: Vec<Clients> = (0..n.div_ceil(BATCH))
+        .map(|b| Clients {
+            ep: client_batch(n, b, 5000, gw.ike, now),
+            children: Vec::new(),
+        })
+        .collect();
+    for c in &mut batches {
+        exchange(&mut gw, c, now);
+    }
+    assert_eq!(gw.driver.tunnels(), n, "every client got its tunnel");
+    eprintln!("{n} tunnels up; rekeying them {ROUNDS} times");
+    let step = Duration::from_secs(60) / batches.len() as u32;
+    let mut rounds = Vec::new();
+    for _ in 0..ROUNDS {
+        let mut spent = Duration::ZERO;
+        let mut rekeys = 0;
+        for c in &mut batches {
+            now += step;
+            for &(ike, spi) in &c.children {
+                rekeys += usize::from(c.ep.rekey_child_sa(now, ike, spi));
+            }
+            spent += exchange(&mut gw, c, now);
+        }
+        assert_eq!(rekeys, n, "every client started its rekey");
+        assert_eq!(gw.driver.tunnels(), n, "the tunnels stayed");
+        assert_eq!(
+            gw.driver.stats.child_sas_installed as usize,
+            n * (rounds.len() + 2),
+            "each rekey installed its new pair"
+        );
+        rounds.push(spent / n as u32);
+    }
+    rounds.sort();
+    rounds[ROUNDS / 2]
+}
+
+/// Runs a batch's datagrams to and from the gateway until both are quiet;
+/// returns the time the gateway spent. Keeps each client's newest SPI.
+fn exchange(gw: &mut InProcessGateway, c: &mut Clients, now: Instant) -> Duration {
+    let mut spent = Duration::ZERO;
+    loop {
+        let sent: Vec<Transmit> = std::iter::from_fn(|| c.ep.poll_transmit()).collect();
+        let t = Instant::now();
+        let mut back = Vec::new();
+        for group in sent.chunks(PER_POLL) {
+            for d in group {
+                gw.deliver(now, d);
+            }
+            back.extend(gw.poll(now));
+        }
+        if sent.is_empty() {
+            back.extend(gw.poll(now));
+        }
+        spent += t.elapsed();
+        for d in &back {
+            c.ep.handle_datagram(now, d.remote, d.local, &d.payload);
+        }
+        while let Some(e) = c.ep.poll_event() {
+            if let Event::ChildSaEstablished(sa) = e {
+                match sa.replaces {
+                    Some(old) => {
+                        if let Some(entry) = c.children.iter_mut().find(|x| x.1 == old) {
+                            entry.1 = sa.inbound_spi;
+                        }
+                    }
+                    None => c.children.push((sa.ike_sa, sa.inbound_spi)),
+                }
+            }
+        }
+        if sent.is_empty() && back.is_empty() {
+            return spent;
+        }
+    }
+}
