@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use dataplane::packet::{Encap, Packet};
 use dataplane::sa::{SaPublisher, SaTables};
-use dataplane::worker::{ControlLink, Queue};
+use dataplane::worker::ControlLink;
 
 use super::{IkeDriver, SpiSlots};
 use crate::ike::sa::Transmit;
@@ -22,8 +22,11 @@ pub struct InProcessGateway {
     /// The data plane's tables, published as espritd publishes them (so
     /// edits after a publication copy what they share with it).
     publisher: SaPublisher,
-    to_control: Queue,
-    from_control: Queue,
+    /// The worker's end of the driver's control link.
+    link: ControlLink,
+    /// Control messages (pongs) the driver asked a worker to seal: the
+    /// outbound SPI and the message.
+    sealed: Vec<(u32, Vec<u8>)>,
     /// The gateway's IKE address (UDP 500) and NAT-T address (4500).
     pub ike: SocketAddr,
     pub natt: SocketAddr,
@@ -40,7 +43,11 @@ impl InProcessGateway {
             ));
         }
         let link = ControlLink::new(4096);
-        let (to_control, from_control) = (link.to_control.clone(), link.from_control.clone());
+        let worker_end = ControlLink {
+            to_control: link.to_control.clone(),
+            from_control: link.from_control.clone(),
+            seal: link.seal.clone(),
+        };
         let natt = cfg
             .gateway
             .outside
@@ -50,8 +57,8 @@ impl InProcessGateway {
         Ok(InProcessGateway {
             driver: IkeDriver::new(cfg, vec![link], SpiSlots::new(), 1)?,
             publisher: SaPublisher::new(),
-            to_control,
-            from_control,
+            link: worker_end,
+            sealed: Vec::new(),
             ike: SocketAddr::new(natt.ip(), cfg.gateway.ike_port),
             natt,
         })
@@ -73,10 +80,36 @@ impl InProcessGateway {
         p.meta.remote = t.local;
         p.meta.local_port = t.remote.port();
         p.meta.encap = Encap::EspInUdp;
-        while let Err(back) = self.to_control.push(p) {
+        while let Err(back) = self.link.to_control.push(p) {
             self.poll_driver(now);
             p = back;
         }
+    }
+
+    /// Hands the driver a control message (a ping) that arrived from `from`
+    /// inside ESP on `inbound_spi`, as a worker does after opening it.
+    pub fn deliver_control(
+        &mut self,
+        now: Instant,
+        inbound_spi: u32,
+        payload: &[u8],
+        from: SocketAddr,
+    ) {
+        let Some(mut p) = Packet::from_slice(payload) else {
+            return;
+        };
+        p.meta.remote = from;
+        p.meta.spi = inbound_spi;
+        p.meta.encap = Encap::Control;
+        while let Err(back) = self.link.to_control.push(p) {
+            self.poll_driver(now);
+            p = back;
+        }
+    }
+
+    /// The control messages the driver had sealed since the last call.
+    pub fn take_sealed(&mut self) -> Vec<(u32, Vec<u8>)> {
+        std::mem::take(&mut self.sealed)
     }
 
     /// Runs the driver at `now`; returns what it sent, from our address
@@ -85,7 +118,7 @@ impl InProcessGateway {
         self.poll_driver(now);
         self.driver.flush();
         let mut out = Vec::new();
-        while let Some(p) = self.from_control.pop() {
+        while let Some(p) = self.link.from_control.pop() {
             out.push(Transmit {
                 local: if p.meta.local_port == self.ike.port() {
                     self.ike
@@ -109,6 +142,9 @@ impl InProcessGateway {
     fn poll_driver(&mut self, now: Instant) {
         if self.driver.poll(now, self.publisher.edit()) {
             self.publisher.publish();
+        }
+        while let Some(r) = self.link.seal.pop() {
+            self.sealed.push((r.sa.spi, r.packet.data().to_vec()));
         }
     }
 }
