@@ -57,7 +57,7 @@ struct Clients {
     children: Vec<(IkeSaId, u32)>,
     /// New pairs of this round's rekeys, to ping on and then delete the
     /// pairs they replace.
-    rekeyed: Vec<Box<ChildSa>>,
+    rekeyed: Vec<ChildSa>,
 }
 
 /// The gateway's median time per rekey over the rounds, `n` tunnels up.
@@ -135,7 +135,7 @@ fn exchange(gw: &mut InProcessGateway, c: &mut Clients, now: Instant) -> Duratio
         while let Some(e) = c.ep.poll_event() {
             if let Event::ChildSaEstablished(sa) = e {
                 match sa.replaces {
-                    Some(_) => c.rekeyed.push(sa),
+                    Some(_) => c.rekeyed.push(*sa),
                     None => c.children.push((sa.ike_sa, sa.inbound_spi)),
                 }
             }
