@@ -186,8 +186,10 @@ done
 grep -q "data plane running" "$WORK/espritd.log" || { echo "lab.sh: espritd did not start" >&2; exit 1; }
 
 mkdir -p "$OUT"
+# The gateway's PID (`ip netns exec` execs it): pktgen reports its CPU
+# time per round trip.
 RUN=("$MODE" --config "$WORK/gateway.toml" --threads "$THREADS" --size "$SIZE"
-    --json "$OUT/$SCENARIO.json" --plot "$OUT/$SCENARIO.svg")
+    --json "$OUT/$SCENARIO.json" --plot "$OUT/$SCENARIO.svg" --gateway-pid "${PIDS[-1]}")
 [ -n "$RATE" ] && RUN+=(--rate "$RATE")
 [ -n "${WINDOW:-}" ] && RUN+=(--window "$WINDOW")
 [ -n "${TRAIN:-}" ] && RUN+=(--train "$TRAIN")

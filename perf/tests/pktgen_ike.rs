@@ -94,6 +94,7 @@ fn two_hundred_ike_clients_come_up_ping_rekey_and_get_every_packet_back() {
                 train: 1,
             },
             progress: false,
+            gateway_pid: None,
         },
     );
     // Stop the daemon whatever happened (it registered for SIGTERM before

@@ -36,18 +36,20 @@ fn windowed(
             train: 1,
         },
         progress: false,
+        gateway_pid: None,
     }
 }
 
 #[test]
 fn a_hundred_manual_clients_get_every_packet_back() {
     let gw = common::gateway("hundred", 100, 4, 2);
-    let r = run_manual(
-        &gw.config,
-        None,
-        &options(SizeMix::Fixed(64), Some(20_000.0), 20_000, 2),
-    )
-    .unwrap();
+    // The gateway runs in this process here, so its CPU time includes the
+    // generator's threads.
+    let opt = SessionOptions {
+        gateway_pid: Some(std::process::id()),
+        ..options(SizeMix::Fixed(64), Some(20_000.0), 20_000, 2)
+    };
+    let r = run_manual(&gw.config, None, &opt).unwrap();
     assert_eq!(r.sent, 20_000);
     assert_eq!(r.received, r.sent, "{}", r.table());
     assert_eq!((r.lost, r.duplicated, r.late), (0, 0, 0));
@@ -61,6 +63,19 @@ fn a_hundred_manual_clients_get_every_packet_back() {
     let l = &r.latency_us;
     assert!(l.p50 > 0.0 && l.p50 <= l.p99 && l.p99 <= l.p999 && l.p999 <= l.max);
     assert_eq!(r.rx_gbps, r.tx_gbps, "all 64-byte packets came back");
+    let g = &r.generator;
+    let gateway = r.gateway.as_ref().expect("the gateway's CPU time was read");
+    let generator_ns = g.user_ns_per_round_trip + g.system_ns_per_round_trip;
+    assert!(
+        gateway.cores > 0.0 && gateway.ns_per_round_trip > 0.0,
+        "{gateway:?}"
+    );
+    // /proc counts in 10 ms ticks: allow them.
+    assert!(
+        gateway.ns_per_round_trip + 2.0 * 10e6 / 20_000.0 >= generator_ns,
+        "the process's time includes its generator threads: {gateway:?} {g:?}"
+    );
+    assert!(r.table().contains("us CPU per round trip"), "{}", r.table());
 }
 
 #[test]

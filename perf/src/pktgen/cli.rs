@@ -170,6 +170,11 @@ pub struct TrafficArgs {
     /// No progress line each second.
     #[arg(long)]
     pub quiet: bool,
+    /// The gateway's process ID (on this machine): the report adds its CPU
+    /// time per round trip, which a busy shared machine disturbs less than
+    /// the rates.
+    #[arg(long)]
+    pub gateway_pid: Option<u32>,
 }
 
 impl TrafficArgs {
@@ -179,6 +184,13 @@ impl TrafficArgs {
         }
         if !(self.duration.is_finite() && self.duration > 0.0 && self.duration <= 86_400.0) {
             return Err(PktgenError::Option("--duration must be 0..86400 s".into()));
+        }
+        if let Some(pid) = self.gateway_pid {
+            if super::cpu::CpuTime::of_process(pid).is_none() {
+                return Err(PktgenError::Option(format!(
+                    "--gateway-pid {pid}: no such process to read in /proc"
+                )));
+            }
         }
         let stop = match self.count {
             Some(n) => Stop::Count(n),
@@ -196,6 +208,7 @@ impl TrafficArgs {
                 train: self.train.clamp(1, 1 << 16),
             },
             progress: !self.quiet,
+            gateway_pid: self.gateway_pid,
         })
     }
 

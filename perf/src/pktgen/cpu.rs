@@ -1,6 +1,8 @@
 //! The generator's own CPU time, so a report can tell when pktgen, not the
 //! gateway, was the limit: a thread on the CPU all of the run has no time
-//! left to send more.
+//! left to send more. And the gateway's, read from `/proc` when pktgen is
+//! told its process: CPU time per round trip is what the work costs,
+//! whatever share of a noisy machine the run got.
 
 use std::time::Duration;
 
@@ -34,6 +36,15 @@ impl CpuTime {
         }
     }
 
+    /// What process `pid` (all its threads) has used so far, from
+    /// `/proc/PID/stat`; `None` if there is no such process to read.
+    pub fn of_process(pid: u32) -> Option<CpuTime> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        parse_stat(&stat, u64::try_from(hz).ok().filter(|&h| h > 0)?)
+    }
+
     /// The time used between `earlier` and `self`.
     pub fn since(self, earlier: CpuTime) -> CpuTime {
         CpuTime {
@@ -45,6 +56,23 @@ impl CpuTime {
     pub fn total(self) -> Duration {
         self.user + self.system
     }
+}
+
+/// utime and stime (fields 14 and 15, in clock ticks of `hz` a second)
+/// of a `/proc/PID/stat` line. The command name (field 2) is in
+/// parentheses and may hold spaces and parentheses itself, so the fields
+/// are counted from the last `)`.
+fn parse_stat(stat: &str, hz: u64) -> Option<CpuTime> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After the name: state is field 3, so utime is the 12th from here.
+    let mut fields = rest.split_whitespace().skip(11);
+    let ticks = |f: Option<&str>| f.and_then(|v| v.parse::<u64>().ok());
+    let (user, system) = (ticks(fields.next())?, ticks(fields.next())?);
+    let of = |t: u64| Duration::from_nanos(t.saturating_mul(1_000_000_000) / hz);
+    Some(CpuTime {
+        user: of(user),
+        system: of(system),
+    })
 }
 
 #[cfg(test)]
@@ -73,5 +101,32 @@ mod tests {
         // while, but not for most of 200 ms.
         assert!(spun.total() >= Duration::from_millis(50), "{spun:?}");
         assert!(slept.total() < Duration::from_millis(50), "{slept:?}");
+    }
+
+    #[test]
+    fn a_stat_line_gives_user_and_system_time_whatever_the_name() {
+        let line = "4242 (esp (rit) d) S 1 4242 4242 0 -1 4194560 1234 0 0 0 \
+                    250 75 0 0 20 0 3 0 100 200000 500 18446744073709551615";
+        let t = parse_stat(line, 100).unwrap();
+        assert_eq!(t.user, Duration::from_millis(2500));
+        assert_eq!(t.system, Duration::from_millis(750));
+        assert_eq!(parse_stat("4242 (cut short) S 1 2", 100), None);
+        assert_eq!(parse_stat("no parentheses at all", 100), None);
+    }
+
+    #[test]
+    fn this_process_after_spinning_has_used_cpu_and_a_missing_one_none() {
+        let before = CpuTime::of_process(std::process::id()).unwrap();
+        let t = Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(150) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let used = CpuTime::of_process(std::process::id())
+            .unwrap()
+            .since(before);
+        // Clock ticks are 10 ms; a shared machine may deschedule us a while.
+        assert!(used.total() >= Duration::from_millis(30), "{used:?}");
+        assert_eq!(CpuTime::of_process(u32::MAX), None);
     }
 }

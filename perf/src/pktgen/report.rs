@@ -98,6 +98,26 @@ pub struct GeneratorCpu {
     pub system_ns_per_round_trip: f64,
 }
 
+/// The gateway's CPU time in the traffic phase (all its threads, from
+/// `/proc`), when pktgen was given its process (`--gateway-pid`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GatewayCpu {
+    /// CPU time over wall time: cores' worth the gateway kept busy.
+    pub cores: f64,
+    /// User and system time per packet received back (one open, one seal,
+    /// the I/O, and a share of the control thread).
+    pub ns_per_round_trip: f64,
+}
+
+impl GatewayCpu {
+    pub fn new(cpu: CpuTime, wall: std::time::Duration, received: u64) -> GatewayCpu {
+        GatewayCpu {
+            cores: cpu.total().as_secs_f64() / wall.as_secs_f64().max(1e-9),
+            ns_per_round_trip: cpu.total().as_nanos() as f64 / received.max(1) as f64,
+        }
+    }
+}
+
 /// Above this a report says the generator may have been the limit.
 pub const BUSY_WARNING: f64 = 0.9;
 
@@ -136,6 +156,8 @@ pub struct Report {
     pub latency_us: Latency,
     pub errors: Errors,
     pub generator: GeneratorCpu,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayCpu>,
     pub timeline: Vec<Sample>,
     pub setup: Option<Setup>,
     /// `ike` mode with a rekey storm.
@@ -222,6 +244,7 @@ impl Report {
                 user_ns_per_round_trip: cpu.user.as_nanos() as f64 / received.max(1) as f64,
                 system_ns_per_round_trip: cpu.system.as_nanos() as f64 / received.max(1) as f64,
             },
+            gateway: None,
             timeline,
             setup: None,
             rekeys: None,
@@ -296,6 +319,15 @@ impl Report {
                 ""
             }
         );
+        if let Some(gw) = &self.gateway {
+            let both = gw.ns_per_round_trip + g.user_ns_per_round_trip + g.system_ns_per_round_trip;
+            t += &format!(
+                "gateway: {:.2} us CPU per round trip ({:.2} cores busy); with the generator's, {:.2} us\n",
+                gw.ns_per_round_trip / 1000.0,
+                gw.cores,
+                both / 1000.0
+            );
+        }
         let e = &self.errors;
         if *e != Errors::default() || self.late > 0 {
             t += &format!(

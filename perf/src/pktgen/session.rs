@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use dataplane::port::udp::{UdpConfig, UdpPort};
 
 use super::clients::Client;
+use super::cpu::CpuTime;
 use super::engine::{self, Lane, Progress, ThreadResult};
-use super::report::{Report, Sample};
+use super::report::{GatewayCpu, Report, Sample};
 use super::traffic::TrafficSpec;
 use super::PktgenError;
 
@@ -21,6 +22,8 @@ pub struct SessionOptions {
     pub traffic: TrafficSpec,
     /// Print a progress line to stderr every second.
     pub progress: bool,
+    /// The gateway's process, to report its CPU time per round trip.
+    pub gateway_pid: Option<u32>,
 }
 
 /// Binds one socket per group of clients (UDP GRO off: pktgen opens each
@@ -74,6 +77,7 @@ pub fn run_with(
     }
     let progress: Vec<Arc<Progress>> = (0..threads).map(|_| Arc::default()).collect();
     let abort = AtomicBool::new(false);
+    let gateway_at_start = opt.gateway_pid.and_then(CpuTime::of_process);
     let epoch = Instant::now();
     let mut timeline = vec![Sample::default()];
     let mut results: Vec<ThreadResult> = std::thread::scope(|s| {
@@ -119,6 +123,11 @@ pub fn run_with(
             "a traffic thread failed to start or panicked".into(),
         ));
     }
+    let gateway_used = opt
+        .gateway_pid
+        .and_then(CpuTime::of_process)
+        .zip(gateway_at_start)
+        .map(|(end, start)| (end.since(start), epoch.elapsed()));
     let (sent, received, rx_bytes) = engine::totals(&progress);
     timeline.push(Sample {
         t: epoch.elapsed().as_secs_f64(),
@@ -126,7 +135,7 @@ pub fn run_with(
         received,
         rx_bytes,
     });
-    let report = Report::build(
+    let mut report = Report::build(
         mode,
         clients,
         threads,
@@ -135,6 +144,7 @@ pub fn run_with(
         &results,
         timeline,
     );
+    report.gateway = gateway_used.map(|(cpu, wall)| GatewayCpu::new(cpu, wall, report.received));
     let lanes = results
         .iter_mut()
         .flat_map(|r| std::mem::take(&mut r.lanes))
