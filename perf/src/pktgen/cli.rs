@@ -171,8 +171,8 @@ pub struct TrafficArgs {
     #[arg(long)]
     pub quiet: bool,
     /// The gateway's process ID (on this machine): the report adds its CPU
-    /// time per round trip, which a busy shared machine disturbs less than
-    /// the rates.
+    /// time per round trip, to set beside the generator's (which of the
+    /// two costs more).
     #[arg(long)]
     pub gateway_pid: Option<u32>,
 }

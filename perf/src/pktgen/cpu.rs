@@ -1,8 +1,7 @@
 //! The generator's own CPU time, so a report can tell when pktgen, not the
 //! gateway, was the limit: a thread on the CPU all of the run has no time
 //! left to send more. And the gateway's, read from `/proc` when pktgen is
-//! told its process: CPU time per round trip is what the work costs,
-//! whatever share of a noisy machine the run got.
+//! told its process, so a report tells which side a round trip costs more.
 
 use std::time::Duration;
 
