@@ -891,6 +891,59 @@ fn ike_sa_rekey_moves_the_child_sas_to_the_new_sa() {
     }
 }
 
+/// RFC 7296 2.18: the CHILD SAs of a rekeyed IKE SA move to its successor,
+/// and so must one that an exchange in flight completes on the old SA
+/// afterwards, or it ends with the old SA while the peer keeps it.
+#[test]
+fn a_child_rekey_crossing_the_peers_ike_rekey_ends_under_the_new_ike_sa() {
+    let mut p = Pair::new();
+    let cid = p.connect(client_policy());
+    p.drive();
+    let sid = server_id(&p);
+    // As esprit's ends do: the old pair goes after the epoch switch.
+    p.client.ep.set_defer_rekeyed_delete(true);
+    let old_child = p.client.children()[0].inbound_spi;
+    assert!(p.client.ep.rekey_child_sa(p.now, cid, old_child));
+    // The server answers the CHILD rekey, then starts rekeying the IKE SA;
+    // its request overtakes the answer on the way to the client.
+    p.deliver_nth(true, 0);
+    assert!(p.server.ep.rekey_ike_sa(p.now, sid));
+    p.deliver_nth(false, 1);
+    p.deliver_nth(false, 0);
+    p.drive();
+    let new_cid = rekeyed(&p.client)[0].1;
+    let (fresh, owner, replaces) = p
+        .client
+        .children()
+        .last()
+        .map(|c| (c.inbound_spi, c.ike_sa, c.replaces))
+        .unwrap();
+    assert_eq!(replaces, Some(old_child));
+    assert_eq!(owner, new_cid, "the new pair belongs to the successor");
+    assert_eq!(p.client.ike_ended(), [IkeSaEnd::Rekeyed]);
+    let deleted = |n: &Node, spi: u32| {
+        n.events
+            .iter()
+            .any(|e| matches!(e, Event::ChildSaDeleted { inbound_spi, .. } if *inbound_spi == spi))
+    };
+    assert!(
+        !deleted(&p.client, fresh),
+        "the new pair outlived the old IKE SA"
+    );
+    // The old pair is retired through the successor, on both ends.
+    assert!(p.client.ep.delete_child_sa(p.now, new_cid, old_child));
+    p.drive();
+    assert!(deleted(&p.client, old_child));
+    assert!(deleted(&p.server, p.server.children()[0].inbound_spi));
+    // What is left: one IKE SA each with the new pair, which still rekeys.
+    for n in [&p.client, &p.server] {
+        assert_eq!(n.ep.ike_sa_count(), 1);
+    }
+    assert!(p.client.ep.rekey_child_sa(p.now, new_cid, fresh));
+    p.drive();
+    assert_eq!(p.client.children().len(), 3);
+}
+
 #[test]
 fn initial_contact_from_a_rebooted_client_replaces_its_stale_sa() {
     let mut p = Pair::new();

@@ -217,8 +217,49 @@ impl IkeEndpoint {
             self.stats.unknown_spi += 1;
             return;
         };
+        let events_before = self.io.events.len();
         sa.handle(&mut self.io, now, local, remote, bytes, msg);
+        self.adopt_born();
+        self.hand_over_late_children(ours, events_before);
         self.reap(ours);
+    }
+
+    /// A CHILD SA exchange of ours that crossed the peer's rekey of its IKE
+    /// SA completes on the old SA after the successor took the CHILD SAs
+    /// (§2.18): the new pair belongs to the successor too, or it would end
+    /// with the old SA. Its event (from `events_before` on) names the
+    /// successor, which also learns the pair it replaces.
+    fn hand_over_late_children(&mut self, spi: u64, events_before: usize) {
+        let Some(successor) = self
+            .sas
+            .get(&spi)
+            .filter(|sa| !sa.children.is_empty())
+            .and_then(|sa| sa.successor)
+            .filter(|s| self.sas.contains_key(&s.0))
+        else {
+            return;
+        };
+        let Some(sa) = self.sas.get_mut(&spi) else {
+            return;
+        };
+        let old = sa.id();
+        let late = std::mem::take(&mut sa.children);
+        let mut replaced = Vec::new();
+        for e in self.io.events.iter_mut().skip(events_before) {
+            if let Event::ChildSaEstablished(c) = e {
+                if c.ike_sa == old {
+                    c.ike_sa = successor;
+                    replaced.extend(c.replaces);
+                }
+            }
+        }
+        if let Some(heir) = self.sas.get_mut(&successor.0) {
+            heir.children.extend(late);
+            for r in replaced {
+                heir.mark_replaced(r);
+            }
+        }
+        self.rearm(successor.0);
     }
 
     fn malformed(&mut self, local: SocketAddr, remote: SocketAddr, bytes: &[u8], e: ParseError) {
@@ -293,11 +334,7 @@ impl IkeEndpoint {
     /// INITIAL_CONTACT, forgets the half-open index once established, drops
     /// the SA if it ended, and re-arms its timer.
     fn reap(&mut self, spi: u64) {
-        for sa in std::mem::take(&mut self.io.born) {
-            let id = sa.id().0;
-            self.sas.insert(id, Box::new(sa));
-            self.rearm(id);
-        }
+        self.adopt_born();
         for id in std::mem::take(&mut self.io.authenticated) {
             if let Some(who) = self.sas.get(&id.0).and_then(|s| s.peer_id.clone()) {
                 self.by_peer.entry(who).or_default().push(id.0);
@@ -319,6 +356,15 @@ impl IkeEndpoint {
             }
         }
         self.rearm(spi);
+    }
+
+    /// Takes in the SAs a rekey made.
+    fn adopt_born(&mut self) {
+        for sa in std::mem::take(&mut self.io.born) {
+            let id = sa.id().0;
+            self.sas.insert(id, Box::new(sa));
+            self.rearm(id);
+        }
     }
 
     fn rearm(&mut self, spi: u64) {

@@ -143,6 +143,8 @@ pub(crate) struct IkeSa {
     pub ike_offer: Option<Box<super::rekey_ike::IkeOffer>>,
     /// Set once a successor took over the CHILD SAs.
     pub rekeyed: bool,
+    /// That successor.
+    pub successor: Option<IkeSaId>,
     /// Responder: this SA's entry in the endpoint's half-open index.
     pub half_open_key: Option<(SocketAddr, u64)>,
     /// Responder: forget a half-open SA after this.
@@ -195,6 +197,7 @@ impl IkeSa {
             last_rekey: None,
             ike_offer: None,
             rekeyed: false,
+            successor: None,
             half_open_key: None,
             expires: None,
         }

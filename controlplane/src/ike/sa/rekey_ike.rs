@@ -78,6 +78,7 @@ impl IkeSa {
         }
         n.dns = self.dns.clone();
         self.rekeyed = true;
+        self.successor = Some(n.id());
         io.events.push_back(Event::IkeSaRekeyed {
             old: self.id(),
             new: n.id(),
