@@ -13,7 +13,8 @@
 //! time: each round spreads the rekeys over a minute, as the lab does.
 //!
 //! `cargo bench -p controlplane --bench rekey` (`ESPRIT_REKEY_TUNNELS`,
-//! a comma-separated list, default `1000,20000`)
+//! a comma-separated list, default `1000,20000`; `ESPRIT_REKEY_ROUNDS`,
+//! default 3, more to profile a small size)
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,6 @@ use controlplane::gateway::InProcessGateway;
 use controlplane::ike::sa::{ChildSa, Event, IkeEndpoint, IkeSaId, Transmit};
 use controlplane::tunnel::{Kind, PingMsg};
 
-const ROUNDS: usize = 3;
 const BATCH: usize = 1000;
 /// Datagrams the gateway takes per poll (and so per publication of its
 /// tables). The lab's storm, 1,667 rekeys a second on a control loop that
@@ -38,12 +38,17 @@ fn main() {
         .filter_map(|v| v.trim().parse().ok())
         .collect();
     println!("== gateway control thread per CHILD SA rekey (CREATE_CHILD_SA + DELETE) ==");
+    let rounds: usize = std::env::var("ESPRIT_REKEY_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let mut first = None;
     for n in sizes {
-        let per = per_rekey(n);
+        let per = per_rekey(n, rounds);
         let base = *first.get_or_insert(per);
         println!(
-            "{n:>7} tunnels: median of {ROUNDS} rounds {:6.1} µs per rekey ({:.2}x of the first size)",
+            "{n:>7} tunnels: median of {rounds} rounds {:6.1} µs per rekey ({:.2}x of the first size)",
             per.as_secs_f64() * 1e6,
             per.as_secs_f64() / base.as_secs_f64()
         );
@@ -60,8 +65,9 @@ struct Clients {
     rekeyed: Vec<ChildSa>,
 }
 
-/// The gateway's median time per rekey over the rounds, `n` tunnels up.
-fn per_rekey(n: usize) -> Duration {
+/// The gateway's median time per rekey over `rounds` rounds, `n` tunnels
+/// up.
+fn per_rekey(n: usize, rounds: usize) -> Duration {
     let text = common::gateway_config("", "");
     let cfg = config::parse(&text, "bench").unwrap_or_else(|e| panic!("{e}"));
     let mut gw = InProcessGateway::new(&cfg).expect("gateway");
@@ -79,10 +85,10 @@ fn per_rekey(n: usize) -> Duration {
         c.ep.set_defer_rekeyed_delete(true);
     }
     assert_eq!(gw.driver.tunnels(), n, "every client got its tunnel");
-    eprintln!("{n} tunnels up; rekeying them {ROUNDS} times");
+    eprintln!("{n} tunnels up; rekeying them {rounds} times");
     let step = Duration::from_secs(60) / batches.len() as u32;
-    let mut rounds = Vec::new();
-    for _ in 0..ROUNDS {
+    let mut per_round = Vec::new();
+    for _ in 0..rounds {
         let mut spent = Duration::ZERO;
         let mut rekeys = 0;
         for c in &mut batches {
@@ -97,18 +103,18 @@ fn per_rekey(n: usize) -> Duration {
         assert_eq!(gw.driver.tunnels(), n, "the tunnels stayed");
         assert_eq!(
             gw.driver.stats.child_sas_installed as usize,
-            n * (rounds.len() + 2),
+            n * (per_round.len() + 2),
             "each rekey installed its new pair"
         );
         assert_eq!(
             gw.driver.stats.child_sas_removed as usize,
-            n * (rounds.len() + 1),
+            n * (per_round.len() + 1),
             "each rekey removed the old pair"
         );
-        rounds.push(spent / n as u32);
+        per_round.push(spent / n as u32);
     }
-    rounds.sort();
-    rounds[ROUNDS / 2]
+    per_round.sort();
+    per_round[rounds / 2]
 }
 
 /// Runs a batch's datagrams to and from the gateway until both are quiet;
@@ -132,16 +138,31 @@ fn exchange(gw: &mut InProcessGateway, c: &mut Clients, now: Instant) -> Duratio
         for d in &back {
             c.ep.handle_datagram(now, d.remote, d.local, &d.payload);
         }
-        while let Some(e) = c.ep.poll_event() {
-            if let Event::ChildSaEstablished(sa) = e {
-                match sa.replaces {
-                    Some(_) => c.rekeyed.push(*sa),
-                    None => c.children.push((sa.ike_sa, sa.inbound_spi)),
-                }
-            }
-        }
+        take_events(c);
         if sent.is_empty() && back.is_empty() {
             return spent;
+        }
+    }
+}
+
+/// Keeps what the batch's clients learnt: new pairs, and IKE SAs the
+/// gateway rekeyed (hours of simulated rounds reach their lifetime).
+fn take_events(c: &mut Clients) {
+    while let Some(e) = c.ep.poll_event() {
+        match e {
+            Event::ChildSaEstablished(sa) => match sa.replaces {
+                Some(_) => c.rekeyed.push(*sa),
+                None => c.children.push((sa.ike_sa, sa.inbound_spi)),
+            },
+            Event::IkeSaRekeyed { old, new } => {
+                for child in c.children.iter_mut().filter(|x| x.0 == old) {
+                    child.0 = new;
+                }
+                for sa in c.rekeyed.iter_mut().filter(|x| x.ike_sa == old) {
+                    sa.ike_sa = new;
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -153,6 +174,7 @@ fn exchange(gw: &mut InProcessGateway, c: &mut Clients, now: Instant) -> Duratio
 fn ping_then_delete(gw: &mut InProcessGateway, c: &mut Clients, now: Instant) -> Duration {
     let rekeyed = std::mem::take(&mut c.rekeyed);
     let t = Instant::now();
+    let mut back = Vec::new();
     for group in rekeyed.chunks(PER_POLL) {
         for sa in group {
             let ping = PingMsg {
@@ -163,9 +185,17 @@ fn ping_then_delete(gw: &mut InProcessGateway, c: &mut Clients, now: Instant) ->
             };
             gw.deliver_control(now, sa.outbound_spi, &ping.encode(), sa.local);
         }
-        let _ = gw.poll(now);
+        back.extend(gw.poll(now));
     }
     let mut spent = t.elapsed();
+    // What the gateway sent meanwhile (its own IKE requests) reaches the
+    // clients before they delete.
+    for d in &back {
+        c.ep.handle_datagram(now, d.remote, d.local, &d.payload);
+    }
+    c.rekeyed = rekeyed;
+    take_events(c);
+    let rekeyed = std::mem::take(&mut c.rekeyed);
     let pongs = gw.take_sealed();
     assert_eq!(pongs.len(), rekeyed.len(), "every ping got its pong");
     for (sa, (spi, msg)) in rekeyed.iter().zip(&pongs) {
