@@ -896,22 +896,9 @@ fn ike_sa_rekey_moves_the_child_sas_to_the_new_sa() {
 /// afterwards, or it ends with the old SA while the peer keeps it.
 #[test]
 fn a_child_rekey_crossing_the_peers_ike_rekey_ends_under_the_new_ike_sa() {
-    let mut p = Pair::new();
-    let cid = p.connect(client_policy());
-    p.drive();
-    let sid = server_id(&p);
-    // As esprit's ends do: the old pair goes after the epoch switch.
-    p.client.ep.set_defer_rekeyed_delete(true);
-    let old_child = p.client.children()[0].inbound_spi;
-    assert!(p.client.ep.rekey_child_sa(p.now, cid, old_child));
-    // The server answers the CHILD rekey, then starts rekeying the IKE SA;
-    // its request overtakes the answer on the way to the client.
-    p.deliver_nth(true, 0);
-    assert!(p.server.ep.rekey_ike_sa(p.now, sid));
-    p.deliver_nth(false, 1);
-    p.deliver_nth(false, 0);
-    p.drive();
+    let mut p = crossing_rekeys(true);
     let new_cid = rekeyed(&p.client)[0].1;
+    let old_child = p.client.children()[0].inbound_spi;
     let (fresh, owner, replaces) = p
         .client
         .children()
@@ -942,6 +929,48 @@ fn a_child_rekey_crossing_the_peers_ike_rekey_ends_under_the_new_ike_sa() {
     assert!(p.client.ep.rekey_child_sa(p.now, new_cid, fresh));
     p.drive();
     assert_eq!(p.client.children().len(), 3);
+}
+
+/// A pair with one CHILD SA whose client rekeys it while the server rekeys
+/// the IKE SA, the server's IKE request reaching the client before the
+/// answer to its CHILD rekey; driven to the end. `defer`: the client keeps
+/// the old pair for its caller to delete.
+fn crossing_rekeys(defer: bool) -> Pair {
+    let mut p = Pair::new();
+    let cid = p.connect(client_policy());
+    p.drive();
+    let sid = server_id(&p);
+    p.client.ep.set_defer_rekeyed_delete(defer);
+    let old_child = p.client.children()[0].inbound_spi;
+    assert!(p.client.ep.rekey_child_sa(p.now, cid, old_child));
+    p.deliver_nth(true, 0);
+    assert!(p.server.ep.rekey_ike_sa(p.now, sid));
+    p.deliver_nth(false, 1);
+    p.deliver_nth(false, 0);
+    p.drive();
+    p
+}
+
+#[test]
+fn without_deferral_the_crossing_rekeys_old_pair_is_deleted_through_the_successor() {
+    let p = crossing_rekeys(false);
+    let deleted = |n: &Node| {
+        n.events
+            .iter()
+            .filter(|e| matches!(e, Event::ChildSaDeleted { .. }))
+            .count()
+    };
+    // The old pair, on both ends; the new one stays.
+    assert_eq!((deleted(&p.client), deleted(&p.server)), (1, 1));
+    let fresh = p.client.children()[1].inbound_spi;
+    assert!(!p
+        .client
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::ChildSaDeleted { inbound_spi, .. } if *inbound_spi == fresh)));
+    for n in [&p.client, &p.server] {
+        assert_eq!(n.ep.ike_sa_count(), 1);
+    }
 }
 
 #[test]

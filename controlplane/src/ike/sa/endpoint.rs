@@ -220,7 +220,7 @@ impl IkeEndpoint {
         let events_before = self.io.events.len();
         sa.handle(&mut self.io, now, local, remote, bytes, msg);
         self.adopt_born();
-        self.hand_over_late_children(ours, events_before);
+        self.hand_over_late_children(now, ours, events_before);
         self.reap(ours);
     }
 
@@ -228,8 +228,10 @@ impl IkeEndpoint {
     /// SA completes on the old SA after the successor took the CHILD SAs
     /// (§2.18): the new pair belongs to the successor too, or it would end
     /// with the old SA. Its event (from `events_before` on) names the
-    /// successor, which also learns the pair it replaces.
-    fn hand_over_late_children(&mut self, spi: u64, events_before: usize) {
+    /// successor, which also learns the pair it replaces, and deletes that
+    /// pair unless the caller does later. (Only our own exchanges can end
+    /// this way: a rekeyed SA refuses the peer's CREATE_CHILD_SA.)
+    fn hand_over_late_children(&mut self, now: Instant, spi: u64, events_before: usize) {
         let Some(successor) = self
             .sas
             .get(&spi)
@@ -257,6 +259,9 @@ impl IkeEndpoint {
             heir.children.extend(late);
             for r in replaced {
                 heir.mark_replaced(r);
+                if !self.io.defer_rekeyed_delete {
+                    heir.delete_child(&mut self.io, now, r);
+                }
             }
         }
         self.rearm(successor.0);
