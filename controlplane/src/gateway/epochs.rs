@@ -182,18 +182,21 @@ impl Epochs {
 
     /// Feeds each tunnel whether its inbound SAs counted new packets (one
     /// pass over the inbound table, summing into the tunnels themselves).
+    /// Traffic only moves a machine's idle deadline later, so the tunnel is
+    /// not queued for work: its wheel entry fires at the old deadline, finds
+    /// nothing due and is set again. With every tunnel busy, a check then
+    /// costs the pass, not a re-arm of every tunnel.
     pub fn notice_traffic(&mut self, now: Instant, tables: &SaTables) {
         for (_, s) in tables.inbound.iter() {
             if let Some(e) = self.tunnels.get_mut(&s.sa.tunnel) {
                 e.counting += s.sa.counters.packets();
             }
         }
-        for (tunnel, e) in self.tunnels.iter_mut() {
+        for e in self.tunnels.values_mut() {
             let packets = std::mem::take(&mut e.counting);
             if packets != e.seen_packets {
                 e.seen_packets = packets;
                 e.machine.handle_traffic_seen(now);
-                self.touched.push(*tunnel);
             }
         }
     }
@@ -320,6 +323,77 @@ mod tests {
         let later = t0 + Duration::from_millis(510);
         assert_eq!(pings(&e.due_actions(later)), n as usize);
         assert!(e.next_timeout().is_some());
+    }
+
+    /// A client tunnel up on its first epoch (pinged and answered) at
+    /// `t0`, with an inbound SA in `tables` that has counted no packet.
+    fn up_with_an_inbound_sa(
+        e: &mut Epochs,
+        tables: &mut SaTables,
+        t0: Instant,
+    ) -> Arc<dataplane::sa::InboundSa> {
+        let m = e.machine(7, Role::Client, settings(), IkeSaId(1), None, t0);
+        m.machine.handle_epoch_ready(t0, spis(0x100, 0x200));
+        let ping = e
+            .due_actions(t0)
+            .into_iter()
+            .find_map(|(_, a)| match a {
+                Action::SendControl { payload, .. } => Some(payload),
+                _ => None,
+            })
+            .expect("the first epoch is pinged");
+        let mut pong = crate::tunnel::PingMsg::decode(&ping).unwrap();
+        pong.kind = crate::tunnel::Kind::Pong;
+        let m = e.get_mut(7).unwrap();
+        m.machine.handle_control(t0, 0x100, &pong.encode());
+        assert_eq!(
+            m.machine.stats().pongs_received,
+            1,
+            "{:?}",
+            m.machine.stats()
+        );
+        let sa = dataplane::sa::InboundSa::new(dataplane::sa::InboundSpec {
+            spi: 0x100,
+            tunnel: 7,
+            owner: 0,
+            key: &[1; 16],
+            salt: [0; 4],
+            esn: false,
+            replay_window: 64,
+            allowed_sources: Vec::new(),
+            limits: Default::default(),
+        })
+        .unwrap();
+        tables.install_inbound(sa.clone());
+        let _ = e.due_actions(t0);
+        sa
+    }
+
+    #[test]
+    fn traffic_postpones_the_idle_ping_without_queueing_the_tunnel() {
+        let t0 = Instant::now();
+        let (mut e, mut tables) = (Epochs::new(t0), SaTables::default());
+        let sa = up_with_an_inbound_sa(&mut e, &mut tables, t0);
+        let idle_at = e.wheel.deadline(&7).expect("the idle ping is armed");
+        assert_eq!(idle_at.duration_since(t0).as_secs(), 20);
+        // Traffic at 15 s: nothing queued, the wheel keeps the old deadline.
+        let t1 = t0 + Duration::from_secs(15);
+        sa.counters.add(64);
+        e.notice_traffic(t1, &tables);
+        assert!(e.touched.is_empty(), "no work queued");
+        assert_eq!(e.wheel.deadline(&7), Some(idle_at));
+        // The old deadline fires, finds the tunnel busy, and sets the next.
+        assert_eq!(pings(&e.due_actions(idle_at)), 0);
+        let next = e.wheel.deadline(&7).expect("set again");
+        assert_eq!(next.duration_since(t1).as_secs(), 20);
+        assert_eq!(
+            pings(&e.due_actions(next)),
+            1,
+            "idle 20 s after the traffic"
+        );
+        // Without new packets a later check changes nothing.
+        e.notice_traffic(next, &tables);
+        assert_eq!(pings(&e.due_actions(next + Duration::from_millis(1))), 0);
     }
 
     #[test]
