@@ -76,6 +76,10 @@ fn a_hundred_manual_clients_get_every_packet_back() {
         "the process's time includes its generator threads: {gateway:?} {g:?}"
     );
     assert!(r.table().contains("us CPU per round trip"), "{}", r.table());
+    // The timeline carries both processes' CPU time, for per-round figures.
+    let last = r.timeline.last().unwrap();
+    assert!(last.generator_cpu_ns.is_some_and(|ns| ns > 0), "{last:?}");
+    assert!(last.gateway_cpu_ns >= last.generator_cpu_ns, "{last:?}");
 }
 
 #[test]

@@ -98,7 +98,7 @@ mod tests {
                 t: i as f64,
                 sent: i * 1000,
                 received: i * 990,
-                rx_bytes: 0,
+                ..Sample::default()
             });
         }
         r.latency_us.cdf = vec![(10.0, 0.1), (20.0, 0.5), (300.0, 1.0)];

@@ -18,6 +18,12 @@ pub struct Sample {
     pub sent: u64,
     pub received: u64,
     pub rx_bytes: u64,
+    /// CPU time since the traffic phase began, ns: pktgen's process, and
+    /// the gateway's when pktgen was given its process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator_cpu_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_cpu_ns: Option<u64>,
 }
 
 /// The stretch between two samples of the timeline: its ends (seconds
@@ -110,10 +116,11 @@ pub struct GatewayCpu {
 }
 
 impl GatewayCpu {
-    pub fn new(cpu: CpuTime, wall: std::time::Duration, received: u64) -> GatewayCpu {
+    /// `cpu`: the gateway's CPU time over `wall` of traffic.
+    pub fn new(cpu: std::time::Duration, wall: std::time::Duration, received: u64) -> GatewayCpu {
         GatewayCpu {
-            cores: cpu.total().as_secs_f64() / wall.as_secs_f64().max(1e-9),
-            ns_per_round_trip: cpu.total().as_nanos() as f64 / received.max(1) as f64,
+            cores: cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+            ns_per_round_trip: cpu.as_nanos() as f64 / received.max(1) as f64,
         }
     }
 }
@@ -281,6 +288,16 @@ impl Report {
                 "  round {}: {:.3} M round trips/s in the quiet before it, {:.3} during it ({:.2}x)\n",
                 r.round, r.quiet_mpps, r.during_mpps, r.ratio
             );
+            let cpu = [("generator", r.generator_us), ("gateway", r.gateway_us)]
+                .into_iter()
+                .filter_map(|(who, v)| v.map(|(q, d)| format!("{who} {q:.2} -> {d:.2}")))
+                .collect::<Vec<_>>();
+            if !cpu.is_empty() {
+                t += &format!(
+                    "    CPU us per round trip, quiet -> during: {}\n",
+                    cpu.join(", ")
+                );
+            }
         }
         t += &format!(
             "{} mode, {} clients, {} threads, {} sockets, size {}, {rate}, {:.2} s\n",

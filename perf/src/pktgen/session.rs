@@ -77,7 +77,7 @@ pub fn run_with(
     }
     let progress: Vec<Arc<Progress>> = (0..threads).map(|_| Arc::default()).collect();
     let abort = AtomicBool::new(false);
-    let gateway_at_start = opt.gateway_pid.and_then(CpuTime::of_process);
+    let cpu = CpuSampler::new(opt.gateway_pid);
     let epoch = Instant::now();
     let mut timeline = vec![Sample::default()];
     let mut results: Vec<ThreadResult> = std::thread::scope(|s| {
@@ -103,11 +103,14 @@ pub fn run_with(
             if now >= next {
                 next += Duration::from_secs(1);
                 let (sent, received, rx_bytes) = engine::totals(&progress);
+                let (generator_cpu_ns, gateway_cpu_ns) = cpu.since_start();
                 let sample = Sample {
                     t: now.duration_since(epoch).as_secs_f64(),
                     sent,
                     received,
                     rx_bytes,
+                    generator_cpu_ns,
+                    gateway_cpu_ns,
                 };
                 if opt.progress {
                     let last = timeline.last().copied().unwrap_or_default();
@@ -123,17 +126,15 @@ pub fn run_with(
             "a traffic thread failed to start or panicked".into(),
         ));
     }
-    let gateway_used = opt
-        .gateway_pid
-        .and_then(CpuTime::of_process)
-        .zip(gateway_at_start)
-        .map(|(end, start)| (end.since(start), epoch.elapsed()));
     let (sent, received, rx_bytes) = engine::totals(&progress);
+    let (generator_cpu_ns, gateway_cpu_ns) = cpu.since_start();
     timeline.push(Sample {
         t: epoch.elapsed().as_secs_f64(),
         sent,
         received,
         rx_bytes,
+        generator_cpu_ns,
+        gateway_cpu_ns,
     });
     let mut report = Report::build(
         mode,
@@ -144,10 +145,40 @@ pub fn run_with(
         &results,
         timeline,
     );
-    report.gateway = gateway_used.map(|(cpu, wall)| GatewayCpu::new(cpu, wall, report.received));
+    report.gateway = gateway_cpu_ns
+        .map(|ns| GatewayCpu::new(Duration::from_nanos(ns), epoch.elapsed(), report.received));
     let lanes = results
         .iter_mut()
         .flat_map(|r| std::mem::take(&mut r.lanes))
         .collect();
     Ok((report, lanes))
+}
+
+/// Reads pktgen's and the gateway's CPU time for the timeline.
+struct CpuSampler {
+    gateway: Option<(u32, CpuTime)>,
+    generator: Option<CpuTime>,
+}
+
+impl CpuSampler {
+    fn new(gateway_pid: Option<u32>) -> CpuSampler {
+        CpuSampler {
+            gateway: gateway_pid.and_then(|p| Some((p, CpuTime::of_process(p)?))),
+            generator: CpuTime::of_process(std::process::id()),
+        }
+    }
+
+    /// Each process's CPU time since `new`, in ns.
+    fn since_start(&self) -> (Option<u64>, Option<u64>) {
+        let ns = |t: CpuTime| u64::try_from(t.total().as_nanos()).ok();
+        let generator = self
+            .generator
+            .zip(CpuTime::of_process(std::process::id()))
+            .and_then(|(a, b)| ns(b.since(a)));
+        let gateway = self
+            .gateway
+            .and_then(|(p, a)| CpuTime::of_process(p).map(|b| b.since(a)))
+            .and_then(ns);
+        (generator, gateway)
+    }
 }

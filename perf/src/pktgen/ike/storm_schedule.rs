@@ -29,6 +29,11 @@ pub struct RoundFigures {
     pub during_mpps: f64,
     /// during / quiet.
     pub ratio: f64,
+    /// CPU µs per round trip, (quiet, during): pktgen's process, and the
+    /// gateway's when pktgen was given its process. They tell which end
+    /// the rekeys cost.
+    pub generator_us: Option<(f64, f64)>,
+    pub gateway_us: Option<(f64, f64)>,
 }
 
 impl Schedule {
@@ -72,15 +77,39 @@ impl Schedule {
                 let quiet = median_rate(timeline, start - self.quiet().as_secs_f64(), start)?;
                 let end = start + self.over.as_secs_f64();
                 let during = median_rate(timeline, start, end)?;
+                let quiet_from = start - self.quiet().as_secs_f64();
+                let cpu = |pick: fn(&Sample) -> Option<u64>| {
+                    Some((
+                        cpu_per_round_trip(timeline, quiet_from, start, pick)?,
+                        cpu_per_round_trip(timeline, start, end, pick)?,
+                    ))
+                };
                 Some(RoundFigures {
                     round: k + 1,
                     quiet_mpps: quiet,
                     during_mpps: during,
                     ratio: during / quiet,
+                    generator_us: cpu(|s| s.generator_cpu_ns),
+                    gateway_us: cpu(|s| s.gateway_cpu_ns),
                 })
             })
             .collect()
     }
+}
+
+/// CPU µs per packet received between the first sample at or after `from`
+/// and the last at or before `to`, of the CPU time `pick` reads.
+fn cpu_per_round_trip(
+    timeline: &[Sample],
+    from: f64,
+    to: f64,
+    pick: fn(&Sample) -> Option<u64>,
+) -> Option<f64> {
+    let a = timeline.iter().find(|s| s.t >= from)?;
+    let b = timeline.iter().rev().find(|s| s.t <= to)?;
+    let packets = b.received.checked_sub(a.received).filter(|&n| n > 0)?;
+    let ns = pick(b)?.checked_sub(pick(a)?)?;
+    Some(ns as f64 / 1000.0 / packets as f64)
 }
 
 /// The median of the per-interval receive rates (M/s) of the intervals
@@ -135,13 +164,22 @@ mod tests {
             t if t <= 60.0 => 0.9,
             _ => 0.85,
         };
-        let mut timeline = vec![Sample::default()];
+        let mut timeline = vec![Sample {
+            gateway_cpu_ns: Some(0),
+            ..Sample::default()
+        }];
         for i in 1..=100 {
             let t = f64::from(i);
             let last = timeline[timeline.len() - 1];
+            // The gateway spends 1 µs a round trip, 2 during round 1.
+            let gw_us = if t > 10.0 && t <= 50.0 { 2.0 } else { 1.0 };
+            let packets = (rate(t) * 1e6) as u64;
             timeline.push(Sample {
                 t,
-                received: last.received + (rate(t) * 1e6) as u64,
+                received: last.received + packets,
+                gateway_cpu_ns: last
+                    .gateway_cpu_ns
+                    .map(|c| c + (packets as f64 * gw_us * 1000.0) as u64),
                 ..Sample::default()
             });
         }
@@ -157,6 +195,9 @@ mod tests {
         );
         assert!((f[0].ratio - 0.8).abs() < 1e-9);
         assert_eq!((f[1].quiet_mpps, f[1].during_mpps), (0.9, 0.85));
+        assert_eq!(f[0].gateway_us, Some((1.0, 2.0)));
+        assert_eq!(f[1].gateway_us, Some((1.0, 1.0)));
+        assert_eq!(f[0].generator_us, None, "not sampled here");
         let short = s.figures(&timeline[..40]);
         assert_eq!(short.len(), 1, "round 2 never came: {short:?}");
     }
