@@ -79,7 +79,11 @@ pub fn run_with(
     let abort = AtomicBool::new(false);
     let cpu = CpuSampler::new(opt.gateway_pid);
     let epoch = Instant::now();
-    let mut timeline = vec![Sample::default()];
+    let mut timeline = vec![Sample {
+        generator_cpu_ns: cpu.generator.map(|_| 0),
+        gateway_cpu_ns: cpu.gateway.map(|_| 0),
+        ..Sample::default()
+    }];
     let mut results: Vec<ThreadResult> = std::thread::scope(|s| {
         let mut handles = Vec::new();
         for (i, lanes) in per_thread.into_iter().enumerate() {
