@@ -44,6 +44,32 @@ impl CpuTime {
         parse_stat(&stat, u64::try_from(hz).ok().filter(|&h| h > 0)?)
     }
 
+    /// What the threads of process `pid` whose names start with `prefix`
+    /// (`/proc/PID/task/*/comm`) have used so far; `None` if the process
+    /// cannot be read.
+    pub fn of_threads_named(pid: u32, prefix: &str) -> Option<CpuTime> {
+        // SAFETY: sysconf has no preconditions.
+        let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+            .ok()
+            .filter(|&h| h > 0)?;
+        let mut sum = CpuTime::default();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+            let Ok(task) = task else { continue };
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            let named = stat
+                .split_once('(')
+                .and_then(|(_, rest)| rest.rsplit_once(')'))
+                .is_some_and(|(name, _)| name.starts_with(prefix));
+            if let Some(t) = parse_stat(&stat, hz).filter(|_| named) {
+                sum.user += t.user;
+                sum.system += t.system;
+            }
+        }
+        Some(sum)
+    }
+
     /// The time used between `earlier` and `self`.
     pub fn since(self, earlier: CpuTime) -> CpuTime {
         CpuTime {
@@ -127,5 +153,31 @@ mod tests {
         // Clock ticks are 10 ms; a shared machine may deschedule us a while.
         assert!(used.total() >= Duration::from_millis(30), "{used:?}");
         assert_eq!(CpuTime::of_process(u32::MAX), None);
+    }
+
+    #[test]
+    fn threads_are_counted_by_name() {
+        let spin = std::thread::Builder::new()
+            .name("cpu-test-spin".into())
+            .spawn(|| {
+                let t = Instant::now();
+                let mut x = 0u64;
+                while t.elapsed() < Duration::from_millis(150) {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+                let pid = std::process::id();
+                (
+                    CpuTime::of_threads_named(pid, "cpu-test-spin"),
+                    CpuTime::of_threads_named(pid, "no-such-thread"),
+                )
+            })
+            .unwrap();
+        let (spun, none) = spin.join().unwrap();
+        assert!(
+            spun.unwrap().total() >= Duration::from_millis(30),
+            "{spun:?}"
+        );
+        assert_eq!(none, Some(CpuTime::default()));
+        assert_eq!(CpuTime::of_threads_named(u32::MAX, ""), None);
     }
 }

@@ -24,6 +24,10 @@ pub struct Sample {
     pub generator_cpu_ns: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway_cpu_ns: Option<u64>,
+    /// The part of it spent by the gateway's workers (threads named
+    /// `esprit-worker-*`); the rest is mostly its control thread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_workers_cpu_ns: Option<u64>,
 }
 
 /// The stretch between two samples of the timeline: its ends (seconds
@@ -288,10 +292,14 @@ impl Report {
                 "  round {}: {:.3} M round trips/s in the quiet before it, {:.3} during it ({:.2}x)\n",
                 r.round, r.quiet_mpps, r.during_mpps, r.ratio
             );
-            let cpu = [("generator", r.generator_us), ("gateway", r.gateway_us)]
-                .into_iter()
-                .filter_map(|(who, v)| v.map(|(q, d)| format!("{who} {q:.2} -> {d:.2}")))
-                .collect::<Vec<_>>();
+            let cpu = [
+                ("generator", r.generator_us),
+                ("gateway", r.gateway_us),
+                ("its workers", r.gateway_workers_us),
+            ]
+            .into_iter()
+            .filter_map(|(who, v)| v.map(|(q, d)| format!("{who} {q:.2} -> {d:.2}")))
+            .collect::<Vec<_>>();
             if !cpu.is_empty() {
                 t += &format!(
                     "    CPU us per round trip, quiet -> during: {}\n",

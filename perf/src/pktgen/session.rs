@@ -82,6 +82,7 @@ pub fn run_with(
     let mut timeline = vec![Sample {
         generator_cpu_ns: cpu.generator.map(|_| 0),
         gateway_cpu_ns: cpu.gateway.map(|_| 0),
+        gateway_workers_cpu_ns: cpu.gateway.map(|_| 0),
         ..Sample::default()
     }];
     let mut results: Vec<ThreadResult> = std::thread::scope(|s| {
@@ -107,7 +108,7 @@ pub fn run_with(
             if now >= next {
                 next += Duration::from_secs(1);
                 let (sent, received, rx_bytes) = engine::totals(&progress);
-                let (generator_cpu_ns, gateway_cpu_ns) = cpu.since_start();
+                let (generator_cpu_ns, gateway_cpu_ns, gateway_workers_cpu_ns) = cpu.since_start();
                 let sample = Sample {
                     t: now.duration_since(epoch).as_secs_f64(),
                     sent,
@@ -115,6 +116,7 @@ pub fn run_with(
                     rx_bytes,
                     generator_cpu_ns,
                     gateway_cpu_ns,
+                    gateway_workers_cpu_ns,
                 };
                 if opt.progress {
                     let last = timeline.last().copied().unwrap_or_default();
@@ -131,7 +133,7 @@ pub fn run_with(
         ));
     }
     let (sent, received, rx_bytes) = engine::totals(&progress);
-    let (generator_cpu_ns, gateway_cpu_ns) = cpu.since_start();
+    let (generator_cpu_ns, gateway_cpu_ns, gateway_workers_cpu_ns) = cpu.since_start();
     timeline.push(Sample {
         t: epoch.elapsed().as_secs_f64(),
         sent,
@@ -139,6 +141,7 @@ pub fn run_with(
         rx_bytes,
         generator_cpu_ns,
         gateway_cpu_ns,
+        gateway_workers_cpu_ns,
     });
     let mut report = Report::build(
         mode,
@@ -160,20 +163,31 @@ pub fn run_with(
 
 /// Reads pktgen's and the gateway's CPU time for the timeline.
 struct CpuSampler {
-    gateway: Option<(u32, CpuTime)>,
+    /// The gateway's PID, its CPU time and its workers' at the start.
+    gateway: Option<(u32, CpuTime, CpuTime)>,
     generator: Option<CpuTime>,
 }
+
+/// What espritd names its data-plane threads.
+const WORKER_THREADS: &str = "esprit-worker";
 
 impl CpuSampler {
     fn new(gateway_pid: Option<u32>) -> CpuSampler {
         CpuSampler {
-            gateway: gateway_pid.and_then(|p| Some((p, CpuTime::of_process(p)?))),
+            gateway: gateway_pid.and_then(|p| {
+                Some((
+                    p,
+                    CpuTime::of_process(p)?,
+                    CpuTime::of_threads_named(p, WORKER_THREADS)?,
+                ))
+            }),
             generator: CpuTime::of_process(std::process::id()),
         }
     }
 
-    /// Each process's CPU time since `new`, in ns.
-    fn since_start(&self) -> (Option<u64>, Option<u64>) {
+    /// CPU time since `new`, in ns: pktgen's, the gateway's, and its
+    /// workers'.
+    fn since_start(&self) -> (Option<u64>, Option<u64>, Option<u64>) {
         let ns = |t: CpuTime| u64::try_from(t.total().as_nanos()).ok();
         let generator = self
             .generator
@@ -181,8 +195,12 @@ impl CpuSampler {
             .and_then(|(a, b)| ns(b.since(a)));
         let gateway = self
             .gateway
-            .and_then(|(p, a)| CpuTime::of_process(p).map(|b| b.since(a)))
+            .and_then(|(p, a, _)| CpuTime::of_process(p).map(|b| b.since(a)))
             .and_then(ns);
-        (generator, gateway)
+        let workers = self
+            .gateway
+            .and_then(|(p, _, a)| CpuTime::of_threads_named(p, WORKER_THREADS).map(|b| b.since(a)))
+            .and_then(ns);
+        (generator, gateway, workers)
     }
 }

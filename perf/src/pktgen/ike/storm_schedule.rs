@@ -34,6 +34,8 @@ pub struct RoundFigures {
     /// the rekeys cost.
     pub generator_us: Option<(f64, f64)>,
     pub gateway_us: Option<(f64, f64)>,
+    /// The gateway's workers' part of `gateway_us`.
+    pub gateway_workers_us: Option<(f64, f64)>,
 }
 
 impl Schedule {
@@ -91,6 +93,7 @@ impl Schedule {
                     ratio: during / quiet,
                     generator_us: cpu(|s| s.generator_cpu_ns),
                     gateway_us: cpu(|s| s.gateway_cpu_ns),
+                    gateway_workers_us: cpu(|s| s.gateway_workers_cpu_ns),
                 })
             })
             .collect()
