@@ -87,6 +87,9 @@ pub struct ThreadResult {
     /// The thread's CPU time in the traffic loop, and the loop's length.
     pub cpu: CpuTime,
     pub wall: Duration,
+    /// Packet buffers its pool allocated (steady traffic needs a few
+    /// bursts' worth; more that grows with the run is a leak).
+    pub buffers: u64,
     /// The sockets and clients, handed back (IKE mode deletes its SAs
     /// through them afterwards).
     pub lanes: Vec<Lane>,
@@ -101,8 +104,15 @@ pub trait Hook: Send {
     /// A control message (pong) opened on client `client`'s SA `spi`.
     fn control(&mut self, now: Instant, client: u32, spi: u32, payload: &[u8]);
     /// Timers and rekeys: datagrams to send go to `outbox` (lane, packet),
-    /// changes to the clients' SAs to `edits`.
-    fn poll(&mut self, now: Instant, edits: &mut Vec<Edit>, outbox: &mut Vec<(usize, Packet)>);
+    /// changes to the clients' SAs to `edits`. Sent packets return to the
+    /// engine's `pool`, where the hook takes its buffers back from.
+    fn poll(
+        &mut self,
+        now: Instant,
+        edits: &mut Vec<Edit>,
+        outbox: &mut Vec<(usize, Packet)>,
+        pool: &mut PacketPool,
+    );
 }
 
 /// A change to a client's SAs, made by a rekey.
@@ -236,6 +246,7 @@ pub fn run(
         send_time: Duration::ZERO,
         cpu: CpuTime::default(),
         wall: Duration::ZERO,
+        buffers: 0,
         lanes: Vec::new(),
     };
     let start = Instant::now();
@@ -308,11 +319,14 @@ pub fn run(
             hook.as_deref_mut(),
         );
         if let Some(h) = hook.as_deref_mut() {
-            h.poll(now, &mut edits, &mut outbox);
+            h.poll(now, &mut edits, &mut outbox, &mut pool);
             apply(&mut lanes, &mut by_spi, &by_id, &mut edits);
+            let mut one = Vec::with_capacity(1);
             for (lane, p) in outbox.drain(..) {
                 if let Some(l) = lanes.get_mut(lane) {
-                    let _ = l.port.tx_burst(&mut vec![p], &mut pool);
+                    one.push(p);
+                    let _ = l.port.tx_burst(&mut one, &mut pool);
+                    pool.put_all(&mut one);
                 }
             }
         }
@@ -345,6 +359,7 @@ pub fn run(
     }
     res.cpu = CpuTime::of_this_thread().since(cpu_at_start);
     res.wall = start.elapsed();
+    res.buffers = pool.allocated();
     for (lane, out) in lanes.iter_mut().zip(tx.iter_mut()) {
         pool.put_all(out);
         lane.port.release_buffers(&mut pool);

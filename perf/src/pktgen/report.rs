@@ -106,6 +106,10 @@ pub struct GeneratorCpu {
     /// a share of the system calls), in user and system (kernel) mode.
     pub user_ns_per_round_trip: f64,
     pub system_ns_per_round_trip: f64,
+    /// Packet buffers pktgen allocated in the traffic phase (its threads'
+    /// pools, and in `ike` mode the clients' IKE): a few bursts' worth is
+    /// steady state; a figure that grows with the run is a leak.
+    pub buffers_allocated: u64,
 }
 
 /// The gateway's CPU time in the traffic phase (all its threads, from
@@ -254,6 +258,7 @@ impl Report {
                 busy: cpu.total().as_secs_f64() / wall.max(1e-9),
                 user_ns_per_round_trip: cpu.user.as_nanos() as f64 / received.max(1) as f64,
                 system_ns_per_round_trip: cpu.system.as_nanos() as f64 / received.max(1) as f64,
+                buffers_allocated: results.iter().map(|r| r.buffers).sum(),
             },
             gateway: None,
             timeline,
@@ -334,10 +339,11 @@ impl Report {
         );
         let g = &self.generator;
         t += &format!(
-            "generator: on the CPU {:.0}% of the run, {:.2} us user + {:.2} us system per round trip{}\n",
+            "generator: on the CPU {:.0}% of the run, {:.2} us user + {:.2} us system per round trip, {} packet buffers{}\n",
             g.busy * 100.0,
             g.user_ns_per_round_trip / 1000.0,
             g.system_ns_per_round_trip / 1000.0,
+            g.buffers_allocated,
             if g.busy > BUSY_WARNING {
                 "; busy: the figures may be pktgen's limit (try --threads)"
             } else {

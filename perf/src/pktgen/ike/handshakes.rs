@@ -469,6 +469,11 @@ impl Handshakes {
         }
     }
 
+    /// Packet buffers the clients' IKE has allocated so far.
+    pub fn buffers_allocated(&self) -> u64 {
+        self.pool.allocated()
+    }
+
     fn send_control(&mut self, lane: usize, sa: &OutboundSa, payload: &[u8]) {
         let mut p = self.pool.get();
         if p.set_data(payload).is_err() || seal(sa, &mut p, next_header::CONTROL).is_err() {

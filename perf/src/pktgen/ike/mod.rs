@@ -104,11 +104,13 @@ pub fn run_ike(
             setup.failed
         )));
     }
+    let hook_buffers = hs.buffers_allocated();
     let (mut report, lanes) = if opt.rekey_storm.is_some() {
         session::run_with(lanes, traffic, "ike", Some(&mut hs))?
     } else {
         session::run(lanes, traffic, "ike")?
     };
+    report.generator.buffers_allocated += hs.buffers_allocated() - hook_buffers;
     report.setup = Some(setup);
     report.rekeys = hs.rekeys();
     if let Some(s) = schedule {

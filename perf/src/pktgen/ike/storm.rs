@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use controlplane::ike::sa::ChildSa;
 use controlplane::timer_wheel::TimerWheel;
 use controlplane::tunnel::EpochSpis;
-use dataplane::Packet;
+use dataplane::{Packet, PacketPool};
 use serde::Serialize;
 
 use super::{fake_local, Handshakes, Phase};
@@ -43,6 +43,11 @@ pub(super) struct Storm {
     timers: TimerWheel<usize>,
     pub(super) counts: Rekeys,
 }
+
+/// Buffers the hook keeps for its IKE messages and pings, and those it
+/// leaves the engine (a few receive bursts' worth).
+const HOOK_SPARE_BUFFERS: usize = 64;
+const ENGINE_KEEPS: usize = 256;
 
 /// A machine timer further out than this is its idle ping, which the
 /// traffic phase does not run.
@@ -205,7 +210,19 @@ impl Hook for Handshakes {
         self.rearm(now, i);
     }
 
-    fn poll(&mut self, now: Instant, edits: &mut Vec<Edit>, outbox: &mut Vec<(usize, Packet)>) {
+    fn poll(
+        &mut self,
+        now: Instant,
+        edits: &mut Vec<Edit>,
+        outbox: &mut Vec<(usize, Packet)>,
+        pool: &mut PacketPool,
+    ) {
+        // What this hook sends comes back to the engine's pool: take
+        // buffers back, or every IKE message and ping is a fresh (zeroed)
+        // allocation and the engine's pool grows by it.
+        while self.pool.available() < HOOK_SPARE_BUFFERS && pool.available() > ENGINE_KEEPS {
+            self.pool.put(pool.get());
+        }
         if self.ep.next_timeout().is_some_and(|t| t <= now) {
             self.ep.handle_timeout(now);
         }
