@@ -931,6 +931,51 @@ fn a_child_rekey_crossing_the_peers_ike_rekey_ends_under_the_new_ike_sa() {
     assert_eq!(p.client.children().len(), 3);
 }
 
+/// Our own CHILD rekey and IKE rekey asked for together cannot cross: one
+/// request at a time (window 1, §2.3), so the IKE rekey waits and takes
+/// the new pair along to the successor.
+#[test]
+fn our_own_child_and_ike_rekeys_asked_together_run_in_turn() {
+    let mut p = Pair::new();
+    let cid = p.connect(client_policy());
+    p.drive();
+    p.client.ep.set_defer_rekeyed_delete(true);
+    let old_child = p.client.children()[0].inbound_spi;
+    assert!(p.client.ep.rekey_child_sa(p.now, cid, old_child));
+    assert!(p.client.ep.rekey_ike_sa(p.now, cid));
+    p.collect();
+    assert_eq!(
+        p.queue.iter().filter(|(to_server, _)| *to_server).count(),
+        1,
+        "one request in flight"
+    );
+    p.drive();
+    let new_cid = rekeyed(&p.client)[0].1;
+    let (fresh, owner) = p
+        .client
+        .children()
+        .last()
+        .map(|c| (c.inbound_spi, c.ike_sa))
+        .unwrap();
+    assert_ne!(fresh, old_child, "the CHILD rekey completed");
+    // First, on the old IKE SA; then the IKE rekey moved it with the rest.
+    assert_eq!(owner, cid);
+    assert_eq!(rekeyed(&p.client)[0].0, cid);
+    let deleted = |n: &Node| {
+        n.events
+            .iter()
+            .filter(|e| matches!(e, Event::ChildSaDeleted { .. }))
+            .count()
+    };
+    assert_eq!((deleted(&p.client), deleted(&p.server)), (0, 0));
+    assert!(p.client.ep.delete_child_sa(p.now, new_cid, old_child));
+    p.drive();
+    assert_eq!((deleted(&p.client), deleted(&p.server)), (1, 1));
+    for n in [&p.client, &p.server] {
+        assert_eq!(n.ep.ike_sa_count(), 1);
+    }
+}
+
 /// A pair with one CHILD SA whose client rekeys it while the server rekeys
 /// the IKE SA, the server's IKE request reaching the client before the
 /// answer to its CHILD rekey; driven to the end. `defer`: the client keeps
