@@ -740,14 +740,8 @@ fn a_deferred_rekey_keeps_the_old_pair_until_the_caller_deletes_it() {
     assert!(p.client.ep.rekey_child_sa(p.now, id, old.inbound_spi));
     p.drive();
     assert_eq!(p.client.children().len(), 2, "the new pair is up");
-    let deleted = |n: &Node| {
-        n.events
-            .iter()
-            .filter(|e| matches!(e, Event::ChildSaDeleted { .. }))
-            .count()
-    };
     assert_eq!(
-        (deleted(&p.client), deleted(&p.server)),
+        (child_deletions(&p.client), child_deletions(&p.server)),
         (0, 0),
         "old pair kept on both sides"
     );
@@ -755,7 +749,10 @@ fn a_deferred_rekey_keeps_the_old_pair_until_the_caller_deletes_it() {
     // The epoch switch and its grace period are over: now it goes.
     assert!(p.client.ep.delete_child_sa(p.now, id, old.inbound_spi));
     p.drive();
-    assert_eq!((deleted(&p.client), deleted(&p.server)), (1, 1));
+    assert_eq!(
+        (child_deletions(&p.client), child_deletions(&p.server)),
+        (1, 1)
+    );
     assert_eq!(p.client.spis.live().len(), 1);
 }
 
@@ -961,19 +958,27 @@ fn our_own_child_and_ike_rekeys_asked_together_run_in_turn() {
     // First, on the old IKE SA; then the IKE rekey moved it with the rest.
     assert_eq!(owner, cid);
     assert_eq!(rekeyed(&p.client)[0].0, cid);
-    let deleted = |n: &Node| {
-        n.events
-            .iter()
-            .filter(|e| matches!(e, Event::ChildSaDeleted { .. }))
-            .count()
-    };
-    assert_eq!((deleted(&p.client), deleted(&p.server)), (0, 0));
+    assert_eq!(
+        (child_deletions(&p.client), child_deletions(&p.server)),
+        (0, 0)
+    );
     assert!(p.client.ep.delete_child_sa(p.now, new_cid, old_child));
     p.drive();
-    assert_eq!((deleted(&p.client), deleted(&p.server)), (1, 1));
+    assert_eq!(
+        (child_deletions(&p.client), child_deletions(&p.server)),
+        (1, 1)
+    );
     for n in [&p.client, &p.server] {
         assert_eq!(n.ep.ike_sa_count(), 1);
     }
+}
+
+/// CHILD SAs a node saw deleted.
+fn child_deletions(n: &Node) -> usize {
+    n.events
+        .iter()
+        .filter(|e| matches!(e, Event::ChildSaDeleted { .. }))
+        .count()
 }
 
 /// A pair with one CHILD SA whose client rekeys it while the server rekeys
@@ -999,14 +1004,11 @@ fn crossing_rekeys(defer: bool) -> Pair {
 #[test]
 fn without_deferral_the_crossing_rekeys_old_pair_is_deleted_through_the_successor() {
     let p = crossing_rekeys(false);
-    let deleted = |n: &Node| {
-        n.events
-            .iter()
-            .filter(|e| matches!(e, Event::ChildSaDeleted { .. }))
-            .count()
-    };
     // The old pair, on both ends; the new one stays.
-    assert_eq!((deleted(&p.client), deleted(&p.server)), (1, 1));
+    assert_eq!(
+        (child_deletions(&p.client), child_deletions(&p.server)),
+        (1, 1)
+    );
     let fresh = p.client.children()[1].inbound_spi;
     assert!(!p
         .client
