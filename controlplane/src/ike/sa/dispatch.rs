@@ -87,7 +87,9 @@ impl IkeSa {
             {
                 self.on_informational_request(io, mid, &inner)
             }
-            ExchangeType::CREATE_CHILD_SA if self.state == State::Established && !self.rekeyed => {
+            ExchangeType::CREATE_CHILD_SA
+                if self.state == State::Established && self.successor.is_none() =>
+            {
                 self.on_create_child_request(io, now, mid, &inner)
             }
             // Every request gets an answer, or the peer retransmits until it

@@ -141,9 +141,7 @@ pub(crate) struct IkeSa {
     /// Our last completed CHILD rekey, for a peer's rekey that crossed it.
     pub last_rekey: Option<super::collision::CompletedRekey>,
     pub ike_offer: Option<Box<super::rekey_ike::IkeOffer>>,
-    /// Set once a successor took over the CHILD SAs.
-    pub rekeyed: bool,
-    /// That successor.
+    /// The SA that took over the CHILD SAs in a rekey, once there is one.
     pub successor: Option<IkeSaId>,
     /// Responder: this SA's entry in the endpoint's half-open index.
     pub half_open_key: Option<(SocketAddr, u64)>,
@@ -196,7 +194,6 @@ impl IkeSa {
             rekey_collision: None,
             last_rekey: None,
             ike_offer: None,
-            rekeyed: false,
             successor: None,
             half_open_key: None,
             expires: None,
@@ -271,7 +268,7 @@ impl IkeSa {
         {
             pool.release(a);
         }
-        let reason = if self.rekeyed && reason == IkeSaEnd::Deleted {
+        let reason = if self.successor.is_some() && reason == IkeSaEnd::Deleted {
             IkeSaEnd::Rekeyed
         } else {
             reason

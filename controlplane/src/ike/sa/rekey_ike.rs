@@ -77,7 +77,6 @@ impl IkeSa {
             io.authenticated.push(n.id());
         }
         n.dns = self.dns.clone();
-        self.rekeyed = true;
         self.successor = Some(n.id());
         io.events.push_back(Event::IkeSaRekeyed {
             old: self.id(),
@@ -90,7 +89,8 @@ impl IkeSa {
         let Some(suite) = self.suite else {
             return false;
         };
-        if self.state != State::Established || self.ike_offer.is_some() || self.rekeyed {
+        if self.state != State::Established || self.ike_offer.is_some() || self.successor.is_some()
+        {
             return false;
         }
         let new_spi = io.random_spi();
