@@ -172,10 +172,9 @@ fn take_events(c: &mut Clients) {
 /// on the new pair; then the clients delete the old pairs. Returns the
 /// gateway's time.
 fn ping_then_delete(gw: &mut InProcessGateway, c: &mut Clients, now: Instant) -> Duration {
-    let rekeyed = std::mem::take(&mut c.rekeyed);
     let t = Instant::now();
     let mut back = Vec::new();
-    for group in rekeyed.chunks(PER_POLL) {
+    for group in c.rekeyed.chunks(PER_POLL) {
         for sa in group {
             let ping = PingMsg {
                 kind: Kind::Ping,
@@ -193,7 +192,6 @@ fn ping_then_delete(gw: &mut InProcessGateway, c: &mut Clients, now: Instant) ->
     for d in &back {
         c.ep.handle_datagram(now, d.remote, d.local, &d.payload);
     }
-    c.rekeyed = rekeyed;
     take_events(c);
     let rekeyed = std::mem::take(&mut c.rekeyed);
     let pongs = gw.take_sealed();

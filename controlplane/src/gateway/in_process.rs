@@ -80,10 +80,7 @@ impl InProcessGateway {
         p.meta.remote = t.local;
         p.meta.local_port = t.remote.port();
         p.meta.encap = Encap::EspInUdp;
-        while let Err(back) = self.link.to_control.push(p) {
-            self.poll_driver(now);
-            p = back;
-        }
+        self.hand_to_control(now, p);
     }
 
     /// Hands the driver a control message (a ping) that arrived from `from`
@@ -101,10 +98,7 @@ impl InProcessGateway {
         p.meta.remote = from;
         p.meta.spi = inbound_spi;
         p.meta.encap = Encap::Control;
-        while let Err(back) = self.link.to_control.push(p) {
-            self.poll_driver(now);
-            p = back;
-        }
+        self.hand_to_control(now, p);
     }
 
     /// The control messages the driver had sealed since the last call.
@@ -136,6 +130,15 @@ impl InProcessGateway {
     /// the next publication).
     pub fn tables(&mut self) -> &SaTables {
         self.publisher.edit()
+    }
+
+    /// Queues `p` for the driver as a worker does; when the link is full
+    /// the driver runs first.
+    fn hand_to_control(&mut self, now: Instant, mut p: Packet) {
+        while let Err(back) = self.link.to_control.push(p) {
+            self.poll_driver(now);
+            p = back;
+        }
     }
 
     /// What espritd's control step does with the driver and the tables.
