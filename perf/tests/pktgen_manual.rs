@@ -79,12 +79,18 @@ fn a_hundred_manual_clients_get_every_packet_back() {
     // The timeline carries both processes' CPU time, for per-round figures.
     let first = r.timeline.first().unwrap();
     assert_eq!(
-        (first.generator_cpu_ns, first.gateway_cpu_ns),
+        (first.cpu.generator_cpu_ns, first.cpu.gateway_cpu_ns),
         (Some(0), Some(0))
     );
     let last = r.timeline.last().unwrap();
-    assert!(last.generator_cpu_ns.is_some_and(|ns| ns > 0), "{last:?}");
-    assert!(last.gateway_cpu_ns >= last.generator_cpu_ns, "{last:?}");
+    assert!(
+        last.cpu.generator_cpu_ns.is_some_and(|ns| ns > 0),
+        "{last:?}"
+    );
+    assert!(
+        last.cpu.gateway_cpu_ns >= last.cpu.generator_cpu_ns,
+        "{last:?}"
+    );
 }
 
 #[test]

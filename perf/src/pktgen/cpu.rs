@@ -39,19 +39,14 @@ impl CpuTime {
     /// `/proc/PID/stat`; `None` if there is no such process to read.
     pub fn of_process(pid: u32) -> Option<CpuTime> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        parse_stat(&stat, u64::try_from(hz).ok().filter(|&h| h > 0)?)
+        parse_stat(&stat, clock_ticks()?)
     }
 
     /// What the threads of process `pid` whose names start with `prefix`
     /// (`/proc/PID/task/*/comm`) have used so far; `None` if the process
     /// cannot be read.
     pub fn of_threads_named(pid: u32, prefix: &str) -> Option<CpuTime> {
-        // SAFETY: sysconf has no preconditions.
-        let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
-            .ok()
-            .filter(|&h| h > 0)?;
+        let hz = clock_ticks()?;
         let mut sum = CpuTime::default();
         for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
             let Ok(task) = task else { continue };
@@ -81,6 +76,13 @@ impl CpuTime {
     pub fn total(self) -> Duration {
         self.user + self.system
     }
+}
+
+/// The kernel's clock ticks per second, the unit of `/proc`'s CPU times.
+fn clock_ticks() -> Option<u64> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(hz).ok().filter(|&h| h > 0)
 }
 
 /// utime and stime (fields 14 and 15, in clock ticks of `hz` a second)

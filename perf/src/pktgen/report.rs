@@ -18,8 +18,14 @@ pub struct Sample {
     pub sent: u64,
     pub received: u64,
     pub rx_bytes: u64,
-    /// CPU time since the traffic phase began, ns: pktgen's process, and
-    /// the gateway's when pktgen was given its process.
+    #[serde(flatten)]
+    pub cpu: CpuSoFar,
+}
+
+/// CPU time since the traffic phase began, ns: pktgen's process, and the
+/// gateway's when pktgen was given its process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CpuSoFar {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generator_cpu_ns: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]

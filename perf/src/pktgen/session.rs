@@ -11,7 +11,7 @@ use dataplane::port::udp::{UdpConfig, UdpPort};
 use super::clients::Client;
 use super::cpu::CpuTime;
 use super::engine::{self, Lane, Progress, ThreadResult};
-use super::report::{GatewayCpu, Report, Sample};
+use super::report::{CpuSoFar, GatewayCpu, Report, Sample};
 use super::traffic::TrafficSpec;
 use super::PktgenError;
 
@@ -80,9 +80,7 @@ pub fn run_with(
     let cpu = CpuSampler::new(opt.gateway_pid);
     let epoch = Instant::now();
     let mut timeline = vec![Sample {
-        generator_cpu_ns: cpu.generator.map(|_| 0),
-        gateway_cpu_ns: cpu.gateway.map(|_| 0),
-        gateway_workers_cpu_ns: cpu.gateway.map(|_| 0),
+        cpu: cpu.at_start(),
         ..Sample::default()
     }];
     let mut results: Vec<ThreadResult> = std::thread::scope(|s| {
@@ -108,15 +106,12 @@ pub fn run_with(
             if now >= next {
                 next += Duration::from_secs(1);
                 let (sent, received, rx_bytes) = engine::totals(&progress);
-                let (generator_cpu_ns, gateway_cpu_ns, gateway_workers_cpu_ns) = cpu.since_start();
                 let sample = Sample {
                     t: now.duration_since(epoch).as_secs_f64(),
                     sent,
                     received,
                     rx_bytes,
-                    generator_cpu_ns,
-                    gateway_cpu_ns,
-                    gateway_workers_cpu_ns,
+                    cpu: cpu.since_start(),
                 };
                 if opt.progress {
                     let last = timeline.last().copied().unwrap_or_default();
@@ -133,15 +128,13 @@ pub fn run_with(
         ));
     }
     let (sent, received, rx_bytes) = engine::totals(&progress);
-    let (generator_cpu_ns, gateway_cpu_ns, gateway_workers_cpu_ns) = cpu.since_start();
+    let cpu_so_far = cpu.since_start();
     timeline.push(Sample {
         t: epoch.elapsed().as_secs_f64(),
         sent,
         received,
         rx_bytes,
-        generator_cpu_ns,
-        gateway_cpu_ns,
-        gateway_workers_cpu_ns,
+        cpu: cpu_so_far,
     });
     let mut report = Report::build(
         mode,
@@ -152,7 +145,8 @@ pub fn run_with(
         &results,
         timeline,
     );
-    report.gateway = gateway_cpu_ns
+    report.gateway = cpu_so_far
+        .gateway_cpu_ns
         .map(|ns| GatewayCpu::new(Duration::from_nanos(ns), epoch.elapsed(), report.received));
     let lanes = results
         .iter_mut()
@@ -185,9 +179,17 @@ impl CpuSampler {
         }
     }
 
-    /// CPU time since `new`, in ns: pktgen's, the gateway's, and its
-    /// workers'.
-    fn since_start(&self) -> (Option<u64>, Option<u64>, Option<u64>) {
+    /// Zero for each count this sampler can read.
+    fn at_start(&self) -> CpuSoFar {
+        CpuSoFar {
+            generator_cpu_ns: self.generator.map(|_| 0),
+            gateway_cpu_ns: self.gateway.map(|_| 0),
+            gateway_workers_cpu_ns: self.gateway.map(|_| 0),
+        }
+    }
+
+    /// CPU time since `new`: pktgen's, the gateway's, and its workers'.
+    fn since_start(&self) -> CpuSoFar {
         let ns = |t: CpuTime| u64::try_from(t.total().as_nanos()).ok();
         let generator = self
             .generator
@@ -201,6 +203,10 @@ impl CpuSampler {
             .gateway
             .and_then(|(p, _, a)| CpuTime::of_threads_named(p, WORKER_THREADS).map(|b| b.since(a)))
             .and_then(ns);
-        (generator, gateway, workers)
+        CpuSoFar {
+            generator_cpu_ns: generator,
+            gateway_cpu_ns: gateway,
+            gateway_workers_cpu_ns: workers,
+        }
     }
 }

@@ -76,10 +76,10 @@ impl Schedule {
         (0..self.rounds)
             .filter_map(|k| {
                 let start = self.round_start(k).as_secs_f64();
-                let quiet = median_rate(timeline, start - self.quiet().as_secs_f64(), start)?;
+                let quiet_from = start - self.quiet().as_secs_f64();
+                let quiet = median_rate(timeline, quiet_from, start)?;
                 let end = start + self.over.as_secs_f64();
                 let during = median_rate(timeline, start, end)?;
-                let quiet_from = start - self.quiet().as_secs_f64();
                 let cpu = |pick: fn(&Sample) -> Option<u64>| {
                     Some((
                         cpu_per_round_trip(timeline, quiet_from, start, pick)?,
@@ -91,9 +91,9 @@ impl Schedule {
                     quiet_mpps: quiet,
                     during_mpps: during,
                     ratio: during / quiet,
-                    generator_us: cpu(|s| s.generator_cpu_ns),
-                    gateway_us: cpu(|s| s.gateway_cpu_ns),
-                    gateway_workers_us: cpu(|s| s.gateway_workers_cpu_ns),
+                    generator_us: cpu(|s| s.cpu.generator_cpu_ns),
+                    gateway_us: cpu(|s| s.cpu.gateway_cpu_ns),
+                    gateway_workers_us: cpu(|s| s.cpu.gateway_workers_cpu_ns),
                 })
             })
             .collect()
@@ -137,6 +137,7 @@ fn median_rate(timeline: &[Sample], from: f64, to: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pktgen::report::CpuSoFar;
 
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)
@@ -168,7 +169,10 @@ mod tests {
             _ => 0.85,
         };
         let mut timeline = vec![Sample {
-            gateway_cpu_ns: Some(0),
+            cpu: CpuSoFar {
+                gateway_cpu_ns: Some(0),
+                ..CpuSoFar::default()
+            },
             ..Sample::default()
         }];
         for i in 1..=100 {
@@ -180,9 +184,13 @@ mod tests {
             timeline.push(Sample {
                 t,
                 received: last.received + packets,
-                gateway_cpu_ns: last
-                    .gateway_cpu_ns
-                    .map(|c| c + (packets as f64 * gw_us * 1000.0) as u64),
+                cpu: CpuSoFar {
+                    gateway_cpu_ns: last
+                        .cpu
+                        .gateway_cpu_ns
+                        .map(|c| c + (packets as f64 * gw_us * 1000.0) as u64),
+                    ..CpuSoFar::default()
+                },
                 ..Sample::default()
             });
         }
