@@ -173,6 +173,41 @@ pub fn tcp_packet(spec: &TcpSpec, payload: &[u8]) -> Vec<u8> {
     ip
 }
 
+/// A UDP datagram with valid lengths and checksum, between the addresses
+/// of [`TcpSpec::v4`] or [`TcpSpec::v6`]; IPv4 ID `ip_id`. A payload past
+/// 64 KiB wraps the length fields (tests of bad input).
+pub fn udp_packet(v6: bool, ip_id: u16, ports: (u16, u16), payload: &[u8]) -> Vec<u8> {
+    let spec = TcpSpec {
+        ip_id,
+        ports,
+        ..if v6 { TcpSpec::v6() } else { TcpSpec::v4() }
+    };
+    // The TCP packet's IP header, with UDP's protocol and lengths.
+    let mut pkt = tcp_packet(&spec, &[]);
+    let ip_len = if v6 { 40 } else { 20 };
+    pkt.truncate(ip_len);
+    let udp_len = 8 + payload.len();
+    if v6 {
+        pkt[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+        pkt[6] = 17;
+    } else {
+        pkt[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+        pkt[9] = 17;
+        pkt[10..12].fill(0);
+        let c = crate::wire::checksum::checksum(&pkt[..20]);
+        pkt[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+    pkt.extend_from_slice(&ports.0.to_be_bytes());
+    pkt.extend_from_slice(&ports.1.to_be_bytes());
+    pkt.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    pkt.extend_from_slice(&[0, 0]);
+    pkt.extend_from_slice(payload);
+    if let Some(l) = crate::offload::UdpLayout::parse(&pkt) {
+        l.fill_checksum(&mut pkt);
+    }
+    pkt
+}
+
 /// AES-128-GCM keys for one direction of a manual tunnel in tests and
 /// benchmarks: every key and salt byte `b`, ESN on.
 pub fn manual_keys(spi: u32, b: u8) -> crate::sa::manual::ManualSaKeys {

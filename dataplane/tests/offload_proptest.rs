@@ -1,13 +1,19 @@
 //! The TUN offloads' cutting and merging: no bytes make them panic, and
 //! whatever a super-packet is cut into merges back into the same bytes.
 
-use dataplane::offload::{complete_checksum, merge, mergeable_run, Segmenter, TcpLayout};
-use dataplane::testkit::{tcp_packet, TcpSpec};
+use dataplane::offload::{
+    complete_checksum, merge, merge_next, mergeable_run, udp, Segmenter, TcpLayout, UdpLayout,
+};
+use dataplane::testkit::{tcp_packet, udp_packet, TcpSpec};
 use dataplane::wire::virtio_net::{self, VirtioNetHdr};
 use proptest::prelude::*;
 
 fn cut(pkt: &[u8], mss: u16) -> Vec<Vec<u8>> {
-    let Ok(mut s) = Segmenter::new(pkt, mss) else {
+    cut_as(pkt, virtio_net::GSO_TCPV4, mss)
+}
+
+fn cut_as(pkt: &[u8], gso_kind: u8, size: u16) -> Vec<Vec<u8>> {
+    let Ok(mut s) = Segmenter::for_gso(pkt, gso_kind, size) else {
         return Vec::new();
     };
     let mut buf = vec![0u8; 2048];
@@ -23,15 +29,52 @@ proptest! {
         offset in 0usize..300,
     ) {
         for p in &pkts {
-            let _ = cut(p, mss);
+            for kind in [virtio_net::GSO_TCPV4, virtio_net::GSO_UDP_L4, virtio_net::GSO_UDP] {
+                let _ = cut_as(p, kind, mss);
+            }
+            let _ = Segmenter::new(p, mss);
             let _ = TcpLayout::parse(p);
+            let _ = UdpLayout::parse(p);
             let mut q = p.clone();
             let _ = complete_checksum(&mut q, start, offset);
         }
         let n = mergeable_run(&pkts);
         prop_assert!(n <= pkts.len());
+        prop_assert!(udp::mergeable_run(&pkts) <= pkts.len());
         let mut out = Vec::new();
         let _ = merge(&pkts, &mut out);
+        let _ = udp::merge(&pkts, &mut out);
+        prop_assert!(merge_next(&pkts, &mut out) <= pkts.len());
+    }
+
+    #[test]
+    fn a_cut_udp_super_packet_merges_back(
+        len in 1usize..4000,
+        size in 64u16..1400,
+        id in any::<u16>(),
+        v6 in any::<bool>(),
+    ) {
+        let payload: Vec<u8> = (0..len).map(|i| (i * 29 % 251) as u8).collect();
+        let big = udp_packet(v6, id, (4500, 53), &payload);
+        let segs = cut_as(&big, virtio_net::GSO_UDP_L4, size);
+        prop_assert_eq!(segs.len(), len.div_ceil(usize::from(size)));
+        let mut joined = Vec::new();
+        for s in &segs {
+            let l = UdpLayout::parse(s).unwrap();
+            prop_assert!(l.checksum_ok(s));
+            joined.extend_from_slice(&s[l.header_len()..]);
+        }
+        prop_assert_eq!(&joined, &payload);
+        if segs.len() == 1 {
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        prop_assert_eq!(merge_next(&segs, &mut out), segs.len());
+        let hdr = VirtioNetHdr::parse(&out).unwrap();
+        prop_assert_eq!(hdr.gso_size, size);
+        let mut got = out[virtio_net::LEN..].to_vec();
+        prop_assert!(complete_checksum(&mut got, hdr.csum_start.into(), hdr.csum_offset.into()));
+        prop_assert_eq!(got, big);
     }
 
     #[test]

@@ -157,3 +157,174 @@ fn tcp_crosses_two_offloading_queues_whole_both_ways() {
         println!("offload counters: a {sa:?}, b {sb:?}");
     });
 }
+
+/// Datagrams of this many bytes, in `UDP_SEGMENT` batches of `BATCH`.
+const DATAGRAM: usize = 64;
+const BATCH: usize = 32;
+const BATCHES: usize = 100;
+
+/// Datagram `i`'s payload: its number, then bytes made from it.
+fn datagram(i: usize) -> Vec<u8> {
+    let mut d = (i as u32).to_be_bytes().to_vec();
+    d.extend((4..DATAGRAM).map(|j| (i * 13 + j) as u8));
+    d
+}
+
+fn set_udp_option(sock: &UdpSocket, opt: libc::c_int, value: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket and an int option of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_UDP,
+            opt,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "UDP option {opt}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Receives one read's datagrams: with `UDP_GRO` on, a read may hold many
+/// of `gso_size` bytes each, which the kernel says in a control message.
+fn recv_datagrams(sock: &UdpSocket, buf: &mut [u8]) -> Option<(Vec<Vec<u8>>, bool)> {
+    use std::os::fd::AsRawFd;
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = [0u64; 16];
+    // SAFETY: zeroed msghdr is valid; it points at live buffers.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: msg and what it points at outlive the call.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return None;
+    }
+    let mut seg = n as usize;
+    // SAFETY: walking the control messages the kernel wrote into `msg`.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
+                seg = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>()) as usize;
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    let merged = seg < n as usize;
+    Some((
+        buf[..n as usize]
+            .chunks(seg.max(1))
+            .map(<[u8]>::to_vec)
+            .collect(),
+        merged,
+    ))
+}
+
+#[test]
+fn udp_batches_cross_two_offloading_queues_as_super_packets() {
+    in_new_netns(|| {
+        let (dev_a, mut a) = TunDevice::open_offloaded("esp-usoa", 1).unwrap();
+        let mut a = a.remove(0);
+        dev_a.set_mtu(1400).unwrap();
+        dev_a.add_address("10.0.0.1".parse().unwrap(), 24).unwrap();
+        dev_a.set_up().unwrap();
+        ip(&["route", "add", "10.9.0.0/24", "dev", "esp-usoa"]);
+        ip(&["addr", "add", "fd00:a::1/64", "dev", "esp-usoa", "nodad"]);
+        ip(&["route", "add", "fd00:b::/64", "dev", "esp-usoa"]);
+
+        // The far end: an IPv4 socket with UDP_GRO, which reads merged
+        // packets whole, and an IPv6 one without, to which the kernel
+        // hands the datagrams one by one.
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let server = std::thread::spawn(move || {
+            in_new_netns(move || {
+                let (dev_b, mut b) = TunDevice::open_offloaded("esp-usob", 1).unwrap();
+                dev_b.set_mtu(1400).unwrap();
+                dev_b.add_address("10.9.0.2".parse().unwrap(), 24).unwrap();
+                dev_b.set_up().unwrap();
+                ip(&["route", "add", "10.0.0.0/24", "dev", "esp-usob"]);
+                ip(&["addr", "add", "fd00:b::2/64", "dev", "esp-usob", "nodad"]);
+                ip(&["route", "add", "fd00:a::/64", "dev", "esp-usob"]);
+                let v4 = UdpSocket::bind("10.9.0.2:5301").unwrap();
+                set_udp_option(&v4, libc::UDP_GRO, 1);
+                let v6 = UdpSocket::bind("[fd00:b::2]:5301").unwrap();
+                ready_tx.send(b.remove(0)).unwrap();
+                let mut buf = vec![0u8; 65536];
+                [v4, v6].map(|sock| {
+                    sock.set_read_timeout(Some(Duration::from_secs(10)))
+                        .unwrap();
+                    let (mut got, mut merged_reads) = (Vec::new(), 0);
+                    while got.len() < BATCH * BATCHES {
+                        let Some((d, merged)) = recv_datagrams(&sock, &mut buf) else {
+                            break;
+                        };
+                        merged_reads += usize::from(merged);
+                        got.extend(d);
+                    }
+                    (got, merged_reads)
+                })
+            })
+        });
+        let mut b = ready_rx.recv().unwrap();
+        let (done_tx, done_rx) = mpsc::channel();
+        let relay = std::thread::spawn(move || {
+            relay(&mut a, &mut b, &done_rx);
+            (a.stats(), b.stats())
+        });
+
+        for (from, to) in [
+            ("10.0.0.1:0", "10.9.0.2:5301"),
+            ("[fd00:a::1]:0", "[fd00:b::2]:5301"),
+        ] {
+            let sock = UdpSocket::bind(from).unwrap();
+            set_udp_option(&sock, libc::UDP_SEGMENT, DATAGRAM as libc::c_int);
+            sock.connect(to).unwrap();
+            for batch in 0..BATCHES {
+                let bytes: Vec<u8> = (0..BATCH)
+                    .flat_map(|i| datagram(batch * BATCH + i))
+                    .collect();
+                assert_eq!(sock.send(&bytes).unwrap(), bytes.len());
+                // Paced, so that no socket buffer overflows on a busy machine.
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        }
+        let [(v4, v4_merged), (v6, _)] = server.join().unwrap();
+        done_tx.send(()).unwrap();
+        let (sa, sb) = relay.join().unwrap();
+
+        for (family, got) in [("IPv4", &v4), ("IPv6", &v6)] {
+            let want: Vec<Vec<u8>> = (0..BATCH * BATCHES).map(datagram).collect();
+            assert_eq!(got.len(), want.len(), "{family}: datagrams received");
+            assert!(
+                *got == want,
+                "{family}: the datagrams arrived whole and in order"
+            );
+        }
+        assert!(v4_merged > 0, "the GRO socket read merged packets");
+        assert_eq!(
+            sa.rx_super_packets,
+            2 * BATCHES as u64,
+            "a cut each send: {sa:?}"
+        );
+        assert!(sb.tx_super_packets > 0, "b merged datagrams: {sb:?}");
+        for (side, s) in [("a", sa), ("b", sb)] {
+            assert_eq!(
+                s.rx_bad_offload + s.rx_oversize + s.tx_dropped,
+                0,
+                "{side}: {s:?}"
+            );
+        }
+        println!("USO counters: a {sa:?}, b {sb:?}; GRO reads merged: {v4_merged}");
+    });
+}

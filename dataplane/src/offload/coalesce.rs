@@ -72,15 +72,8 @@ fn max_len(l: &TcpLayout) -> usize {
 /// the same in `a` and `b` (both of layout `l`).
 fn same_flow_and_state(l: &TcpLayout, a: &[u8], b: &[u8]) -> bool {
     let same = |r: std::ops::Range<usize>| a[r.clone()] == b[r];
-    let ip_same = if l.v6 {
-        // Version, class, flow label; next header, hop limit, addresses.
-        same(0..4) && same(6..40)
-    } else {
-        // Version, IHL, TOS; flags and offset, TTL, protocol; addresses, options.
-        same(0..2) && same(6..10) && same(12..l.ip_len)
-    };
     let t = l.ip_len;
-    ip_same
+    super::same_ip_fields(l.v6, l.ip_len, a, b)
         // Ports; ACK number, data offset; window; urgent pointer and options.
         && same(t..t + 4)
         && same(t + 8..t + 13)
@@ -124,14 +117,20 @@ pub fn merge<P: AsRef<[u8]>>(run: &[P], out: &mut Vec<u8>) -> bool {
     run.len() >= 2 && mergeable_run(run) == run.len() && write_merged(run, out)
 }
 
-/// The run at the start of `pkts`, merged into `out` when it is two or
-/// more segments (`out` is left empty otherwise): its length, at least 1
-/// unless `pkts` is empty. One pass of checks, for the TUN port's writes.
+/// The run at the start of `pkts`, TCP segments or UDP datagrams
+/// ([`super::udp`]), merged into `out` when it is two or more packets
+/// (`out` is left empty otherwise): its length, at least 1 unless `pkts`
+/// is empty. One pass of checks, for the TUN port's writes.
 pub fn merge_next<P: AsRef<[u8]>>(pkts: &[P], out: &mut Vec<u8>) -> usize {
     out.clear();
     let n = mergeable_run(pkts);
     if n >= 2 {
         write_merged(&pkts[..n], out);
+        return n;
+    }
+    let n = super::udp::mergeable_run(pkts);
+    if n >= 2 {
+        super::udp::write_merged(&pkts[..n], out);
     }
     n
 }
@@ -157,12 +156,7 @@ fn write_merged<P: AsRef<[u8]>>(run: &[P], out: &mut Vec<u8>) -> bool {
         csum_start: l.ip_len as u16,
         csum_offset: TCP_CHECKSUM as u16,
     };
-    out.extend_from_slice(&hdr.to_bytes());
-    out.extend_from_slice(first);
-    for p in &run[1..] {
-        out.extend_from_slice(&p.as_ref()[hl..]);
-    }
-    let pkt = &mut out[virtio_net::LEN..];
+    let pkt = super::write_run(hdr, run, out);
     let len = pkt.len();
     l.set_length(pkt, len);
     pkt[l.ip_len + 13] = l.tcp_flags(last);
@@ -277,6 +271,17 @@ mod tests {
         assert_eq!(merge_next(&pkts[3..], &mut next), 1);
         assert!(next.is_empty(), "a run of one is written as it is");
         assert_eq!(merge_next::<Vec<u8>>(&[], &mut next), 0);
+    }
+
+    #[test]
+    fn merge_next_merges_udp_datagrams_too() {
+        let d = |b: u8| crate::testkit::udp_packet(false, 1, (3, 4), &[b; 64]);
+        let pkts = [d(1), d(2), d(3), tcp_packet(&TcpSpec::v4(), &[])];
+        let (mut next, mut whole) = (Vec::new(), Vec::new());
+        assert_eq!(merge_next(&pkts, &mut next), 3);
+        assert!(crate::offload::udp::merge(&pkts[..3], &mut whole));
+        assert_eq!(next, whole);
+        assert_eq!(merge_next(&pkts[3..], &mut next), 1);
     }
 
     #[test]

@@ -1,15 +1,25 @@
-//! TSO in software: cuts a TCP super-packet from the kernel into segments
-//! of `gso_size` payload bytes, each a whole packet with its own lengths,
-//! sequence number and checksums (what `tcp_gso_segment` does).
+//! TSO and USO in software: cuts a TCP or UDP super-packet from the kernel
+//! into segments of `gso_size` payload bytes, each a whole packet with its
+//! own lengths, IPv4 ID and checksums, and for TCP its sequence number and
+//! flags (what `tcp_gso_segment` and `__udp_gso_segment` do).
 
-use super::{TcpLayout, TCP_CWR, TCP_FIN, TCP_PSH};
+use super::{TcpLayout, UdpLayout, TCP_CWR, TCP_FIN, TCP_PSH};
+use crate::wire::virtio_net;
 use crate::wire::WireError;
+
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    Tcp(TcpLayout),
+    Udp(UdpLayout),
+}
 
 /// Walks one super-packet, a segment per call; it keeps offsets only, so
 /// the caller hands it the same bytes each time.
 #[derive(Clone, Debug)]
 pub struct Segmenter {
-    layout: TcpLayout,
+    layout: Layout,
+    /// IP and TCP or UDP headers, copied into every segment.
+    header_len: usize,
     mss: usize,
     len: usize,
     /// Offset of the next segment's payload.
@@ -18,31 +28,53 @@ pub struct Segmenter {
 }
 
 impl Segmenter {
-    /// Checks `pkt` (the super-packet, IP header first) and `gso_size`.
-    /// Only TCP over IPv4 or IPv6 is segmented: the port does not ask the
-    /// kernel for UDP offloads.
+    /// Checks `pkt` (a TCP super-packet, IP header first) and `gso_size`.
     pub fn new(pkt: &[u8], gso_size: u16) -> Result<Segmenter, WireError> {
         let layout = TcpLayout::parse(pkt).ok_or(WireError::Unsupported)?;
         if !layout.length_field_matches(pkt) {
             return Err(WireError::Malformed);
         }
-        let hl = layout.header_len();
-        if gso_size == 0 || pkt.len() <= hl {
+        Self::start(Layout::Tcp(layout), layout.header_len(), pkt, gso_size)
+    }
+
+    /// Checks `pkt` (a UDP super-packet: one UDP header before the payloads
+    /// of many datagrams) and `gso_size`.
+    pub fn udp(pkt: &[u8], gso_size: u16) -> Result<Segmenter, WireError> {
+        let layout = UdpLayout::of_super_packet(pkt).ok_or(WireError::Unsupported)?;
+        Self::start(Layout::Udp(layout), layout.header_len(), pkt, gso_size)
+    }
+
+    /// The segmenter for a super-packet of the virtio header's `gso_kind`.
+    pub fn for_gso(pkt: &[u8], gso_kind: u8, gso_size: u16) -> Result<Segmenter, WireError> {
+        match gso_kind {
+            virtio_net::GSO_TCPV4 | virtio_net::GSO_TCPV6 => Self::new(pkt, gso_size),
+            virtio_net::GSO_UDP_L4 => Self::udp(pkt, gso_size),
+            _ => Err(WireError::Unsupported),
+        }
+    }
+
+    fn start(
+        layout: Layout,
+        header_len: usize,
+        pkt: &[u8],
+        gso_size: u16,
+    ) -> Result<Segmenter, WireError> {
+        if gso_size == 0 || pkt.len() <= header_len {
             return Err(WireError::Malformed);
         }
         Ok(Segmenter {
             layout,
+            header_len,
             mss: usize::from(gso_size),
             len: pkt.len(),
-            next: hl,
+            next: header_len,
             index: 0,
         })
     }
 
     /// How long the next segment will be; `None` when all were written.
     pub fn next_len(&self) -> Option<usize> {
-        (self.next < self.len)
-            .then(|| self.layout.header_len() + self.mss.min(self.len - self.next))
+        (self.next < self.len).then(|| self.header_len + self.mss.min(self.len - self.next))
     }
 
     /// Writes the next segment of `pkt` to the start of `out` and returns
@@ -53,14 +85,39 @@ impl Segmenter {
         if pkt.len() != self.len || out.len() < seg_len {
             return None;
         }
-        let l = self.layout;
-        let hl = l.header_len();
+        let hl = self.header_len;
         let end = self.next + (seg_len - hl);
         let out = &mut out[..seg_len];
         out[..hl].copy_from_slice(&pkt[..hl]);
         out[hl..].copy_from_slice(&pkt[self.next..end]);
+        match self.layout {
+            Layout::Tcp(l) => {
+                self.fix_tcp(&l, pkt, out, end);
+                if !l.v6 {
+                    super::bump_ip_id(pkt, out, self.index);
+                }
+                l.set_length(out, seg_len);
+                l.fill_tcp_checksum(out);
+            }
+            Layout::Udp(l) => {
+                if !l.v6 {
+                    super::bump_ip_id(pkt, out, self.index);
+                }
+                l.set_lengths(out, seg_len);
+                l.fill_checksum(out);
+            }
+        }
+        self.next = end;
+        self.index = self.index.wrapping_add(1);
+        Some(seg_len)
+    }
 
-        let seq = l.tcp_seq(pkt).wrapping_add((self.next - hl) as u32);
+    /// A TCP segment's sequence number, and FIN and PSH on the last only,
+    /// CWR on the first only.
+    fn fix_tcp(&self, l: &TcpLayout, pkt: &[u8], out: &mut [u8], end: usize) {
+        let seq = l
+            .tcp_seq(pkt)
+            .wrapping_add((self.next - self.header_len) as u32);
         let t = l.ip_len;
         out[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
         let mut flags = l.tcp_flags(pkt);
@@ -71,16 +128,6 @@ impl Segmenter {
             flags &= !TCP_CWR;
         }
         out[t + 13] = flags;
-        if !l.v6 {
-            let id = u16::from_be_bytes([pkt[4], pkt[5]]).wrapping_add(self.index);
-            out[4..6].copy_from_slice(&id.to_be_bytes());
-        }
-        l.set_length(out, seg_len);
-        l.fill_tcp_checksum(out);
-
-        self.next = end;
-        self.index = self.index.wrapping_add(1);
-        Some(seg_len)
     }
 }
 

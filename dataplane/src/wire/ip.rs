@@ -24,6 +24,8 @@ pub fn ip_src_dst(buf: &[u8]) -> Result<(IpAddr, IpAddr), WireError> {
 
 /// IP protocol number of TCP.
 pub const PROTO_TCP: u8 = 6;
+/// IP protocol number of UDP.
+pub const PROTO_UDP: u8 = 17;
 
 /// Which IPv4 fragments [`tcp_offset`] takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +42,13 @@ pub enum Fragments {
 /// checked; the caller checks the TCP header's own length.
 #[inline]
 pub fn tcp_offset(ip: &[u8], take: Fragments) -> Option<usize> {
+    l4_offset(ip, PROTO_TCP, take)
+}
+
+/// Where the header of protocol `proto` starts in IP packet `ip`, as
+/// [`tcp_offset`] for TCP.
+#[inline]
+pub fn l4_offset(ip: &[u8], proto: u8, take: Fragments) -> Option<usize> {
     match ip.first()? >> 4 {
         4 => {
             let ihl = usize::from(ip.first()? & 0x0f) * 4;
@@ -49,9 +58,9 @@ pub fn tcp_offset(ip: &[u8], take: Fragments) -> Option<usize> {
                 Fragments::None => 0x3fff,
             };
             let frag = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & mask;
-            (ihl >= 20 && frag == 0 && *ip.get(9)? == PROTO_TCP).then_some(ihl)
+            (ihl >= 20 && frag == 0 && *ip.get(9)? == proto).then_some(ihl)
         }
-        6 => (*ip.get(6)? == PROTO_TCP).then_some(40),
+        6 => (*ip.get(6)? == proto).then_some(40),
         _ => None,
     }
 }

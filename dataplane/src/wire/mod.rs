@@ -14,7 +14,7 @@ pub mod natt;
 pub mod udp;
 pub mod virtio_net;
 
-pub use ip::{ip_src_dst, tcp_offset, Fragments, PROTO_TCP};
+pub use ip::{ip_src_dst, l4_offset, tcp_offset, Fragments, PROTO_TCP, PROTO_UDP};
 
 /// A header was truncated, inconsistent or not of a kind we handle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

@@ -5,9 +5,11 @@
 //! packet over several buffers, it does not batch packets, so a burst is a
 //! loop of reads. Opened with offloads ([`TunDevice::open_offloaded`],
 //! `IFF_VNET_HDR` and `TUNSETOFFLOAD`), a read or write may carry a TCP
-//! super-packet of up to 64 KiB instead: the [`offload`] queue cuts and
-//! merges them, so a bulk TCP transfer costs a system call (and a pass of
-//! the kernel's stack) per 64 KiB, not per segment.
+//! super-packet of up to 64 KiB instead, or a UDP one (a batch of equal
+//! datagrams): the [`offload`] queue cuts and merges them, so a bulk TCP
+//! transfer costs a system call (and a pass of the kernel's stack) per
+//! 64 KiB, not per segment, and a `UDP_SEGMENT` sender's batch one per
+//! batch.
 
 mod offload;
 
@@ -177,10 +179,11 @@ impl TunDevice {
 }
 
 /// What the offloading queues take: checksums left to do, TCP super-packets
-/// over IPv4 and IPv6, with ECN. Not UDP: iperf-style UDP and ESP peers do
-/// not send it in super-packets.
+/// over IPv4 and IPv6, with ECN, and UDP super-packets (USO, Linux 6.2+;
+/// without it the kernel cuts a sender's `UDP_SEGMENT` batches itself).
 const OFFLOADS: libc::c_uint =
     libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
+const UDP_OFFLOADS: libc::c_uint = libc::TUN_F_USO4 | libc::TUN_F_USO6;
 
 /// Opens one queue of TUN `name`; returns it and the name the kernel used.
 fn open_queue(name: &str, queue: usize, offloads: bool) -> io::Result<(OwnedFd, String)> {
@@ -217,15 +220,12 @@ fn open_queue(name: &str, queue: usize, offloads: bool) -> io::Result<(OwnedFd, 
         return Err(last_error(format_args!("TUNSETIFF for {what}")));
     }
     if offloads {
-        // SAFETY: TUNSETOFFLOAD takes its flags by value.
-        let rc = unsafe {
-            libc::ioctl(
-                fd.as_raw_fd(),
-                libc::TUNSETOFFLOAD,
-                OFFLOADS as libc::c_ulong,
-            )
+        let set = |flags: libc::c_uint| {
+            // SAFETY: TUNSETOFFLOAD takes its flags by value.
+            unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, flags as libc::c_ulong) }
         };
-        if rc < 0 {
+        // A kernel without USO refuses its flags: then TCP's alone.
+        if set(OFFLOADS | UDP_OFFLOADS) < 0 && set(OFFLOADS) < 0 {
             return Err(last_error(format_args!("TUNSETOFFLOAD for {what}")));
         }
     }

@@ -1,8 +1,9 @@
 //! The TUN queue with `IFF_VNET_HDR` offloads: every read and write carries
-//! a virtio-net header, reads may be TCP super-packets (cut here into
-//! segments, [`crate::offload::segment`]) or packets with a partial
-//! checksum (completed here), and writes merge a burst's segments of one
-//! flow into super-packets ([`crate::offload::coalesce`]).
+//! a virtio-net header, reads may be TCP or UDP super-packets (cut here
+//! into segments, [`crate::offload::segment`], [`crate::offload::udp`]) or
+//! packets with a partial checksum (completed here), and writes merge a
+//! burst's segments or datagrams of one flow into super-packets
+//! ([`crate::offload::coalesce`]).
 
 use std::io;
 use std::os::fd::RawFd;
@@ -118,14 +119,13 @@ impl Offload {
     }
 
     fn start_cut(&mut self, h: VirtioNetHdr, len: usize, stats: &mut TunPortStats) {
-        let tcp = matches!(h.gso_kind(), virtio_net::GSO_TCPV4 | virtio_net::GSO_TCPV6);
-        match Segmenter::new(&self.big[..len], h.gso_size) {
-            Ok(s) if tcp => {
+        match Segmenter::for_gso(&self.big[..len], h.gso_kind(), h.gso_size) {
+            Ok(s) => {
                 stats.rx_super_packets += 1;
                 self.big_len = len;
                 self.cutting = Some(s);
             }
-            _ => stats.rx_bad_offload += 1,
+            Err(_) => stats.rx_bad_offload += 1,
         }
     }
 
