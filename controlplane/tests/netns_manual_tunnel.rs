@@ -7,6 +7,7 @@ mod common;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::daemon::Espritd;
 use common::netns::{privileged_or_skip, veth, NetNs};
 
 const KEY_AB: &str = "00112233445566778899aabbccddeeff";
@@ -199,26 +200,12 @@ fn ping_and_tcp(raw_esp: bool) {
     // that come in one burst. Over UDP, GRO hands B dozens at a time (over
     // a hundred merges per run); raw ESP has no GRO, so B's worker reads
     // them nearly one by one and may merge none (0 to 5 per run here).
-    assert!(worker_total(&cfg_a, "tun_rx_super_packets") > 0);
+    assert!(Espritd::worker_total(&cfg_a, "tun_rx_super_packets") > 0);
     if !raw_esp {
-        assert!(worker_total(&cfg_b, "tun_tx_super_packets") > 0);
+        assert!(Espritd::worker_total(&cfg_b, "tun_tx_super_packets") > 0);
     }
 
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// `key` summed over the workers of `espritctl --json stats`.
-fn worker_total(cfg: &std::path::Path, key: &str) -> u64 {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_espritctl"))
-        .arg("--socket")
-        .arg(common::daemon::Espritd::socket(cfg))
-        .args(["--json", "stats"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let workers = v["data"]["workers"].as_array().cloned().unwrap_or_default();
-    assert!(!workers.is_empty(), "no stats: {v}");
-    workers.iter().map(|w| w[key].as_u64().unwrap_or(0)).sum()
 }
 
 #[test]

@@ -126,9 +126,10 @@ pub struct Inside {
     pub mtu: u16,
     /// Addresses to put on the interface, with their prefix length (`10.1.0.1/24`).
     pub addresses: Vec<IpNet>,
-    /// TUN offloads (TCP segmentation and coalescing, checksums), default
-    /// on: bulk TCP then crosses the TUN device 64 KiB at a time. Off only
-    /// to rule them out when troubleshooting.
+    /// TUN offloads (TCP and UDP segmentation and coalescing, checksums),
+    /// default on: bulk TCP then crosses the TUN device 64 KiB at a time,
+    /// and a `UDP_SEGMENT` sender's batch of datagrams at once. Off only to
+    /// rule them out when troubleshooting.
     pub offload: bool,
 }
 
