@@ -36,15 +36,11 @@ impl<U: Port, R: Port> Port for DualPort<U, R> {
     }
 
     fn tx_burst(&mut self, pkts: &mut Vec<Packet>, pool: &mut PacketPool) -> io::Result<usize> {
+        // Both sides keep the burst's order: a swap_remove here once sent
+        // a burst's raw ESP packets first, then the rest backwards.
         if pkts.iter().any(|p| p.meta.encap == Encap::RawEsp) {
-            let mut i = 0;
-            while i < pkts.len() {
-                if pkts[i].meta.encap == Encap::RawEsp {
-                    self.raw_tx.push(pkts.swap_remove(i));
-                } else {
-                    i += 1;
-                }
-            }
+            self.raw_tx
+                .extend(pkts.extract_if(.., |p| p.meta.encap == Encap::RawEsp));
         }
         let mut sent = self.udp.tx_burst(pkts, pool)?;
         if !self.raw_tx.is_empty() {
@@ -102,13 +98,24 @@ mod tests {
             p
         };
         let mut out = vec![
+            mk(b"r0", Encap::RawEsp),
             mk(b"u1", Encap::EspInUdp),
             mk(b"r1", Encap::RawEsp),
             mk(b"u2", Encap::EspInUdp),
+            mk(b"r2", Encap::RawEsp),
+            mk(b"u3", Encap::EspInUdp),
         ];
-        assert_eq!(dual.tx_burst(&mut out, &mut pool).unwrap(), 3);
-        assert_eq!(udp_far.pending(), 2);
-        assert_eq!(raw_far.recv().unwrap().data(), b"r1");
+        assert_eq!(dual.tx_burst(&mut out, &mut pool).unwrap(), 6);
+        // Each side in the burst's order.
+        for (far, want) in [
+            (&udp_far, [b"u1", b"u2", b"u3"]),
+            (&raw_far, [b"r0", b"r1", b"r2"]),
+        ] {
+            for w in want {
+                assert_eq!(far.recv().unwrap().data(), w);
+            }
+            assert_eq!(far.pending(), 0);
+        }
         udp_far.send(mk(b"in-u", Encap::EspInUdp)).unwrap();
         raw_far.send(mk(b"in-r", Encap::RawEsp)).unwrap();
         let mut got = Vec::new();
