@@ -143,6 +143,62 @@ fn set_udp_option(sock: &UdpSocket, opt: libc::c_int, value: libc::c_int) {
     );
 }
 
+/// Sends `batches` batches of `per_batch` numbered datagrams of `payload`
+/// bytes from `from` (in `client`) to `to` (in `server`), each batch one
+/// `UDP_SEGMENT` send, paced; returns the datagrams in the order a plain
+/// socket at `to` received them (until 3 s pass without one).
+pub fn segmented_exchange(
+    client: &NetNs,
+    from: &str,
+    server: &NetNs,
+    to: &str,
+    payload: usize,
+    (batches, per_batch): (usize, usize),
+) -> Vec<Vec<u8>> {
+    let dst: SocketAddr = to.parse().expect("server address");
+    let src: SocketAddr = from.parse().expect("client address");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let sink = server.run(move || {
+        let sock = UdpSocket::bind(dst).expect("sink bind");
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        set_buffer(&sock, libc::SO_RCVBUF);
+        ready_tx.send(()).unwrap();
+        let mut buf = [0u8; 2048];
+        let mut got = Vec::new();
+        while let Ok(n) = sock.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        got
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("sink ready");
+    client
+        .run(move || {
+            let sock = UdpSocket::bind(src).expect("sender bind");
+            sock.connect(dst).expect("sender connect");
+            set_udp_option(&sock, libc::UDP_SEGMENT, payload as libc::c_int);
+            for b in 0..batches {
+                let bytes: Vec<u8> = (0..per_batch)
+                    .flat_map(|i| numbered(b * per_batch + i, payload))
+                    .collect();
+                sock.send(&bytes).expect("UDP_SEGMENT send");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+        .join()
+        .expect("sender");
+    sink.join().expect("sink")
+}
+
+/// Datagram `i` of a [`segmented_exchange`]: its number, then bytes made
+/// from it.
+pub fn numbered(i: usize, payload: usize) -> Vec<u8> {
+    let mut d = (i as u32).to_be_bytes().to_vec();
+    d.extend((4..payload).map(|j| (i * 13 + j) as u8));
+    d
+}
+
 /// Sends batches of up to `BATCH` datagrams of `payload` bytes, each batch
 /// one buffer cut by `UDP_SEGMENT`, until `end`; how many went out. A send
 /// the kernel refuses ends the flood early (a short figure, not a hang).
