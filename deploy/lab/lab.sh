@@ -26,7 +26,9 @@
 # (directory for SCENARIO.json and SCENARIO.svg, default ./lab-out),
 # BIN_DIR (where espritd and esprit-pktgen are; default target/release,
 # else target/debug), KEEP=1 keeps the work directory with the logs,
-# LAB_TAG names the namespaces (default esplab-PID).
+# LAB_TAG names the namespaces (default esplab-PID), PIN=1 pins the
+# gateway's workers to the last WORKERS cores (`[dataplane] cores`; espritd
+# then keeps its control thread off them) and pktgen to the cores before.
 set -euo pipefail
 
 usage() {
@@ -162,6 +164,16 @@ GEN=(gen-config --clients "$CLIENTS" --out "$WORK/gateway.toml" --gateway 203.0.
 [ "$MODE" = ike ] && GEN+=(--ike)
 "$PKTGEN" "${GEN[@]}" 2>/dev/null
 
+# PIN=1: workers on the last cores, pktgen (TASKSET) on the others.
+TASKSET=()
+if [ "${PIN:-0}" = 1 ]; then
+    NCPU=$(nproc)
+    [ "$NCPU" -gt "$WORKERS" ] || { echo "lab.sh: PIN=1 needs more cores than WORKERS" >&2; exit 2; }
+    CORES=$(seq -s, $((NCPU - WORKERS)) $((NCPU - 1)))
+    sed -i "s|^workers = .*|&\ncores = [$CORES]|" "$WORK/gateway.toml"
+    TASKSET=(taskset -c "0-$((NCPU - WORKERS - 1))")
+fi
+
 if [ "$INSIDE" = tun ]; then
     # The TUN carries the clients' decrypted packets into the gateway's
     # kernel, which routes them to the protected namespace; the echo there
@@ -198,7 +210,7 @@ if [ -n "$COUNT" ]; then RUN+=(--count "$COUNT"); else RUN+=(--duration "$DURATI
 [ "$MODE" = ike ] && [ -n "${REKEY_STORM:-}" ] && RUN+=(--rekey-storm "$REKEY_STORM")
 [ "$MODE" = ike ] && [ -n "${REKEY_ROUNDS:-}" ] && RUN+=(--rekey-rounds "$REKEY_ROUNDS")
 echo "lab.sh: esprit-pktgen ${RUN[*]}" >&2
-in_ns "$NS_CL" "$PKTGEN" "${RUN[@]}"
+in_ns "$NS_CL" "${TASKSET[@]}" "$PKTGEN" "${RUN[@]}"
 # The gateway's peak memory, for memory per tunnel (compare runs with
 # different CLIENTS).
 HWM=$(awk '/^VmHWM/ { print $2 }' "/proc/${PIDS[-1]}/status" 2>/dev/null || true)

@@ -53,6 +53,7 @@ pub struct Dataplane {
     /// Number of workers, default 1.
     pub workers: usize,
     /// Cores to pin the workers to, one per worker; unpinned when absent.
+    /// espritd's control thread then keeps to the other cores, if any.
     pub cores: Option<Vec<usize>>,
     /// Packets per rx/tx burst, 1..=256, default 32.
     pub burst: usize,

@@ -189,7 +189,8 @@ fn open_dpdk(
     // The EAL pins the calling thread to its main lcore; the workers (and
     // the control plane) spawned from it later would all inherit that one
     // core. Keep the affinity we had; workers pin themselves by `cores`.
-    let eal = keep_affinity(|| Eal::init(&args)).map_err(dpdk_err("DPDK EAL".into()))?;
+    let eal =
+        super::affinity::keep_affinity(|| Eal::init(&args)).map_err(dpdk_err("DPDK EAL".into()))?;
     let id = eal
         .port_by_name(&o.interface)
         .map_err(dpdk_err(format!("DPDK device {}", o.interface)))?;
@@ -214,22 +215,6 @@ fn open_dpdk(
                 .map_err(dpdk_err(format!("DPDK queue {q} of {}", o.interface)))
         })
         .collect()
-}
-
-/// Runs `f` and restores the calling thread's CPU affinity after it.
-#[cfg(feature = "dpdk")]
-fn keep_affinity<T>(f: impl FnOnce() -> T) -> T {
-    let size = std::mem::size_of::<libc::cpu_set_t>();
-    // SAFETY: cpu_set_t is plain data; all zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a live cpu_set_t of `size` bytes; 0 is this thread.
-    let saved = unsafe { libc::sched_getaffinity(0, size, &mut set) } == 0;
-    let r = f();
-    if saved {
-        // SAFETY: as above, with the set the kernel gave us.
-        unsafe { libc::sched_setaffinity(0, size, &set) };
-    }
-    r
 }
 
 #[cfg(not(feature = "dpdk"))]

@@ -2,6 +2,7 @@
 //! workers, and owns everything that changes SAs: manual tunnels, the IKE
 //! driver, reloads and the control socket, all on one control-plane thread.
 
+mod affinity;
 mod bypass;
 mod control;
 mod inner_addresses;
@@ -152,6 +153,15 @@ impl Daemon {
                     .spawn(stop.clone())
                     .map_err(io_err(format!("spawn worker {id}")))?,
             );
+        }
+        if let Some(cores) = &cfg.dataplane.cores {
+            match affinity::keep_off_workers(cores) {
+                Ok(Some(rest)) => {
+                    tracing::info!(cores = ?rest, "control thread kept off the workers' cores")
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not move the control thread"),
+            }
         }
         let slots = SpiSlots::new();
         for w in config_warnings(cfg) {
