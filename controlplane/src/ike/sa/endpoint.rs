@@ -1,8 +1,11 @@
 //! The IKE endpoint: routes datagrams to IKE SAs by SPI and drives their
 //! timers. No sockets, no clock: the caller feeds it and drains it.
 
+mod late_children;
+mod pools;
+
 use std::collections::{BTreeSet, HashMap};
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,8 +14,6 @@ use rand::RngCore;
 use super::ike_sa::{IkeSa, State};
 use super::init_responder::{on_init_request, InitOutcome};
 use super::io::Io;
-use super::policy::PoolName;
-use super::pool::PoolAddress;
 use super::{AddressPool, Event, IkeSaId, IkeSaStatus, PeerPolicy, Policy, SpiAllocator, Transmit};
 use crate::ike::wire::{
     strip_non_esp_marker, ExchangeType, Identification, Message, Notify, NotifyType, ParseError,
@@ -95,45 +96,6 @@ impl IkeEndpoint {
             cookie_threshold: DEFAULT_COOKIE_THRESHOLD,
             cookie_secret,
         });
-    }
-
-    /// Gives the templates whose `Policy::pool` is `name` their pool. The
-    /// same range again keeps the pool as it is (its leases with it); a new
-    /// range starts a new pool in which the addresses that clients of the
-    /// template still hold stay taken, so no address is handed out twice.
-    pub fn set_pool(&mut self, name: PoolName, pool: AddressPool) {
-        replace_pool(&mut self.io.pools, &self.sas, name, pool, |sa| sa.leased_ip);
-    }
-
-    /// [`set_pool`](Self::set_pool) for the IPv6 pool of the same name.
-    pub fn set_pool6(&mut self, name: PoolName, pool: AddressPool<Ipv6Addr>) {
-        replace_pool(&mut self.io.pools6, &self.sas, name, pool, |sa| {
-            sa.leased_ip6
-        });
-    }
-
-    /// Drops the IPv4 pool of `name` (its template is gone or has none
-    /// any more): its clients then get no IPv4 address; those they hold
-    /// go back with their IKE SAs, to nothing.
-    pub fn remove_pool(&mut self, name: &str) {
-        self.io.pools.remove(&Some(PoolName::from(name)));
-    }
-
-    /// [`remove_pool`](Self::remove_pool) for the IPv6 pool.
-    pub fn remove_pool6(&mut self, name: &str) {
-        self.io.pools6.remove(&Some(PoolName::from(name)));
-    }
-
-    /// Addresses leased from the pool `name` (`None`: `accept`'s).
-    pub fn pool_leases(&self, name: Option<&str>) -> usize {
-        let key = name.map(PoolName::from);
-        self.io.pools.get(&key).map_or(0, |p| p.leased())
-    }
-
-    /// IPv6 addresses leased from the pool `name`.
-    pub fn pool6_leases(&self, name: Option<&str>) -> usize {
-        let key = name.map(PoolName::from);
-        self.io.pools6.get(&key).map_or(0, |p| p.leased())
     }
 
     /// Chooses the responder's policy per peer identity (per-client PSKs);
@@ -222,49 +184,6 @@ impl IkeEndpoint {
         self.adopt_born();
         self.hand_over_late_children(now, ours, events_before);
         self.reap(ours);
-    }
-
-    /// A CHILD SA exchange of ours that crossed the peer's rekey of its IKE
-    /// SA completes on the old SA after the successor took the CHILD SAs
-    /// (§2.18): the new pair belongs to the successor too, or it would end
-    /// with the old SA. Its event (from `events_before` on) names the
-    /// successor, which also learns the pair it replaces, and deletes that
-    /// pair unless the caller does later. (Only our own exchanges can end
-    /// this way: a rekeyed SA refuses the peer's CREATE_CHILD_SA.)
-    fn hand_over_late_children(&mut self, now: Instant, spi: u64, events_before: usize) {
-        let Some(successor) = self
-            .sas
-            .get(&spi)
-            .filter(|sa| !sa.children.is_empty())
-            .and_then(|sa| sa.successor)
-            .filter(|s| self.sas.contains_key(&s.0))
-        else {
-            return;
-        };
-        let Some(sa) = self.sas.get_mut(&spi) else {
-            return;
-        };
-        let old = sa.id();
-        let late = std::mem::take(&mut sa.children);
-        let mut replaced = Vec::new();
-        for e in self.io.events.iter_mut().skip(events_before) {
-            if let Event::ChildSaEstablished(c) = e {
-                if c.ike_sa == old {
-                    c.ike_sa = successor;
-                    replaced.extend(c.replaces);
-                }
-            }
-        }
-        if let Some(heir) = self.sas.get_mut(&successor.0) {
-            heir.children.extend(late);
-            for r in replaced {
-                heir.mark_replaced(r);
-                if !self.io.defer_rekeyed_delete {
-                    heir.delete_child(&mut self.io, now, r);
-                }
-            }
-        }
-        self.rearm(successor.0);
     }
 
     fn malformed(&mut self, local: SocketAddr, remote: SocketAddr, bytes: &[u8], e: ParseError) {
@@ -531,25 +450,4 @@ impl IkeEndpoint {
     pub fn stats(&self) -> EndpointStats {
         self.stats
     }
-}
-
-/// [`IkeEndpoint::set_pool`] for either family: `leased` is what an IKE SA
-/// holds of it.
-fn replace_pool<A: PoolAddress>(
-    pools: &mut HashMap<Option<PoolName>, AddressPool<A>>,
-    sas: &HashMap<u64, Box<IkeSa>>,
-    name: PoolName,
-    mut pool: AddressPool<A>,
-    leased: impl Fn(&IkeSa) -> Option<A>,
-) {
-    let key = Some(name);
-    if pools.get(&key).is_some_and(|p| p.same_range(&pool)) {
-        return;
-    }
-    for sa in sas.values().filter(|sa| sa.policy.pool == key) {
-        if let Some(a) = leased(sa) {
-            pool.reserve(a);
-        }
-    }
-    pools.insert(key, pool);
 }
