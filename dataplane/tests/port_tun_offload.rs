@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use dataplane::port::tun::{TunDevice, TunPort};
 use dataplane::port::Port;
+use dataplane::testkit::udp_gso::{recv_segments, set_udp_option};
 use dataplane::PacketPool;
 use port_netns::{in_new_netns, ip};
 
@@ -170,65 +171,10 @@ fn datagram(i: usize) -> Vec<u8> {
     d
 }
 
-fn set_udp_option(sock: &UdpSocket, opt: libc::c_int, value: libc::c_int) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid socket and an int option of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_UDP,
-            opt,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "UDP option {opt}: {}",
-        std::io::Error::last_os_error()
-    );
-}
-
-/// Receives one read's datagrams: with `UDP_GRO` on, a read may hold many
-/// of `gso_size` bytes each, which the kernel says in a control message.
+/// One read's datagrams, and whether the kernel merged them.
 fn recv_datagrams(sock: &UdpSocket, buf: &mut [u8]) -> Option<(Vec<Vec<u8>>, bool)> {
-    use std::os::fd::AsRawFd;
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut control = [0u64; 16];
-    // SAFETY: zeroed msghdr is valid; it points at live buffers.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control);
-    // SAFETY: msg and what it points at outlive the call.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
-    if n < 0 {
-        return None;
-    }
-    let mut seg = n as usize;
-    // SAFETY: walking the control messages the kernel wrote into `msg`.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
-                seg = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>()) as usize;
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-    }
-    let merged = seg < n as usize;
-    Some((
-        buf[..n as usize]
-            .chunks(seg.max(1))
-            .map(<[u8]>::to_vec)
-            .collect(),
-        merged,
-    ))
+    let (n, seg) = recv_segments(sock, buf).ok()?;
+    Some((buf[..n].chunks(seg).map(<[u8]>::to_vec).collect(), seg < n))
 }
 
 #[test]
@@ -257,7 +203,7 @@ fn udp_batches_cross_two_offloading_queues_as_super_packets() {
                 ip(&["addr", "add", "fd00:b::2/64", "dev", "esp-usob", "nodad"]);
                 ip(&["route", "add", "fd00:a::/64", "dev", "esp-usob"]);
                 let v4 = UdpSocket::bind("10.9.0.2:5301").unwrap();
-                set_udp_option(&v4, libc::UDP_GRO, 1);
+                set_udp_option(&v4, libc::UDP_GRO, 1).unwrap();
                 let v6 = UdpSocket::bind("[fd00:b::2]:5301").unwrap();
                 ready_tx.send(b.remove(0)).unwrap();
                 let mut buf = vec![0u8; 65536];
@@ -288,7 +234,7 @@ fn udp_batches_cross_two_offloading_queues_as_super_packets() {
             ("[fd00:a::1]:0", "[fd00:b::2]:5301"),
         ] {
             let sock = UdpSocket::bind(from).unwrap();
-            set_udp_option(&sock, libc::UDP_SEGMENT, DATAGRAM as libc::c_int);
+            set_udp_option(&sock, libc::UDP_SEGMENT, DATAGRAM as libc::c_int).unwrap();
             sock.connect(to).unwrap();
             for batch in 0..BATCHES {
                 let bytes: Vec<u8> = (0..BATCH)

@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dataplane::testkit::udp_gso;
+
 use super::netns::NetNs;
 
 /// Datagrams per system call.
@@ -125,22 +127,7 @@ fn set_buffer(sock: &UdpSocket, which: libc::c_int) {
 }
 
 fn set_udp_option(sock: &UdpSocket, opt: libc::c_int, value: libc::c_int) {
-    // SAFETY: a valid socket and an int option of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_UDP,
-            opt,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "UDP option {opt}: {}",
-        std::io::Error::last_os_error()
-    );
+    udp_gso::set_udp_option(sock, opt, value).unwrap_or_else(|e| panic!("UDP option {opt}: {e}"));
 }
 
 /// Sends `batches` batches of `per_batch` numbered datagrams of `payload`
@@ -226,35 +213,10 @@ fn receive_merged_until(sock: &UdpSocket, stop: &AtomicBool) -> u64 {
     let mut buf = vec![0u8; 1 << 16];
     let mut received = 0;
     while !stop.load(Ordering::Relaxed) {
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        let mut control = [0u64; 8];
-        // SAFETY: zeroed msghdr is valid; it points at live buffers.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control);
-        // SAFETY: msg and what it points at outlive the call.
-        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
-        if n <= 0 {
+        let Ok((n, seg)) = udp_gso::recv_segments(sock, &mut buf) else {
             continue;
-        }
-        let mut seg = n as usize;
-        // SAFETY: walking the control messages the kernel wrote into `msg`.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&msg);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
-                    let s = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
-                    seg = (s as usize).max(1);
-                }
-                c = libc::CMSG_NXTHDR(&msg, c);
-            }
-        }
-        received += (n as usize).div_ceil(seg) as u64;
+        };
+        received += n.div_ceil(seg) as u64;
     }
     received
 }

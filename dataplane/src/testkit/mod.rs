@@ -1,5 +1,7 @@
 //! Inner packets for tests, the demo and the load generator.
 
+pub mod udp_gso;
+
 use std::net::Ipv4Addr;
 
 use crate::wire::{ipv4, udp};
