@@ -28,7 +28,8 @@
 # else target/debug), KEEP=1 keeps the work directory with the logs,
 # LAB_TAG names the namespaces (default esplab-PID), PIN=1 pins the
 # gateway's workers to the last WORKERS cores (`[dataplane] cores`; espritd
-# then keeps its control thread off them) and pktgen to the cores before.
+# then keeps its control thread off them) and pktgen to the cores before;
+# PIN=2 keeps all of espritd on the workers' cores.
 set -euo pipefail
 
 usage() {
@@ -61,6 +62,8 @@ SIZE=${SIZE:-64}
 THREADS=${THREADS:-1}
 SOCKETS=${SOCKETS:-4}
 WORKERS=${WORKERS:-1}
+PIN=${PIN:-0}
+case "${PIN:-0}" in 0 | 1 | 2) ;; *) echo "lab.sh: PIN must be 0, 1 or 2" >&2; exit 2 ;; esac
 OUT=${OUT:-$PWD/lab-out}
 
 if [ -z "${BIN_DIR:-}" ]; then
@@ -164,31 +167,22 @@ GEN=(gen-config --clients "$CLIENTS" --out "$WORK/gateway.toml" --gateway 203.0.
 [ "$MODE" = ike ] && GEN+=(--ike)
 "$PKTGEN" "${GEN[@]}" 2>/dev/null
 
-# PIN=1: workers on the last cores, pktgen (TASKSET) on the others.
+# PIN=1: workers on the last cores, pktgen (TASKSET) on the others; PIN=2
+# also keeps espritd's other threads (its control thread) on the workers'
+# cores, so the gateway pays for its control work with its own cores.
 TASKSET=()
-if [ "${PIN:-0}" = 1 ]; then
+GW_TASKSET=()
+if [ "${PIN:-0}" != 0 ]; then
     NCPU=$(nproc)
-    [ "$NCPU" -gt "$WORKERS" ] || { echo "lab.sh: PIN=1 needs more cores than WORKERS" >&2; exit 2; }
+    [ "$NCPU" -gt "$WORKERS" ] || { echo "lab.sh: PIN needs more cores than WORKERS" >&2; exit 2; }
     CORES=$(seq -s, $((NCPU - WORKERS)) $((NCPU - 1)))
     sed -i "s|^workers = .*|&\ncores = [$CORES]|" "$WORK/gateway.toml"
     TASKSET=(taskset -c "0-$((NCPU - WORKERS - 1))")
+    [ "$PIN" = 2 ] && GW_TASKSET=(taskset -c "$CORES")
+    echo "lab.sh: pinned: gateway workers on cores $CORES${GW_TASKSET:+ with the rest of espritd}, pktgen on 0-$((NCPU - WORKERS - 1))" >&2
 fi
 
-if [ "$INSIDE" = tun ]; then
-    # The TUN carries the clients' decrypted packets into the gateway's
-    # kernel, which routes them to the protected namespace; the echo there
-    # answers to the client's inner address, routed back into the TUN.
-    sed -i 's|^kind = "reflect"|kind = "tun"\nname = "esprit0"\naddresses = ["10.0.0.1/32"]|' "$WORK/gateway.toml"
-    in_ns "$NS_GW" sysctl -qw net.ipv4.ip_forward=1
-    in_ns "$NS_GW" ip route add 10.1.0.0/16 via 192.0.2.2
-    in_ns "$NS_PN" ip addr add 10.1.0.1/32 dev lo
-    in_ns "$NS_PN" ip route add 10.128.0.0/9 via 192.0.2.1
-    # `ip netns exec` execs the command, so $! is the echo itself.
-    ip netns exec "$NS_PN" python3 "$HERE/udp_echo.py" 10.1.0.1 7 >"$WORK/echo.log" 2>&1 &
-    PIDS+=($!)
-fi
-
-ip netns exec "$NS_GW" "$ESPRITD" --config "$WORK/gateway.toml" --stats-interval 1 >"$WORK/espritd.log" 2>&1 &
+ip netns exec "$NS_GW" "${GW_TASKSET[@]}" "$ESPRITD" --config "$WORK/gateway.toml" --stats-interval 1 >"$WORK/espritd.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do
     grep -q "data plane running" "$WORK/espritd.log" && break

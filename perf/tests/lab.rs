@@ -79,6 +79,8 @@ fn the_smoke_scenario_runs_and_cleans_up() {
         .env("OUT", &out_dir)
         .env("CLIENTS", "50")
         .env("COUNT", "3000")
+        // Pinned, where there is a core for each end.
+        .env("PIN", if two_cores() { "1" } else { "0" })
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -95,6 +97,16 @@ fn the_smoke_scenario_runs_and_cleans_up() {
     assert_eq!(lab_namespaces(&tag), Vec::<String>::new());
     assert_eq!(lab_processes(&tag), Vec::<u32>::new());
     assert!(stderr.contains("scenario smoke"));
+    if two_cores() {
+        assert!(
+            stderr.contains("lab.sh: pinned: gateway workers on cores"),
+            "{stderr}"
+        );
+    }
+}
+
+fn two_cores() -> bool {
+    std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
 }
 
 #[test]
@@ -147,4 +159,24 @@ fn an_unknown_scenario_is_refused_without_building_anything() {
         err.contains("unknown scenario") || err.contains("run as root"),
         "{err}"
     );
+}
+
+#[test]
+fn a_bad_pin_is_refused_without_building_anything() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/lab/lab.sh");
+    let tag = format!("esplab-t{}-pin", std::process::id());
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("smoke")
+        .env("PIN", "yes")
+        .env("LAB_TAG", &tag)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PIN must be 0, 1 or 2") || err.contains("run as root"),
+        "{err}"
+    );
+    assert_eq!(lab_namespaces(&tag), Vec::<String>::new());
 }
