@@ -132,3 +132,13 @@ fn kernel_bypass_examples_name_their_interface_and_next_hops() {
     );
     assert!(af.dataplane.dpdk.is_none());
 }
+
+#[test]
+fn udp_offload_is_on_by_default_and_can_be_turned_off_alone() {
+    let on = config::Config::default();
+    assert!(on.dataplane.inside.offload && on.dataplane.inside.offload_udp);
+    let off = config::parse("[dataplane.inside]\noffload_udp = false\n", "udp-off.toml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(off.dataplane.inside.offload, "TCP's stay on");
+    assert!(!off.dataplane.inside.offload_udp);
+}

@@ -179,8 +179,24 @@ fn recv_datagrams(sock: &UdpSocket, buf: &mut [u8]) -> Option<(Vec<Vec<u8>>, boo
 
 #[test]
 fn udp_batches_cross_two_offloading_queues_as_super_packets() {
-    in_new_netns(|| {
-        let (dev_a, mut a) = TunDevice::open_offloaded("esp-usoa", 1).unwrap();
+    udp_batches_cross(true);
+}
+
+#[test]
+fn without_udp_offload_the_kernel_cuts_the_batches_and_nothing_is_merged() {
+    udp_batches_cross(false);
+}
+
+/// `UDP_SEGMENT` batches from one namespace to the other, across two TUN
+/// queues opened with UDP's offloads (`udp`) or TCP's only.
+fn udp_batches_cross(udp: bool) {
+    let open = if udp {
+        TunDevice::open_offloaded
+    } else {
+        TunDevice::open_offloaded_tcp
+    };
+    in_new_netns(move || {
+        let (dev_a, mut a) = open("esp-usoa", 1).unwrap();
         let mut a = a.remove(0);
         dev_a.set_mtu(1400).unwrap();
         dev_a.add_address("10.0.0.1".parse().unwrap(), 24).unwrap();
@@ -195,7 +211,7 @@ fn udp_batches_cross_two_offloading_queues_as_super_packets() {
         let (ready_tx, ready_rx) = mpsc::channel();
         let server = std::thread::spawn(move || {
             in_new_netns(move || {
-                let (dev_b, mut b) = TunDevice::open_offloaded("esp-usob", 1).unwrap();
+                let (dev_b, mut b) = open("esp-usob", 1).unwrap();
                 dev_b.set_mtu(1400).unwrap();
                 dev_b.add_address("10.9.0.2".parse().unwrap(), 24).unwrap();
                 dev_b.set_up().unwrap();
@@ -257,13 +273,22 @@ fn udp_batches_cross_two_offloading_queues_as_super_packets() {
                 "{family}: the datagrams arrived whole and in order"
             );
         }
-        assert!(v4_merged > 0, "the GRO socket read merged packets");
-        assert_eq!(
-            sa.rx_super_packets,
-            2 * BATCHES as u64,
-            "a cut each send: {sa:?}"
-        );
-        assert!(sb.tx_super_packets > 0, "b merged datagrams: {sb:?}");
+        if udp {
+            assert!(v4_merged > 0, "the GRO socket read merged packets");
+            assert_eq!(
+                sa.rx_super_packets,
+                2 * BATCHES as u64,
+                "a cut each send: {sa:?}"
+            );
+            assert!(sb.tx_super_packets > 0, "b merged datagrams: {sb:?}");
+        } else {
+            assert_eq!(v4_merged, 0, "nothing merged for the GRO socket");
+            assert_eq!(sa.rx_super_packets, 0, "the kernel cut the batches: {sa:?}");
+            assert_eq!(
+                sb.tx_super_packets, 0,
+                "b wrote datagrams one by one: {sb:?}"
+            );
+        }
         for (side, s) in [("a", sa), ("b", sb)] {
             assert_eq!(
                 s.rx_bad_offload + s.rx_oversize + s.tx_dropped,

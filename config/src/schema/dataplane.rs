@@ -132,6 +132,13 @@ pub struct Inside {
     /// and a `UDP_SEGMENT` sender's batch of datagrams at once. Off only to
     /// rule them out when troubleshooting.
     pub offload: bool,
+    /// With `offload`, UDP's too (default on): a sender's `UDP_SEGMENT`
+    /// batches are cut by the workers instead of the kernel, and a burst's
+    /// decrypted datagrams of one flow go to the kernel as one packet,
+    /// which a `UDP_GRO` socket reads whole and the kernel cuts up for any
+    /// other. Off: datagrams are written one by one, as the kernel's own
+    /// GRO delivers UDP to sockets that did not ask for `UDP_GRO`.
+    pub offload_udp: bool,
 }
 
 impl Default for Inside {
@@ -142,6 +149,7 @@ impl Default for Inside {
             mtu: 1400,
             addresses: Vec::new(),
             offload: true,
+            offload_udp: true,
         }
     }
 }

@@ -110,10 +110,10 @@ fn open_tun(
     inside: &config::schema::dataplane::Inside,
     workers: usize,
 ) -> Result<(TunDevice, Vec<TunPort>), DaemonError> {
-    let open = if inside.offload {
-        TunDevice::open_offloaded
-    } else {
-        TunDevice::open
+    let open = match (inside.offload, inside.offload_udp) {
+        (true, true) => TunDevice::open_offloaded,
+        (true, false) => TunDevice::open_offloaded_tcp,
+        (false, _) => TunDevice::open,
     };
     let (tun, queues) =
         open(&inside.name, workers).map_err(io_err(format!("TUN device {}", inside.name)))?;

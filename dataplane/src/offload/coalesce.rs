@@ -117,15 +117,23 @@ pub fn merge<P: AsRef<[u8]>>(run: &[P], out: &mut Vec<u8>) -> bool {
     run.len() >= 2 && mergeable_run(run) == run.len() && write_merged(run, out)
 }
 
+/// [`merge_next`] for TCP segments only.
+pub fn merge_next_tcp<P: AsRef<[u8]>>(pkts: &[P], out: &mut Vec<u8>) -> usize {
+    out.clear();
+    let n = mergeable_run(pkts);
+    if n >= 2 {
+        write_merged(&pkts[..n], out);
+    }
+    n
+}
+
 /// The run at the start of `pkts`, TCP segments or UDP datagrams
 /// ([`super::udp`]), merged into `out` when it is two or more packets
 /// (`out` is left empty otherwise): its length, at least 1 unless `pkts`
 /// is empty. One pass of checks, for the TUN port's writes.
 pub fn merge_next<P: AsRef<[u8]>>(pkts: &[P], out: &mut Vec<u8>) -> usize {
-    out.clear();
-    let n = mergeable_run(pkts);
+    let n = merge_next_tcp(pkts, out);
     if n >= 2 {
-        write_merged(&pkts[..n], out);
         return n;
     }
     let n = super::udp::mergeable_run(pkts);
@@ -282,6 +290,8 @@ mod tests {
         assert!(crate::offload::udp::merge(&pkts[..3], &mut whole));
         assert_eq!(next, whole);
         assert_eq!(merge_next(&pkts[3..], &mut next), 1);
+        assert_eq!(merge_next_tcp(&pkts, &mut next), 1, "TCP only");
+        assert!(next.is_empty());
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub mod udp;
 use crate::wire::virtio_net::{self, VirtioNetHdr};
 use crate::wire::{checksum, tcp_offset, Fragments, PROTO_TCP};
 
-pub use coalesce::{merge, merge_next, mergeable_run};
+pub use coalesce::{merge, merge_next, merge_next_tcp, mergeable_run};
 pub use segment::Segmenter;
 pub use udp::UdpLayout;
 

@@ -80,20 +80,27 @@ impl TunDevice {
     /// queues. `name` may hold a `%d` for the kernel to number; the real
     /// name is in the returned device. Needs CAP_NET_ADMIN.
     pub fn open(name: &str, queues: usize) -> io::Result<(TunDevice, Vec<TunPort>)> {
-        Self::open_with(name, queues, false)
+        Self::open_with(name, queues, Offloads::None)
     }
 
     /// [`open`](Self::open) with offloads: the kernel may hand the queues
-    /// TCP super-packets and packets with partial checksums, and takes
-    /// merged ones back. Fails if the kernel refuses the offloads.
+    /// TCP and UDP super-packets and packets with partial checksums, and
+    /// takes merged ones back. Fails if the kernel refuses the offloads
+    /// (a kernel without UDP's gets TCP's alone).
     pub fn open_offloaded(name: &str, queues: usize) -> io::Result<(TunDevice, Vec<TunPort>)> {
-        Self::open_with(name, queues, true)
+        Self::open_with(name, queues, Offloads::TcpAndUdp)
+    }
+
+    /// [`open_offloaded`](Self::open_offloaded) for TCP only: UDP
+    /// datagrams cross one by one both ways.
+    pub fn open_offloaded_tcp(name: &str, queues: usize) -> io::Result<(TunDevice, Vec<TunPort>)> {
+        Self::open_with(name, queues, Offloads::Tcp)
     }
 
     fn open_with(
         name: &str,
         queues: usize,
-        offloads: bool,
+        offloads: Offloads,
     ) -> io::Result<(TunDevice, Vec<TunPort>)> {
         if queues == 0 {
             return Err(io::Error::new(
@@ -123,7 +130,8 @@ impl TunDevice {
                 name: resolved.clone(),
                 queue,
                 stats: TunPortStats::default(),
-                offload: offloads.then(|| Box::new(offload::Offload::new())),
+                offload: (offloads != Offloads::None)
+                    .then(|| Box::new(offload::Offload::new(offloads == Offloads::TcpAndUdp))),
             });
         }
         Ok((TunDevice { name: resolved }, ports))
@@ -185,8 +193,16 @@ const OFFLOADS: libc::c_uint =
     libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
 const UDP_OFFLOADS: libc::c_uint = libc::TUN_F_USO4 | libc::TUN_F_USO6;
 
+/// Which offloads a TUN device is opened with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Offloads {
+    None,
+    Tcp,
+    TcpAndUdp,
+}
+
 /// Opens one queue of TUN `name`; returns it and the name the kernel used.
-fn open_queue(name: &str, queue: usize, offloads: bool) -> io::Result<(OwnedFd, String)> {
+fn open_queue(name: &str, queue: usize, offloads: Offloads) -> io::Result<(OwnedFd, String)> {
     let what = Name(name, queue);
     let path = c"/dev/net/tun";
     // SAFETY: `path` is a NUL-terminated string; plain open(2).
@@ -206,7 +222,11 @@ fn open_queue(name: &str, queue: usize, offloads: bool) -> io::Result<(OwnedFd, 
         flags: (libc::IFF_TUN
             | libc::IFF_NO_PI
             | libc::IFF_MULTI_QUEUE
-            | if offloads { libc::IFF_VNET_HDR } else { 0 }) as libc::c_short,
+            | if offloads == Offloads::None {
+                0
+            } else {
+                libc::IFF_VNET_HDR
+            }) as libc::c_short,
         _pad: [0; 22],
     };
     // The name was checked shorter than IFNAMSIZ, so a NUL stays at the end.
@@ -219,13 +239,14 @@ fn open_queue(name: &str, queue: usize, offloads: bool) -> io::Result<(OwnedFd, 
     if rc < 0 {
         return Err(last_error(format_args!("TUNSETIFF for {what}")));
     }
-    if offloads {
+    if offloads != Offloads::None {
         let set = |flags: libc::c_uint| {
             // SAFETY: TUNSETOFFLOAD takes its flags by value.
             unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, flags as libc::c_ulong) }
         };
         // A kernel without USO refuses its flags: then TCP's alone.
-        if set(OFFLOADS | UDP_OFFLOADS) < 0 && set(OFFLOADS) < 0 {
+        let with_udp = offloads == Offloads::TcpAndUdp && set(OFFLOADS | UDP_OFFLOADS) == 0;
+        if !with_udp && set(OFFLOADS) < 0 {
             return Err(last_error(format_args!("TUNSETOFFLOAD for {what}")));
         }
     }

@@ -25,15 +25,18 @@ pub(super) struct Offload {
     big_len: usize,
     cutting: Option<Segmenter>,
     merged: Vec<u8>,
+    /// Whether UDP datagrams are merged too, not TCP segments only.
+    merge_udp: bool,
 }
 
 impl Offload {
-    pub(super) fn new() -> Offload {
+    pub(super) fn new(merge_udp: bool) -> Offload {
         Offload {
             big: vec![0; BIG],
             big_len: 0,
             cutting: None,
             merged: Vec::with_capacity(virtio_net::LEN + BIG),
+            merge_udp,
         }
     }
 
@@ -178,7 +181,11 @@ impl Offload {
         let mut sent = 0;
         let mut i = 0;
         while i < pkts.len() {
-            let run = offload::merge_next(&pkts[i..], &mut self.merged);
+            let run = if self.merge_udp {
+                offload::merge_next(&pkts[i..], &mut self.merged)
+            } else {
+                offload::merge_next_tcp(&pkts[i..], &mut self.merged)
+            };
             let ok = if run > 1 {
                 stats.tx_super_packets += 1;
                 write_iov(fd, name, &[const_iovec(&self.merged)])
