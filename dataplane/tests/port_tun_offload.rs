@@ -34,6 +34,34 @@ fn pattern(seed: u32) -> Vec<u8> {
         .collect()
 }
 
+/// How a TUN device is opened: with both offloads, or TCP's only.
+type Open = fn(&str, usize) -> std::io::Result<(TunDevice, Vec<TunPort>)>;
+
+/// The two ends: this test's namespace (10.0.0.1, fd00:a::1) and the far
+/// one (10.9.0.2, fd00:b::2).
+#[derive(Clone, Copy)]
+enum End {
+    Near,
+    Far,
+}
+
+/// TUN `name` opened by `open` at `end`, addressed, up and routed to the
+/// other end; its one queue.
+fn tun_end(open: Open, name: &str, end: End) -> TunPort {
+    let (v4, v6, other4, other6) = match end {
+        End::Near => ("10.0.0.1", "fd00:a::1/64", "10.9.0.0/24", "fd00:b::/64"),
+        End::Far => ("10.9.0.2", "fd00:b::2/64", "10.0.0.0/24", "fd00:a::/64"),
+    };
+    let (dev, mut queues) = open(name, 1).unwrap();
+    dev.set_mtu(1400).unwrap();
+    dev.add_address(v4.parse().unwrap(), 24).unwrap();
+    dev.set_up().unwrap();
+    ip(&["route", "add", other4, "dev", name]);
+    ip(&["addr", "add", v6, "dev", name, "nodad"]);
+    ip(&["route", "add", other6, "dev", name]);
+    queues.remove(0)
+}
+
 /// Moves packets between `a` and `b` until `done` says so (or 30 s pass).
 fn relay(a: &mut TunPort, b: &mut TunPort, done: &mpsc::Receiver<()>) {
     let mut pool = PacketPool::with_capacity(512);
@@ -77,32 +105,19 @@ fn client(to: &str) -> Vec<u8> {
 #[test]
 fn tcp_crosses_two_offloading_queues_whole_both_ways() {
     in_new_netns(|| {
-        let (dev_a, mut a) = TunDevice::open_offloaded("esp-offa", 1).unwrap();
-        let mut a = a.remove(0);
+        let mut a = tun_end(TunDevice::open_offloaded, "esp-offa", End::Near);
         assert!(a.offloaded());
-        dev_a.set_mtu(1400).unwrap();
-        dev_a.add_address("10.0.0.1".parse().unwrap(), 24).unwrap();
-        dev_a.set_up().unwrap();
-        ip(&["route", "add", "10.9.0.0/24", "dev", "esp-offa"]);
-        ip(&["addr", "add", "fd00:a::1/64", "dev", "esp-offa", "nodad"]);
-        ip(&["route", "add", "fd00:b::/64", "dev", "esp-offa"]);
 
         // The far end, in a namespace of its own: a server that reads all
         // the client sends, then sends its own bytes back.
         let (ready_tx, ready_rx) = mpsc::channel();
         let server = std::thread::spawn(move || {
             in_new_netns(move || {
-                let (dev_b, mut b) = TunDevice::open_offloaded("esp-offb", 1).unwrap();
-                dev_b.set_mtu(1400).unwrap();
-                dev_b.add_address("10.9.0.2".parse().unwrap(), 24).unwrap();
-                dev_b.set_up().unwrap();
-                ip(&["route", "add", "10.0.0.0/24", "dev", "esp-offb"]);
-                ip(&["addr", "add", "fd00:b::2/64", "dev", "esp-offb", "nodad"]);
-                ip(&["route", "add", "fd00:a::/64", "dev", "esp-offb"]);
+                let b = tun_end(TunDevice::open_offloaded, "esp-offb", End::Far);
                 let listener = TcpListener::bind("10.9.0.2:5201").unwrap();
                 let listener6 = TcpListener::bind("[fd00:b::2]:5201").unwrap();
                 let udp = UdpSocket::bind("10.9.0.2:9999").unwrap();
-                ready_tx.send(b.remove(0)).unwrap();
+                ready_tx.send(b).unwrap();
                 udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
                 let mut buf = [0u8; 64];
                 let (n, _) = udp.recv_from(&mut buf).unwrap();
@@ -196,14 +211,7 @@ fn udp_batches_cross(udp: bool) {
         TunDevice::open_offloaded_tcp
     };
     in_new_netns(move || {
-        let (dev_a, mut a) = open("esp-usoa", 1).unwrap();
-        let mut a = a.remove(0);
-        dev_a.set_mtu(1400).unwrap();
-        dev_a.add_address("10.0.0.1".parse().unwrap(), 24).unwrap();
-        dev_a.set_up().unwrap();
-        ip(&["route", "add", "10.9.0.0/24", "dev", "esp-usoa"]);
-        ip(&["addr", "add", "fd00:a::1/64", "dev", "esp-usoa", "nodad"]);
-        ip(&["route", "add", "fd00:b::/64", "dev", "esp-usoa"]);
+        let mut a = tun_end(open, "esp-usoa", End::Near);
 
         // The far end: an IPv4 socket with UDP_GRO, which reads merged
         // packets whole, and an IPv6 one without, to which the kernel
@@ -211,17 +219,11 @@ fn udp_batches_cross(udp: bool) {
         let (ready_tx, ready_rx) = mpsc::channel();
         let server = std::thread::spawn(move || {
             in_new_netns(move || {
-                let (dev_b, mut b) = open("esp-usob", 1).unwrap();
-                dev_b.set_mtu(1400).unwrap();
-                dev_b.add_address("10.9.0.2".parse().unwrap(), 24).unwrap();
-                dev_b.set_up().unwrap();
-                ip(&["route", "add", "10.0.0.0/24", "dev", "esp-usob"]);
-                ip(&["addr", "add", "fd00:b::2/64", "dev", "esp-usob", "nodad"]);
-                ip(&["route", "add", "fd00:a::/64", "dev", "esp-usob"]);
+                let b = tun_end(open, "esp-usob", End::Far);
                 let v4 = UdpSocket::bind("10.9.0.2:5301").unwrap();
                 set_udp_option(&v4, libc::UDP_GRO, 1).unwrap();
                 let v6 = UdpSocket::bind("[fd00:b::2]:5301").unwrap();
-                ready_tx.send(b.remove(0)).unwrap();
+                ready_tx.send(b).unwrap();
                 let mut buf = vec![0u8; 65536];
                 [v4, v6].map(|sock| {
                     sock.set_read_timeout(Some(Duration::from_secs(10)))
