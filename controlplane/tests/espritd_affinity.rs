@@ -42,9 +42,13 @@ fn thread_named(pid: u32, name: &str) -> Option<u32> {
     None
 }
 
-fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().port()
+/// Two different free UDP ports on 127.0.0.1: both probe sockets are held
+/// at once, so the kernel cannot hand out the same port twice.
+fn two_free_udp_ports() -> (u16, u16) {
+    let bind = || std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (a, b) = (bind(), bind());
+    let port = |s: &std::net::UdpSocket| s.local_addr().unwrap().port();
+    (port(&a), port(&b))
 }
 
 #[test]
@@ -57,13 +61,12 @@ fn the_control_thread_keeps_off_the_pinned_workers_core() {
     let dir = std::env::temp_dir().join(format!("esprit-affinity-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("gateway.toml");
+    let (outside_port, ike_port) = two_free_udp_ports();
     std::fs::write(
         &cfg,
         format!(
-            "[gateway]\noutside = [\"127.0.0.1:{}\"]\nike_port = {}\n\n\
-             [dataplane]\nworkers = 1\ncores = [{last}]\n\n[dataplane.inside]\nkind = \"reflect\"\n",
-            free_udp_port(),
-            free_udp_port()
+            "[gateway]\noutside = [\"127.0.0.1:{outside_port}\"]\nike_port = {ike_port}\n\n\
+             [dataplane]\nworkers = 1\ncores = [{last}]\n\n[dataplane.inside]\nkind = \"reflect\"\n"
         ),
     )
     .unwrap();
