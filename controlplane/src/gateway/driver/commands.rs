@@ -76,13 +76,17 @@ impl IkeDriver {
         self.initiators.iter().any(|i| i.name == name)
     }
 
-    /// Connects initiator peer `name` now (if not connected).
-    pub fn initiate(&mut self, name: &str, now: Instant) -> Result<(), String> {
-        let i = self
-            .initiators
+    /// Initiator peer `name`, or the error the control socket answers.
+    fn initiator(&mut self, name: &str) -> Result<&mut Initiator, String> {
+        self.initiators
             .iter_mut()
             .find(|i| i.name == name)
-            .ok_or_else(|| format!("no initiator peer named {name:?}"))?;
+            .ok_or_else(|| format!("no initiator peer named {name:?}"))
+    }
+
+    /// Connects initiator peer `name` now (if not connected).
+    pub fn initiate(&mut self, name: &str, now: Instant) -> Result<(), String> {
+        let i = self.initiator(name)?;
         if i.sa.is_some() {
             return Err(format!("peer {name:?} is already connected or connecting"));
         }
@@ -97,11 +101,7 @@ impl IkeDriver {
 
     /// Deletes initiator peer `name`'s IKE SA and does not reconnect.
     pub fn terminate(&mut self, name: &str, now: Instant) -> Result<(), String> {
-        let i = self
-            .initiators
-            .iter_mut()
-            .find(|i| i.name == name)
-            .ok_or_else(|| format!("no initiator peer named {name:?}"))?;
+        let i = self.initiator(name)?;
         i.retry_at = None;
         let Some(id) = i.sa.take() else {
             return Err(format!("peer {name:?} is not connected"));
