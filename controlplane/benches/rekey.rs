@@ -12,20 +12,13 @@
 //! `poll`); the clients' side runs in the same thread, untimed. Simulated
 //! time: each round spreads the rekeys over a minute, as the lab does.
 //!
-//! espritd allocates with mimalloc; this bench times the same work on
-//! glibc's malloc beside it, each in child processes of its own
-//! (alternating, `ESPRIT_REKEY_PAIRS` pairs), and prints the ratio.
-//!
 //! `cargo bench -p controlplane --bench rekey` (`ESPRIT_REKEY_TUNNELS`,
 //! a comma-separated list, default `1000,20000`; `ESPRIT_REKEY_ROUNDS`,
-//! rounds per child, default 3, more to profile a small size;
-//! `ESPRIT_REKEY_PAIRS`, default 3; `ESPRIT_REKEY_ALLOC=system|mimalloc`
-//! runs one child's work in this process)
+//! default 3, more to profile a small size)
 
 use std::time::{Duration, Instant};
 
 mod common;
-mod either_alloc;
 
 use common::client_batch;
 use controlplane::gateway::InProcessGateway;
@@ -38,81 +31,28 @@ const BATCH: usize = 1000;
 /// wakes every few milliseconds, hands it a few at a time.
 const PER_POLL: usize = 8;
 
-/// Chooses this process's allocator, and in a parent the children's.
-const ALLOC_VAR: &str = "ESPRIT_REKEY_ALLOC";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     let sizes: Vec<usize> = std::env::var("ESPRIT_REKEY_TUNNELS")
         .unwrap_or_else(|_| "1000,20000".into())
         .split(',')
         .filter_map(|v| v.trim().parse().ok())
         .collect();
-    let rounds = env_or("ESPRIT_REKEY_ROUNDS", 3usize).max(1);
-    if std::env::var_os(ALLOC_VAR).is_some() {
-        // A child: one line per size, for the parent.
-        for &n in &sizes {
-            println!("{n} {}", per_rekey(n, rounds).as_secs_f64() * 1e6);
-        }
-        return;
-    }
     println!("== gateway control thread per CHILD SA rekey (CREATE_CHILD_SA + DELETE) ==");
-    let pairs = env_or("ESPRIT_REKEY_PAIRS", 3usize).max(1);
-    let mut times: Vec<[Vec<f64>; 2]> = sizes.iter().map(|_| Default::default()).collect();
-    for _ in 0..pairs {
-        for (a, alloc) in ALLOCATORS.iter().enumerate() {
-            for (t, us) in times.iter_mut().zip(child(alloc, &sizes, rounds)) {
-                t[a].push(us);
-            }
-        }
-    }
-    let base = times.first().map(|t| median(&t[1]));
-    for (n, t) in sizes.iter().zip(&times) {
-        let (glibc, mimalloc) = (median(&t[0]), median(&t[1]));
+    let rounds: usize = std::env::var("ESPRIT_REKEY_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let mut first = None;
+    for n in sizes {
+        let per = per_rekey(n, rounds);
+        let base = *first.get_or_insert(per);
         println!(
-            "{n:>7} tunnels: {mimalloc:6.1} µs per rekey with mimalloc (espritd's; {:.2}x of the \
-             first size), {glibc:6.1} with glibc's malloc: mimalloc/glibc {:.2}x \
-             (medians of {pairs} children each, {rounds} rounds per child)",
-            mimalloc / base.unwrap_or(mimalloc),
-            mimalloc / glibc
+            "{n:>7} tunnels: median of {rounds} rounds {:6.1} µs per rekey ({:.2}x of the first size)",
+            per.as_secs_f64() * 1e6,
+            per.as_secs_f64() / base.as_secs_f64()
         );
     }
-}
-
-/// The children's allocators, in the order each pair runs them.
-const ALLOCATORS: [&str; 2] = ["system", "mimalloc"];
-
-/// Runs this bench as a child on `alloc`; its µs per rekey for each size.
-fn child(alloc: &str, sizes: &[usize], rounds: usize) -> Vec<f64> {
-    let exe = std::env::current_exe().expect("the bench's own path");
-    let list: Vec<String> = sizes.iter().map(|n| n.to_string()).collect();
-    let out = std::process::Command::new(exe)
-        .env(ALLOC_VAR, alloc)
-        .env("ESPRIT_REKEY_TUNNELS", list.join(","))
-        .env("ESPRIT_REKEY_ROUNDS", rounds.to_string())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("run a child");
-    assert!(out.status.success(), "the {alloc} child failed");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let us: Vec<f64> = text
-        .lines()
-        .filter_map(|l| l.split_once(' ')?.1.parse().ok())
-        .collect();
-    assert_eq!(us.len(), sizes.len(), "the {alloc} child's output: {text}");
-    us
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// A batch of clients: their endpoint and each one's IKE SA and current

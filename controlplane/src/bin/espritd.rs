@@ -10,13 +10,6 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter};
 
-/// mimalloc, not glibc's malloc: each rekey allocates IKE messages,
-/// payloads, SAs and table nodes, and glibc's allocator was a quarter of
-/// the control thread's time in a 100,000-tunnel storm; `cargo bench -p
-/// controlplane --bench rekey` times both side by side.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// esprit IPsec gateway.
 #[derive(Parser)]
 #[command(name = "espritd", version)]

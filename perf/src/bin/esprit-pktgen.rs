@@ -6,11 +6,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use perf::pktgen::cli::{run, Cli};
 
-/// mimalloc, as espritd: a rekey storm allocates each client's IKE
-/// messages and new SAs on the traffic thread.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
