@@ -43,6 +43,15 @@ pub struct Progress {
     pub rx_bytes: AtomicU64,
 }
 
+impl Progress {
+    /// Shows the thread's counts so far to the progress line.
+    fn publish(&self, res: &ThreadResult) {
+        self.sent.store(res.sent, Ordering::Relaxed);
+        self.received.store(res.tally.received, Ordering::Relaxed);
+        self.rx_bytes.store(res.tally.rx_bytes, Ordering::Relaxed);
+    }
+}
+
 /// Why packets did not count, besides loss.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Errors {
@@ -268,8 +277,7 @@ pub fn run(
             && res.sent < share.quota
             && now < end
             && !abort.load(Ordering::Relaxed);
-        let mut blocked = false;
-        let mut sent_now = 0;
+        let (mut sent_now, mut blocked) = (0, false);
         if sending && !sender.order.is_empty() {
             let left = usize::try_from(share.quota - res.sent).unwrap_or(usize::MAX);
             let room = window.room(&res, now);
@@ -282,27 +290,7 @@ pub fn run(
                     sender.one(slot, &lanes, &mut tx, &mut pool, &spec, now_ns, &mut res);
                 }
             }
-            for ((lane, out), inner) in lanes
-                .iter_mut()
-                .zip(tx.iter_mut())
-                .zip(sender.inner_bytes.iter_mut())
-            {
-                if out.is_empty() {
-                    continue;
-                }
-                let total = out.len();
-                let bytes = std::mem::take(inner);
-                let ok = lane.port.tx_burst(out, &mut pool).unwrap_or(0);
-                if ok < total {
-                    blocked = true;
-                    res.errors.tx_dropped += (total - ok) as u64;
-                }
-                // Only what the kernel took counts as sent; on a partial
-                // send the bytes are prorated.
-                res.sent += ok as u64;
-                res.tx_bytes += (bytes * ok / total.max(1)) as u64;
-                sent_now += ok;
-            }
+            (sent_now, blocked) = sender.flush(&mut lanes, &mut tx, &mut pool, &mut res);
             res.send_time = now.duration_since(start);
         } else if drain_until.is_none() {
             drain_until = Some(now + spec.drain);
@@ -321,25 +309,12 @@ pub fn run(
         if let Some(h) = hook.as_deref_mut() {
             h.poll(now, &mut edits, &mut outbox, &mut pool);
             apply(&mut lanes, &mut by_spi, &by_id, &mut edits);
-            let mut one = Vec::with_capacity(1);
-            for (lane, p) in outbox.drain(..) {
-                if let Some(l) = lanes.get_mut(lane) {
-                    one.push(p);
-                    let _ = l.port.tx_burst(&mut one, &mut pool);
-                    pool.put_all(&mut one);
-                }
-            }
+            send_each(&mut lanes, &mut outbox, &mut pool);
         }
         if got > 0 {
             window.last_rx = now;
         }
-        progress.sent.store(res.sent, Ordering::Relaxed);
-        progress
-            .received
-            .store(res.tally.received, Ordering::Relaxed);
-        progress
-            .rx_bytes
-            .store(res.tally.rx_bytes, Ordering::Relaxed);
+        progress.publish(&res);
         if let Some(until) = drain_until {
             let all_back = res.tally.received + res.tally.late >= res.sent;
             if all_back || now >= until || abort.load(Ordering::Relaxed) {
@@ -406,6 +381,40 @@ impl Window {
 }
 
 impl Sender {
+    /// Hands each lane's sealed packets to its port; returns how many the
+    /// kernel took and whether a port refused some (its buffer is full).
+    fn flush(
+        &mut self,
+        lanes: &mut [Lane],
+        tx: &mut [Vec<Packet>],
+        pool: &mut PacketPool,
+        res: &mut ThreadResult,
+    ) -> (usize, bool) {
+        let (mut sent, mut blocked) = (0, false);
+        for ((lane, out), inner) in lanes
+            .iter_mut()
+            .zip(tx.iter_mut())
+            .zip(self.inner_bytes.iter_mut())
+        {
+            if out.is_empty() {
+                continue;
+            }
+            let total = out.len();
+            let bytes = std::mem::take(inner);
+            let ok = lane.port.tx_burst(out, pool).unwrap_or(0);
+            if ok < total {
+                blocked = true;
+                res.errors.tx_dropped += (total - ok) as u64;
+            }
+            // Only what the kernel took counts as sent; on a partial send
+            // the bytes are prorated.
+            res.sent += ok as u64;
+            res.tx_bytes += (bytes * ok / total.max(1)) as u64;
+            sent += ok;
+        }
+        (sent, blocked)
+    }
+
     /// Takes the next `n` turns.
     fn plan(&mut self, n: usize) {
         self.upcoming.clear();
@@ -483,6 +492,18 @@ impl Sender {
                 res.errors.seal_failed += 1;
                 pool.put(p);
             }
+        }
+    }
+}
+
+/// Sends the hook's packets (IKE messages, pings), each on its lane.
+fn send_each(lanes: &mut [Lane], outbox: &mut Vec<(usize, Packet)>, pool: &mut PacketPool) {
+    let mut one = Vec::with_capacity(1);
+    for (lane, p) in outbox.drain(..) {
+        if let Some(l) = lanes.get_mut(lane) {
+            one.push(p);
+            let _ = l.port.tx_burst(&mut one, pool);
+            pool.put_all(&mut one);
         }
     }
 }
