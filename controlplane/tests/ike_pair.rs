@@ -1542,3 +1542,46 @@ fn a_dual_stack_client_gets_an_address_of_each_family() {
         p.client.events
     );
 }
+
+/// The peer's DELETE of the old IKE SA overtakes its answer to our CHILD
+/// rekey (reordered datagrams): the late answer finds no IKE SA. The rekey
+/// must not vanish silently: it is reported failed on the successor, which
+/// still carries the old pair and can rekey it again.
+#[test]
+fn a_child_rekey_whose_answer_the_ike_delete_overtakes_is_reported_failed() {
+    let mut p = Pair::new();
+    let cid = p.connect(client_policy());
+    p.drive();
+    let sid = server_id(&p);
+    p.client.ep.set_defer_rekeyed_delete(true);
+    let old_child = p.client.children()[0].inbound_spi;
+    assert!(p.client.ep.rekey_child_sa(p.now, cid, old_child));
+    p.deliver_nth(true, 0); // the server answers the CHILD rekey (held)
+    assert!(p.server.ep.rekey_ike_sa(p.now, sid));
+    p.deliver_nth(false, 1); // the client answers the IKE rekey
+    p.deliver_nth(true, 0); // the server deletes the old IKE SA
+    p.deliver_nth(false, 1); // its DELETE reaches the client first
+    p.deliver_nth(false, 0); // then the CHILD answer, too late
+    p.drive();
+    let new_cid = rekeyed(&p.client)[0].1;
+    let failed: Vec<IkeSaId> = p
+        .client
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ChildSaFailed { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [new_cid],
+        "the lost rekey is reported on the successor"
+    );
+    assert_eq!(p.client.children().len(), 1, "no new pair on the client");
+    // The old pair still works under the successor: rekeying it again
+    // succeeds.
+    assert!(p.client.ep.rekey_child_sa(p.now, new_cid, old_child));
+    p.drive();
+    assert_eq!(p.client.children().len(), 2);
+}

@@ -258,6 +258,16 @@ impl IkeSa {
         }
         if let Some(o) = self.child_offer.take() {
             io.spis.release(o.new_spi);
+            // Our CREATE_CHILD_SA was still open when a rekeyed IKE SA went
+            // (the peer's DELETE overtook its answer): the CHILD SAs live on
+            // under the successor, so say the exchange failed there and the
+            // caller can try again.
+            if let Some(next) = self.successor {
+                io.events.push_back(Event::ChildSaFailed {
+                    id: next,
+                    reason: crate::ike::wire::NotifyType::TEMPORARY_FAILURE,
+                });
+            }
         }
         if let (Some(a), Some(pool)) = (self.leased_ip.take(), io.pools.get_mut(&self.policy.pool))
         {
