@@ -182,6 +182,20 @@ if [ "${PIN:-0}" != 0 ]; then
     echo "lab.sh: pinned: gateway workers on cores $CORES${GW_TASKSET:+ with the rest of espritd}, pktgen on 0-$((NCPU - WORKERS - 1))" >&2
 fi
 
+if [ "$INSIDE" = tun ]; then
+    # The TUN carries the clients' decrypted packets into the gateway's
+    # kernel, which routes them to the protected namespace; the echo there
+    # answers to the client's inner address, routed back into the TUN.
+    sed -i 's|^kind = "reflect"|kind = "tun"\nname = "esprit0"\naddresses = ["10.0.0.1/32"]|' "$WORK/gateway.toml"
+    in_ns "$NS_GW" sysctl -qw net.ipv4.ip_forward=1
+    in_ns "$NS_GW" ip route add 10.1.0.0/16 via 192.0.2.2
+    in_ns "$NS_PN" ip addr add 10.1.0.1/32 dev lo
+    in_ns "$NS_PN" ip route add 10.128.0.0/9 via 192.0.2.1
+    # `ip netns exec` execs the command, so $! is the echo itself.
+    ip netns exec "$NS_PN" python3 "$HERE/udp_echo.py" 10.1.0.1 7 >"$WORK/echo.log" 2>&1 &
+    PIDS+=($!)
+fi
+
 ip netns exec "$NS_GW" "${GW_TASKSET[@]}" "$ESPRITD" --config "$WORK/gateway.toml" --stats-interval 1 >"$WORK/espritd.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do

@@ -1,5 +1,6 @@
 //! deploy/lab/lab.sh builds its namespaces, runs espritd and esprit-pktgen
-//! there for the `smoke` scenario, and leaves nothing behind. Root only.
+//! there for the `smoke`, `nat` and `protected` scenarios, and leaves
+//! nothing behind. Root only.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,6 +36,15 @@ fn bin_dir() -> PathBuf {
     dir
 }
 
+/// lab.sh for `scenario`, its namespaces tagged `tag`.
+fn lab(scenario: &str, tag: &str) -> Command {
+    let mut c = Command::new("bash");
+    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/lab/lab.sh"))
+        .arg(scenario)
+        .env("LAB_TAG", tag);
+    c
+}
+
 /// Namespaces of the lab run tagged `tag`.
 fn lab_namespaces(tag: &str) -> Vec<String> {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
@@ -68,13 +78,9 @@ fn the_smoke_scenario_runs_and_cleans_up() {
         eprintln!("lab test skipped: needs root");
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/lab/lab.sh");
     let out_dir = std::env::temp_dir().join(format!("esplab-test-{}", std::process::id()));
     let tag = format!("esplab-t{}-smoke", std::process::id());
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg("smoke")
-        .env("LAB_TAG", &tag)
+    let out = lab("smoke", &tag)
         .env("BIN_DIR", bin_dir())
         .env("OUT", &out_dir)
         .env("CLIENTS", "50")
@@ -115,13 +121,9 @@ fn ike_clients_behind_a_nat_come_up_and_get_their_traffic_back() {
         eprintln!("lab test skipped: needs root");
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/lab/lab.sh");
     let out_dir = std::env::temp_dir().join(format!("esplab-nat-{}", std::process::id()));
     let tag = format!("esplab-t{}-nat", std::process::id());
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg("nat")
-        .env("LAB_TAG", &tag)
+    let out = lab("nat", &tag)
         .env("BIN_DIR", bin_dir())
         .env("OUT", &out_dir)
         .env("CLIENTS", "50")
@@ -147,12 +149,8 @@ fn ike_clients_behind_a_nat_come_up_and_get_their_traffic_back() {
 
 #[test]
 fn an_unknown_scenario_is_refused_without_building_anything() {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/lab/lab.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg("no-such-scenario")
-        .output()
-        .unwrap();
+    let tag = format!("esplab-t{}-unknown", std::process::id());
+    let out = lab("no-such-scenario", &tag).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -163,15 +161,8 @@ fn an_unknown_scenario_is_refused_without_building_anything() {
 
 #[test]
 fn a_bad_pin_is_refused_without_building_anything() {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/lab/lab.sh");
     let tag = format!("esplab-t{}-pin", std::process::id());
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg("smoke")
-        .env("PIN", "yes")
-        .env("LAB_TAG", &tag)
-        .output()
-        .unwrap();
+    let out = lab("smoke", &tag).env("PIN", "yes").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -179,4 +170,45 @@ fn a_bad_pin_is_refused_without_building_anything() {
         "{err}"
     );
     assert_eq!(lab_namespaces(&tag), Vec::<String>::new());
+}
+
+/// `protected`: the gateway's inside is a TUN device routed to a UDP echo
+/// in the protected namespace, not the reflecting inside of the others.
+#[test]
+fn the_protected_scenario_runs_through_the_tun_and_the_echo() {
+    if !root() {
+        eprintln!("lab test skipped: needs root");
+        return;
+    }
+    let out_dir = std::env::temp_dir().join(format!("esplab-pn-{}", std::process::id()));
+    let tag = format!("esplab-t{}-pn", std::process::id());
+    let out = lab("protected", &tag)
+        .env("BIN_DIR", bin_dir())
+        .env("OUT", &out_dir)
+        .env("CLIENTS", "20")
+        .env("COUNT", "2000")
+        .env("KEEP", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let work = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("lab.sh: logs in "))
+        .expect("KEEP=1 names the work directory");
+    let log = std::fs::read_to_string(Path::new(work).join("espritd.log")).unwrap();
+    let _ = std::fs::remove_dir_all(work);
+    let json = std::fs::read_to_string(out_dir.join("protected.json")).unwrap();
+    let _ = std::fs::remove_dir_all(&out_dir);
+    assert!(log.contains("inside=\"esprit0\""), "the TUN inside: {log}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["sent"], 2000);
+    let received = v["received"].as_u64().unwrap_or(0);
+    assert!(
+        received >= 1000,
+        "the echo answered through the tunnel: {stdout}"
+    );
+    assert_eq!(lab_namespaces(&tag), Vec::<String>::new());
+    assert_eq!(lab_processes(&tag), Vec::<u32>::new());
 }
