@@ -127,7 +127,7 @@ fn set_buffer(sock: &UdpSocket, which: libc::c_int) {
 }
 
 fn set_udp_option(sock: &UdpSocket, opt: libc::c_int, value: libc::c_int) {
-    udp_gso::set_udp_option(sock, opt, value).unwrap_or_else(|e| panic!("UDP option {opt}: {e}"));
+    udp_gso::set_udp_option(sock, opt, value).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Sends `batches` batches of `per_batch` numbered datagrams of `payload`

@@ -20,7 +20,7 @@ mod mmsg;
 pub mod raw_esp;
 pub mod reflect;
 pub mod steering;
-mod sys;
+pub(crate) mod sys;
 pub mod tun;
 pub mod udp;
 

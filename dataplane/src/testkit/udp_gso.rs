@@ -7,20 +7,8 @@ use std::os::fd::AsRawFd;
 
 /// Sets the `SOL_UDP` option `opt` (`libc::UDP_SEGMENT`, `libc::UDP_GRO`).
 pub fn set_udp_option(sock: &UdpSocket, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: a valid socket and an int option of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_UDP,
-            opt,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    let what = format_args!("UDP option {opt}");
+    crate::port::sys::set_int_option(sock.as_raw_fd(), libc::SOL_UDP, opt, value, what)
 }
 
 /// One read of a socket with `UDP_GRO` on: its bytes in `buf` and the
