@@ -176,13 +176,7 @@ fn ping_then_delete(gw: &mut InProcessGateway, c: &mut Clients, now: Instant) ->
     let mut back = Vec::new();
     for group in c.rekeyed.chunks(PER_POLL) {
         for sa in group {
-            let ping = PingMsg {
-                kind: Kind::Ping,
-                epoch: 1,
-                nonce: u64::from(sa.inbound_spi),
-                sent_ns: 0,
-            };
-            gw.deliver_control(now, sa.outbound_spi, &ping.encode(), sa.local);
+            common::deliver_ping(gw, sa, now);
         }
         back.extend(gw.poll(now));
     }

@@ -10,18 +10,23 @@ mod bench_common;
 
 use controlplane::gateway::InProcessGateway;
 use controlplane::ike::crypto::DhGroup;
-use controlplane::ike::sa::{Event, IkeEndpoint};
+use controlplane::ike::sa::{ChildSa, Event, IkeEndpoint};
 
 /// A responder whose lifetimes make it rekey the IKE SA at 25 s and the
-/// CHILD SA at 35 s (the next IKE rekey is at 50 s), without esprit's ping
-/// (the client is a bare endpoint).
-fn gateway() -> InProcessGateway {
+/// CHILD SA at 35 s (the next IKE rekey is at 50 s), with `liveness` (the
+/// grace period is the default 10 s).
+fn gateway_with(liveness: &str) -> InProcessGateway {
     let text = bench_common::gateway_config(
         "rekey_margin = \"5s\"\nrekey_jitter = \"0s\"",
-        "ike_lifetime = \"30s\"\nchild_lifetime = \"40s\"\nliveness = \"off\"",
+        &format!("ike_lifetime = \"30s\"\nchild_lifetime = \"40s\"\nliveness = \"{liveness}\""),
     );
     let cfg = config::parse(&text, "test").unwrap_or_else(|e| panic!("{e}"));
     InProcessGateway::new(&cfg).expect("gateway")
+}
+
+/// Without esprit's ping: the client is a bare endpoint.
+fn gateway() -> InProcessGateway {
+    gateway_with("off")
 }
 
 /// Moves datagrams both ways until neither side has anything to say;
@@ -86,6 +91,94 @@ fn the_lifetime_child_rekey_after_an_ike_rekey_runs_on_the_new_ike_sa() {
     );
     assert_eq!(gw.driver.tunnels(), 1, "the rekey kept the tunnel");
     assert_eq!(gw.driver.stats.child_sas_installed, 2);
+}
+
+fn new_child(events: &[Event]) -> Option<ChildSa> {
+    events.iter().find_map(|e| match e {
+        Event::ChildSaEstablished(c) => Some((**c).clone()),
+        _ => None,
+    })
+}
+
+/// The SPIs of the inbound SAs in the gateway's tables.
+fn inbound_spis(gw: &mut InProcessGateway) -> Vec<u32> {
+    gw.tables().inbound.iter().map(|(_, s)| s.spi).collect()
+}
+
+/// The gateway answers a client's CHILD rekey, then rekeys the IKE SA, and
+/// its DELETE of the old IKE SA overtakes the answer: the client never
+/// learns of the new pair, and rekeys again. The gateway's pair from the
+/// lost answer never carries data; once the client has proven the pair of
+/// its second try and the grace period is over, the gateway deletes the
+/// lost one instead of keeping it until its lifetime ends.
+#[test]
+fn a_pair_whose_answer_the_client_never_got_is_deleted_after_the_grace() {
+    let mut gw = gateway_with("esp-ping");
+    let mut client = bench_common::endpoint(7, 0x0200_0000);
+    // An esprit client: the old pair of its rekey goes after the new one's pong.
+    client.set_defer_rekeyed_delete(true);
+    let t0 = Instant::now();
+    let local: SocketAddr = "198.51.100.7:500".parse().unwrap();
+    let policy = bench_common::policy("c1", DhGroup::Curve25519, true);
+    client.connect(t0, local, gw.ike, policy).expect("connect");
+    let first = new_child(&exchange(&mut gw, &mut client, t0)).expect("the first pair");
+    bench_common::deliver_ping(&mut gw, &first, t0);
+    gw.poll(t0);
+    assert_eq!(gw.take_sealed().len(), 1, "the first pair's pong");
+
+    // 24 s: the client rekeys its pair; the gateway's answer is held back.
+    let t1 = t0 + Duration::from_secs(24);
+    assert!(client.rekey_child_sa(t1, first.ike_sa, first.inbound_spi));
+    while let Some(t) = client.poll_transmit() {
+        gw.deliver(t1, &t);
+    }
+    let answer = gw.poll(t1);
+    assert_eq!(answer.len(), 1, "the gateway answers the rekey");
+    assert_eq!(inbound_spis(&mut gw).len(), 2, "and installs its new pair");
+
+    // 26 s: the gateway rekeys the IKE SA and deletes the old one; the
+    // DELETE reaches the client first, then the answer, too late.
+    let t2 = t0 + Duration::from_secs(26);
+    let mut events = exchange(&mut gw, &mut client, t2);
+    for t in &answer {
+        client.handle_datagram(t2, t.remote, t.local, &t.payload);
+    }
+    events.extend(std::iter::from_fn(|| client.poll_event()));
+    let ike = events
+        .iter()
+        .find_map(|e| match e {
+            Event::IkeSaRekeyed { new, .. } => Some(*new),
+            _ => None,
+        })
+        .expect("the gateway rekeyed the IKE SA");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::ChildSaFailed { id, .. } if *id == ike)),
+        "the client's rekey failed: {events:?}"
+    );
+    assert!(new_child(&events).is_none(), "the client has no new pair");
+
+    // 27 s: the client rekeys again, proves the new pair with a ping and
+    // deletes its old pair.
+    let t3 = t0 + Duration::from_secs(27);
+    assert!(client.rekey_child_sa(t3, ike, first.inbound_spi));
+    let second = new_child(&exchange(&mut gw, &mut client, t3)).expect("the second try");
+    bench_common::deliver_ping(&mut gw, &second, t3);
+    gw.poll(t3);
+    assert_eq!(gw.take_sealed().len(), 1, "the new pair's pong");
+    assert!(client.delete_child_sa(t3, ike, first.inbound_spi));
+    exchange(&mut gw, &mut client, t3);
+    let lost: Vec<u32> = inbound_spis(&mut gw)
+        .into_iter()
+        .filter(|&s| s != second.outbound_spi)
+        .collect();
+    assert_eq!(lost.len(), 1, "the lost answer's pair is still there");
+
+    // The grace period (10 s) is over: the lost pair goes, the tunnel stays.
+    exchange(&mut gw, &mut client, t3 + Duration::from_secs(11));
+    assert_eq!(inbound_spis(&mut gw), [second.outbound_spi]);
+    assert_eq!(gw.driver.tunnels(), 1);
 }
 
 /// Two responder templates, each with its own pool: the staff's clients

@@ -67,6 +67,11 @@ pub enum Action {
     SwitchOutbound { epoch: u32, outbound_spi: u32 },
     /// The grace period of an old inbound SA is over.
     RemoveInbound { spi: u32 },
+    /// The grace period of a pair that never carried data is over: a
+    /// pending epoch given up because a newer one was proven first. No
+    /// rekey deletes such a pair (the peer may never have learnt of it, its
+    /// IKE answer lost), so this side's IKE must.
+    DeleteUnused { spi: u32 },
     /// Ask IKE for a new CHILD SA (a new epoch).
     Rekey,
     /// Tear the IKE SA down and start a new one, with INITIAL_CONTACT.
@@ -150,7 +155,9 @@ pub struct Tunnel {
     first_ping_at: Option<Instant>,
     last_rx: Instant,
     rekey_failures: u32,
-    grace: [Option<(u32, Instant)>; GRACE_SLOTS],
+    /// Retired inbound SPIs, when their grace ends, and whether their
+    /// epoch never carried data.
+    grace: [Option<(u32, Instant, bool)>; GRACE_SLOTS],
     nonce: u64,
     base: Instant,
     actions: VecDeque<Action>,
@@ -239,7 +246,7 @@ impl Tunnel {
         }
         // A third unconfirmed epoch: the oldest is given up.
         if let Some(given_up) = self.older_pending.take() {
-            self.retire(now, given_up.spis.inbound);
+            self.retire(now, given_up.spis.inbound, true);
         }
         self.older_pending = self.pending.replace(epoch);
         let on_older =
@@ -357,7 +364,7 @@ impl Tunnel {
         let older = self
             .older_outstanding
             .map(|o| o.sent + self.settings.ping_timeout);
-        let grace = self.grace.iter().flatten().map(|(_, t)| *t).min();
+        let grace = self.grace.iter().flatten().map(|(_, t, _)| *t).min();
         [ping, older, self.first_ping_at, idle, grace]
             .into_iter()
             .flatten()
@@ -366,9 +373,9 @@ impl Tunnel {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         for slot in self.grace.iter_mut() {
-            if let Some((spi, at)) = *slot {
+            if let Some((spi, at, unused)) = *slot {
                 if at <= now {
-                    self.actions.push_back(Action::RemoveInbound { spi });
+                    self.actions.push_back(grace_over(spi, unused));
                     *slot = None;
                 }
             }
@@ -466,7 +473,7 @@ impl Tunnel {
         let is = |p: Option<Epoch>| p.is_some_and(|p| p.number == epoch.number);
         if is(self.pending) {
             if let Some(given_up) = self.older_pending.take() {
-                self.retire(now, given_up.spis.inbound);
+                self.retire(now, given_up.spis.inbound, true);
             }
             self.pending = None;
             self.older_outstanding = None;
@@ -508,7 +515,7 @@ impl Tunnel {
     fn switch_to(&mut self, now: Instant, epoch: Epoch) {
         if let Some(old) = self.current.replace(epoch) {
             if old.spis.inbound != epoch.spis.inbound {
-                self.retire(now, old.spis.inbound);
+                self.retire(now, old.spis.inbound, false);
             }
         }
         self.stats.epoch = epoch.number;
@@ -522,13 +529,13 @@ impl Tunnel {
     }
 
     /// The inbound SA `spi` carries no new data; after the grace period
-    /// it goes.
-    fn retire(&mut self, now: Instant, spi: u32) {
+    /// it goes. `unused`: its epoch never carried any.
+    fn retire(&mut self, now: Instant, spi: u32, unused: bool) {
         let at = now + self.settings.grace_period;
         match self.grace.iter_mut().find(|s| s.is_none()) {
-            Some(slot) => *slot = Some((spi, at)),
+            Some(slot) => *slot = Some((spi, at, unused)),
             // Too many epochs in a grace period: retire this one now.
-            None => self.actions.push_back(Action::RemoveInbound { spi }),
+            None => self.actions.push_back(grace_over(spi, unused)),
         }
     }
 
@@ -544,5 +551,14 @@ impl Tunnel {
             self.stats.rekeys += 1;
             self.actions.push_back(Action::Rekey);
         }
+    }
+}
+
+/// What the end of a retired inbound SA's grace period asks for.
+fn grace_over(spi: u32, unused: bool) -> Action {
+    if unused {
+        Action::DeleteUnused { spi }
+    } else {
+        Action::RemoveInbound { spi }
     }
 }

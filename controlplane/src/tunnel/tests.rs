@@ -449,18 +449,24 @@ fn a_pending_epoch_overtaken_by_a_newer_one_is_retired_after_grace() {
     let p3 = pings(&mut c);
     c.handle_control(t0, spis(3).inbound, &pong(&p3[0].1));
     assert_eq!(c.data_outbound(), Some(spis(3).outbound));
-    let mut removed = Vec::new();
+    let (mut removed, mut unused) = (Vec::new(), Vec::new());
     let end = t0 + s.grace_period;
     while let Some(t) = c.next_timeout().filter(|t| *t <= end) {
         c.handle_timeout(t);
         while let Some(a) = c.poll_action() {
-            if let Action::RemoveInbound { spi } = a {
-                removed.push(spi);
+            match a {
+                Action::RemoveInbound { spi } => removed.push(spi),
+                Action::DeleteUnused { spi } => unused.push(spi),
+                _ => {}
             }
         }
     }
-    removed.sort();
-    assert_eq!(removed, [spis(1).inbound, spis(2).inbound]);
+    assert_eq!(removed, [spis(1).inbound], "the epoch that carried data");
+    assert_eq!(
+        unused,
+        [spis(2).inbound],
+        "the given-up epoch, which no rekey deletes"
+    );
 }
 
 #[test]

@@ -101,6 +101,17 @@ impl IkeDriver {
                         self.endpoint.delete_child_sa(now, ike, spi);
                     }
                 }
+                EpochAction::DeleteUnused { spi } => {
+                    // A pair given up before it carried data, which no rekey
+                    // deletes: without this it would stay until its
+                    // lifetime (when the peer never got our answer, as its
+                    // IKE SA was deleted under it, it does not even know
+                    // the pair). Already gone (a collision's loser): nothing
+                    // is sent.
+                    let ike = e.ike;
+                    self.epochs.to_delete_after_grace.remove(&spi);
+                    self.endpoint.delete_child_sa(now, ike, spi);
+                }
                 EpochAction::Rekey => {
                     let (ike, spi) = (e.ike, e.machine.latest_inbound());
                     let started = spi.is_some_and(|s| self.endpoint.rekey_child_sa(now, ike, s));

@@ -454,7 +454,9 @@ impl Handshakes {
                         self.count(|r| r.completed += 1);
                     }
                 }
-                Action::RemoveInbound { spi } => self.retire(now, i, spi),
+                Action::RemoveInbound { spi } | Action::DeleteUnused { spi } => {
+                    self.retire(now, i, spi)
+                }
                 // During set-up a client whose epoch never answers counts as
                 // failed; a rekey that fails is counted by the storm.
                 Action::Rekey | Action::RestartIke => {
