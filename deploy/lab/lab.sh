@@ -194,6 +194,14 @@ if [ "$INSIDE" = tun ]; then
     # `ip netns exec` execs the command, so $! is the echo itself.
     ip netns exec "$NS_PN" python3 "$HERE/udp_echo.py" 10.1.0.1 7 >"$WORK/echo.log" 2>&1 &
     PIDS+=($!)
+    # Traffic before the echo is bound meets a closed port: ICMP errors
+    # come back through the tunnel and pktgen counts them lost and foreign.
+    for _ in $(seq 100); do
+        in_ns "$NS_PN" ss -Hlun src 10.1.0.1:7 | grep -q . && break
+        kill -0 "${PIDS[-1]}" 2>/dev/null || { cat "$WORK/echo.log" >&2; exit 1; }
+        sleep 0.05
+    done
+    in_ns "$NS_PN" ss -Hlun src 10.1.0.1:7 | grep -q . || { echo "lab.sh: the UDP echo did not start" >&2; exit 1; }
 fi
 
 ip netns exec "$NS_GW" "${GW_TASKSET[@]}" "$ESPRITD" --config "$WORK/gateway.toml" --stats-interval 1 >"$WORK/espritd.log" 2>&1 &

@@ -69,6 +69,9 @@ pub struct Errors {
     pub replayed: u64,
     /// Opened, but no stamp of ours inside (or another client's).
     pub foreign: u64,
+    /// Opened, and an ICMP message inside: the protected network answered
+    /// with an error (a closed port, no route) instead of echoing.
+    pub icmp: u64,
 }
 
 impl Errors {
@@ -81,6 +84,7 @@ impl Errors {
         self.auth_failed += o.auth_failed;
         self.replayed += o.replayed;
         self.foreign += o.foreign;
+        self.icmp += o.icmp;
     }
 }
 
@@ -661,8 +665,14 @@ fn count_one(
     }
     match ipv4_udp_payload(p.data()).and_then(Stamp::read) {
         Some(s) if s.client == client.id => res.tally.record(window, &s, p.len(), now_ns),
+        _ if is_icmp(p.data()) => res.errors.icmp += 1,
         _ => res.errors.foreign += 1,
     }
+}
+
+fn is_icmp(inner: &[u8]) -> bool {
+    const ICMP: u8 = 1;
+    dataplane::wire::ipv4::Packet::new_checked(inner).is_ok_and(|ip| ip.next_header() == ICMP)
 }
 
 /// Sleeps until a socket is readable or `wait` passes.
@@ -704,7 +714,18 @@ pub fn totals(all: &[Arc<Progress>]) -> (u64, u64, u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::Turns;
+    use super::{is_icmp, Turns};
+    use dataplane::testkit::ipv4_udp;
+
+    #[test]
+    fn an_icmp_error_inside_is_told_from_foreign_traffic() {
+        let a = std::net::Ipv4Addr::new(10, 1, 0, 1);
+        let mut p = ipv4_udp(a, a, (7, 7), &[0; 8]);
+        assert!(!is_icmp(&p), "UDP");
+        p[9] = 1; // the protocol field: ICMP
+        assert!(is_icmp(&p));
+        assert!(!is_icmp(&p[..10]), "too short for a header");
+    }
 
     #[test]
     fn clients_take_turns_in_trains() {

@@ -368,9 +368,9 @@ impl Report {
         let e = &self.errors;
         if *e != Errors::default() || self.late > 0 {
             t += &format!(
-                "errors: tx dropped {}, seal failed {}, unknown SPI {}, not ESP {}, auth failed {}, replayed {}, other open failures {}, foreign {}, late {}\n",
+                "errors: tx dropped {}, seal failed {}, unknown SPI {}, not ESP {}, auth failed {}, replayed {}, other open failures {}, foreign {}, ICMP {}, late {}\n",
                 e.tx_dropped, e.seal_failed, e.unknown_spi, e.not_esp, e.auth_failed,
-                e.replayed, e.open_failed, e.foreign, self.late
+                e.replayed, e.open_failed, e.foreign, e.icmp, self.late
             );
         }
         t
