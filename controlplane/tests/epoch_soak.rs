@@ -122,17 +122,8 @@ fn no_datagram_is_lost_or_duplicated_across_epoch_switches() {
         let sock = std::net::UdpSocket::bind("10.1.0.1:9000").unwrap();
         // A deep receive buffer: the test counts the tunnel's losses, not ours.
         let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
-        let size: libc::c_int = 64 << 20;
-        // SAFETY: setsockopt with a valid int option.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&size as *const libc::c_int).cast(),
-                4,
-            )
-        };
+        dataplane::testkit::set_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 64 << 20)
+            .unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         ready_tx.send(()).unwrap();
         let mut seen = HashSet::with_capacity(total as usize);

@@ -297,18 +297,8 @@ fn a_full_send_buffer_drops_the_rest_of_the_burst() {
             };
             let mut port = UdpPort::bind_with("10.9.0.1:0".parse().unwrap(), udp_cfg).unwrap();
             let fd = port.readable_fd().unwrap();
-            let small: libc::c_int = 4096;
-            // SAFETY: a live c_int and its size.
-            let rc = unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_SNDBUF,
-                    (&small as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            assert_eq!(rc, 0);
+            dataplane::testkit::set_int_option(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4096)
+                .unwrap();
             let to: SocketAddr = "10.9.0.2:4500".parse().unwrap();
             let mut out: Vec<Packet> = (0..64).map(|_| packet(to, &[0x55; 1000])).collect();
             let sent = port.tx_burst(&mut out, &mut pool).unwrap();

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dataplane::testkit::udp_gso;
+use dataplane::testkit::{self, udp_gso};
 
 use super::netns::NetNs;
 
@@ -113,17 +113,8 @@ pub fn flood(
 
 /// A large socket buffer, so bursts wait in the socket, not in drops.
 fn set_buffer(sock: &UdpSocket, which: libc::c_int) {
-    let size: libc::c_int = 8 << 20;
-    // SAFETY: a valid socket and an int option of the right size.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            which,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    testkit::set_int_option(sock.as_raw_fd(), libc::SOL_SOCKET, which, 8 << 20)
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn set_udp_option(sock: &UdpSocket, opt: libc::c_int, value: libc::c_int) {

@@ -2,9 +2,18 @@
 
 pub mod udp_gso;
 
+use std::io;
 use std::net::Ipv4Addr;
+use std::os::fd::RawFd;
 
 use crate::wire::{ipv4, udp};
+
+/// Sets the int socket option `level`/`name` on `fd` (buffer sizes, for
+/// tests and floods that must not drop in their own sockets).
+pub fn set_int_option(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    let what = format_args!("socket option {level}/{name}");
+    crate::port::sys::set_int_option(fd, level, name, value, what)
+}
 
 /// Writes an IPv4/UDP packet (UDP checksum 0, allowed on IPv4) with
 /// `payload` into `out`, returning its length, or `None` if it does not fit.
