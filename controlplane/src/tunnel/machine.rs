@@ -158,6 +158,10 @@ pub struct Tunnel {
     /// Retired inbound SPIs, when their grace ends, and whether their
     /// epoch never carried data.
     grace: [Option<(u32, Instant, bool)>; GRACE_SLOTS],
+    /// The newest pending epoch given up because a newer one was proven
+    /// first. If IKE then deletes that newer one (the loser of a rekey
+    /// collision), this one is pending again instead of being deleted.
+    given_up: Option<Epoch>,
     nonce: u64,
     base: Instant,
     actions: VecDeque<Action>,
@@ -182,6 +186,7 @@ impl Tunnel {
             last_rx: now,
             rekey_failures: 0,
             grace: [None; GRACE_SLOTS],
+            given_up: None,
             nonce: nonce_seed,
             base: now,
             actions: VecDeque::new(),
@@ -245,8 +250,8 @@ impl Tunnel {
             return;
         }
         // A third unconfirmed epoch: the oldest is given up.
-        if let Some(given_up) = self.older_pending.take() {
-            self.retire(now, given_up.spis.inbound, true);
+        if let Some(oldest) = self.older_pending.take() {
+            self.give_up(now, oldest);
         }
         self.older_pending = self.pending.replace(epoch);
         let on_older =
@@ -266,9 +271,13 @@ impl Tunnel {
     /// rekey collision, RFC 7296 2.8.1): an epoch still pending on it is
     /// forgotten, and the other pending one, if any, is probed instead.
     /// A current epoch deleted under it leaves data waiting for the pending
-    /// one's proof.
+    /// one's proof; with none pending, the epoch it had won over (in a
+    /// collision, IKE keeps that one) is pending again.
     pub fn handle_epoch_deleted(&mut self, now: Instant, inbound_spi: u32) {
         let on = |e: Option<Epoch>| e.is_some_and(|e| e.spis.inbound == inbound_spi);
+        if on(self.given_up) {
+            self.given_up = None;
+        }
         if on(self.older_pending) {
             self.older_pending = None;
             self.older_outstanding = None;
@@ -284,6 +293,14 @@ impl Tunnel {
             self.outstanding = None;
             if let (Some(e), Role::Client) = (self.pending, self.role) {
                 if self.first_ping_at.is_none() {
+                    self.ping(now, e, 1);
+                }
+            }
+        }
+        if self.pending.is_none() && self.current.is_none() {
+            if let Some(e) = self.take_given_up() {
+                self.pending = Some(e);
+                if self.role == Role::Client {
                     self.ping(now, e, 1);
                 }
             }
@@ -341,6 +358,7 @@ impl Tunnel {
         self.outstanding = None;
         self.older_outstanding = None;
         self.first_ping_at = None;
+        self.given_up = None;
         self.state = State::Restarting;
     }
 
@@ -377,6 +395,9 @@ impl Tunnel {
                 if at <= now {
                     self.actions.push_back(grace_over(spi, unused));
                     *slot = None;
+                    if self.given_up.is_some_and(|e| e.spis.inbound == spi) {
+                        self.given_up = None;
+                    }
                 }
             }
         }
@@ -472,8 +493,8 @@ impl Tunnel {
     fn confirm(&mut self, now: Instant, epoch: Epoch) {
         let is = |p: Option<Epoch>| p.is_some_and(|p| p.number == epoch.number);
         if is(self.pending) {
-            if let Some(given_up) = self.older_pending.take() {
-                self.retire(now, given_up.spis.inbound, true);
+            if let Some(older) = self.older_pending.take() {
+                self.give_up(now, older);
             }
             self.pending = None;
             self.older_outstanding = None;
@@ -526,6 +547,24 @@ impl Tunnel {
             epoch: epoch.number,
             outbound_spi: epoch.spis.outbound,
         });
+    }
+
+    /// A pending epoch loses to a newer one that was proven first.
+    fn give_up(&mut self, now: Instant, epoch: Epoch) {
+        self.given_up = Some(epoch);
+        self.retire(now, epoch.spis.inbound, true);
+    }
+
+    /// The epoch given up last, back from its grace period: the epoch it
+    /// lost to is gone.
+    fn take_given_up(&mut self) -> Option<Epoch> {
+        let e = self.given_up.take()?;
+        for slot in self.grace.iter_mut() {
+            if slot.is_some_and(|(spi, _, _)| spi == e.spis.inbound) {
+                *slot = None;
+            }
+        }
+        Some(e)
     }
 
     /// The inbound SA `spi` carries no new data; after the grace period
