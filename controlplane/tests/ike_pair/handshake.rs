@@ -1,0 +1,287 @@
+//! IKE_SA_INIT and IKE_AUTH: the first CHILD SA, retransmission, NAT
+//! detection, cookies, identities and INITIAL_CONTACT.
+
+use crate::harness::*;
+
+#[test]
+fn handshake_establishes_matching_child_sas_with_a_leased_address() {
+    let mut p = Pair::new();
+    p.connect(client_policy());
+    p.drive();
+    assert_eq!(p.client.established(), 1);
+    assert_eq!(p.server.established(), 1);
+    let (c, s) = (p.client.children(), p.server.children());
+    assert_eq!((c.len(), s.len()), (1, 1));
+    let (c, s) = (c[0], s[0]);
+    // SPIs come from each side's allocator.
+    assert_eq!(c.inbound_spi, 0xc000_0000);
+    assert_eq!(s.inbound_spi, 0x5000_0000);
+    assert_eq!(
+        (c.outbound_spi, s.outbound_spi),
+        (s.inbound_spi, c.inbound_spi)
+    );
+    assert_eq!(c.outbound_key.0.as_bytes(), s.inbound_key.0.as_bytes());
+    assert_eq!(c.inbound_key.0.as_bytes(), s.outbound_key.0.as_bytes());
+    assert_ne!(c.inbound_key.0.as_bytes(), c.outbound_key.0.as_bytes());
+    assert_eq!(c.outbound_key.0.len(), 20, "AES-128 key + salt");
+    // CP: the first pool address, and TSi narrowed to it.
+    let vip = Ipv4Addr::new(10, 9, 0, 1);
+    assert_eq!((c.virtual_ip, s.virtual_ip), (Some(vip), Some(vip)));
+    assert_eq!(c.local_ts, [ts("10.9.0.1", "10.9.0.1")]);
+    assert_eq!(s.remote_ts, [ts("10.9.0.1", "10.9.0.1")]);
+    assert_eq!(c.remote_ts, [ts("10.1.0.0", "10.1.255.255")]);
+    assert_eq!(s.local_ts, c.remote_ts);
+    assert!(!c.udp_encap && !s.udp_encap);
+    assert_eq!(s.peer, CLIENT.parse().unwrap());
+    // Two round trips, nothing retransmitted.
+    assert_eq!(p.wire.len(), 4);
+    assert_eq!(p.server.ep.half_open_count(), 0);
+    // AUTH is done: neither end keeps nonces, init messages or SK_p.
+    assert_eq!(p.client.ep.holding_handshake(), 0);
+    assert_eq!(p.server.ep.holding_handshake(), 0);
+    assert!(format!("{c:?}").contains("Secret(<20 bytes>)"));
+    // The status view for the control socket.
+    let st: Vec<IkeSaStatus> = p.server.ep.ike_sas().collect();
+    assert_eq!(st.len(), 1);
+    assert_eq!(st[0].state, IkeSaState::Established);
+    assert_eq!(st[0].peer_id, Some(Identification::fqdn("client.test")));
+    assert_eq!(st[0].children, [(s.inbound_spi, s.outbound_spi)]);
+    assert_eq!(st[0].virtual_ip, Some(vip));
+    assert!(!st[0].initiator);
+    let suite = st[0].suite.unwrap();
+    assert_eq!(
+        (suite.encr_bits, suite.prf, suite.group),
+        (128, Prf::HmacSha256, DhGroup::Curve25519)
+    );
+}
+
+#[test]
+fn lost_packets_are_retransmitted_and_answered_from_the_reply_cache() {
+    let mut p = Pair::new();
+    let mut n_init = 0;
+    let mut n_auth_resp = 0;
+    p.drop = Box::new(move |s| {
+        if s.to_server && is_exchange(s, ExchangeType::IKE_SA_INIT) {
+            n_init += 1;
+            return n_init == 1;
+        }
+        if !s.to_server && is_exchange(s, ExchangeType::IKE_AUTH) {
+            n_auth_resp += 1;
+            return n_auth_resp == 1;
+        }
+        false
+    });
+    p.connect(client_policy());
+    p.drive();
+    let ms = Duration::from_millis;
+    assert_eq!(
+        p.exchanges(true, ExchangeType::IKE_SA_INIT),
+        [ms(0), ms(500)]
+    );
+    assert_eq!(
+        p.exchanges(true, ExchangeType::IKE_AUTH),
+        [ms(500), ms(1000)]
+    );
+    // The responder answered the retransmitted IKE_AUTH from its cache: one CHILD SA.
+    assert_eq!(p.exchanges(false, ExchangeType::IKE_AUTH).len(), 2);
+    assert_eq!(p.server.children().len(), 1);
+    assert_eq!(p.client.children().len(), 1);
+    assert_eq!(p.server.spis.live().len(), 1);
+}
+
+#[test]
+fn retransmission_backs_off_then_gives_up() {
+    let mut p = Pair::new();
+    p.drop = Box::new(|_| true);
+    p.connect(client_policy());
+    p.drive_for(Duration::from_secs(60));
+    let ms = Duration::from_millis;
+    assert_eq!(
+        p.exchanges(true, ExchangeType::IKE_SA_INIT),
+        [ms(0), ms(500), ms(1500), ms(3500), ms(7500)]
+    );
+    assert_eq!(p.client.ike_ended(), [IkeSaEnd::Timeout]);
+    assert_eq!(p.client.ep.ike_sa_count(), 0);
+    assert_eq!(p.client.ep.next_timeout(), None);
+}
+
+#[test]
+fn nat_is_detected_and_ike_moves_to_port_4500() {
+    let mut p = Pair::new();
+    p.nat = true;
+    p.connect(client_policy());
+    p.drive();
+    let auth: Vec<&Seen> = p
+        .wire
+        .iter()
+        .filter(|s| is_exchange(s, ExchangeType::IKE_AUTH))
+        .collect();
+    assert_eq!(auth.len(), 2);
+    for s in &auth {
+        // Server side on 4500; the client's 4500 shows through the NAT as 5500.
+        let (server_end, client_end) = if s.to_server {
+            (s.t.remote, s.t.local)
+        } else {
+            (s.t.local, s.t.remote)
+        };
+        assert_eq!(
+            (server_end.port(), client_end.port()),
+            (4500, 5500),
+            "{s:?}"
+        );
+        assert_eq!(&s.t.payload[..4], [0, 0, 0, 0], "non-ESP marker");
+    }
+    let (c, s) = (p.client.children()[0], p.server.children()[0]);
+    assert!(c.udp_encap && s.udp_encap);
+    assert_eq!(s.peer, SocketAddr::new(IpAddr::V4(NAT_PUBLIC), 5500));
+    assert_eq!(c.peer, "203.0.113.1:4500".parse().unwrap());
+    assert_eq!(c.local, "10.0.0.2:4500".parse().unwrap());
+}
+
+#[test]
+fn cookies_are_demanded_under_load_and_the_initiator_complies() {
+    let mut p = Pair::new();
+    p.server.ep.set_cookie_threshold(0);
+    p.connect(client_policy());
+    p.drive();
+    let first_reply = p.wire.iter().find(|s| !s.to_server).unwrap();
+    let m = Message::parse(&first_reply.t.payload).unwrap();
+    assert!(m.notify(NotifyType::COOKIE).is_some());
+    assert_eq!(p.exchanges(true, ExchangeType::IKE_SA_INIT).len(), 2);
+    assert_eq!(p.client.children().len(), 1);
+}
+
+#[test]
+fn initial_contact_from_a_rebooted_client_replaces_its_stale_sa() {
+    let mut p = Pair::new();
+    p.connect(client_policy());
+    p.drive();
+    let old = server_id(&p);
+    // The client reboots: new endpoint, new SPIs, same identity.
+    p.client = Node::new(3, 0xd000_0000);
+    p.connect(client_policy());
+    p.drive();
+    assert_eq!(p.client.children().len(), 1);
+    assert_eq!(p.server.established(), 2);
+    let ended: Vec<_> = p
+        .server
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::IkeSaDeleted { id, reason } => Some((*id, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ended, [(old, IkeSaEnd::Replaced)]);
+    assert_eq!(p.server.ep.ike_sa_count(), 1);
+    assert_eq!(
+        p.server.spis.live().len(),
+        1,
+        "stale CHILD SA's SPI released"
+    );
+    let deleted = p
+        .server
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::ChildSaDeleted { .. }))
+        .count();
+    assert_eq!(deleted, 1);
+}
+
+#[test]
+fn per_peer_policies_pick_the_psk_by_identity() {
+    let alice = {
+        let mut p = client_policy();
+        p.local_id = Identification::fqdn("alice.test");
+        p.psk = Secret::from_slice(b"alice's own secret");
+        p
+    };
+    let server_for = |psk: &'static [u8], ts: TrafficSelector| {
+        let mut s = server_policy();
+        s.psk = Secret::from_slice(psk);
+        s.local_ts = vec![ts];
+        Arc::new(s)
+    };
+    let a = server_for(b"alice's own secret", ts("10.1.0.0", "10.1.0.255"));
+    let lookup: PeerPolicy = Box::new(move |id: &Identification| {
+        (id == &Identification::fqdn("alice.test")).then(|| a.clone())
+    });
+    let mut p = Pair::new();
+    p.server.ep.set_peer_policy(lookup);
+    p.connect(alice.clone());
+    p.drive();
+    let c = p.client.children();
+    assert_eq!(c.len(), 1);
+    // Alice's selectors, not the default policy's.
+    assert_eq!(c[0].remote_ts, [ts("10.1.0.0", "10.1.0.255")]);
+    // An identity the lookup does not know is refused.
+    let mut bob = alice;
+    bob.local_id = Identification::fqdn("bob.test");
+    p.client = Node::new(4, 0xe000_0000);
+    p.connect(bob);
+    p.drive();
+    assert_eq!(
+        p.client.ike_ended(),
+        [IkeSaEnd::PeerError(NotifyType::AUTHENTICATION_FAILED)]
+    );
+}
+
+#[test]
+fn the_endpoint_can_move_to_the_control_plane_thread() {
+    fn send<T: Send>() {}
+    send::<IkeEndpoint>();
+    send::<Event>();
+}
+
+#[test]
+fn initial_contact_finds_stale_sas_after_a_gateway_initiated_rekey() {
+    let mut p = Pair::new();
+    p.connect(client_policy());
+    p.drive();
+    let sid = server_id(&p);
+    assert!(p.server.ep.rekey_ike_sa(p.now, sid));
+    p.drive();
+    // The client reboots; its identity's old (rekeyed) SA must go.
+    p.client = Node::new(6, 0xd000_0000);
+    p.connect(client_policy());
+    p.drive();
+    let ended: Vec<IkeSaEnd> = p.server.ike_ended();
+    assert_eq!(ended, [IkeSaEnd::Rekeyed, IkeSaEnd::Replaced]);
+    assert_eq!(p.server.ep.ike_sa_count(), 1);
+    assert_eq!(p.server.spis.live().len(), 1);
+}
+
+#[test]
+fn a_handshake_may_start_on_port_4500() {
+    let mut p = Pair::new();
+    let local: SocketAddr = "198.51.100.7:4500".parse().unwrap();
+    p.client
+        .ep
+        .connect(
+            p.now,
+            local,
+            "203.0.113.1:4500".parse().unwrap(),
+            client_policy(),
+        )
+        .unwrap();
+    p.drive();
+    assert!(
+        p.wire.iter().all(|s| s.t.payload[..4] == [0, 0, 0, 0]),
+        "every IKE datagram marked"
+    );
+    assert_eq!(p.client.children().len(), 1);
+    assert_eq!(p.server.children().len(), 1);
+    // Error answers too: a client the responder can't agree with.
+    let mut q = Pair::new();
+    let mut c = client_policy();
+    c.ike_prfs = vec![Prf::HmacSha384];
+    q.client
+        .ep
+        .connect(q.now, local, "203.0.113.1:4500".parse().unwrap(), c)
+        .unwrap();
+    q.drive();
+    assert_eq!(
+        q.client.ike_ended(),
+        [IkeSaEnd::PeerError(NotifyType::NO_PROPOSAL_CHOSEN)]
+    );
+}
