@@ -113,6 +113,8 @@ fn two_hundred_ike_clients_come_up_ping_rekey_and_get_every_packet_back() {
         r.table()
     );
     assert!(s.tunnels_per_sec > 0.0 && s.seconds > 0.0);
+    let d = r.teardown.as_ref().expect("teardown figures");
+    assert_eq!((d.deleted, d.left), (200, 0), "{}", r.table());
     assert_eq!(r.clients, 200);
     assert_eq!(r.sent, 70_000);
     // Every client rekeyed under traffic, twice, and moved its data to the

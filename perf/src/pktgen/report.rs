@@ -101,6 +101,17 @@ pub struct Setup {
     pub pinged: u64,
 }
 
+/// `ike` mode's end: every client's IKE SA deleted (INFORMATIONAL).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Teardown {
+    /// IKE SAs whose DELETE the gateway answered.
+    pub deleted: u64,
+    /// IKE SAs still unanswered when pktgen stopped waiting: the gateway
+    /// keeps them until its liveness checks find the clients gone.
+    pub left: u64,
+    pub seconds: f64,
+}
+
 /// How busy pktgen's own threads were in the traffic phase.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GeneratorCpu {
@@ -181,6 +192,7 @@ pub struct Report {
     pub gateway: Option<GatewayCpu>,
     pub timeline: Vec<Sample>,
     pub setup: Option<Setup>,
+    pub teardown: Option<Teardown>,
     /// `ike` mode with a rekey storm.
     pub rekeys: Option<crate::pktgen::ike::Rekeys>,
     /// Each round of the storm against the quiet seconds before it.
@@ -269,6 +281,7 @@ impl Report {
             gateway: None,
             timeline,
             setup: None,
+            teardown: None,
             rekeys: None,
             storm_rounds: Vec::new(),
         }
@@ -317,6 +330,12 @@ impl Report {
                     cpu.join(", ")
                 );
             }
+        }
+        if let Some(d) = &self.teardown {
+            t += &format!(
+                "teardown: {} IKE SAs deleted in {:.2} s, {} not confirmed (the gateway keeps those until its liveness check)\n",
+                d.deleted, d.seconds, d.left
+            );
         }
         t += &format!(
             "{} mode, {} clients, {} threads, {} sockets, size {}, {rate}, {:.2} s\n",

@@ -29,7 +29,7 @@ use rand::{RngCore, SeedableRng};
 use super::policy::{ClientPolicy, Target};
 use crate::pktgen::clients::Client;
 use crate::pktgen::engine::{Edit, Lane};
-use crate::pktgen::report::Setup;
+use crate::pktgen::report::{Setup, Teardown};
 
 /// Socket `k`'s clients claim to be at 10.255.k.k (high, low byte).
 const FAKE_BASE: u32 = u32::from_be_bytes([10, 255, 0, 0]);
@@ -574,20 +574,27 @@ impl Handshakes {
         lanes
     }
 
-    /// Deletes every IKE SA (INFORMATIONAL DELETE) through `lanes`' sockets
-    /// and waits up to `wait` for the gateway's answers, so the gateway
-    /// frees the tunnels and the pool addresses now. Returns the IKE SAs
-    /// that remain.
-    pub fn delete_all(&mut self, lanes: Vec<Lane>, wait: Duration) -> usize {
+    /// Deletes every IKE SA (INFORMATIONAL DELETE) through `lanes`' sockets,
+    /// at most `in_flight` at a time, and waits up to `wait` for the
+    /// gateway's answers, so the gateway frees the tunnels and the pool
+    /// addresses now. All at once, thousands of DELETEs overflow the
+    /// gateway's queue to its control plane, and their retransmissions
+    /// meet the same fate.
+    pub fn delete_all(&mut self, lanes: Vec<Lane>, in_flight: usize, wait: Duration) -> Teardown {
         self.ports = lanes.into_iter().map(|l| l.port).collect();
-        let now = Instant::now();
-        let ids: Vec<IkeSaId> = self.clients.iter().filter_map(|c| c.ike).collect();
-        for id in ids {
-            self.ep.delete_ike_sa(now, id);
-        }
-        let until = now + wait;
+        let mut ids: Vec<IkeSaId> = self.clients.iter().filter_map(|c| c.ike).collect();
+        ids.reverse();
+        let (before, mut started) = (self.ep.ike_sa_count(), 0);
+        let start = Instant::now();
+        let until = start + wait;
         while self.ep.ike_sa_count() > 0 && Instant::now() < until {
             let now = Instant::now();
+            let confirmed = before - self.ep.ike_sa_count();
+            while started - confirmed.min(started) < in_flight.max(1) {
+                let Some(id) = ids.pop() else { break };
+                self.ep.delete_ike_sa(now, id);
+                started += 1;
+            }
             let sent = self.flush();
             let got = self.receive(now);
             if self.ep.next_timeout().is_some_and(|t| t <= now) {
@@ -599,7 +606,12 @@ impl Handshakes {
                 crate::pktgen::engine::wait_readable(&fds, Duration::from_millis(2));
             }
         }
-        self.ep.ike_sa_count()
+        let left = self.ep.ike_sa_count();
+        Teardown {
+            deleted: (before - left.min(before)) as u64,
+            left: left as u64,
+            seconds: start.elapsed().as_secs_f64(),
+        }
     }
 }
 

@@ -116,9 +116,8 @@ pub fn run_ike(
     if let Some(s) = schedule {
         report.storm_rounds = s.figures(&report.timeline);
     }
-    let left = hs.delete_all(lanes, Duration::from_secs(2));
-    if left > 0 && traffic.progress {
-        eprintln!("{left} IKE SAs not confirmed deleted");
-    }
+    // 2 s, and 1 s more per 10,000 tunnels.
+    let wait = Duration::from_secs(2) + Duration::from_micros(100) * opt.clients as u32;
+    report.teardown = Some(hs.delete_all(lanes, opt.in_flight.max(1), wait));
     Ok(report)
 }
