@@ -42,7 +42,7 @@ fn client_policy(i: usize) -> Policy {
         pool: None,
         retransmit: Retransmit {
             initial: Duration::from_secs(2),
-            max_tries: 5,
+            ..Retransmit::default()
         },
     }
 }

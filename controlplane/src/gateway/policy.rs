@@ -129,9 +129,12 @@ pub fn policy(peer: &Peer, retransmit: &config::schema::ike::Retransmit) -> Poli
         pool: (peer.role == config::schema::peer::Role::Responder
             && (address_pool(peer).is_some() || address_pool6(peer).is_some()))
         .then(|| std::sync::Arc::from(peer.name.as_str())),
+        // `tries` counts resends, as strongSwan's `retransmit_tries` does.
         retransmit: Retransmit {
             initial: retransmit.timeout,
-            max_tries: retransmit.tries.max(1),
+            base: retransmit.base,
+            max_timeout: retransmit.max_timeout,
+            max_tries: retransmit.tries.saturating_add(1),
         },
     };
     for ike in &peer.proposals {
@@ -230,6 +233,20 @@ psk = "psk-for-the-branch-0123456789"
 local_ts = ["10.1.0.0/16"]
 remote_ts = ["10.9.0.0/24"]
 "#;
+
+    #[test]
+    fn the_configured_retransmission_is_what_ike_uses() {
+        let text = CFG.replace(
+            "local_id = \"vpn.lab.test\"",
+            "local_id = \"vpn.lab.test\"\n[ike.retransmit]\ntimeout = \"1s\"\nbase = 1.5\ntries = 3\nmax_timeout = \"2s\"",
+        );
+        let cfg = config::parse(&text, "test.toml").unwrap();
+        let r = policy(&cfg.peers[0], &cfg.ike.retransmit).retransmit;
+        // Three resends after the first send.
+        assert_eq!(r.max_tries, 4);
+        let ms = |n| r.timeout(n).as_millis();
+        assert_eq!([ms(0), ms(1), ms(2), ms(3)], [1000, 1500, 2000, 2000]);
+    }
 
     #[test]
     fn responders_pools_are_indexed_one_prefix_per_family() {

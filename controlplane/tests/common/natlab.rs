@@ -19,8 +19,8 @@ use super::netns::{sh, NetNs};
 pub const PSK: &str = "nat-lab-psk-0123456789abcdef";
 
 /// Short timers so recovery fits a test: ping every second when idle,
-/// 500 ms for a pong, two re-pings, one rekey attempt, IKE retransmits
-/// given up after 3 tries of 500 ms.
+/// 500 ms for a pong, two re-pings, one rekey attempt, IKE requests given
+/// up after 3 resends (waits of 0.5, 0.9, 1, 1 s).
 pub const FAST_IKE: &str =
     "[ike.retransmit]\ntimeout = \"500ms\"\ntries = 3\nmax_timeout = \"1s\"\n";
 pub const FAST_PEER: &str = "ping_timeout = \"500ms\"\nping_retries = 2\nidle_ping_after = \"1s\"\nrekey_attempts = 1\ngrace_period = \"1s\"\n";

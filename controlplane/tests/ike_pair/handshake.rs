@@ -105,6 +105,30 @@ fn retransmission_backs_off_then_gives_up() {
     assert_eq!(p.client.ep.next_timeout(), None);
 }
 
+/// `[ike.retransmit]`'s growth factor and cap: waits of 1, 3, 5 (not 9)
+/// and 5 s between the sends, then 5 s for the last answer.
+#[test]
+fn retransmission_grows_by_the_base_up_to_the_cap() {
+    let mut p = Pair::new();
+    p.drop = Box::new(|_| true);
+    let mut policy = client_policy();
+    policy.retransmit = Retransmit {
+        initial: Duration::from_secs(1),
+        base: 3.0,
+        max_timeout: Duration::from_secs(5),
+        max_tries: 5,
+    };
+    p.connect(policy);
+    p.drive_for(Duration::from_secs(60));
+    let s = Duration::from_secs;
+    assert_eq!(
+        p.exchanges(true, ExchangeType::IKE_SA_INIT),
+        [s(0), s(1), s(4), s(9), s(14)]
+    );
+    assert_eq!(p.client.ike_ended(), [IkeSaEnd::Timeout]);
+    assert_eq!(p.now - p.start, s(19), "the last send waited the cap");
+}
+
 #[test]
 fn nat_is_detected_and_ike_moves_to_port_4500() {
     let mut p = Pair::new();

@@ -6,20 +6,37 @@ use std::time::Duration;
 use crate::ike::crypto::{DhGroup, Prf, Secret};
 use crate::ike::wire::{Identification, TrafficSelector};
 
-/// Retransmission of unanswered requests (RFC 7296 §2.1): the timeout
-/// doubles after each try; after `max_tries` sends the IKE SA is dead.
+/// Retransmission of unanswered requests (RFC 7296 §2.1): send `n` (from
+/// 0) waits `initial * base^n`, at most `max_timeout`, for its answer;
+/// after `max_tries` sends the IKE SA is dead.
 #[derive(Clone, Copy, Debug)]
 pub struct Retransmit {
     pub initial: Duration,
+    pub base: f64,
+    pub max_timeout: Duration,
     pub max_tries: u32,
 }
 
 impl Default for Retransmit {
+    /// Doubling from 500 ms, five sends.
     fn default() -> Self {
         Retransmit {
             initial: Duration::from_millis(500),
+            base: 2.0,
+            max_timeout: Duration::from_secs(512),
             max_tries: 5,
         }
+    }
+}
+
+impl Retransmit {
+    /// How long send `n` (from 0) waits for its answer.
+    pub fn timeout(&self, n: u32) -> Duration {
+        let grown = self.initial.as_secs_f64() * self.base.max(1.0).powi(n.min(64) as i32);
+        Duration::try_from_secs_f64(grown)
+            .unwrap_or(self.max_timeout)
+            .min(self.max_timeout)
+            .max(self.initial.min(self.max_timeout))
     }
 }
 

@@ -72,7 +72,7 @@ impl IkeSa {
             kind,
             datagram,
             tries: 1,
-            deadline: later(now, self.policy.retransmit.initial),
+            deadline: later(now, self.policy.retransmit.timeout(0)),
         });
     }
 
@@ -102,22 +102,20 @@ impl IkeSa {
             }
             self.expires = None;
         }
-        let max = self.policy.retransmit.max_tries;
-        let initial = self.policy.retransmit.initial;
+        let r = self.policy.retransmit;
         let Some(p) = self.pending.as_mut() else {
             return;
         };
         if now < p.deadline {
             return;
         }
-        if p.tries >= max {
+        if p.tries >= r.max_tries {
             self.pending = None;
             self.end(io, IkeSaEnd::Timeout);
             return;
         }
+        p.deadline = later(now, r.timeout(p.tries));
         p.tries += 1;
-        // Doubling, capped at 2^10 times the first timeout.
-        p.deadline = later(now, initial.saturating_mul(1 << (p.tries - 1).min(10)));
         let d = p.datagram.clone();
         self.transmit(io, d);
     }

@@ -151,7 +151,7 @@ impl ClientPolicy {
             pool: None,
             retransmit: Retransmit {
                 initial: Duration::from_secs(1),
-                max_tries: 5,
+                ..Retransmit::default()
             },
         };
         Ok(ClientPolicy {
