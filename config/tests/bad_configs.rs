@@ -95,6 +95,11 @@ fn type_and_syntax_errors() {
             )],
         ),
         (
+            "no CHILD SA beyond the first",
+            "[ike]\nlocal_id = \"gw\"\nchild_sa_limit = 0\n".into(),
+            vec![(3, "ike.child_sa_limit", "would refuse every CHILD SA", "16")],
+        ),
+        (
             "duration without unit",
             "[ike.retransmit]\ntimeout = 2\n".into(),
             vec![(2, "ike.retransmit.timeout", "has no unit", "\"2s\"")],

@@ -248,3 +248,29 @@ fn each_responder_peer_leases_from_its_own_pool_and_a_reload_keeps_the_leases() 
     );
     assert_eq!(gw.driver.tunnels(), 5);
 }
+
+/// `[ike] child_sa_limit` reaches the gateway's IKE: a client may add one
+/// CHILD SA to its first, not two.
+#[test]
+fn the_configured_child_sa_limit_refuses_a_clients_third_pair() {
+    let text = bench_common::gateway_config("child_sa_limit = 2", "liveness = \"off\"");
+    let cfg = config::parse(&text, "test").unwrap_or_else(|e| panic!("{e}"));
+    let mut gw = InProcessGateway::new(&cfg).expect("gateway");
+    let mut client = bench_common::endpoint(9, 0x0200_0000);
+    let now = Instant::now();
+    let local: SocketAddr = "198.51.100.9:500".parse().unwrap();
+    let policy = bench_common::policy("c9", DhGroup::Curve25519, true);
+    client.connect(now, local, gw.ike, policy).expect("connect");
+    let first = new_child(&exchange(&mut gw, &mut client, now)).expect("the first pair");
+    assert!(client.add_child_sa(now, first.ike_sa, first.inbound_spi));
+    assert!(new_child(&exchange(&mut gw, &mut client, now)).is_some());
+    assert!(client.add_child_sa(now, first.ike_sa, first.inbound_spi));
+    let events = exchange(&mut gw, &mut client, now);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::ChildSaFailed { .. })),
+        "the third pair is refused: {events:?}"
+    );
+    assert_eq!(gw.driver.stats.child_sas_installed, 2);
+}

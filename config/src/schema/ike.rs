@@ -35,6 +35,10 @@ pub struct IkeDefaults {
     pub retransmit: Retransmit,
     /// Half-open IKE SAs above which IKE_SA_INIT requires a cookie (RFC 7296 §2.6), default 1000.
     pub cookie_threshold: u32,
+    /// CHILD SAs one peer may have on an IKE SA, default 16: past it, new
+    /// ones are refused (NO_ADDITIONAL_SAS, RFC 7296 3.10.1), and rekeys
+    /// (which hold the old pair until it is deleted) past twice it.
+    pub child_sa_limit: u32,
     /// NAT keepalive interval on ESP-in-UDP tunnels we started (RFC 3948 §2.3), default 20s;
     /// "0s" sends none.
     #[serde(deserialize_with = "duration::deserialize")]
@@ -72,6 +76,7 @@ impl Default for IkeDefaults {
             rekey_jitter: Duration::from_secs(60),
             retransmit: Retransmit::default(),
             cookie_threshold: 1000,
+            child_sa_limit: 16,
             nat_keepalive: Duration::from_secs(20),
         }
     }

@@ -62,6 +62,15 @@ pub(super) fn check_ike(ike: &IkeDefaults, path: &KeyPath, problems: &mut Vec<Pr
             .hint("raise max_timeout or lower timeout"),
         );
     }
+    if ike.child_sa_limit == 0 {
+        problems.push(
+            Problem::new(
+                path.key("child_sa_limit"),
+                "child_sa_limit 0 would refuse every CHILD SA after the first",
+            )
+            .hint("16 leaves room for several selectors and their rekeys"),
+        );
+    }
 }
 
 /// A lifetime must leave room for the rekey to start before it ends.

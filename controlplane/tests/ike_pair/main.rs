@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod child_limit;
 mod child_rekey;
 mod collisions;
 mod failures;

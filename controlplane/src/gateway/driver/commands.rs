@@ -165,6 +165,8 @@ impl IkeDriver {
         }
         self.endpoint
             .set_peer_policy(responder_lookup(&cfg.peers, &cfg.ike.retransmit));
+        self.endpoint
+            .set_child_sa_limit(cfg.ike.child_sa_limit as usize);
         // Unchanged pools keep their leases; a changed range keeps the
         // addresses its clients still hold.
         set_pools(&mut self.endpoint, &cfg.peers, &peers.removed);

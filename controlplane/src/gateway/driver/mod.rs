@@ -172,6 +172,7 @@ impl IkeDriver {
             // After accept, which sets the endpoint's default.
             endpoint.set_cookie_threshold(cfg.ike.cookie_threshold as usize);
         }
+        endpoint.set_child_sa_limit(cfg.ike.child_sa_limit as usize);
         let initiators = cfg
             .peers
             .iter()

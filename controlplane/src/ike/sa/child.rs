@@ -162,6 +162,13 @@ impl IkeSa {
         self.rekey_child_with(io, now, inbound_spi, group)
     }
 
+    /// Initiator: CREATE_CHILD_SA for one more pair with the selectors of
+    /// the pair with our inbound SPI `like`.
+    pub(crate) fn add_child(&mut self, io: &mut Io, now: Instant, like: u32) -> bool {
+        let group = self.policy.esp_groups.first().copied();
+        self.create_child(io, now, like, false, group)
+    }
+
     /// `group`: the PFS group of the KE payload, if any.
     fn rekey_child_with(
         &mut self,
@@ -170,12 +177,26 @@ impl IkeSa {
         inbound_spi: u32,
         group: Option<DhGroup>,
     ) -> bool {
-        if self.state != State::Established
-            || self.child_offer.is_some()
-            || self.child_replaced(inbound_spi)
-        {
+        if self.child_replaced(inbound_spi) {
             return false;
         }
+        self.create_child(io, now, inbound_spi, true, group)
+    }
+
+    /// A CHILD SA with the selectors of our pair `like`, replacing it if
+    /// `rekey`.
+    fn create_child(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        like: u32,
+        rekey: bool,
+        group: Option<DhGroup>,
+    ) -> bool {
+        if self.state != State::Established || self.child_offer.is_some() {
+            return false;
+        }
+        let inbound_spi = like;
         let Some(old) = self
             .children
             .iter()
@@ -189,16 +210,17 @@ impl IkeSa {
         };
         let ni = io.nonce();
         let dh = group.map(|g| DhPrivate::generate(g, io.rng.as_mut()));
-        let mut p = vec![
-            Payload::Notify(Notify {
+        let mut p = Vec::new();
+        if rekey {
+            p.push(Payload::Notify(Notify {
                 protocol: ProtocolId::ESP,
                 spi: inbound_spi.to_be_bytes().to_vec(),
                 notify_type: NotifyType::REKEY_SA,
                 data: Vec::new(),
-            }),
-            Payload::Sa(esp_offer(&self.policy, new_spi)),
-            Payload::Nonce(Nonce(ni.clone())),
-        ];
+            }));
+        }
+        p.push(Payload::Sa(esp_offer(&self.policy, new_spi)));
+        p.push(Payload::Nonce(Nonce(ni.clone())));
         if let Some(d) = &dh {
             p.push(Payload::Ke(KeyExchange {
                 group: d.group().id(),
@@ -211,7 +233,7 @@ impl IkeSa {
             new_spi,
             ni,
             dh,
-            replaces: Some(inbound_spi),
+            replaces: rekey.then_some(inbound_spi),
             local_ts: old.local_ts,
             remote_ts: old.remote_ts,
         }));
@@ -269,6 +291,28 @@ impl IkeSa {
         };
         // A client keeping its own rekey rhythm refuses the peer's.
         if replaces.is_some() && io.refuse_child_rekeys.contains(&self.id().0) {
+            return self.respond(
+                io,
+                ex,
+                mid,
+                &[notify(NotifyType::NO_ADDITIONAL_SAS, Vec::new())],
+            );
+        }
+        // An authenticated peer still may not pile up pairs; a rekey adds
+        // one until the old one goes, so rekeys stop at twice the limit.
+        let limit = match replaces {
+            Some(_) => io.child_sa_limit.saturating_mul(2),
+            None => io.child_sa_limit,
+        };
+        if self.children.len() >= limit {
+            // Not an event: the driver reads ChildSaFailed as our own
+            // request failing.
+            tracing::warn!(
+                ike_sa = format_args!("{:016x}", self.id().0),
+                children = self.children.len(),
+                rekey = replaces.is_some(),
+                "CHILD SA refused: the peer is at its limit"
+            );
             return self.respond(
                 io,
                 ex,

@@ -24,6 +24,10 @@ use crate::ike::wire::{
 /// demanded (RFC 7296 §2.6).
 pub const DEFAULT_COOKIE_THRESHOLD: usize = 1024;
 
+/// CHILD SAs a peer may have on one IKE SA unless `set_child_sa_limit`
+/// says otherwise.
+pub const DEFAULT_CHILD_SA_LIMIT: usize = 16;
+
 /// Responder settings of an endpoint.
 struct Responder {
     policy: Arc<Policy>,
@@ -77,6 +81,7 @@ impl IkeEndpoint {
                 initial_contact: Vec::new(),
                 defer_rekeyed_delete: false,
                 refuse_child_rekeys: Default::default(),
+                child_sa_limit: DEFAULT_CHILD_SA_LIMIT,
                 authenticated: Vec::new(),
             },
             stats: EndpointStats::default(),
@@ -118,6 +123,14 @@ impl IkeEndpoint {
         } else {
             self.io.refuse_child_rekeys.remove(&id.0);
         }
+    }
+
+    /// Refuse a peer's new CHILD SAs on an IKE SA that has `n` already, and
+    /// its rekeys at `2n` (a rekey holds the old pair until it is deleted),
+    /// with NO_ADDITIONAL_SAS (RFC 7296 3.10.1): an authenticated peer
+    /// cannot pile up SAs, their memory and SPI slots.
+    pub fn set_child_sa_limit(&mut self, n: usize) {
+        self.io.child_sa_limit = n.max(1);
     }
 
     /// Demand cookies once `n` IKE SAs are half-open.
@@ -399,6 +412,19 @@ impl IkeEndpoint {
             return false;
         };
         let ok = sa.rekey_child(&mut self.io, now, inbound_spi);
+        self.rearm(id.0);
+        ok
+    }
+
+    /// Asks for one more CHILD SA on IKE SA `id`, with the selectors of the
+    /// pair whose inbound SPI is `like` (CREATE_CHILD_SA without REKEY_SA,
+    /// §1.3.1): `ChildSaEstablished { replaces: None, .. }`, or
+    /// `ChildSaFailed` if the peer refuses.
+    pub fn add_child_sa(&mut self, now: Instant, id: IkeSaId, like: u32) -> bool {
+        let Some(sa) = self.sas.get_mut(&id.0) else {
+            return false;
+        };
+        let ok = sa.add_child(&mut self.io, now, like);
         self.rearm(id.0);
         ok
     }

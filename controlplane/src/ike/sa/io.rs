@@ -35,6 +35,8 @@ pub(crate) struct Io {
     /// IKE SAs (by our SPI) whose peer may not rekey CHILD SAs: esprit
     /// clients with `ignore_peer_rekey` keep their own rhythm.
     pub refuse_child_rekeys: std::collections::HashSet<u64>,
+    /// CHILD SAs a peer may have on one IKE SA (rekeys: twice as many).
+    pub child_sa_limit: usize,
 }
 
 impl Io {
