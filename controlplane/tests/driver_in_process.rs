@@ -274,3 +274,46 @@ fn the_configured_child_sa_limit_refuses_a_clients_third_pair() {
     );
     assert_eq!(gw.driver.stats.child_sas_installed, 2);
 }
+
+/// The gateway's lifetime rekey of a pair is refused; later the client
+/// rekeys that pair itself. The old pair is then the client's to delete
+/// (RFC 7296 2.8): the gateway, which once started a rekey of it, must not
+/// take the client's rekey for its own and delete the pair under the
+/// client's packets.
+#[test]
+fn a_clients_rekey_of_a_pair_whose_gateway_rekey_failed_is_the_clients() {
+    let text = bench_common::gateway_config(
+        "rekey_margin = \"5s\"\nrekey_jitter = \"0s\"",
+        "ike_lifetime = \"300s\"\nchild_lifetime = \"40s\"\nliveness = \"off\"",
+    );
+    let cfg = config::parse(&text, "test").unwrap_or_else(|e| panic!("{e}"));
+    let mut gw = InProcessGateway::new(&cfg).expect("gateway");
+    let mut client = bench_common::endpoint(11, 0x0200_0000);
+    client.set_defer_rekeyed_delete(true);
+    let t0 = Instant::now();
+    let local: SocketAddr = "198.51.100.11:500".parse().unwrap();
+    let policy = bench_common::policy("c11", DhGroup::Curve25519, true);
+    client.connect(t0, local, gw.ike, policy).expect("connect");
+    let first = new_child(&exchange(&mut gw, &mut client, t0)).expect("the first pair");
+    client.refuse_peer_child_rekeys(first.ike_sa, true);
+
+    // 36 s: the gateway's lifetime rekey, refused.
+    let events = exchange(&mut gw, &mut client, t0 + Duration::from_secs(36));
+    assert!(new_child(&events).is_none(), "refused: {events:?}");
+    assert_eq!(gw.driver.stats.child_sas_installed, 1);
+
+    // 37 s: the client rekeys the pair itself and keeps the old one for
+    // its packets in flight.
+    let t = t0 + Duration::from_secs(37);
+    assert!(client.rekey_child_sa(t, first.ike_sa, first.inbound_spi));
+    let events = exchange(&mut gw, &mut client, t);
+    assert!(new_child(&events).is_some());
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::ChildSaDeleted { .. })),
+        "the gateway deleted nothing: {events:?}"
+    );
+    assert!(
+        gw.tables().inbound_sa(first.outbound_spi).is_some(),
+        "the old pair still opens the client's packets"
+    );
+}

@@ -137,7 +137,6 @@ impl IkeDriver {
         let mut started = 0;
         for (ike, spi) in children {
             if self.endpoint.rekey_child_sa(now, ike, spi) {
-                self.started_rekeys.insert(spi);
                 started += 1;
             }
         }

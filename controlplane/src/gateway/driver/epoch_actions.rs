@@ -116,11 +116,8 @@ impl IkeDriver {
                     let (ike, spi) = (e.ike, e.machine.latest_inbound());
                     let started = spi.is_some_and(|s| self.endpoint.rekey_child_sa(now, ike, s));
                     tracing::info!(tunnel, started, "rekey: the epoch's path does not answer");
-                    match spi.filter(|_| started) {
-                        Some(s) => {
-                            self.started_rekeys.insert(s);
-                        }
-                        None => e.machine.handle_rekey_failed(now),
+                    if !started {
+                        e.machine.handle_rekey_failed(now);
                     }
                 }
                 EpochAction::RestartIke => {

@@ -194,7 +194,8 @@ impl IkeDriver {
             .as_ref()
             .and_then(|p| self.epoch_settings.get(&**p))
             .cloned();
-        let ours = c.replaces.filter(|old| self.started_rekeys.remove(old));
+        // Of a rekey, the pair it replaces, if this side started it.
+        let ours = c.replaces.filter(|_| c.initiated);
         let Some(settings) = settings.filter(|s| s.mode == Mode::EspPing) else {
             let tunnel = self.book.install(tables, c, self.workers)?;
             if let Some(old) = ours {

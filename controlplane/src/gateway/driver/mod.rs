@@ -107,8 +107,6 @@ pub struct IkeDriver {
     /// esprit's epochs on negotiated tunnels (docs/ping.md).
     epochs: Epochs,
     epoch_settings: HashMap<String, Arc<EpochSettings>>,
-    /// Old inbound SPIs of CHILD SA rekeys we started: ours to delete.
-    started_rekeys: HashSet<u32>,
     /// Pairs (our inbound SPI) a rekey replaced, kept only for their grace
     /// period: their lifetime timers do not rekey them again.
     replaced_children: HashSet<u32>,
@@ -214,7 +212,6 @@ impl IkeDriver {
                 .iter()
                 .map(|p| (p.name.clone(), Arc::new(epochs::settings(&p.liveness))))
                 .collect(),
-            started_rekeys: HashSet::new(),
             replaced_children: HashSet::new(),
             last_traffic_check: Instant::now(),
             traffic_check: epochs::traffic_check_every(

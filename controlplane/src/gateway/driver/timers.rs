@@ -66,9 +66,7 @@ impl IkeDriver {
                         continue;
                     }
                     let started = self.endpoint.rekey_child_sa(now, ike, inbound_spi);
-                    if started {
-                        self.started_rekeys.insert(inbound_spi);
-                    } else if self.endpoint.ike_sa(ike).is_some() {
+                    if !started && self.endpoint.ike_sa(ike).is_some() {
                         // Another exchange of this IKE SA is under way
                         // (one CREATE_CHILD_SA at a time): try again soon.
                         self.arm(now + REKEY_RETRY, Timer::RekeyChild { inbound_spi });

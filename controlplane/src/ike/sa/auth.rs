@@ -466,6 +466,7 @@ impl IkeSa {
             virtual_ip6: self.virtual_ip6.or(self.leased_ip6),
             dns: self.dns.clone(),
             replaces: None,
+            initiated: true,
         })
     }
 }

@@ -152,6 +152,7 @@ impl IkeSa {
                 virtual_ip6: self.virtual_ip6.or(self.leased_ip6),
                 dns: self.dns.clone(),
                 replaces,
+                initiated: false,
             })));
         Ok(out)
     }
@@ -483,6 +484,7 @@ impl IkeSa {
             virtual_ip6: self.virtual_ip6.or(self.leased_ip6),
             dns: self.dns.clone(),
             replaces: offer.replaces,
+            initiated: true,
         })
     }
 }

@@ -45,6 +45,9 @@ pub struct ChildSa {
     /// §2.8). Install the new pair first; the old one is deleted by the
     /// rekey's initiator with INFORMATIONAL DELETE.
     pub replaces: Option<u32>,
+    /// This side started the exchange that made the pair (IKE_AUTH or
+    /// CREATE_CHILD_SA): of a rekey, it deletes the old pair (§2.8).
+    pub initiated: bool,
 }
 
 /// Why an IKE SA ended.
