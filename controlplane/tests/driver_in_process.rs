@@ -309,7 +309,9 @@ fn a_clients_rekey_of_a_pair_whose_gateway_rekey_failed_is_the_clients() {
     let events = exchange(&mut gw, &mut client, t);
     assert!(new_child(&events).is_some());
     assert!(
-        !events.iter().any(|e| matches!(e, Event::ChildSaDeleted { .. })),
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::ChildSaDeleted { .. })),
         "the gateway deleted nothing: {events:?}"
     );
     assert!(
