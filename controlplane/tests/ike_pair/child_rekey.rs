@@ -90,8 +90,9 @@ fn rekey_of_an_unknown_child_is_refused_locally() {
     assert!(!p.client.ep.rekey_child_sa(p.now, IkeSaId(1), 0xc000_0000));
 }
 
-#[test]
-fn child_rekey_retries_with_the_pfs_group_the_responder_wants() {
+/// A responder whose CHILD SAs need PFS with X25519, and a client that
+/// offers ECP-256 first: connected, with the client's IKE SA and first pair.
+fn pfs_group_mismatch() -> (Pair, IkeSaId, u32) {
     let mut p = Pair::new();
     let mut s = server_policy();
     s.esp_groups = vec![DhGroup::Curve25519];
@@ -102,13 +103,17 @@ fn child_rekey_retries_with_the_pfs_group_the_responder_wants() {
     c.esp_groups = vec![DhGroup::Ecp256, DhGroup::Curve25519];
     let id = p.connect(c);
     p.drive();
-    let old = p.client.children()[0].inbound_spi;
-    assert!(p.client.ep.rekey_child_sa(p.now, id, old));
-    p.drive();
+    let first = p.client.children()[0].inbound_spi;
+    (p, id, first)
+}
+
+/// INVALID_KE_PAYLOAD (RFC 7296 1.3): one retry with the group asked for,
+/// and the second pair, replacing `replaces`, agrees on keys.
+fn assert_retried_with_the_wanted_group(p: &Pair, replaces: Option<u32>) {
     assert_eq!(p.exchanges(true, ExchangeType::CREATE_CHILD_SA).len(), 2);
     let (c, s) = (p.client.children(), p.server.children());
     assert_eq!((c.len(), s.len()), (2, 2));
-    assert_eq!(c[1].replaces, Some(old));
+    assert_eq!(c[1].replaces, replaces);
     assert_eq!(
         c[1].outbound_key.0.as_bytes(),
         s[1].inbound_key.0.as_bytes()
@@ -118,5 +123,23 @@ fn child_rekey_retries_with_the_pfs_group_the_responder_wants() {
         .events
         .iter()
         .any(|e| matches!(e, Event::ChildSaFailed { .. })));
+}
+
+#[test]
+fn child_rekey_retries_with_the_pfs_group_the_responder_wants() {
+    let (mut p, id, old) = pfs_group_mismatch();
+    assert!(p.client.ep.rekey_child_sa(p.now, id, old));
+    p.drive();
+    assert_retried_with_the_wanted_group(&p, Some(old));
     assert_eq!(p.client.spis.live().len(), 1);
+}
+
+/// The same retry for a further CHILD SA (`add_child_sa`).
+#[test]
+fn an_added_child_retries_with_the_pfs_group_the_responder_wants() {
+    let (mut p, id, first) = pfs_group_mismatch();
+    assert!(p.client.ep.add_child_sa(p.now, id, first));
+    p.drive();
+    assert_retried_with_the_wanted_group(&p, None);
+    assert_eq!(p.client.spis.live().len(), 2, "both pairs stay");
 }

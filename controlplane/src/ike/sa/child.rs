@@ -22,6 +22,8 @@ pub(crate) struct ChildOffer {
     pub dh: Option<DhPrivate>,
     /// Our inbound SPI of the pair being rekeyed.
     pub replaces: Option<u32>,
+    /// Our inbound SPI of the pair whose selectors the new one copies.
+    pub like: u32,
     pub local_ts: Vec<TrafficSelector>,
     pub remote_ts: Vec<TrafficSelector>,
 }
@@ -235,6 +237,7 @@ impl IkeSa {
             ni,
             dh,
             replaces: rekey.then_some(inbound_spi),
+            like: inbound_spi,
             local_ts: old.local_ts,
             remote_ts: old.remote_ts,
         }));
@@ -421,8 +424,12 @@ impl IkeSa {
                     .and_then(|g| DhGroup::from_id(u16::from_be_bytes(g)))
                     .filter(|g| self.policy.esp_groups.contains(g))
                     .filter(|g| offer.dh.as_ref().map(|d| d.group()) != Some(*g));
-                if let (Some(g), Some(old)) = (wanted, offer.replaces) {
-                    if self.rekey_child_with(io, now, old, Some(g)) {
+                if let Some(g) = wanted {
+                    let retried = match offer.replaces {
+                        Some(old) => self.rekey_child_with(io, now, old, Some(g)),
+                        None => self.create_child(io, now, offer.like, false, Some(g)),
+                    };
+                    if retried {
                         return;
                     }
                 }
