@@ -58,10 +58,6 @@ fn pick(inner: &[Payload]) -> ChildPayloads<'_> {
     c
 }
 
-fn notify(t: NotifyType, data: Vec<u8>) -> Payload {
-    Payload::Notify(Notify::new(t, data))
-}
-
 impl IkeSa {
     fn keymat(
         &self,
@@ -267,12 +263,7 @@ impl IkeSa {
             }
         }
         let (Some(sa), Some(ni), Some(tsi), Some(tsr)) = (c.sa, c.nonce, c.tsi, c.tsr) else {
-            return self.respond(
-                io,
-                ex,
-                mid,
-                &[notify(NotifyType::NO_ADDITIONAL_SAS, Vec::new())],
-            );
+            return self.refuse(io, ex, mid, NotifyType::NO_ADDITIONAL_SAS);
         };
         let replaces = match c.rekey {
             Some(n) => {
@@ -295,12 +286,7 @@ impl IkeSa {
         };
         // A client keeping its own rekey rhythm refuses the peer's.
         if replaces.is_some() && io.refuse_child_rekeys.contains(&self.id().0) {
-            return self.respond(
-                io,
-                ex,
-                mid,
-                &[notify(NotifyType::NO_ADDITIONAL_SAS, Vec::new())],
-            );
+            return self.refuse(io, ex, mid, NotifyType::NO_ADDITIONAL_SAS);
         }
         // An authenticated peer still may not pile up pairs; a rekey adds
         // one until the old one goes, so rekeys stop at twice the limit.
@@ -317,34 +303,16 @@ impl IkeSa {
                 rekey = replaces.is_some(),
                 "CHILD SA refused: the peer is at its limit"
             );
-            return self.respond(
-                io,
-                ex,
-                mid,
-                &[notify(NotifyType::NO_ADDITIONAL_SAS, Vec::new())],
-            );
+            return self.refuse(io, ex, mid, NotifyType::NO_ADDITIONAL_SAS);
         }
         // §2.8.2: a rekey of a pair we are deleting loses.
         if replaces.is_some_and(|old| self.deleting_child(old)) {
-            return self.respond(
-                io,
-                ex,
-                mid,
-                &[notify(NotifyType::TEMPORARY_FAILURE, Vec::new())],
-            );
+            return self.refuse(io, ex, mid, NotifyType::TEMPORARY_FAILURE);
         }
         // A KE for a group we'd accept but not the one sent: INVALID_KE_PAYLOAD (§1.3).
         if let (Some(ke), Some(g)) = (c.ke, self.policy.esp_groups.first()) {
             if DhGroup::from_id(ke.group).is_none_or(|x| !self.policy.esp_groups.contains(&x)) {
-                return self.respond(
-                    io,
-                    ex,
-                    mid,
-                    &[notify(
-                        NotifyType::INVALID_KE_PAYLOAD,
-                        g.id().to_be_bytes().to_vec(),
-                    )],
-                );
+                return self.ask_for_group(io, ex, mid, *g);
             }
         }
         // The exchange's initiator is the peer: TSi is its side, TSr ours.
@@ -373,7 +341,7 @@ impl IkeSa {
             }
             Err(t) => {
                 io.events.push_back(Event::ChildSaFailed { id, reason: t });
-                self.respond(io, ex, mid, &[notify(t, Vec::new())]);
+                self.refuse(io, ex, mid, t);
             }
         }
     }

@@ -10,7 +10,7 @@ use super::proposal::{accept_ike, choose_ike, ike_chosen, ike_offer, IkeSuite};
 use super::Event;
 use crate::ike::crypto::{skeyseed_rekey, DhPrivate, IkeSaKeys, Secret, SkCipher};
 use crate::ike::wire::{
-    ExchangeType, KeyExchange, Nonce, Notify, NotifyType, Payload, SecurityAssociation,
+    ExchangeType, KeyExchange, Nonce, NotifyType, Payload, SecurityAssociation,
 };
 
 /// State of our outstanding IKE SA rekey.
@@ -18,10 +18,6 @@ pub(crate) struct IkeOffer {
     pub new_spi: u64,
     pub ni: Vec<u8>,
     pub dh: DhPrivate,
-}
-
-fn notify(t: NotifyType, data: Vec<u8>) -> Payload {
-    Payload::Notify(Notify::new(t, data))
 }
 
 impl IkeSa {
@@ -129,16 +125,10 @@ impl IkeSa {
     ) {
         let ex = ExchangeType::CREATE_CHILD_SA;
         let Some((suite, chosen)) = choose_ike(&self.policy, sa, ke.group) else {
-            return self.respond(
-                io,
-                ex,
-                mid,
-                &[notify(NotifyType::NO_PROPOSAL_CHOSEN, Vec::new())],
-            );
+            return self.refuse(io, ex, mid, NotifyType::NO_PROPOSAL_CHOSEN);
         };
         if suite.group.id() != ke.group {
-            let data = suite.group.id().to_be_bytes().to_vec();
-            return self.respond(io, ex, mid, &[notify(NotifyType::INVALID_KE_PAYLOAD, data)]);
+            return self.ask_for_group(io, ex, mid, suite.group);
         }
         let peer_spi = sa
             .proposals
@@ -147,21 +137,11 @@ impl IkeSa {
             .and_then(|p| <[u8; 8]>::try_from(p.spi.as_slice()).ok())
             .map(u64::from_be_bytes);
         let Some(peer_spi) = peer_spi.filter(|s| *s != 0) else {
-            return self.respond(
-                io,
-                ex,
-                mid,
-                &[notify(NotifyType::INVALID_SYNTAX, Vec::new())],
-            );
+            return self.refuse(io, ex, mid, NotifyType::INVALID_SYNTAX);
         };
         let dh = DhPrivate::generate(suite.group, io.rng.as_mut());
         let Ok(g_ir) = dh.shared_secret(&ke.data) else {
-            return self.respond(
-                io,
-                ex,
-                mid,
-                &[notify(NotifyType::INVALID_SYNTAX, Vec::new())],
-            );
+            return self.refuse(io, ex, mid, NotifyType::INVALID_SYNTAX);
         };
         let new_spi = io.random_spi();
         let nr = io.nonce();
@@ -183,12 +163,7 @@ impl IkeSa {
                 io.born.push(n);
                 self.respond(io, ex, mid, &reply);
             }
-            None => self.respond(
-                io,
-                ex,
-                mid,
-                &[notify(NotifyType::NO_PROPOSAL_CHOSEN, Vec::new())],
-            ),
+            None => self.refuse(io, ex, mid, NotifyType::NO_PROPOSAL_CHOSEN),
         }
     }
 

@@ -6,7 +6,8 @@ use std::time::Instant;
 use super::ike_sa::{IkeSa, Pending, RequestKind, State};
 use super::io::Io;
 use super::{IkeSaEnd, Transmit};
-use crate::ike::wire::{ExchangeType, Header, Message, Payload};
+use crate::ike::crypto::DhGroup;
+use crate::ike::wire::{ExchangeType, Header, Message, Notify, NotifyType, Payload};
 
 /// `now + d`, saturating instead of panicking on absurd configured timeouts.
 fn later(now: Instant, d: std::time::Duration) -> Instant {
@@ -82,6 +83,20 @@ impl IkeSa {
             let (ex, p, k) = self.queued.remove(0);
             self.request(io, now, ex, p, k);
         }
+    }
+
+    /// Answers request `mid` with the error notify `t` alone (RFC 7296
+    /// 3.10.1).
+    pub fn refuse(&mut self, io: &mut Io, ex: ExchangeType, mid: u32, t: NotifyType) {
+        self.respond(io, ex, mid, &[Payload::Notify(Notify::new(t, Vec::new()))]);
+    }
+
+    /// Answers request `mid` with INVALID_KE_PAYLOAD naming the DH group
+    /// to use instead (§1.3).
+    pub fn ask_for_group(&mut self, io: &mut Io, ex: ExchangeType, mid: u32, group: DhGroup) {
+        let data = group.id().to_be_bytes().to_vec();
+        let n = Notify::new(NotifyType::INVALID_KE_PAYLOAD, data);
+        self.respond(io, ex, mid, &[Payload::Notify(n)]);
     }
 
     /// Answers request `mid` and caches the answer for retransmissions.
