@@ -20,12 +20,19 @@ pub(crate) struct ChildOffer {
     pub new_spi: u32,
     pub ni: Vec<u8>,
     pub dh: Option<DhPrivate>,
-    /// Our inbound SPI of the pair being rekeyed.
-    pub replaces: Option<u32>,
     /// Our inbound SPI of the pair whose selectors the new one copies.
     pub like: u32,
+    /// The new pair replaces `like` (REKEY_SA).
+    pub rekey: bool,
     pub local_ts: Vec<TrafficSelector>,
     pub remote_ts: Vec<TrafficSelector>,
+}
+
+impl ChildOffer {
+    /// Our inbound SPI of the pair being rekeyed.
+    pub fn replaces(&self) -> Option<u32> {
+        self.rekey.then_some(self.like)
+    }
 }
 
 #[derive(Default)]
@@ -195,11 +202,10 @@ impl IkeSa {
         if self.state != State::Established || self.child_offer.is_some() {
             return false;
         }
-        let inbound_spi = like;
         let Some(old) = self
             .children
             .iter()
-            .find(|c| c.inbound_spi == inbound_spi)
+            .find(|c| c.inbound_spi == like)
             .cloned()
         else {
             return false;
@@ -213,7 +219,7 @@ impl IkeSa {
         if rekey {
             p.push(Payload::Notify(Notify {
                 protocol: ProtocolId::ESP,
-                spi: inbound_spi.to_be_bytes().to_vec(),
+                spi: like.to_be_bytes().to_vec(),
                 notify_type: NotifyType::REKEY_SA,
                 data: Vec::new(),
             }));
@@ -232,8 +238,8 @@ impl IkeSa {
             new_spi,
             ni,
             dh,
-            replaces: rekey.then_some(inbound_spi),
-            like: inbound_spi,
+            like,
+            rekey,
             local_ts: old.local_ts,
             remote_ts: old.remote_ts,
         }));
@@ -368,14 +374,14 @@ impl IkeSa {
                     remote_ts: child.remote_ts.clone(),
                     replaced: false,
                 });
-                if let Some(old) = offer.replaces {
+                if let Some(old) = offer.replaces() {
                     self.mark_replaced(old);
                 }
                 io.events
                     .push_back(Event::ChildSaEstablished(Box::new(child)));
                 // §2.8: the rekey's initiator deletes the old pair (at once,
                 // unless the caller keeps it for a grace period).
-                if let Some(old) = offer.replaces.filter(|_| !io.defer_rekeyed_delete) {
+                if let Some(old) = offer.replaces().filter(|_| !io.defer_rekeyed_delete) {
                     self.delete_child(io, now, old);
                 }
                 if redundant {
@@ -393,7 +399,7 @@ impl IkeSa {
                     .filter(|g| self.policy.esp_groups.contains(g))
                     .filter(|g| offer.dh.as_ref().map(|d| d.group()) != Some(*g));
                 if let Some(g) = wanted {
-                    let retried = match offer.replaces {
+                    let retried = match offer.replaces() {
                         Some(old) => self.rekey_child_with(io, now, old, Some(g)),
                         None => self.create_child(io, now, offer.like, false, Some(g)),
                     };
@@ -458,7 +464,7 @@ impl IkeSa {
             virtual_ip: self.virtual_ip.or(self.leased_ip),
             virtual_ip6: self.virtual_ip6.or(self.leased_ip6),
             dns: self.dns.clone(),
-            replaces: offer.replaces,
+            replaces: offer.replaces(),
             initiated: true,
         })
     }

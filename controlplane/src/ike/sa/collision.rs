@@ -59,7 +59,7 @@ impl IkeSa {
 
     /// Responder: remembers the peer's rekey if it collides with ours.
     pub(crate) fn note_collision(&mut self, replaces: Option<u32>, ni: &[u8], nr: &[u8]) {
-        let ours = self.child_offer.as_ref().and_then(|o| o.replaces);
+        let ours = self.child_offer.as_ref().and_then(|o| o.replaces());
         if let Some(old) = replaces.filter(|r| Some(*r) == ours) {
             self.rekey_collision = Some(Box::new(Collision {
                 old,
@@ -76,11 +76,11 @@ impl IkeSa {
         let noted = self
             .rekey_collision
             .take()
-            .filter(|c| Some(c.old) == offer.replaces);
+            .filter(|c| Some(c.old) == offer.replaces());
         if let Some(c) = noted {
             return lowest_ours < c.ni.as_slice().min(c.nr.as_slice());
         }
-        self.last_rekey = offer.replaces.map(|old| CompletedRekey {
+        self.last_rekey = offer.replaces().map(|old| CompletedRekey {
             old,
             new,
             lowest_nonce: lowest_ours.to_vec(),
