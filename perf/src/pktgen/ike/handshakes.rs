@@ -582,8 +582,8 @@ impl Handshakes {
     /// meet the same fate.
     pub fn delete_all(&mut self, lanes: Vec<Lane>, in_flight: usize, wait: Duration) -> Teardown {
         self.ports = lanes.into_iter().map(|l| l.port).collect();
-        let mut ids: Vec<IkeSaId> = self.clients.iter().filter_map(|c| c.ike).collect();
-        ids.reverse();
+        let ids: Vec<IkeSaId> = self.clients.iter().filter_map(|c| c.ike).collect();
+        let mut ids = ids.into_iter();
         let (before, mut started) = (self.ep.ike_sa_count(), 0);
         let start = Instant::now();
         let until = start + wait;
@@ -591,7 +591,7 @@ impl Handshakes {
             let now = Instant::now();
             let confirmed = before - self.ep.ike_sa_count();
             while started - confirmed.min(started) < in_flight.max(1) {
-                let Some(id) = ids.pop() else { break };
+                let Some(id) = ids.next() else { break };
                 self.ep.delete_ike_sa(now, id);
                 started += 1;
             }
