@@ -20,8 +20,22 @@ fn gateway_with(liveness: &str) -> InProcessGateway {
         "rekey_margin = \"5s\"\nrekey_jitter = \"0s\"",
         &format!("ike_lifetime = \"30s\"\nchild_lifetime = \"40s\"\nliveness = \"{liveness}\""),
     );
-    let cfg = config::parse(&text, "test").unwrap_or_else(|e| panic!("{e}"));
+    gateway_from(&text)
+}
+
+fn gateway_from(text: &str) -> InProcessGateway {
+    let cfg = config::parse(text, "test").unwrap_or_else(|e| panic!("{e}"));
     InProcessGateway::new(&cfg).expect("gateway")
+}
+
+/// Client `seed`, named `id`, at 198.51.100.`seed`, starting its IKE SA to
+/// the gateway (the first datagram waits in the endpoint).
+fn client(gw: &InProcessGateway, id: &str, seed: u64, now: Instant) -> IkeEndpoint {
+    let mut c = bench_common::endpoint(seed, 0x0300_0000 + (seed as u32) * 16);
+    let local: SocketAddr = format!("198.51.100.{seed}:500").parse().unwrap();
+    let policy = bench_common::policy(id, DhGroup::Curve25519, true);
+    c.connect(now, local, gw.ike, policy).expect("connect");
+    c
 }
 
 /// Without esprit's ping: the client is a bare endpoint.
@@ -54,11 +68,8 @@ fn exchange(gw: &mut InProcessGateway, client: &mut IkeEndpoint, now: Instant) -
 #[test]
 fn the_lifetime_child_rekey_after_an_ike_rekey_runs_on_the_new_ike_sa() {
     let mut gw = gateway();
-    let mut client = bench_common::endpoint(1, 0x0200_0000);
     let t0 = Instant::now();
-    let local: SocketAddr = "198.51.100.7:500".parse().unwrap();
-    let policy = bench_common::policy("c1", DhGroup::Curve25519, true);
-    client.connect(t0, local, gw.ike, policy).expect("connect");
+    let mut client = client(&gw, "c1", 1, t0);
     let up = exchange(&mut gw, &mut client, t0);
     let first = up
         .iter()
@@ -114,13 +125,10 @@ fn inbound_spis(gw: &mut InProcessGateway) -> Vec<u32> {
 #[test]
 fn a_pair_whose_answer_the_client_never_got_is_deleted_after_the_grace() {
     let mut gw = gateway_with("esp-ping");
-    let mut client = bench_common::endpoint(7, 0x0200_0000);
+    let t0 = Instant::now();
+    let mut client = client(&gw, "c7", 7, t0);
     // An esprit client: the old pair of its rekey goes after the new one's pong.
     client.set_defer_rekeyed_delete(true);
-    let t0 = Instant::now();
-    let local: SocketAddr = "198.51.100.7:500".parse().unwrap();
-    let policy = bench_common::policy("c1", DhGroup::Curve25519, true);
-    client.connect(t0, local, gw.ike, policy).expect("connect");
     let first = new_child(&exchange(&mut gw, &mut client, t0)).expect("the first pair");
     bench_common::deliver_ping(&mut gw, &first, t0);
     gw.poll(t0);
@@ -202,10 +210,7 @@ pool = "{staff_pool}"
 
 /// Connects a client named `id` and returns the inner address it was given.
 fn lease(gw: &mut InProcessGateway, id: &str, seed: u64, now: Instant) -> Option<Ipv4Addr> {
-    let mut client = bench_common::endpoint(seed, 0x0300_0000 + (seed as u32) * 16);
-    let local: SocketAddr = format!("198.51.100.{seed}:500").parse().unwrap();
-    let policy = bench_common::policy(id, DhGroup::Curve25519, true);
-    client.connect(now, local, gw.ike, policy).expect("connect");
+    let mut client = client(gw, id, seed, now);
     exchange(gw, &mut client, now).iter().find_map(|e| match e {
         Event::ChildSaEstablished(c) => c.virtual_ip,
         _ => None,
@@ -254,13 +259,9 @@ fn each_responder_peer_leases_from_its_own_pool_and_a_reload_keeps_the_leases() 
 #[test]
 fn the_configured_child_sa_limit_refuses_a_clients_third_pair() {
     let text = bench_common::gateway_config("child_sa_limit = 2", "liveness = \"off\"");
-    let cfg = config::parse(&text, "test").unwrap_or_else(|e| panic!("{e}"));
-    let mut gw = InProcessGateway::new(&cfg).expect("gateway");
-    let mut client = bench_common::endpoint(9, 0x0200_0000);
+    let mut gw = gateway_from(&text);
     let now = Instant::now();
-    let local: SocketAddr = "198.51.100.9:500".parse().unwrap();
-    let policy = bench_common::policy("c9", DhGroup::Curve25519, true);
-    client.connect(now, local, gw.ike, policy).expect("connect");
+    let mut client = client(&gw, "c9", 9, now);
     let first = new_child(&exchange(&mut gw, &mut client, now)).expect("the first pair");
     assert!(client.add_child_sa(now, first.ike_sa, first.inbound_spi));
     assert!(new_child(&exchange(&mut gw, &mut client, now)).is_some());
@@ -286,14 +287,10 @@ fn a_clients_rekey_of_a_pair_whose_gateway_rekey_failed_is_the_clients() {
         "rekey_margin = \"5s\"\nrekey_jitter = \"0s\"",
         "ike_lifetime = \"300s\"\nchild_lifetime = \"40s\"\nliveness = \"off\"",
     );
-    let cfg = config::parse(&text, "test").unwrap_or_else(|e| panic!("{e}"));
-    let mut gw = InProcessGateway::new(&cfg).expect("gateway");
-    let mut client = bench_common::endpoint(11, 0x0200_0000);
-    client.set_defer_rekeyed_delete(true);
+    let mut gw = gateway_from(&text);
     let t0 = Instant::now();
-    let local: SocketAddr = "198.51.100.11:500".parse().unwrap();
-    let policy = bench_common::policy("c11", DhGroup::Curve25519, true);
-    client.connect(t0, local, gw.ike, policy).expect("connect");
+    let mut client = client(&gw, "c11", 11, t0);
+    client.set_defer_rekeyed_delete(true);
     let first = new_child(&exchange(&mut gw, &mut client, t0)).expect("the first pair");
     client.refuse_peer_child_rekeys(first.ike_sa, true);
 
