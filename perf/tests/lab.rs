@@ -72,36 +72,68 @@ fn lab_processes(tag: &str) -> Vec<u32> {
         .collect()
 }
 
+/// What a finished lab run printed and wrote.
+struct LabRun {
+    stdout: String,
+    stderr: String,
+    /// pktgen's JSON report.
+    json: serde_json::Value,
+    /// pktgen wrote its plot.
+    plotted: bool,
+}
+
+/// Runs `scenario` on this build's binaries with the environment `vars`,
+/// its namespaces tagged `esplab-t<pid>-<short>`; asserts that it
+/// succeeded and left no namespace or process behind.
+fn run_lab(scenario: &str, short: &str, vars: &[(&str, &str)]) -> LabRun {
+    let pid = std::process::id();
+    let out_dir = std::env::temp_dir().join(format!("esplab-{short}-{pid}"));
+    let tag = format!("esplab-t{pid}-{short}");
+    let out = lab(scenario, &tag)
+        .env("BIN_DIR", bin_dir())
+        .env("OUT", &out_dir)
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let json = std::fs::read_to_string(out_dir.join(format!("{scenario}.json"))).unwrap();
+    let plotted = out_dir.join(format!("{scenario}.svg")).exists();
+    let _ = std::fs::remove_dir_all(&out_dir);
+    // Its namespaces are gone, and no process it started outlives it.
+    assert_eq!(lab_namespaces(&tag), Vec::<String>::new());
+    assert_eq!(lab_processes(&tag), Vec::<u32>::new());
+    LabRun {
+        stdout,
+        stderr,
+        json: serde_json::from_str(&json).unwrap(),
+        plotted,
+    }
+}
+
 #[test]
 fn the_smoke_scenario_runs_and_cleans_up() {
     if !root() {
         eprintln!("lab test skipped: needs root");
         return;
     }
-    let out_dir = std::env::temp_dir().join(format!("esplab-test-{}", std::process::id()));
-    let tag = format!("esplab-t{}-smoke", std::process::id());
-    let out = lab("smoke", &tag)
-        .env("BIN_DIR", bin_dir())
-        .env("OUT", &out_dir)
-        .env("CLIENTS", "50")
-        .env("COUNT", "3000")
-        // Pinned, where there is a core for each end.
-        .env("PIN", if two_cores() { "1" } else { "0" })
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    // Pinned, where there is a core for each end.
+    let pin = if two_cores() { "1" } else { "0" };
+    let LabRun {
+        stdout,
+        stderr,
+        json: v,
+        plotted,
+    } = run_lab(
+        "smoke",
+        "smoke",
+        &[("CLIENTS", "50"), ("COUNT", "3000"), ("PIN", pin)],
+    );
     assert!(stdout.contains("manual mode, 50 clients"), "{stdout}");
-    let json = std::fs::read_to_string(out_dir.join("smoke.json")).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["sent"], 3000);
     assert_eq!(v["received"], 3000, "{stdout}");
-    assert!(out_dir.join("smoke.svg").exists());
-    let _ = std::fs::remove_dir_all(&out_dir);
-    // Its namespaces are gone, and no process it started outlives it.
-    assert_eq!(lab_namespaces(&tag), Vec::<String>::new());
-    assert_eq!(lab_processes(&tag), Vec::<u32>::new());
+    assert!(plotted);
     assert!(stderr.contains("scenario smoke"));
     if two_cores() {
         assert!(
@@ -121,24 +153,18 @@ fn ike_clients_behind_a_nat_come_up_and_get_their_traffic_back() {
         eprintln!("lab test skipped: needs root");
         return;
     }
-    let out_dir = std::env::temp_dir().join(format!("esplab-nat-{}", std::process::id()));
-    let tag = format!("esplab-t{}-nat", std::process::id());
     // More clients than the gateway's queue to its control plane holds:
     // pktgen's DELETEs at the end must be paced to all be answered.
-    let out = lab("nat", &tag)
-        .env("BIN_DIR", bin_dir())
-        .env("OUT", &out_dir)
-        .env("CLIENTS", "5000")
-        .env("COUNT", "2000")
-        .env("RATE", "5000")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}{stderr}");
-    let json = std::fs::read_to_string(out_dir.join("nat.json")).unwrap();
-    let _ = std::fs::remove_dir_all(&out_dir);
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let LabRun {
+        stdout,
+        stderr,
+        json: v,
+        ..
+    } = run_lab(
+        "nat",
+        "nat",
+        &[("CLIENTS", "5000"), ("COUNT", "2000"), ("RATE", "5000")],
+    );
     assert_eq!(v["mode"], "ike");
     assert_eq!(v["setup"]["tunnels"], 5000, "{stdout}");
     assert_eq!(v["setup"]["pinged"], 5000, "{stdout}");
@@ -147,8 +173,6 @@ fn ike_clients_behind_a_nat_come_up_and_get_their_traffic_back() {
     assert_eq!(v["sent"], 2000);
     assert_eq!(v["received"], 2000, "{stdout}");
     assert!(stderr.contains("NAT 1"));
-    assert_eq!(lab_namespaces(&tag), Vec::<String>::new());
-    assert_eq!(lab_processes(&tag), Vec::<u32>::new());
 }
 
 #[test]
@@ -184,29 +208,23 @@ fn the_protected_scenario_runs_through_the_tun_and_the_echo() {
         eprintln!("lab test skipped: needs root");
         return;
     }
-    let out_dir = std::env::temp_dir().join(format!("esplab-pn-{}", std::process::id()));
-    let tag = format!("esplab-t{}-pn", std::process::id());
-    let out = lab("protected", &tag)
-        .env("BIN_DIR", bin_dir())
-        .env("OUT", &out_dir)
-        .env("CLIENTS", "20")
-        .env("COUNT", "2000")
-        .env("KEEP", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let LabRun {
+        stdout,
+        stderr,
+        json: v,
+        ..
+    } = run_lab(
+        "protected",
+        "pn",
+        &[("CLIENTS", "20"), ("COUNT", "2000"), ("KEEP", "1")],
+    );
     let work = stderr
         .lines()
         .find_map(|l| l.strip_prefix("lab.sh: logs in "))
         .expect("KEEP=1 names the work directory");
     let log = std::fs::read_to_string(Path::new(work).join("espritd.log")).unwrap();
     let _ = std::fs::remove_dir_all(work);
-    let json = std::fs::read_to_string(out_dir.join("protected.json")).unwrap();
-    let _ = std::fs::remove_dir_all(&out_dir);
     assert!(log.contains("inside=\"esprit0\""), "the TUN inside: {log}");
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["sent"], 2000);
     let received = v["received"].as_u64().unwrap_or(0);
     assert!(
@@ -216,6 +234,4 @@ fn the_protected_scenario_runs_through_the_tun_and_the_echo() {
     // lab.sh waits for the echo: no ICMP error from a port not yet open
     // comes back through the tunnel.
     assert_eq!(v["errors"]["foreign"], 0, "{stdout}");
-    assert_eq!(lab_namespaces(&tag), Vec::<String>::new());
-    assert_eq!(lab_processes(&tag), Vec::<u32>::new());
 }
