@@ -113,7 +113,11 @@ fn new_child(events: &[Event]) -> Option<ChildSa> {
 
 /// The SPIs of the inbound SAs in the gateway's tables.
 fn inbound_spis(gw: &mut InProcessGateway) -> Vec<u32> {
-    gw.tables().inbound.iter().map(|(_, s)| s.spi).collect()
+    gw.tables()
+        .inbound
+        .iter()
+        .map(|(_, s)| s.sa().spi)
+        .collect()
 }
 
 /// The gateway answers a client's CHILD rekey, then rekeys the IKE SA, and

@@ -7,7 +7,6 @@
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
@@ -41,7 +40,7 @@ fn tables_with(n: usize) -> (SaTables, Vec<u32>) {
             limits: HardLimits::default(),
         })
         .unwrap_or_else(|e| panic!("{e}"));
-        t.install_inbound(sa);
+        t.install_inbound(sa).unwrap_or_else(|e| panic!("{e}"));
         spis.push(spi);
     }
     // Visit SAs in a random order, as traffic from many clients does.
@@ -64,7 +63,7 @@ fn resolve_burst(t: &SaTables, spis: &[u32]) -> u64 {
     let mut found = 0u64;
     for &spi in spis {
         if let Some(sa) = t.inbound_sa(spi) {
-            found = found.wrapping_add(Arc::as_ptr(sa) as usize as u64);
+            found = found.wrapping_add(std::ptr::from_ref(sa).addr() as u64);
         }
     }
     found

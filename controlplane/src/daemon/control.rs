@@ -140,7 +140,7 @@ impl Daemon {
         let tables = self.publisher.published();
         let mut rows = Vec::new();
         for (_, slot) in tables.inbound.iter() {
-            let sa = &slot.sa;
+            let sa = slot.sa();
             rows.push(json!({
                 "direction": "in", "spi": hex(sa.spi), "tunnel": sa.tunnel, "worker": sa.owner,
                 "packets": sa.counters.packets(), "bytes": sa.counters.bytes(), "seq": sa.highest_seq(),
@@ -196,7 +196,11 @@ impl Daemon {
             if e.up {
                 return Reply::error(format!("manual tunnel {name:?} is already up"));
             }
-            dataplane::sa::manual::install_built(self.publisher.edit(), &e.tunnel, &e.sas);
+            if let Err(err) =
+                dataplane::sa::manual::install_built(self.publisher.edit(), &e.tunnel, &e.sas)
+            {
+                return Reply::error(format!("manual tunnel {name:?}: {err}"));
+            }
             e.up = true;
             self.publisher.publish();
             tracing::info!(tunnel = %name, "manual tunnel up (control socket)");

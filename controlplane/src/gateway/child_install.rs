@@ -199,7 +199,7 @@ impl TunnelBook {
         .map_err(|e| e.to_string())?;
         // New inbound first: the peer may already send on the new SA. The
         // caller decides when the outbound SA takes the data.
-        t.install_inbound(inbound);
+        t.install_inbound(inbound).map_err(|e| e.to_string())?;
         self.by_inbound.insert(c.inbound_spi, tunnel);
         let booked = self.tunnels.entry(tunnel).or_default();
         booked.inbound = [&booked.inbound[..], &[c.inbound_spi]].concat().into();

@@ -188,8 +188,8 @@ impl Epochs {
     /// costs the pass, not a re-arm of every tunnel.
     pub fn notice_traffic(&mut self, now: Instant, tables: &SaTables) {
         for (_, s) in tables.inbound.iter() {
-            if let Some(e) = self.tunnels.get_mut(&s.sa.tunnel) {
-                e.counting += s.sa.counters.packets();
+            if let Some(e) = self.tunnels.get_mut(&s.sa().tunnel) {
+                e.counting += s.sa().counters.packets();
             }
         }
         for e in self.tunnels.values_mut() {
@@ -352,19 +352,8 @@ mod tests {
             "{:?}",
             m.machine.stats()
         );
-        let sa = dataplane::sa::InboundSa::new(dataplane::sa::InboundSpec {
-            spi: 0x100,
-            tunnel: 7,
-            owner: 0,
-            key: &[1; 16],
-            salt: [0; 4],
-            esn: false,
-            replay_window: 64,
-            allowed_sources: Vec::new(),
-            limits: Default::default(),
-        })
-        .unwrap();
-        tables.install_inbound(sa.clone());
+        let sa = dataplane::testkit::inbound_sa(0x100, 7);
+        tables.install_inbound(sa.clone()).unwrap();
         let _ = e.due_actions(t0);
         sa
     }

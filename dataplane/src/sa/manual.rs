@@ -6,12 +6,21 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use super::table::SaTables;
+use super::table::{SaTables, UntaggableAddress};
 use super::{
     owner_of_spi, HardLimits, InboundSa, InboundSpec, IpPrefix, OutboundSa, OutboundSpec, TunnelId,
 };
 use crate::crypto::CryptoError;
 use crate::packet::Encap;
+
+/// Why a manual tunnel could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum ManualError {
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    Slot(#[from] UntaggableAddress),
+}
 
 /// Keys of one direction.
 pub struct ManualSaKeys {
@@ -75,12 +84,17 @@ pub fn build(t: &ManualTunnel, workers: usize) -> Result<ManualSas, CryptoError>
 }
 
 /// Puts built SAs and `t`'s routes into `tables`.
-pub fn install_built(tables: &mut SaTables, t: &ManualTunnel, sas: &ManualSas) {
-    tables.install_inbound(sas.inbound.clone());
+pub fn install_built(
+    tables: &mut SaTables,
+    t: &ManualTunnel,
+    sas: &ManualSas,
+) -> Result<(), UntaggableAddress> {
+    tables.install_inbound(sas.inbound.clone())?;
     tables.install_outbound(sas.outbound.clone());
     for p in &t.remote_ts {
         tables.routes.insert(*p, t.tunnel);
     }
+    Ok(())
 }
 
 /// Builds and installs `t` into `tables` for a data plane of `workers` workers.
@@ -88,9 +102,9 @@ pub fn install(
     tables: &mut SaTables,
     t: &ManualTunnel,
     workers: usize,
-) -> Result<ManualSas, CryptoError> {
+) -> Result<ManualSas, ManualError> {
     let sas = build(t, workers)?;
-    install_built(tables, t, &sas);
+    install_built(tables, t, &sas)?;
     Ok(sas)
 }
 

@@ -2,6 +2,7 @@
 
 pub mod counters;
 pub mod inbound;
+mod inbound_slot;
 pub mod manual;
 pub mod outbound;
 pub mod prefix;

@@ -12,19 +12,12 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Cache};
 
 use super::inbound::InboundSa;
+pub use super::inbound_slot::{InboundSlot, UntaggableAddress};
 use super::outbound::OutboundSa;
 use super::radix::RadixArray;
 use super::routes::RouteTable;
-use super::spi::slot_of;
+use super::spi::{generation_of, slot_of};
 use super::TunnelId;
-
-/// An inbound table entry. The SPI is kept next to the pointer so the
-/// lookup's compare reads the same cache line as the index, not the SA.
-#[derive(Clone)]
-pub struct InboundSlot {
-    pub spi: u32,
-    pub sa: Arc<InboundSa>,
-}
 
 /// One immutable view of all SAs and routes.
 #[derive(Clone, Default)]
@@ -42,12 +35,13 @@ pub struct SaTables {
 }
 
 impl SaTables {
-    /// The inbound SA for `spi`: slot index, then a full-SPI compare so a
-    /// stale generation misses.
+    /// The inbound SA for `spi`: slot index, then a compare of the
+    /// generation kept in the slot word, so a stale SPI misses without the
+    /// SA being read.
     #[inline]
-    pub fn inbound_sa(&self, spi: u32) -> Option<&Arc<InboundSa>> {
+    pub fn inbound_sa(&self, spi: u32) -> Option<&InboundSa> {
         match self.inbound.get(slot_of(spi)) {
-            Some(slot) if slot.spi == spi => Some(&slot.sa),
+            Some(slot) if slot.generation() == generation_of(spi) => Some(slot.sa()),
             _ => None,
         }
     }
@@ -69,17 +63,21 @@ impl SaTables {
     }
 
     /// Installs an inbound SA in its slot, returning what was there.
-    pub fn install_inbound(&mut self, sa: Arc<InboundSa>) -> Option<Arc<InboundSa>> {
-        let slot = InboundSlot { spi: sa.spi, sa };
-        self.inbound
-            .set(slot_of(slot.spi), Some(slot))
-            .map(|old| old.sa)
+    pub fn install_inbound(
+        &mut self,
+        sa: Arc<InboundSa>,
+    ) -> Result<Option<Arc<InboundSa>>, UntaggableAddress> {
+        let at = slot_of(sa.spi);
+        let slot = InboundSlot::new(sa).map_err(|(_, e)| e)?;
+        Ok(self.inbound.set(at, Some(slot)).map(InboundSlot::into_arc))
     }
 
     /// Removes the inbound SA with exactly this SPI.
     pub fn remove_inbound(&mut self, spi: u32) -> Option<Arc<InboundSa>> {
         self.inbound_sa(spi)?;
-        self.inbound.set(slot_of(spi), None).map(|old| old.sa)
+        self.inbound
+            .set(slot_of(spi), None)
+            .map(InboundSlot::into_arc)
     }
 
     /// Makes `sa` its tunnel's outbound SA (the epoch switch).
@@ -168,5 +166,50 @@ impl SaReader {
     #[inline]
     pub fn load(&mut self) -> &Arc<SaTables> {
         self.cache.load()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sa::spi::make_spi;
+
+    fn sa(spi: u32) -> Arc<InboundSa> {
+        crate::testkit::inbound_sa(spi, 1)
+    }
+
+    #[test]
+    fn only_the_current_generation_of_a_slot_finds_its_sa() {
+        let mut t = SaTables::default();
+        let (old, new) = (make_spi(5, 1).unwrap(), make_spi(5, 2).unwrap());
+        assert!(t.install_inbound(sa(old)).unwrap().is_none());
+        assert_eq!(t.inbound_sa(old).map(|s| s.spi), Some(old));
+        assert!(t.inbound_sa(new).is_none());
+        // The slot is reused: the late packet's SPI misses.
+        let replaced = t.install_inbound(sa(new)).unwrap();
+        assert_eq!(replaced.map(|s| s.spi), Some(old));
+        assert!(t.inbound_sa(old).is_none());
+        assert_eq!(t.inbound_sa(new).map(|s| s.spi), Some(new));
+        // Removing by the stale SPI leaves the successor alone.
+        assert!(t.remove_inbound(old).is_none());
+        assert_eq!(t.remove_inbound(new).map(|s| s.spi), Some(new));
+        assert!(t.inbound.is_empty());
+    }
+
+    #[test]
+    fn a_published_snapshot_keeps_its_sas_alive() {
+        let mut p = SaPublisher::new();
+        let spi = make_spi(9, 3).unwrap();
+        let a = sa(spi);
+        p.edit().install_inbound(a.clone()).unwrap();
+        p.publish();
+        let seen = p.published();
+        p.edit().remove_inbound(spi);
+        p.publish();
+        assert_eq!(seen.inbound_sa(spi).map(|s| s.spi), Some(spi));
+        assert!(p.published().inbound_sa(spi).is_none());
+        drop(seen);
+        p.reclaim();
+        assert_eq!(Arc::strong_count(&a), 1, "no slot still counts the SA");
     }
 }

@@ -229,3 +229,20 @@ pub fn manual_keys(spi: u32, b: u8) -> crate::sa::manual::ManualSaKeys {
         esn: true,
     }
 }
+
+/// An inbound AES-128-GCM SA of `spi` for `tunnel`, for tests of the tables
+/// (ESN on, a 64-packet window, any inner source).
+pub fn inbound_sa(spi: u32, tunnel: crate::sa::TunnelId) -> std::sync::Arc<crate::sa::InboundSa> {
+    crate::sa::InboundSa::new(crate::sa::InboundSpec {
+        spi,
+        tunnel,
+        owner: 0,
+        key: &[7; 16],
+        salt: [0; 4],
+        esn: true,
+        replay_window: 64,
+        allowed_sources: Vec::new(),
+        limits: crate::sa::HardLimits::default(),
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}

@@ -295,7 +295,7 @@ fn a_published_rekey_switches_the_outbound_sa_without_a_pause() {
         limits: Default::default(),
     })
     .unwrap();
-    t.install_inbound(new_in);
+    t.install_inbound(new_in).unwrap();
     *cl.publisher.edit() = t;
     cl.publisher.publish();
     let new_out = crate::sa::OutboundSa::new(crate::sa::OutboundSpec {
