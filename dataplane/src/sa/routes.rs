@@ -3,7 +3,7 @@
 //! Two kinds of routes, both persistent (cheap snapshot, edits copy little):
 //! - host routes inside an address pool (the concentrator case: each client
 //!   gets one address from a pool): a radix array indexed by the address's
-//!   offset in the pool, so lookup is O(1) and an edit copies three nodes;
+//!   offset in the pool, so lookup is O(1) and an edit copies two nodes;
 //! - other prefixes (site-to-site selectors, manual tunnels): one hash map
 //!   per prefix length, longest first, so a lookup costs one probe per
 //!   length in use, whatever the number of routes. An edit copies the map
