@@ -12,10 +12,11 @@
 //!   40k even, 60k 5.0 -> 6.2, 100k 4.7 -> 5.7: hence the higher threshold.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::packet::{Encap, Packet};
 use crate::prefetch::prefetch_value;
-use crate::sa::SaTables;
+use crate::sa::{InboundSa, OutboundSa, SaTables};
 use crate::wire;
 
 /// From this many inbound SAs on, ESP packets look ahead. Below, a few
@@ -91,7 +92,7 @@ impl LookAhead {
         }
         if let Some(Need::Inbound(spi)) = self.needs.get(i + ESP_AHEAD) {
             if let Some(sa) = t.inbound_sa(*spi) {
-                prefetch_value(std::ptr::from_ref(sa));
+                prefetch_value::<InboundSa>(sa);
             }
         }
         if let Some(Need::Inbound(spi)) = self.needs.get(i + ESP_STATE_AHEAD) {
@@ -108,7 +109,7 @@ impl LookAhead {
             Some(Need::Outbound(dst)) if i < CLEAR_AHEAD => prefetch_outbound(t, *dst),
             Some(Need::Inbound(spi)) if i < ESP_AHEAD => {
                 if let Some(sa) = t.inbound_sa(*spi) {
-                    prefetch_value(std::ptr::from_ref(sa));
+                    prefetch_value::<InboundSa>(sa);
                     if state {
                         sa.prefetch_state();
                     }
@@ -137,6 +138,6 @@ fn prefetch_outbound(t: &SaTables, dst: IpAddr) {
         .lookup(dst)
         .and_then(|tunnel| t.outbound_sa(tunnel))
     {
-        prefetch_value(std::ptr::from_ref(sa));
+        prefetch_value::<OutboundSa>(Arc::as_ptr(sa));
     }
 }
