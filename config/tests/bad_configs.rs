@@ -100,6 +100,11 @@ fn type_and_syntax_errors() {
             vec![(3, "ike.child_sa_limit", "would refuse every CHILD SA", "16")],
         ),
         (
+            "resends jittered down to nothing",
+            "[ike]\nlocal_id = \"gw\"\n[ike.retransmit]\njitter = 0.9\n".into(),
+            vec![(4, "ike.retransmit.jitter", "not in 0.0..=0.5", "0.2")],
+        ),
+        (
             "duration without unit",
             "[ike.retransmit]\ntimeout = 2\n".into(),
             vec![(2, "ike.retransmit.timeout", "has no unit", "\"2s\"")],

@@ -97,6 +97,9 @@ pub struct Retransmit {
     /// Cap on one timeout, default 30s.
     #[serde(deserialize_with = "duration::deserialize")]
     pub max_timeout: Duration,
+    /// Up to this fraction of each timeout is taken off at random,
+    /// 0.0..=0.5, default 0.0 (as strongSwan's `retransmit_jitter`).
+    pub jitter: f64,
 }
 
 impl Default for Retransmit {
@@ -106,6 +109,7 @@ impl Default for Retransmit {
             base: 1.8,
             tries: 5,
             max_timeout: Duration::from_secs(30),
+            jitter: 0.0,
         }
     }
 }

@@ -49,6 +49,15 @@ pub(super) fn check_ike(ike: &IkeDefaults, path: &KeyPath, problems: &mut Vec<Pr
             .hint("1.8 doubles the wait nearly each time, as strongSwan does"),
         );
     }
+    if !(0.0..=0.5).contains(&r.jitter) {
+        problems.push(
+            Problem::new(
+                retransmit.key("jitter"),
+                format!("jitter {} is not in 0.0..=0.5", r.jitter),
+            )
+            .hint("0.2 keeps clients that started together from resending together"),
+        );
+    }
     if r.max_timeout < r.timeout {
         problems.push(
             Problem::new(

@@ -135,6 +135,7 @@ pub fn policy(peer: &Peer, retransmit: &config::schema::ike::Retransmit) -> Poli
             base: retransmit.base,
             max_timeout: retransmit.max_timeout,
             max_tries: retransmit.tries.saturating_add(1),
+            jitter: retransmit.jitter,
         },
     };
     for ike in &peer.proposals {
@@ -238,7 +239,7 @@ remote_ts = ["10.9.0.0/24"]
     fn the_configured_retransmission_is_what_ike_uses() {
         let text = CFG.replace(
             "local_id = \"vpn.lab.test\"",
-            "local_id = \"vpn.lab.test\"\n[ike.retransmit]\ntimeout = \"1s\"\nbase = 1.5\ntries = 3\nmax_timeout = \"2s\"",
+            "local_id = \"vpn.lab.test\"\n[ike.retransmit]\ntimeout = \"1s\"\nbase = 1.5\ntries = 3\nmax_timeout = \"2s\"\njitter = 0.3",
         );
         let cfg = config::parse(&text, "test.toml").unwrap();
         let r = policy(&cfg.peers[0], &cfg.ike.retransmit).retransmit;
@@ -246,6 +247,7 @@ remote_ts = ["10.9.0.0/24"]
         assert_eq!(r.max_tries, 4);
         let ms = |n| r.timeout(n).as_millis();
         assert_eq!([ms(0), ms(1), ms(2), ms(3)], [1000, 1500, 2000, 2000]);
+        assert_eq!(r.jitter, 0.3);
     }
 
     #[test]

@@ -117,6 +117,7 @@ fn retransmission_grows_by_the_base_up_to_the_cap() {
         base: 3.0,
         max_timeout: Duration::from_secs(5),
         max_tries: 5,
+        jitter: 0.0,
     };
     p.connect(policy);
     p.drive_for(Duration::from_secs(60));
@@ -127,6 +128,45 @@ fn retransmission_grows_by_the_base_up_to_the_cap() {
     );
     assert_eq!(p.client.ike_ended(), [IkeSaEnd::Timeout]);
     assert_eq!(p.now - p.start, s(19), "the last send waited the cap");
+}
+
+/// `jitter` takes up to its fraction off each wait, at random, so clients
+/// that started together drift apart instead of resending together.
+#[test]
+fn jitter_takes_a_random_part_off_each_wait() {
+    let mut p = Pair::new();
+    p.drop = Box::new(|_| true);
+    let mut policy = client_policy();
+    let r = Retransmit {
+        initial: Duration::from_secs(1),
+        base: 2.0,
+        max_timeout: Duration::from_secs(60),
+        max_tries: 5,
+        jitter: 0.5,
+    };
+    policy.retransmit = r;
+    p.connect(policy);
+    p.drive_for(Duration::from_secs(60));
+    let sends = p.exchanges(true, ExchangeType::IKE_SA_INIT);
+    assert_eq!(sends.len(), 5, "{sends:?}");
+    let waits: Vec<Duration> = sends.windows(2).map(|w| w[1] - w[0]).collect();
+    for (n, wait) in waits.iter().enumerate() {
+        let full = r.timeout(n as u32);
+        assert!(
+            *wait <= full && *wait >= full / 2,
+            "wait {n}: {wait:?}, not within half of {full:?} and all of it"
+        );
+    }
+    let shortened = waits
+        .iter()
+        .enumerate()
+        .filter(|(n, wait)| **wait < r.timeout(*n as u32))
+        .count();
+    assert!(
+        shortened >= 3,
+        "{waits:?}: jitter shortened only {shortened}"
+    );
+    assert_eq!(p.client.ike_ended(), [IkeSaEnd::Timeout]);
 }
 
 #[test]

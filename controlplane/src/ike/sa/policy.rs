@@ -15,16 +15,22 @@ pub struct Retransmit {
     pub base: f64,
     pub max_timeout: Duration,
     pub max_tries: u32,
+    /// Up to this fraction (0..1) of each wait is taken off at random, so
+    /// that peers which started together (a gateway's restart, a load
+    /// generator's clients) do not resend together: strongSwan's
+    /// `retransmit_jitter`, as a fraction instead of a percentage.
+    pub jitter: f64,
 }
 
 impl Default for Retransmit {
-    /// Doubling from 500 ms, five sends.
+    /// Doubling from 500 ms, five sends, no jitter.
     fn default() -> Self {
         Retransmit {
             initial: Duration::from_millis(500),
             base: 2.0,
             max_timeout: Duration::from_secs(512),
             max_tries: 5,
+            jitter: 0.0,
         }
     }
 }
@@ -37,6 +43,19 @@ impl Retransmit {
             .unwrap_or(self.max_timeout)
             .min(self.max_timeout)
             .max(self.initial.min(self.max_timeout))
+    }
+
+    /// The wait of send `n` with its jitter taken off; `draw` is a uniform
+    /// random 32-bit number.
+    pub fn jittered_timeout(&self, n: u32, draw: u32) -> Duration {
+        let wait = self.timeout(n);
+        let jitter = if self.jitter.is_finite() {
+            self.jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let off = jitter * f64::from(draw) / (f64::from(u32::MAX) + 1.0);
+        wait.mul_f64(1.0 - off)
     }
 }
 
@@ -79,3 +98,34 @@ pub type PoolName = std::sync::Arc<str>;
 /// Responder: the policy for a peer by the identity it claims in IKE_AUTH
 /// (its PSK, selectors...); `None` refuses it with AUTHENTICATION_FAILED.
 pub type PeerPolicy = Box<dyn Fn(&Identification) -> Option<std::sync::Arc<Policy>> + Send>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_takes_off_at_most_its_fraction() {
+        let r = Retransmit {
+            initial: Duration::from_secs(2),
+            jitter: 0.25,
+            ..Retransmit::default()
+        };
+        assert_eq!(r.jittered_timeout(1, 0), Duration::from_secs(4));
+        let least = r.jittered_timeout(1, u32::MAX);
+        assert!(least >= Duration::from_secs(3) && least < Duration::from_millis(3001));
+        let half = r.jittered_timeout(1, 1 << 31);
+        assert_eq!(half, Duration::from_millis(3500));
+    }
+
+    #[test]
+    fn a_jitter_out_of_range_is_clamped_and_nan_is_none() {
+        let r = |jitter| Retransmit {
+            jitter,
+            ..Retransmit::default()
+        };
+        let full = Duration::from_millis(500);
+        assert_eq!(r(f64::NAN).jittered_timeout(0, u32::MAX), full);
+        assert_eq!(r(-1.0).jittered_timeout(0, u32::MAX), full);
+        assert!(r(7.0).jittered_timeout(0, u32::MAX) < Duration::from_millis(1));
+    }
+}

@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use rand::RngCore;
+
 use super::ike_sa::{IkeSa, Pending, RequestKind, State};
 use super::io::Io;
 use super::{IkeSaEnd, Transmit};
@@ -73,7 +75,12 @@ impl IkeSa {
             kind,
             datagram,
             tries: 1,
-            deadline: later(now, self.policy.retransmit.timeout(0)),
+            deadline: later(
+                now,
+                self.policy
+                    .retransmit
+                    .jittered_timeout(0, io.rng.next_u32()),
+            ),
         });
     }
 
@@ -129,7 +136,7 @@ impl IkeSa {
             self.end(io, IkeSaEnd::Timeout);
             return;
         }
-        p.deadline = later(now, r.timeout(p.tries));
+        p.deadline = later(now, r.jittered_timeout(p.tries, io.rng.next_u32()));
         p.tries += 1;
         let d = p.datagram.clone();
         self.transmit(io, d);

@@ -149,8 +149,11 @@ impl ClientPolicy {
             request_virtual_ip6: false,
             dns: Vec::new(),
             pool: None,
+            // Thousands of clients start within a second: jitter keeps a
+            // batch the gateway dropped from coming back as one batch.
             retransmit: Retransmit {
                 initial: Duration::from_secs(1),
+                jitter: 0.2,
                 ..Retransmit::default()
             },
         };
