@@ -14,7 +14,7 @@ pub use storm_schedule::{RoundFigures, Schedule};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use dataplane::port::udp::{UdpConfig, UdpPort};
+use dataplane::port::udp::UdpPort;
 
 use super::report::Report;
 use super::session::{self, SessionOptions};
@@ -45,11 +45,7 @@ pub struct IkeOptions {
 }
 
 fn bind(opt: &IkeOptions) -> Result<Vec<UdpPort>, PktgenError> {
-    let cfg = UdpConfig {
-        gro: false,
-        socket_buffer: 8 << 20,
-        ..UdpConfig::default()
-    };
+    let cfg = super::session::client_socket_config();
     (0..opt.sockets.clamp(1, 65535))
         .map(|k| {
             let port = if opt.client_port == 0 {
