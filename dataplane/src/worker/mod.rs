@@ -215,7 +215,7 @@ impl<O: Port, I: Port> Core<O, I> {
         for (i, p) in rx.drain(..).enumerate() {
             ahead.before(t, i);
             match p.meta.encap {
-                Encap::Inner => self.inbound_clear(t, p),
+                Encap::Inner => self.inbound_clear(t, p, ahead.routed(i)),
                 Encap::EspInUdp | Encap::RawEsp => self.inbound_outside(t, p),
                 Encap::Control => self.discard(p, DropReason::Malformed),
             }
@@ -340,12 +340,13 @@ impl<O: Port, I: Port> Core<O, I> {
     }
 
     /// A cleartext packet from the protected network: route and seal.
+    /// `routed` is the tunnel the look-ahead already found for it in `t`.
     #[inline]
-    fn inbound_clear(&mut self, t: &SaTables, mut p: Packet) {
+    fn inbound_clear(&mut self, t: &SaTables, mut p: Packet, routed: Option<TunnelId>) {
         let Ok((_, dst)) = wire::ip_src_dst(p.data()) else {
             return self.discard(p, DropReason::Malformed);
         };
-        let Some(tunnel) = t.routes.lookup(dst) else {
+        let Some(tunnel) = routed.or_else(|| t.routes.lookup(dst)) else {
             return self.discard(p, DropReason::NoRoute);
         };
         let Some(sa) = t.outbound_sa(tunnel) else {
@@ -451,7 +452,7 @@ impl<O: Port, I: Port> Core<O, I> {
             let up = t.outbound_sa(tun).is_some();
             for p in q {
                 if up {
-                    self.inbound_clear(t, p);
+                    self.inbound_clear(t, p, None);
                 } else {
                     self.discard(p, DropReason::HoldDropped);
                 }
