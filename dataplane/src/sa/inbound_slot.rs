@@ -50,11 +50,10 @@ pub struct UntaggableAddress {
 }
 
 impl InboundSlot {
-    /// Takes `sa` into a slot; hands it back if its address uses the top byte.
-    pub fn new(sa: Arc<InboundSa>) -> Result<InboundSlot, (Arc<InboundSa>, UntaggableAddress)> {
+    /// Takes `sa` into a slot; refuses it if its address uses the top byte.
+    pub fn new(sa: Arc<InboundSa>) -> Result<InboundSlot, UntaggableAddress> {
         if Arc::as_ptr(&sa).addr() & !ADDRESS_MASK != 0 {
-            let spi = sa.spi;
-            return Err((sa, UntaggableAddress { spi }));
+            return Err(UntaggableAddress { spi: sa.spi });
         }
         let tag = (generation_of(sa.spi) as usize) << TAG_SHIFT;
         // SAFETY: `Arc::into_raw` never returns null.
@@ -82,17 +81,6 @@ impl InboundSlot {
         // SAFETY: the slot holds a strong count, so the SA lives at least as
         // long as `self`.
         unsafe { &*self.address() }
-    }
-
-    /// A new handle on the SA.
-    pub fn to_arc(&self) -> Arc<InboundSa> {
-        let p = self.address();
-        // SAFETY: `p` came from `Arc::into_raw` and the slot's count keeps it
-        // alive; the new count is owned by the returned Arc.
-        unsafe {
-            Arc::increment_strong_count(p);
-            Arc::from_raw(p)
-        }
     }
 
     /// Gives the slot's count back as an Arc.
@@ -159,7 +147,7 @@ mod tests {
         let slot = InboundSlot::new(a.clone()).unwrap();
         assert_eq!(Arc::strong_count(&a), 2);
         let copy = slot.clone();
-        let handle = copy.to_arc();
+        let handle = slot.clone().into_arc();
         assert_eq!(Arc::strong_count(&a), 4);
         drop(copy);
         drop(handle);

@@ -68,7 +68,7 @@ impl SaTables {
         sa: Arc<InboundSa>,
     ) -> Result<Option<Arc<InboundSa>>, UntaggableAddress> {
         let at = slot_of(sa.spi);
-        let slot = InboundSlot::new(sa).map_err(|(_, e)| e)?;
+        let slot = InboundSlot::new(sa)?;
         Ok(self.inbound.set(at, Some(slot)).map(InboundSlot::into_arc))
     }
 
