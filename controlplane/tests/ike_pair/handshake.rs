@@ -89,12 +89,22 @@ fn lost_packets_are_retransmitted_and_answered_from_the_reply_cache() {
     assert_eq!(p.server.spis.live().len(), 1);
 }
 
-#[test]
-fn retransmission_backs_off_then_gives_up() {
+/// A client with `retransmit` whose every datagram is lost, a minute on.
+fn unanswered(retransmit: Option<Retransmit>) -> Pair {
     let mut p = Pair::new();
     p.drop = Box::new(|_| true);
-    p.connect(client_policy());
+    let mut policy = client_policy();
+    if let Some(r) = retransmit {
+        policy.retransmit = r;
+    }
+    p.connect(policy);
     p.drive_for(Duration::from_secs(60));
+    p
+}
+
+#[test]
+fn retransmission_backs_off_then_gives_up() {
+    let p = unanswered(None);
     let ms = Duration::from_millis;
     assert_eq!(
         p.exchanges(true, ExchangeType::IKE_SA_INIT),
@@ -109,18 +119,13 @@ fn retransmission_backs_off_then_gives_up() {
 /// and 5 s between the sends, then 5 s for the last answer.
 #[test]
 fn retransmission_grows_by_the_base_up_to_the_cap() {
-    let mut p = Pair::new();
-    p.drop = Box::new(|_| true);
-    let mut policy = client_policy();
-    policy.retransmit = Retransmit {
+    let p = unanswered(Some(Retransmit {
         initial: Duration::from_secs(1),
         base: 3.0,
         max_timeout: Duration::from_secs(5),
         max_tries: 5,
         jitter: 0.0,
-    };
-    p.connect(policy);
-    p.drive_for(Duration::from_secs(60));
+    }));
     let s = Duration::from_secs;
     assert_eq!(
         p.exchanges(true, ExchangeType::IKE_SA_INIT),
@@ -134,9 +139,6 @@ fn retransmission_grows_by_the_base_up_to_the_cap() {
 /// that started together drift apart instead of resending together.
 #[test]
 fn jitter_takes_a_random_part_off_each_wait() {
-    let mut p = Pair::new();
-    p.drop = Box::new(|_| true);
-    let mut policy = client_policy();
     let r = Retransmit {
         initial: Duration::from_secs(1),
         base: 2.0,
@@ -144,9 +146,7 @@ fn jitter_takes_a_random_part_off_each_wait() {
         max_tries: 5,
         jitter: 0.5,
     };
-    policy.retransmit = r;
-    p.connect(policy);
-    p.drive_for(Duration::from_secs(60));
+    let p = unanswered(Some(r));
     let sends = p.exchanges(true, ExchangeType::IKE_SA_INIT);
     assert_eq!(sends.len(), 5, "{sends:?}");
     let waits: Vec<Duration> = sends.windows(2).map(|w| w[1] - w[0]).collect();
