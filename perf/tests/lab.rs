@@ -175,27 +175,27 @@ fn ike_clients_behind_a_nat_come_up_and_get_their_traffic_back() {
     assert!(stderr.contains("NAT 1"));
 }
 
+/// Runs `cmd` and asserts lab.sh refused it (exit 2) saying `why`, or,
+/// not as root, that it needs root.
+fn assert_refused(cmd: &mut Command, why: &str) {
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(why) || err.contains("run as root"), "{err}");
+}
+
 #[test]
 fn an_unknown_scenario_is_refused_without_building_anything() {
     let tag = format!("esplab-t{}-unknown", std::process::id());
-    let out = lab("no-such-scenario", &tag).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("unknown scenario") || err.contains("run as root"),
-        "{err}"
-    );
+    assert_refused(&mut lab("no-such-scenario", &tag), "unknown scenario");
 }
 
 #[test]
 fn a_bad_pin_is_refused_without_building_anything() {
     let tag = format!("esplab-t{}-pin", std::process::id());
-    let out = lab("smoke", &tag).env("PIN", "yes").output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("PIN must be 0, 1 or 2") || err.contains("run as root"),
-        "{err}"
+    assert_refused(
+        lab("smoke", &tag).env("PIN", "yes"),
+        "PIN must be 0, 1 or 2",
     );
     assert_eq!(lab_namespaces(&tag), Vec::<String>::new());
 }
