@@ -62,13 +62,21 @@ enum Inner {
 
 /// An AES-GCM key with everything precomputed for per-packet use.
 ///
-/// Shared read-only across worker threads (`Send + Sync`).
+/// Shared read-only across worker threads (`Send + Sync`). The key comes
+/// last, so its unread round keys end the value (see [`AesGcm::unread_tail`]).
+#[repr(C)]
 pub struct AesGcm {
-    inner: Inner,
     key_len: usize,
+    inner: Inner,
 }
 
 impl AesGcm {
+    /// The most [`AesGcm::unread_tail`] can be: what an AES-128 key leaves
+    /// unread. An SA's look-ahead leaves this much out without reading the
+    /// SA (a cold line) to learn its key length, and asks for it later if
+    /// the key turns out to use it.
+    pub const SPARE_TAIL: usize = 64;
+
     /// The fastest backend this CPU supports, for a key of `key_len` bytes
     /// (16: AES-128, 32: AES-256), not keyed yet (all zeros): put it where
     /// it will stay, then [`AesGcm::set_key`].
@@ -162,13 +170,35 @@ impl AesGcm {
         Ok(out)
     }
 
-    /// Asks the cache for the expanded key: round keys and GHASH powers.
+    /// Bytes at the end of this value that sealing and opening never read
+    /// (an AES-128 key's four spare round keys), so a value that ends with
+    /// its key can leave them out when it asks the cache for itself.
+    /// At most [`AesGcm::SPARE_TAIL`].
     #[inline]
-    pub fn prefetch_key(&self) {
+    pub fn unread_tail(&self) -> usize {
         match &self.inner {
-            Inner::Portable(k) => crate::prefetch::prefetch_bytes(&**k, size_of_val(&**k)),
+            Inner::Portable(_) => 0,
             #[cfg(target_arch = "x86_64")]
-            Inner::AesNi(k) => crate::prefetch::prefetch_bytes(k, size_of_val(k)),
+            Inner::AesNi(k) => {
+                debug_assert_eq!(
+                    std::ptr::from_ref(k).addr() + size_of_val(k),
+                    std::ptr::from_ref(self).addr() + size_of::<Self>(),
+                    "the AES-NI key ends the value"
+                );
+                k.unread_tail()
+            }
+        }
+    }
+
+    /// Asks the cache for this value's last [`AesGcm::SPARE_TAIL`] bytes if
+    /// the key reads them (AES-256): the part an SA's look-ahead left out.
+    #[inline]
+    pub fn prefetch_used_tail(&self) {
+        if self.unread_tail() < Self::SPARE_TAIL {
+            let end = std::ptr::from_ref(self)
+                .cast::<u8>()
+                .wrapping_add(size_of::<Self>());
+            crate::prefetch::prefetch_bytes(end.wrapping_sub(Self::SPARE_TAIL), Self::SPARE_TAIL);
         }
     }
 

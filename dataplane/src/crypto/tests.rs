@@ -282,3 +282,34 @@ fn keys_set_in_place_give_the_spec_answers() {
     assert_eq!(AesGcm::unkeyed(24).err(), Some(CryptoError::KeyLength(24)));
     assert!(AesGcm::new_boxed(&[0; 15]).is_err());
 }
+
+#[test]
+fn an_aes_128_key_answers_the_same_whatever_its_unread_tail_holds() {
+    let key = [0x42u8; 16];
+    let reference = AesGcm::new_portable(&key).expect("valid key length");
+    let nonce = [7u8; 12];
+    let mut fast = AesGcm::all_backends(&key).expect("valid key length");
+    fast.pop(); // the portable one
+    for mut g in fast {
+        let tail = g.unread_tail();
+        assert_eq!(tail, 64, "AES-128 on AES-NI leaves 4 round keys unread");
+        // Scribble over the tail: the answers must not change.
+        let end = std::ptr::from_mut(&mut g).cast::<u8>();
+        // SAFETY: the tail is the last `tail` bytes of `g`, plain data
+        // (round keys) with no invariants.
+        unsafe {
+            std::ptr::write_bytes(end.add(size_of::<AesGcm>() - tail), 0xa5, tail);
+        }
+        // Short (straight-line) and long (8-block, wide when the CPU has it).
+        for len in [64usize, 1400] {
+            let (mut a, mut b) = (vec![3u8; len], vec![3u8; len]);
+            let tag = g.seal_in_place(&nonce, b"aad", &mut a);
+            assert_eq!(tag, reference.seal_in_place(&nonce, b"aad", &mut b));
+            assert_eq!(a, b, "{len} bytes, {}", g.backend());
+            g.open_in_place(&nonce, b"aad", &mut a, &tag)
+                .unwrap_or_else(|e| panic!("{len} bytes, {}: {e}", g.backend()));
+        }
+    }
+    let aes256 = AesGcm::new(&[1u8; 32]).expect("valid key length");
+    assert_eq!(aes256.unread_tail(), 0);
+}

@@ -1,5 +1,6 @@
 //! Security associations and the tables workers look them up in.
 
+mod allowed_sources;
 pub mod counters;
 pub mod inbound;
 mod inbound_slot;

@@ -27,25 +27,34 @@ pub struct OutboundSpec<'a> {
 }
 
 /// Immutable keys and addresses plus the owner-written sequence counter.
+///
+/// Laid out in order with the key last, as [`InboundSa`](super::InboundSa)
+/// is, for [`OutboundSa::prefetch`].
+#[repr(C)]
 pub struct OutboundSa {
     pub spi: u32,
     pub tunnel: TunnelId,
-    pub owner: WorkerId,
-    pub(crate) cipher: AesGcm,
     pub(crate) salt: [u8; 4],
+    pub owner: WorkerId,
     pub esn: bool,
-    /// The peer's address when the SA was made; see [`OutboundSa::remote`].
-    remote: SocketAddr,
-    /// The peer's IPv4 address and port after its NAT mapping moved
-    /// (`MOVED | ip << 16 | port`), or 0.
-    moved: AtomicU64,
     pub encap: Encap,
     /// Last sequence number used; 0 before the first packet.
     last_seq: AtomicU64,
-    pub limits: HardLimits,
+    /// The peer's IPv4 address and port after its NAT mapping moved
+    /// (`MOVED | ip << 16 | port`), or 0.
+    moved: AtomicU64,
+    /// The peer's address when the SA was made; see [`OutboundSa::remote`].
+    remote: SocketAddr,
     pub counters: SaCounters,
+    pub limits: HardLimits,
     exhausted: AtomicU64,
+    pub(crate) cipher: AesGcm,
 }
+
+const _: () = assert!(
+    std::mem::offset_of!(OutboundSa, cipher) + size_of::<AesGcm>() == size_of::<OutboundSa>(),
+    "the key ends the SA"
+);
 
 impl OutboundSa {
     /// The SA, shared as the tables hold it, keyed in its place on the heap
@@ -70,12 +79,19 @@ impl OutboundSa {
         Ok(sa)
     }
 
-    /// Asks the cache for the key schedule behind this SA's own lines, so
-    /// a burst's seals can fetch their cold keys at once (see the worker's
-    /// and pktgen's prefetch passes).
+    /// Asks the cache for the SA's lines, key included (it is inline), but
+    /// not the last round keys, as [`InboundSa::prefetch`](super::InboundSa::prefetch)
+    /// does; [`OutboundSa::prefetch_state`] asks for them if the key uses them.
+    #[inline]
+    pub fn prefetch(&self) {
+        crate::prefetch::prefetch_bytes(self, size_of::<Self>() - AesGcm::SPARE_TAIL);
+    }
+
+    /// An AES-256 key's last round keys, once the SA's lines have come to
+    /// say it is one.
     #[inline]
     pub fn prefetch_state(&self) {
-        self.cipher.prefetch_key();
+        self.cipher.prefetch_used_tail();
     }
 
     /// Takes the next sequence number, or `None` once the space is used up:

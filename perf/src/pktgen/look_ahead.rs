@@ -43,8 +43,9 @@ impl LookAhead {
     }
 
     /// Before the `i`th seal of a burst; `sa_of(j)` is the outbound SA of
-    /// the burst's `j`th packet. The AES-NI key is inline in the SA, so
-    /// the SA's lines are all there is to ask for.
+    /// the burst's `j`th packet. The AES-NI key is inline in the SA: its
+    /// lines, then (an AES-256 key's last line) its state, are all there
+    /// is to ask for.
     #[inline]
     pub(super) fn before_seal<'a>(
         self,
@@ -56,7 +57,12 @@ impl LookAhead {
         }
         for j in first(i, AHEAD)..=i + AHEAD {
             if let Some(sa) = sa_of(j) {
-                prefetch_value(Arc::as_ptr(sa));
+                sa.prefetch();
+            }
+        }
+        for j in first(i, STATE_AHEAD)..=i + STATE_AHEAD {
+            if let Some(sa) = sa_of(j) {
+                sa.prefetch_state();
             }
         }
     }
@@ -77,7 +83,7 @@ impl LookAhead {
         let at = |j: usize| receivers.get(j).copied().flatten();
         for j in first(i, AHEAD)..=i + AHEAD {
             if let Some((l, c, sa)) = at(j) {
-                prefetch_value(Arc::as_ptr(sa));
+                sa.prefetch();
                 if let Some(w) = windows.get(*l).and_then(|w| w.get(*c)) {
                     prefetch_value(w);
                 }

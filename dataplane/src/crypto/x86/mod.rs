@@ -13,13 +13,17 @@ use super::TAG_LEN;
 /// Round keys and GHASH powers of one key (16-byte aligned, as their
 /// `__m128i` type is). The 256-bit forms the wide kernel wants are built
 /// per call from these.
+///
+/// The round keys come last: an AES-128 key never reads the last four of
+/// the fifteen, so those 64 bytes end the value, and an SA that also ends
+/// with its key can leave that line out of its prefetch (`unread_tail`).
 #[repr(C)]
 pub(in crate::crypto) struct AesNiKey {
-    rk: key_schedule::RoundKeys,
-    powers: ghash::Powers,
     /// 10 (AES-128) or 14 (AES-256).
     rounds: usize,
     use_wide: bool,
+    powers: ghash::Powers,
+    rk: key_schedule::RoundKeys,
 }
 
 impl AesNiKey {
@@ -96,6 +100,12 @@ impl AesNiKey {
             h.zeroize();
         }
         true
+    }
+
+    /// Bytes at the end of this value that sealing and opening never read:
+    /// the round keys past the last round.
+    pub(in crate::crypto) fn unread_tail(&self) -> usize {
+        (self.rk.len() - (self.rounds + 1)) * size_of::<core::arch::x86_64::__m128i>()
     }
 
     pub(in crate::crypto) fn name(&self) -> &'static str {

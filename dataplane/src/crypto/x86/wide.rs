@@ -23,12 +23,14 @@ pub(super) struct WideKey {
     pub(super) d: [__m256i; 4],
 }
 
-/// The round keys in both lanes of 256-bit registers, for one call.
+/// The round keys in both lanes of 256-bit registers, for one call. Only
+/// the `NR + 1` keys the rounds use are read (an AES-128 SA leaves the
+/// rest out of its prefetch).
 #[inline]
 #[target_feature(enable = "avx2,avx")]
-unsafe fn broadcast_round_keys(rk: &RoundKeys) -> [__m256i; 15] {
+unsafe fn broadcast_round_keys<const NR: usize>(rk: &RoundKeys) -> [__m256i; 15] {
     let mut w = [_mm256_setzero_si256(); 15];
-    for (y, x) in w.iter_mut().zip(rk.iter()) {
+    for (y, x) in w.iter_mut().zip(&rk[..=NR]) {
         *y = _mm256_broadcastsi128_si256(*x);
     }
     w
@@ -173,7 +175,7 @@ pub(super) unsafe fn seal<const NR: usize>(
     let total = data.len();
     let (bulk, rest) = data.split_at_mut(total - total % BATCH);
     let mut chunks = bulk.chunks_exact_mut(BATCH);
-    let mut wrk = broadcast_round_keys(rk);
+    let mut wrk = broadcast_round_keys::<NR>(rk);
     if let Some(first) = chunks.next() {
         let mut prev = seal8::<NR>(&wrk, &mut ctr, first);
         for chunk in chunks {
@@ -222,7 +224,7 @@ pub(super) unsafe fn open<const NR: usize>(
     gh.flush();
     let total = data.len();
     let (bulk, rest) = data.split_at_mut(total - total % BATCH);
-    let mut wrk = broadcast_round_keys(rk);
+    let mut wrk = broadcast_round_keys::<NR>(rk);
     for chunk in bulk.chunks_exact_mut(BATCH) {
         let p = chunk.as_mut_ptr().cast::<__m256i>();
         let mut c = [_mm256_setzero_si256(); 4];
