@@ -58,7 +58,8 @@ fn type_and_syntax_errors() {
         "000102030405060708090a0b0c0d0e0f",
         "zz0102030405060708090a0b0c0d0e0f",
     );
-    let cases: Vec<(&str, String, Vec<Expected>)> = vec![
+    let cases: Vec<(&str, String, Vec<Expected>)> =
+        vec![
         (
             "unknown key",
             "[dataplane]\nworkers = 2\nbursts = 32\n".into(),
@@ -103,6 +104,11 @@ fn type_and_syntax_errors() {
             "resends jittered down to nothing",
             "[ike]\nlocal_id = \"gw\"\n[ike.retransmit]\njitter = 0.9\n".into(),
             vec![(4, "ike.retransmit.jitter", "not in 0.0..=0.5", "0.2")],
+        ),
+        (
+            "unknown uniqueness",
+            "[ike]\nlocal_id = \"gw\"\nunique = \"keep\"\n".into(),
+            vec![(3, "ike.unique", "unknown variant `keep`, expected `no` or `replace`", "")],
         ),
         (
             "duration without unit",

@@ -320,3 +320,86 @@ fn a_clients_rekey_of_a_pair_whose_gateway_rekey_failed_is_the_clients() {
         "the old pair still opens the client's packets"
     );
 }
+
+/// Moves datagrams between the gateway and two clients, each answered at
+/// its own address, until all are quiet; returns each client's events.
+fn exchange_two(
+    gw: &mut InProcessGateway,
+    clients: &mut [(SocketAddr, &mut IkeEndpoint); 2],
+    now: Instant,
+) -> [Vec<Event>; 2] {
+    let mut events = [Vec::new(), Vec::new()];
+    for _ in 0..32 {
+        let mut quiet = true;
+        for (_, c) in clients.iter_mut() {
+            while let Some(t) = c.poll_transmit() {
+                gw.deliver(now, &t);
+                quiet = false;
+            }
+        }
+        for t in gw.poll(now) {
+            if let Some((_, c)) = clients.iter_mut().find(|(a, _)| *a == t.remote) {
+                c.handle_datagram(now, t.remote, t.local, &t.payload);
+            }
+            quiet = false;
+        }
+        for (i, (_, c)) in clients.iter_mut().enumerate() {
+            events[i].extend(std::iter::from_fn(|| c.poll_event()));
+        }
+        if quiet {
+            break;
+        }
+    }
+    events
+}
+
+/// Client "c9" has a session from 198.51.100.9; then a second device (or
+/// the same client after a reboot, without INITIAL_CONTACT) proves the
+/// same identity from 198.51.100.10. Returns the first device's events
+/// after the second session and the gateway's inbound SPIs then.
+fn second_session_of_one_identity(unique: &str) -> (Vec<Event>, Vec<u32>) {
+    let text =
+        bench_common::gateway_config(&format!("unique = \"{unique}\""), "liveness = \"off\"");
+    let mut gw = gateway_from(&text);
+    let now = Instant::now();
+    let mut first = client(&gw, "c9", 9, now);
+    assert!(new_child(&exchange(&mut gw, &mut first, now)).is_some());
+    let mut second = bench_common::endpoint(10, 0x0400_0000);
+    second.set_send_initial_contact(false);
+    let policy = bench_common::policy("c9", DhGroup::Curve25519, true);
+    let at = |host: u8| -> SocketAddr { format!("198.51.100.{host}:500").parse().unwrap() };
+    second
+        .connect(now, at(10), gw.ike, policy)
+        .expect("connect");
+    let [first_events, second_events] = exchange_two(
+        &mut gw,
+        &mut [(at(9), &mut first), (at(10), &mut second)],
+        now,
+    );
+    assert!(
+        new_child(&second_events).is_some(),
+        "the second session is up"
+    );
+    (first_events, inbound_spis(&mut gw))
+}
+
+#[test]
+fn unique_replace_deletes_an_identitys_older_session_and_its_sas() {
+    let (first, spis) = second_session_of_one_identity("replace");
+    assert!(
+        first
+            .iter()
+            .any(|e| matches!(e, Event::IkeSaDeleted { .. })),
+        "the gateway deleted the first session: {first:?}"
+    );
+    assert_eq!(spis.len(), 1, "only the second session's pair is left");
+}
+
+#[test]
+fn by_default_an_identitys_sessions_live_side_by_side() {
+    let (first, spis) = second_session_of_one_identity("no");
+    assert!(!first
+        .iter()
+        .any(|e| matches!(e, Event::IkeSaDeleted { .. })));
+    assert_eq!(spis.len(), 2);
+}

@@ -43,6 +43,24 @@ pub struct IkeDefaults {
     /// "0s" sends none.
     #[serde(deserialize_with = "duration::deserialize")]
     pub nat_keepalive: Duration,
+    /// What a peer identity that authenticates anew does to its older IKE
+    /// SAs when it sent no INITIAL_CONTACT (which always ends them), default "no".
+    pub unique: Unique,
+}
+
+/// `[ike] unique`, as strongSwan's `unique` of the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unique {
+    /// Several IKE SAs of one identity live side by side (devices sharing
+    /// credentials); a client that comes back without INITIAL_CONTACT
+    /// leaves its old IKE SA to time out.
+    #[default]
+    No,
+    /// The older IKE SAs of the identity are deleted (INFORMATIONAL
+    /// DELETE), their CHILD SAs and leased addresses with them: one
+    /// session per identity.
+    Replace,
 }
 
 impl Default for IkeDefaults {
@@ -78,6 +96,7 @@ impl Default for IkeDefaults {
             cookie_threshold: 1000,
             child_sa_limit: 16,
             nat_keepalive: Duration::from_secs(20),
+            unique: Unique::No,
         }
     }
 }

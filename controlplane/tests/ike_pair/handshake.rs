@@ -252,6 +252,83 @@ fn initial_contact_from_a_rebooted_client_replaces_its_stale_sa() {
     assert_eq!(deleted, 1);
 }
 
+/// The client's session is up; then the client reboots and comes back
+/// with the same identity but, as some clients do, without INITIAL_CONTACT.
+/// Returns the server's id of the first session.
+fn comes_back_without_initial_contact(p: &mut Pair) -> IkeSaId {
+    p.connect(client_policy());
+    p.drive();
+    let old = server_id(p);
+    p.client = Node::new(3, 0xd000_0000);
+    p.client.ep.set_send_initial_contact(false);
+    p.connect(client_policy());
+    p.drive();
+    assert_eq!(p.client.children().len(), 1, "the new session is up");
+    assert_eq!(p.server.established(), 2);
+    old
+}
+
+/// Requests the server sent to its SA `id` (our SPI is the responder's).
+fn server_requests_to(p: &Pair, id: IkeSaId, ex: ExchangeType) -> usize {
+    p.wire
+        .iter()
+        .filter(|s| !s.to_server && is_exchange(s, ex))
+        .filter_map(|s| {
+            Message::parse(strip_non_esp_marker(&s.t.payload).unwrap_or(&s.t.payload)).ok()
+        })
+        .filter(|m| m.header.spi_r == id.0 && !m.header.flags.response())
+        .count()
+}
+
+#[test]
+fn without_initial_contact_and_by_default_the_old_session_lives_beside_the_new() {
+    let mut p = Pair::new();
+    let old = comes_back_without_initial_contact(&mut p);
+    assert!(p.server.ike_ended().is_empty());
+    assert_eq!(p.server.ep.ike_sa_count(), 2);
+    assert_eq!(server_requests_to(&p, old, ExchangeType::INFORMATIONAL), 0);
+}
+
+#[test]
+fn unique_replace_deletes_the_older_session_of_the_identity() {
+    let mut p = Pair::new();
+    p.server.ep.set_unique_replace(true);
+    let old = comes_back_without_initial_contact(&mut p);
+    assert!(
+        server_requests_to(&p, old, ExchangeType::INFORMATIONAL) >= 1,
+        "the old session is sent a DELETE"
+    );
+    // Nothing answers for the old session (the client rebooted): the
+    // server gives it up after its retransmissions.
+    p.drive_for(Duration::from_secs(300));
+    assert_eq!(p.server.ike_ended_ids(), [old]);
+    assert_eq!(p.server.ep.ike_sa_count(), 1);
+    assert_eq!(
+        p.server.spis.live().len(),
+        1,
+        "the old CHILD SA's SPI released"
+    );
+    assert!(p.client.ike_ended().is_empty(), "the new session stays");
+    assert_eq!(child_deletions(&p.client), 0);
+}
+
+#[test]
+fn unique_replace_leaves_a_rekeyed_session_alone() {
+    // A rekey makes a second IKE SA of the identity too; it is no new
+    // session and must not delete the one it replaces by other means.
+    let mut p = Pair::new();
+    p.server.ep.set_unique_replace(true);
+    p.connect(client_policy());
+    p.drive();
+    let old = server_id(&p);
+    assert!(p.server.ep.rekey_ike_sa(p.now, old));
+    p.drive();
+    assert_eq!(p.server.ike_ended(), [IkeSaEnd::Rekeyed]);
+    assert_eq!(p.server.ep.ike_sa_count(), 1);
+    assert!(p.client.ike_ended().iter().all(|e| *e == IkeSaEnd::Rekeyed));
+    assert_eq!(child_deletions(&p.client), 0);
+}
+
 #[test]
 fn per_peer_policies_pick_the_psk_by_identity() {
     let alice = {

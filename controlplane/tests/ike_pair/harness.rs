@@ -143,6 +143,17 @@ impl Node {
             .collect()
     }
 
+    /// The IKE SAs this node saw end, in order.
+    pub(crate) fn ike_ended_ids(&self) -> Vec<IkeSaId> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::IkeSaDeleted { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub(crate) fn established(&self) -> usize {
         self.events
             .iter()

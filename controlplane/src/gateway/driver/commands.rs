@@ -166,6 +166,8 @@ impl IkeDriver {
             .set_peer_policy(responder_lookup(&cfg.peers, &cfg.ike.retransmit));
         self.endpoint
             .set_child_sa_limit(cfg.ike.child_sa_limit as usize);
+        self.endpoint
+            .set_unique_replace(cfg.ike.unique == config::schema::ike::Unique::Replace);
         // Unchanged pools keep their leases; a changed range keeps the
         // addresses its clients still hold.
         set_pools(&mut self.endpoint, &cfg.peers, &peers.removed);

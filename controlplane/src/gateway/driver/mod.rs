@@ -171,6 +171,7 @@ impl IkeDriver {
             endpoint.set_cookie_threshold(cfg.ike.cookie_threshold as usize);
         }
         endpoint.set_child_sa_limit(cfg.ike.child_sa_limit as usize);
+        endpoint.set_unique_replace(cfg.ike.unique == config::schema::ike::Unique::Replace);
         let initiators = cfg
             .peers
             .iter()

@@ -148,10 +148,13 @@ impl IkeSa {
         let Some(auth) = self.psk_auth_for(true, &self.policy.local_id) else {
             return;
         };
-        let mut p = vec![
-            Payload::IdI(self.policy.local_id.clone()),
-            Payload::Notify(Notify::new(NotifyType::INITIAL_CONTACT, Vec::new())),
-        ];
+        let mut p = vec![Payload::IdI(self.policy.local_id.clone())];
+        if io.send_initial_contact {
+            p.push(Payload::Notify(Notify::new(
+                NotifyType::INITIAL_CONTACT,
+                Vec::new(),
+            )));
+        }
         if let Some(r) = &self.policy.remote_id {
             p.push(Payload::IdR(r.clone()));
         }
@@ -225,6 +228,8 @@ impl IkeSa {
         io.authenticated.push(id);
         if a.initial_contact {
             io.initial_contact.push(id);
+        } else if io.unique_replace {
+            io.replacing.push(id);
         }
         io.events.push_back(Event::IkeSaEstablished {
             id,

@@ -83,6 +83,9 @@ impl IkeEndpoint {
                 refuse_child_rekeys: Default::default(),
                 child_sa_limit: DEFAULT_CHILD_SA_LIMIT,
                 authenticated: Vec::new(),
+                unique_replace: false,
+                replacing: Vec::new(),
+                send_initial_contact: true,
             },
             stats: EndpointStats::default(),
         }
@@ -131,6 +134,21 @@ impl IkeEndpoint {
     /// cannot pile up SAs, their memory and SPI slots.
     pub fn set_child_sa_limit(&mut self, n: usize) {
         self.io.child_sa_limit = n.max(1);
+    }
+
+    /// `[ike] unique = "replace"`: when a peer authenticates to us without
+    /// INITIAL_CONTACT, the older IKE SAs of its identity are deleted with
+    /// INFORMATIONAL DELETE (with INITIAL_CONTACT they always end, without
+    /// a DELETE: the peer has forgotten them).
+    pub fn set_unique_replace(&mut self, on: bool) {
+        self.io.unique_replace = on;
+    }
+
+    /// Whether our IKE_AUTH requests carry INITIAL_CONTACT (default yes).
+    /// Off only to play a client that leaves it out, as some do.
+    #[doc(hidden)]
+    pub fn set_send_initial_contact(&mut self, on: bool) {
+        self.io.send_initial_contact = on;
     }
 
     /// Demand cookies once `n` IKE SAs are half-open.
@@ -196,7 +214,7 @@ impl IkeEndpoint {
         sa.handle(&mut self.io, now, local, remote, bytes, msg);
         self.adopt_born();
         self.hand_over_late_children(now, ours, events_before);
-        self.reap(ours);
+        self.reap(now, ours);
     }
 
     fn malformed(&mut self, local: SocketAddr, remote: SocketAddr, bytes: &[u8], e: ParseError) {
@@ -268,9 +286,9 @@ impl IkeEndpoint {
     }
 
     /// After touching SA `spi`: adopts SAs born from a rekey, applies
-    /// INITIAL_CONTACT, forgets the half-open index once established, drops
-    /// the SA if it ended, and re-arms its timer.
-    fn reap(&mut self, spi: u64) {
+    /// INITIAL_CONTACT and `unique`, forgets the half-open index once
+    /// established, drops the SA if it ended, and re-arms its timer.
+    fn reap(&mut self, now: Instant, spi: u64) {
         self.adopt_born();
         for id in std::mem::take(&mut self.io.authenticated) {
             if let Some(who) = self.sas.get(&id.0).and_then(|s| s.peer_id.clone()) {
@@ -280,6 +298,24 @@ impl IkeEndpoint {
         for fresh in std::mem::take(&mut self.io.initial_contact) {
             self.initial_contact(fresh);
         }
+        for fresh in std::mem::take(&mut self.io.replacing) {
+            for old in self.same_identity_as(fresh) {
+                if let Some(sa) = self.sas.get_mut(&old) {
+                    tracing::info!(
+                        spi = format_args!("{old:016x}"),
+                        "IKE SA replaced by a new one of the same identity (unique = replace)"
+                    );
+                    sa.delete_ike(&mut self.io, now);
+                }
+                self.settle(old);
+            }
+        }
+        self.settle(spi);
+    }
+
+    /// Forgets SA `spi`'s half-open index once it is established, drops
+    /// it if it ended, and re-arms its timer.
+    fn settle(&mut self, spi: u64) {
         if let Some(sa) = self.sas.get_mut(&spi) {
             if sa.state != State::HalfOpen {
                 if let Some(k) = sa.half_open_key.take() {
@@ -314,17 +350,20 @@ impl IkeEndpoint {
         }
     }
 
+    /// The other SAs (our SPIs) whose peer proved the identity `fresh`'s did.
+    fn same_identity_as(&self, fresh: IkeSaId) -> Vec<u64> {
+        let Some(who) = self.sas.get(&fresh.0).and_then(|s| s.peer_id.as_ref()) else {
+            return Vec::new();
+        };
+        self.by_peer
+            .get(who)
+            .map(|v| v.iter().copied().filter(|s| *s != fresh.0).collect())
+            .unwrap_or_default()
+    }
+
     /// Ends, without a DELETE, the other responder SAs of the same identity.
     fn initial_contact(&mut self, fresh: IkeSaId) {
-        let Some(who) = self.sas.get(&fresh.0).and_then(|s| s.peer_id.clone()) else {
-            return;
-        };
-        let stale: Vec<u64> = self
-            .by_peer
-            .get(&who)
-            .map(|v| v.iter().copied().filter(|s| *s != fresh.0).collect())
-            .unwrap_or_default();
-        for spi in stale {
+        for spi in self.same_identity_as(fresh) {
             if let Some(mut sa) = self.sas.remove(&spi) {
                 sa.end(&mut self.io, super::IkeSaEnd::Replaced);
                 if let Some(k) = sa.half_open_key.take() {
@@ -356,7 +395,7 @@ impl IkeEndpoint {
             if let Some(sa) = self.sas.get_mut(&spi) {
                 sa.on_timeout(&mut self.io, now);
             }
-            self.reap(spi);
+            self.reap(now, spi);
         }
     }
 
@@ -378,7 +417,7 @@ impl IkeEndpoint {
             return false;
         };
         sa.delete_ike(&mut self.io, now);
-        self.reap(id.0);
+        self.reap(now, id.0);
         true
     }
 

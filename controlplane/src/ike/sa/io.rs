@@ -37,6 +37,15 @@ pub(crate) struct Io {
     pub refuse_child_rekeys: std::collections::HashSet<u64>,
     /// CHILD SAs a peer may have on one IKE SA (rekeys: twice as many).
     pub child_sa_limit: usize,
+    /// `[ike] unique = "replace"`: a peer that authenticates anew has its
+    /// identity's older IKE SAs deleted.
+    pub unique_replace: bool,
+    /// Responder SAs just authenticated under `unique_replace` without
+    /// INITIAL_CONTACT: the endpoint deletes their identity's older SAs.
+    pub replacing: Vec<super::IkeSaId>,
+    /// Initiator: send INITIAL_CONTACT in IKE_AUTH (RFC 7296 §2.4); off
+    /// only to play a client that omits it.
+    pub send_initial_contact: bool,
 }
 
 impl Io {
