@@ -353,17 +353,22 @@ fn exchange_two(
     events
 }
 
+fn unique_config(unique: &str) -> String {
+    bench_common::gateway_config(&format!("unique = \"{unique}\""), "liveness = \"off\"")
+}
+
+fn second_session_of_one_identity(unique: &str) -> (Vec<Event>, Vec<u32>) {
+    second_session_on(&mut gateway_from(&unique_config(unique)))
+}
+
 /// Client "c9" has a session from 198.51.100.9; then a second device (or
 /// the same client after a reboot, without INITIAL_CONTACT) proves the
 /// same identity from 198.51.100.10. Returns the first device's events
 /// after the second session and the gateway's inbound SPIs then.
-fn second_session_of_one_identity(unique: &str) -> (Vec<Event>, Vec<u32>) {
-    let text =
-        bench_common::gateway_config(&format!("unique = \"{unique}\""), "liveness = \"off\"");
-    let mut gw = gateway_from(&text);
+fn second_session_on(gw: &mut InProcessGateway) -> (Vec<Event>, Vec<u32>) {
     let now = Instant::now();
-    let mut first = client(&gw, "c9", 9, now);
-    assert!(new_child(&exchange(&mut gw, &mut first, now)).is_some());
+    let mut first = client(gw, "c9", 9, now);
+    assert!(new_child(&exchange(gw, &mut first, now)).is_some());
     let mut second = bench_common::endpoint(10, 0x0400_0000);
     second.set_send_initial_contact(false);
     let policy = bench_common::policy("c9", DhGroup::Curve25519, true);
@@ -371,16 +376,13 @@ fn second_session_of_one_identity(unique: &str) -> (Vec<Event>, Vec<u32>) {
     second
         .connect(now, at(10), gw.ike, policy)
         .expect("connect");
-    let [first_events, second_events] = exchange_two(
-        &mut gw,
-        &mut [(at(9), &mut first), (at(10), &mut second)],
-        now,
-    );
+    let [first_events, second_events] =
+        exchange_two(gw, &mut [(at(9), &mut first), (at(10), &mut second)], now);
     assert!(
         new_child(&second_events).is_some(),
         "the second session is up"
     );
-    (first_events, inbound_spis(&mut gw))
+    (first_events, inbound_spis(gw))
 }
 
 #[test]
@@ -402,4 +404,22 @@ fn by_default_an_identitys_sessions_live_side_by_side() {
         .iter()
         .any(|e| matches!(e, Event::IkeSaDeleted { .. })));
     assert_eq!(spis.len(), 2);
+}
+
+#[test]
+fn a_reload_turns_unique_replace_on() {
+    let mut gw = gateway_from(&unique_config("no"));
+    let parse = |t: &str| config::parse(t, "test").unwrap_or_else(|e| panic!("{e}"));
+    let (old, new) = (
+        parse(&unique_config("no")),
+        parse(&unique_config("replace")),
+    );
+    let diff = old.diff(&new);
+    assert!(diff.restart_required.is_empty() && diff.ike_changed);
+    gw.driver.reconfigure(Instant::now(), &new, &diff.peers);
+    let (first, spis) = second_session_on(&mut gw);
+    assert!(first
+        .iter()
+        .any(|e| matches!(e, Event::IkeSaDeleted { .. })));
+    assert_eq!(spis.len(), 1);
 }
