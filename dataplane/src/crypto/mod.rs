@@ -190,10 +190,14 @@ impl AesGcm {
         }
     }
 
-    /// Asks the cache for this value's last [`AesGcm::SPARE_TAIL`] bytes if
-    /// the key reads them (AES-256): the part an SA's look-ahead left out.
+    /// Asks the cache for what of the key an SA's look-ahead left out:
+    /// this value's last [`AesGcm::SPARE_TAIL`] bytes if the key reads
+    /// them (AES-256), and the portable backend's key behind its pointer.
     #[inline]
-    pub fn prefetch_used_tail(&self) {
+    pub fn prefetch_rest(&self) {
+        if let Inner::Portable(k) = &self.inner {
+            crate::prefetch::prefetch_bytes(&**k, size_of_val(&**k));
+        }
         if self.unread_tail() < Self::SPARE_TAIL {
             let end = std::ptr::from_ref(self)
                 .cast::<u8>()

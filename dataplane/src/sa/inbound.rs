@@ -87,13 +87,13 @@ impl InboundSa {
 
     /// Asks the cache for what opening a packet reads beyond
     /// [`InboundSa::prefetch`]: the replay bitmap's next line, any further
-    /// allowed sources, an AES-256 key's last round keys. The SA says
-    /// where and whether, so ask once its lines have come.
+    /// allowed sources, an AES-256 key's last round keys (or a portable
+    /// key). The SA says where and whether, so ask once its lines have come.
     #[inline]
     pub fn prefetch_state(&self) {
         self.replay.prefetch();
         self.allowed_sources.prefetch();
-        self.cipher.prefetch_used_tail();
+        self.cipher.prefetch_rest();
     }
 
     /// The inner-source policy check after decryption (RFC 4301 5.2): a

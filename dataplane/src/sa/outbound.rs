@@ -87,11 +87,11 @@ impl OutboundSa {
         crate::prefetch::prefetch_bytes(self, size_of::<Self>() - AesGcm::SPARE_TAIL);
     }
 
-    /// An AES-256 key's last round keys, once the SA's lines have come to
-    /// say it is one.
+    /// An AES-256 key's last round keys (or a portable key), once the SA's
+    /// lines have come to say it is one.
     #[inline]
     pub fn prefetch_state(&self) {
-        self.cipher.prefetch_used_tail();
+        self.cipher.prefetch_rest();
     }
 
     /// Takes the next sequence number, or `None` once the space is used up:
