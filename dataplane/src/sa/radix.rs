@@ -1,48 +1,47 @@
 //! A persistent array indexed by a 24-bit key, for the SA tables.
 //!
-//! Two levels of 4096-entry nodes behind `Arc`s. Workers read a snapshot;
-//! the control plane edits its own copy, and `Arc::make_mut` copies only the
-//! nodes on the path to an edited entry (path copying): publishing a batch
-//! of changes copies the root and each edited leaf once, whatever the
-//! number of entries, and the snapshot the workers hold is never written.
+//! Two levels behind `Arc`s: a root only as long as the highest leaf in
+//! use, and leaves of 1024 entries. Workers read a snapshot; the control
+//! plane edits its own copy, and `Arc::make_mut` copies only the nodes on
+//! the path to an edited entry (path copying): publishing a batch of
+//! changes copies the root and each edited leaf once, whatever the number
+//! of entries, and the snapshot the workers hold is never written.
 //!
-//! Two wide levels rather than three of 256: a lookup is one dependent load
-//! fewer, and with a million SAs the leaves are 256 runs of 32 KiB instead
-//! of 4096 scattered 4 KiB nodes, so a random lookup's page walk finds its
-//! page-table entries cached (the SPI lookup at 1M SAs went from 9.6 to
-//! about 4 ns here). A publication copies 64 KiB instead of 8 KiB, which at
-//! one publication per control step is noise.
+//! Two levels rather than three of 256: a lookup is one dependent load
+//! fewer (the SPI lookup at 1M SAs went from 9.6 to about 4 ns here). The
+//! sizes are a trade between lookups and publications, measured with the
+//! dataplane bench and the rekey bench (`controlplane/benches/rekey.rs`),
+//! against a fixed root of 4096 leaves of 4096: that root was 32 KiB
+//! copied per table at every publication, and with the 32 KiB leaves and
+//! the freeing of the old ones it cost a CHILD SA rekey 26 / 47 µs of the
+//! control thread at 1k / 100k tunnels, against 13.5 / 24 µs now; lookups
+//! are 10-13% slower (1k 1.85 -> 2.1 ns, 1M 3.8 -> 4.3), the worker's
+//! round robin over 100k tunnels unchanged.
 
 use std::sync::Arc;
 
-const LEAF_BITS: u32 = 12;
+const LEAF_BITS: u32 = 10;
 const FANOUT: usize = 1 << LEAF_BITS;
-/// Keys must be below this.
-pub const KEY_LIMIT: usize = FANOUT * FANOUT;
+/// Keys must be below this (the root then has at most 16384 leaves).
+pub const KEY_LIMIT: usize = 1 << 24;
 
 #[derive(Clone)]
 struct Leaf<T> {
     items: [Option<T>; FANOUT],
 }
 
-#[derive(Clone)]
-struct Root<T> {
-    leaves: [Option<Arc<Leaf<T>>>; FANOUT],
-}
-
 /// Persistent `key -> T` map over `0..KEY_LIMIT`; cheap to clone.
 #[derive(Clone)]
 pub struct RadixArray<T: Clone> {
-    root: Arc<Root<T>>,
+    /// Leaf `i` holds keys `i * FANOUT..(i + 1) * FANOUT`.
+    root: Arc<[Option<Arc<Leaf<T>>>]>,
     len: usize,
 }
 
 impl<T: Clone> Default for RadixArray<T> {
     fn default() -> Self {
         RadixArray {
-            root: Arc::new(Root {
-                leaves: std::array::from_fn(|_| None),
-            }),
+            root: Arc::new([]),
             len: 0,
         }
     }
@@ -70,34 +69,39 @@ impl<T: Clone> RadixArray<T> {
     /// The entry at `key`; `None` if absent or out of range.
     #[inline]
     pub fn get(&self, key: usize) -> Option<&T> {
-        if key >= KEY_LIMIT {
-            return None;
-        }
         let (a, b) = split(key);
-        self.root.leaves[a].as_ref()?.items[b].as_ref()
+        self.root.get(a)?.as_ref()?.items[b].as_ref()
     }
 
     /// Address of the leaf entry for `key`, for a software prefetch before
     /// a burst of lookups. `None` when the path does not exist.
     #[inline]
     pub fn entry_ptr(&self, key: usize) -> Option<*const Option<T>> {
-        if key >= KEY_LIMIT {
-            return None;
-        }
         let (a, b) = split(key);
-        let leaf = self.root.leaves[a].as_ref()?;
+        let leaf = self.root.get(a)?.as_ref()?;
         Some(&leaf.items[b] as *const Option<T>)
     }
 
     /// Sets or clears `key`, returning the previous entry. Copies only the
-    /// nodes on the path that are shared with a published snapshot.
+    /// nodes on the path that are shared with a published snapshot (the
+    /// root, a few words per leaf in use, and one leaf).
     pub fn set(&mut self, key: usize, value: Option<T>) -> Option<T> {
         if key >= KEY_LIMIT {
             return None;
         }
         let (a, b) = split(key);
+        if a >= self.root.len() {
+            // Clearing an absent key: nothing to grow for.
+            value.as_ref()?;
+            self.root = self
+                .root
+                .iter()
+                .cloned()
+                .chain(std::iter::repeat_n(None, a + 1 - self.root.len()))
+                .collect();
+        }
         let root = Arc::make_mut(&mut self.root);
-        let leaf = root.leaves[a].get_or_insert_with(|| {
+        let leaf = root[a].get_or_insert_with(|| {
             Arc::new(Leaf {
                 items: std::array::from_fn(|_| None),
             })
@@ -114,7 +118,7 @@ impl<T: Clone> RadixArray<T> {
 
     /// All present entries in key order (control plane, tests).
     pub fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
-        self.root.leaves.iter().enumerate().flat_map(|(a, leaf)| {
+        self.root.iter().enumerate().flat_map(|(a, leaf)| {
             leaf.iter().flat_map(move |leaf| {
                 leaf.items
                     .iter()
@@ -164,10 +168,29 @@ mod tests {
         r.set(2, Some(3u8));
         // The untouched leaf (1) is the same allocation in both; the edited
         // one (0) and the root were copied.
-        let leaf = |r: &RadixArray<u8>, i: usize| r.root.leaves[i].clone().unwrap();
+        let leaf = |r: &RadixArray<u8>, i: usize| r.root[i].clone().unwrap();
         assert!(Arc::ptr_eq(&leaf(&snapshot, 1), &leaf(&r, 1)));
         assert!(!Arc::ptr_eq(&leaf(&snapshot, 0), &leaf(&r, 0)));
         assert!(!Arc::ptr_eq(&snapshot.root, &r.root));
+    }
+
+    #[test]
+    fn the_root_is_as_long_as_the_highest_leaf_in_use() {
+        let mut r = RadixArray::new();
+        assert_eq!(r.root.len(), 0);
+        assert_eq!(r.set(3 * FANOUT + 1, None::<u8>), None);
+        assert_eq!(r.root.len(), 0, "clearing an absent key grows nothing");
+        r.set(5, Some(1u8));
+        assert_eq!(r.root.len(), 1);
+        let snapshot = r.clone();
+        r.set(3 * FANOUT + 1, Some(2));
+        assert_eq!(r.root.len(), 4);
+        assert_eq!((r.get(5), r.get(3 * FANOUT + 1)), (Some(&1), Some(&2)));
+        assert_eq!(r.get(2 * FANOUT), None);
+        assert_eq!(snapshot.get(3 * FANOUT + 1), None);
+        assert_eq!(snapshot.root.len(), 1, "the snapshot keeps its own root");
+        assert!(r.entry_ptr(9 * FANOUT).is_none());
+        assert!(r.entry_ptr(3 * FANOUT + 7).is_some());
     }
 
     #[test]
