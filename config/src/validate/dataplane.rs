@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 
+use super::check_in_range;
 use crate::error::Problem;
 use crate::keypath::KeyPath;
 use crate::schema::control::ControlSocket;
@@ -90,15 +91,14 @@ pub(super) fn check_dataplane(dataplane: &Dataplane, path: &KeyPath, problems: &
             }
         }
     }
-    if !(1..=256).contains(&dataplane.burst) {
-        problems.push(
-            Problem::new(
-                path.key("burst"),
-                format!("burst {} is not in 1..=256", dataplane.burst),
-            )
-            .hint("32 is a good start"),
-        );
-    }
+    check_in_range(
+        path,
+        "burst",
+        dataplane.burst,
+        1..=256,
+        "32 is a good start",
+        problems,
+    );
     let ring = dataplane.ring_size;
     if !ring.is_power_of_two() || ring < dataplane.burst || ring > 65536 {
         problems.push(
@@ -113,15 +113,14 @@ pub(super) fn check_dataplane(dataplane: &Dataplane, path: &KeyPath, problems: &
             )),
         );
     }
-    if !(576..=9216).contains(&dataplane.outer_mtu) {
-        problems.push(
-            Problem::new(
-                path.key("outer_mtu"),
-                format!("outer_mtu {} is not in 576..=9216", dataplane.outer_mtu),
-            )
-            .hint("1500 on Ethernet paths"),
-        );
-    }
+    check_in_range(
+        path,
+        "outer_mtu",
+        dataplane.outer_mtu,
+        576..=9216,
+        "1500 on Ethernet paths",
+        problems,
+    );
     let inside = path.key("inside");
     let name = &dataplane.inside.name;
     if name.is_empty() || name.len() > 15 || name.contains(|c: char| c == '/' || c.is_whitespace())
@@ -140,15 +139,14 @@ pub(super) fn check_dataplane(dataplane: &Dataplane, path: &KeyPath, problems: &
         .iter()
         .any(|a| a.addr().is_ipv6());
     let min_mtu = if needs_ipv6 { 1280 } else { 576 };
-    if !(min_mtu..=9000).contains(&dataplane.inside.mtu) {
-        problems.push(
-            Problem::new(
-                inside.key("mtu"),
-                format!("mtu {} is not in {min_mtu}..=9000", dataplane.inside.mtu),
-            )
-            .hint("1400 leaves room for ESP-in-UDP on a 1500-byte path"),
-        );
-    }
+    check_in_range(
+        &inside,
+        "mtu",
+        dataplane.inside.mtu,
+        min_mtu..=9000,
+        "1400 leaves room for ESP-in-UDP on a 1500-byte path",
+        problems,
+    );
     check_route_pools(dataplane, path, problems);
 }
 

@@ -13,6 +13,29 @@ use crate::error::Problem;
 use crate::keypath::KeyPath;
 use crate::schema::ConfigToml;
 
+/// A problem at `parent.name` unless `value` lies in `range`, worded
+/// "name value is not in lo..=hi" (the bounds as Rust writes them, so a
+/// float range reads 0.0..=0.5).
+fn check_in_range<T: PartialOrd + std::fmt::Display + std::fmt::Debug>(
+    parent: &KeyPath,
+    name: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+    hint: &str,
+    problems: &mut Vec<Problem>,
+) {
+    if !range.contains(&value) {
+        let (lo, hi) = range.into_inner();
+        problems.push(
+            Problem::new(
+                parent.key(name),
+                format!("{name} {value} is not in {lo:?}..={hi:?}"),
+            )
+            .hint(hint),
+        );
+    }
+}
+
 /// All semantic problems of a parsed document.
 pub(crate) fn check(config: &ConfigToml) -> Vec<Problem> {
     let mut problems = Vec::new();

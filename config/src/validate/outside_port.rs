@@ -4,6 +4,7 @@
 
 use ipnet::IpNet;
 
+use super::check_in_range;
 use crate::error::Problem;
 use crate::keypath::KeyPath;
 use crate::schema::dataplane::{Dataplane, PortKind};
@@ -181,15 +182,14 @@ fn check_outside(
         );
     }
     let min_mtu = if v6.is_some() { 1280 } else { 576 };
-    if !(min_mtu..=9216).contains(&o.mtu) {
-        problems.push(
-            Problem::new(
-                path.key("mtu"),
-                format!("mtu {} is not in {min_mtu}..=9216", o.mtu),
-            )
-            .hint("1500 on Ethernet"),
-        );
-    }
+    check_in_range(
+        &path,
+        "mtu",
+        o.mtu,
+        min_mtu..=9216,
+        "1500 on Ethernet",
+        problems,
+    );
     for (i, r) in o.routes.iter().enumerate() {
         let rp = path.key("routes").index(i);
         let on_link = match r.via {

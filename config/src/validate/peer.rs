@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::check_in_range;
 use super::prefix::check_networks;
 use crate::duration::format;
 use crate::error::Problem;
@@ -40,24 +41,22 @@ pub(super) fn check_ike(ike: &IkeDefaults, path: &KeyPath, problems: &mut Vec<Pr
                 .hint("2s suits most paths"),
         );
     }
-    if !(1.0..=4.0).contains(&r.base) {
-        problems.push(
-            Problem::new(
-                retransmit.key("base"),
-                format!("base {} is not in 1.0..=4.0", r.base),
-            )
-            .hint("1.8 doubles the wait nearly each time, as strongSwan does"),
-        );
-    }
-    if !(0.0..=0.5).contains(&r.jitter) {
-        problems.push(
-            Problem::new(
-                retransmit.key("jitter"),
-                format!("jitter {} is not in 0.0..=0.5", r.jitter),
-            )
-            .hint("0.2 keeps clients that started together from resending together"),
-        );
-    }
+    check_in_range(
+        &retransmit,
+        "base",
+        r.base,
+        1.0..=4.0,
+        "1.8 doubles the wait nearly each time, as strongSwan does",
+        problems,
+    );
+    check_in_range(
+        &retransmit,
+        "jitter",
+        r.jitter,
+        0.0..=0.5,
+        "0.2 keeps clients that started together from resending together",
+        problems,
+    );
     if r.max_timeout < r.timeout {
         problems.push(
             Problem::new(
