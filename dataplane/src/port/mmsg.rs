@@ -49,10 +49,9 @@ pub(crate) struct Received<'a> {
 /// call. Re-arming every slot on every call was most of the receive cost
 /// of a port polled often and found empty (7.5% of pktgen's samples).
 pub(crate) struct RxBatch {
-    /// Slot `i` receives into `staged[i]`.
+    /// Slot `i` receives into `staged[i]`; slots `0..staged.len()` are
+    /// armed (their headers point at their buffers).
     staged: Vec<Packet>,
-    /// Slots `0..armed` point at their buffers.
-    armed: usize,
     hdrs: Vec<libc::mmsghdr>,
     iovs: Vec<[libc::iovec; 2]>,
     names: Vec<libc::sockaddr_storage>,
@@ -78,7 +77,6 @@ impl RxBatch {
         };
         RxBatch {
             staged: Vec::with_capacity(batch),
-            armed: 0,
             // SAFETY: an all-zero mmsghdr (null pointers, zero lengths) is valid.
             hdrs: vec![unsafe { mem::zeroed() }; batch],
             iovs: vec![[iov, iov]; batch],
@@ -97,7 +95,6 @@ impl RxBatch {
     /// Returns the armed buffers to `pool` (when the port goes away).
     pub(crate) fn release(&mut self, pool: &mut PacketPool) {
         pool.put_all(&mut self.staged);
-        self.armed = 0;
     }
 
     /// Points slot `i`'s header at its buffer, name, control and spill
@@ -148,10 +145,9 @@ impl RxBatch {
         if n == 0 {
             return Ok(0);
         }
-        while self.armed < n {
+        while self.staged.len() < n {
             self.staged.push(pool.get());
-            self.arm(self.armed);
-            self.armed += 1;
+            self.arm(self.staged.len() - 1);
         }
         let got = loop {
             // SAFETY: the first `n` headers are armed: they point at live
