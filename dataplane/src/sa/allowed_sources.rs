@@ -17,17 +17,11 @@ pub struct AllowedSources {
 }
 
 impl AllowedSources {
-    pub fn new(mut prefixes: Vec<IpPrefix>) -> AllowedSources {
-        if prefixes.is_empty() {
-            return AllowedSources {
-                first: None,
-                rest: Box::new([]),
-            };
-        }
-        let first = prefixes.remove(0);
+    pub fn new(prefixes: Vec<IpPrefix>) -> AllowedSources {
+        let mut all = prefixes.into_iter();
         AllowedSources {
-            first: Some(first),
-            rest: prefixes.into_boxed_slice(),
+            first: all.next(),
+            rest: all.collect(),
         }
     }
 

@@ -231,7 +231,8 @@ pub fn manual_keys(spi: u32, b: u8) -> crate::sa::manual::ManualSaKeys {
 }
 
 /// An inbound AES-128-GCM SA of `spi` for `tunnel`, for tests of the tables
-/// (ESN on, a 64-packet window, any inner source).
+/// (ESN on, a 64-packet window, no allowed inner source: it opens nothing
+/// a worker would pass on).
 pub fn inbound_sa(spi: u32, tunnel: crate::sa::TunnelId) -> std::sync::Arc<crate::sa::InboundSa> {
     crate::sa::InboundSa::new(crate::sa::InboundSpec {
         spi,
