@@ -98,7 +98,14 @@ impl LookAhead {
                 sa.prefetch();
             }
         }
-        match self.needs.get(i + ESP_STATE_AHEAD) {
+        self.state_ahead(t, i + ESP_STATE_AHEAD);
+    }
+
+    /// Asks for the state behind packet `j`'s SA, which was asked for
+    /// earlier and has had time to arrive.
+    #[inline]
+    fn state_ahead(&self, t: &SaTables, j: usize) {
+        match self.needs.get(j) {
             Some(Need::Inbound(spi)) => {
                 if let Some(sa) = t.inbound_sa(*spi) {
                     sa.prefetch_state();
@@ -130,12 +137,12 @@ impl LookAhead {
             Some(Need::Inbound(spi)) if i < ESP_AHEAD => {
                 if let Some(sa) = t.inbound_sa(*spi) {
                     sa.prefetch();
-                    if state {
-                        sa.prefetch_state();
-                    }
                 }
             }
             _ => {}
+        }
+        if state {
+            self.state_ahead(t, i);
         }
     }
 
