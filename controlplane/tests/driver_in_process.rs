@@ -113,11 +113,7 @@ fn new_child(events: &[Event]) -> Option<ChildSa> {
 
 /// The SPIs of the inbound SAs in the gateway's tables.
 fn inbound_spis(gw: &mut InProcessGateway) -> Vec<u32> {
-    gw.tables()
-        .inbound
-        .iter()
-        .map(|(_, s)| s.sa().spi)
-        .collect()
+    gw.tables().inbound.iter().map(|(_, s)| s.spi).collect()
 }
 
 /// The gateway answers a client's CHILD rekey, then rekeys the IKE SA, and
@@ -422,4 +418,39 @@ fn a_reload_turns_unique_replace_on() {
         .iter()
         .any(|e| matches!(e, Event::IkeSaDeleted { .. })));
     assert_eq!(spis.len(), 1);
+}
+
+/// A client rekeys its CHILD SA 300 times while workers lag four rekeys
+/// behind (each holds the tables it saw then). A slot is reused only after
+/// many others were released, when no snapshot holds its old SA any more,
+/// so every new inbound SA is built in its slot's cell (found without a
+/// pointer) and none on the heap; and slots are reused, not used up.
+#[test]
+fn rekeyed_inbound_sas_are_built_in_their_cells_though_workers_lag() {
+    let mut gw = gateway();
+    let t0 = Instant::now();
+    let mut client = client(&gw, "c3", 3, t0);
+    let mut current = new_child(&exchange(&mut gw, &mut client, t0)).expect("the first pair");
+    let mut lagging = std::collections::VecDeque::new();
+    let mut on_heap = 0;
+    for round in 1..=300u64 {
+        lagging.push_back(gw.published());
+        if lagging.len() > 4 {
+            lagging.pop_front();
+        }
+        let now = t0 + Duration::from_millis(10 * round);
+        assert!(client.rekey_child_sa(now, current.ike_sa, current.inbound_spi));
+        let next = new_child(&exchange(&mut gw, &mut client, now)).expect("the rekey");
+        assert_eq!(next.replaces, Some(current.inbound_spi));
+        current = next;
+        assert_eq!(
+            inbound_spis(&mut gw),
+            vec![current.outbound_spi],
+            "the old pair went"
+        );
+        on_heap += gw.tables().inbound.on_heap();
+    }
+    assert_eq!(on_heap, 0, "every new inbound SA was built in its cell");
+    let slot = dataplane::sa::spi::slot_of(current.outbound_spi);
+    assert!(slot < 300, "slots are reused (the last one is {slot})");
 }

@@ -28,18 +28,19 @@ fn tables_with(n: usize) -> (SaTables, Vec<u32>) {
     let mut spis = Vec::with_capacity(n);
     for slot in 0..n {
         let spi = make_spi(slot, 1).unwrap_or(0);
-        let sa = InboundSa::new(InboundSpec {
-            spi,
-            tunnel: slot as u32,
-            owner: 0,
-            key: &[slot as u8; 16],
-            salt: [0; 4],
-            esn: true,
-            replay_window: 1024,
-            allowed_sources: Vec::new(),
-            limits: HardLimits::default(),
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+        let sa = t
+            .build_inbound(InboundSpec {
+                spi,
+                tunnel: slot as u32,
+                owner: 0,
+                key: &[slot as u8; 16],
+                salt: [0; 4],
+                esn: true,
+                replay_window: 1024,
+                allowed_sources: Vec::new(),
+                limits: HardLimits::default(),
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
         t.install_inbound(sa).unwrap_or_else(|e| panic!("{e}"));
         spis.push(spi);
     }

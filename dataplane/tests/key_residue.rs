@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use dataplane::crypto::AesGcm;
 use dataplane::packet::Encap;
-use dataplane::sa::{HardLimits, InboundSa, InboundSpec, OutboundSa, OutboundSpec};
+use dataplane::sa::{
+    HardLimits, InboundHandle, InboundSa, InboundSpec, OutboundSa, OutboundSpec, SaTables,
+};
 
 /// FIPS-197 appendix A.1: a key and two of its round keys, bytes as they
 /// lie in memory. Statics, so the test itself never puts them on the stack.
@@ -72,10 +74,9 @@ fn key_built_by_value() -> Box<AesGcm> {
     Box::new(black_box(AesGcm::new(&KEY).unwrap()))
 }
 
-#[inline(never)]
-fn sas_built_in_place() -> (Arc<InboundSa>, Arc<OutboundSa>, Box<AesGcm>) {
-    let inbound = InboundSa::new(InboundSpec {
-        spi: 0x0100_0001,
+fn inbound_spec(spi: u32) -> InboundSpec<'static> {
+    InboundSpec {
+        spi,
         tunnel: 1,
         owner: 0,
         key: &KEY,
@@ -84,8 +85,17 @@ fn sas_built_in_place() -> (Arc<InboundSa>, Arc<OutboundSa>, Box<AesGcm>) {
         replay_window: 1024,
         allowed_sources: Vec::new(),
         limits: HardLimits::default(),
-    })
-    .unwrap();
+    }
+}
+
+/// An inbound SA on the heap, one in a table's cell, an outbound SA and a
+/// boxed key.
+#[inline(never)]
+fn sas_built_in_place(
+    tables: &SaTables,
+) -> (Arc<InboundSa>, InboundHandle, Arc<OutboundSa>, Box<AesGcm>) {
+    let inbound = InboundSa::new(inbound_spec(0x0100_0001)).unwrap();
+    let in_cell = tables.build_inbound(inbound_spec(0x0100_0002)).unwrap();
     let outbound = OutboundSa::new(OutboundSpec {
         spi: 0x0200_0001,
         tunnel: 1,
@@ -98,7 +108,7 @@ fn sas_built_in_place() -> (Arc<InboundSa>, Arc<OutboundSa>, Box<AesGcm>) {
         limits: HardLimits::default(),
     })
     .unwrap();
-    (inbound, outbound, AesGcm::new_boxed(&KEY).unwrap())
+    (inbound, in_cell, outbound, AesGcm::new_boxed(&KEY).unwrap())
 }
 
 #[test]
@@ -121,8 +131,10 @@ fn keys_expanded_in_place_leave_no_round_keys_on_the_stack() {
         stack_below_holds(&ROUND_1),
         "the scan must find the copy a key built by value leaves behind"
     );
+    let tables = SaTables::default();
     wipe_stack();
-    let (inbound, outbound, boxed) = sas_built_in_place();
+    let (inbound, in_cell, outbound, boxed) = sas_built_in_place(&tables);
+    assert!(in_cell.in_cell());
     let left = [stack_below_holds(&ROUND_1), stack_below_holds(&ROUND_10)];
     assert_eq!(
         left,
@@ -138,5 +150,8 @@ fn keys_expanded_in_place_leave_no_round_keys_on_the_stack() {
     let tag_a = control.seal_in_place(&nonce, b"aad", &mut a);
     let tag_b = boxed.seal_in_place(&nonce, b"aad", &mut b);
     assert_eq!((a, tag_a), (b, tag_b));
-    assert_eq!((inbound.spi, outbound.spi), (0x0100_0001, 0x0200_0001));
+    assert_eq!(
+        (inbound.spi, in_cell.spi, outbound.spi),
+        (0x0100_0001, 0x0100_0002, 0x0200_0001)
+    );
 }

@@ -139,8 +139,7 @@ impl Daemon {
     fn sas(&self) -> Value {
         let tables = self.publisher.published();
         let mut rows = Vec::new();
-        for (_, slot) in tables.inbound.iter() {
-            let sa = slot.sa();
+        for (_, sa) in tables.inbound.iter() {
             rows.push(json!({
                 "direction": "in", "spi": hex(sa.spi), "tunnel": sa.tunnel, "worker": sa.owner,
                 "packets": sa.counters.packets(), "bytes": sa.counters.bytes(), "seq": sa.highest_seq(),

@@ -9,8 +9,7 @@ use std::sync::Arc;
 
 use dataplane::packet::Encap;
 use dataplane::sa::{
-    owner_of_spi, HardLimits, InboundSa, InboundSpec, IpPrefix, OutboundSa, OutboundSpec, SaTables,
-    TunnelId,
+    owner_of_spi, HardLimits, InboundSpec, IpPrefix, OutboundSa, OutboundSpec, SaTables, TunnelId,
 };
 
 use crate::ike::sa::ChildSa;
@@ -162,18 +161,19 @@ impl TunnelBook {
         };
         let remote: Vec<IpPrefix> = c.remote_ts.iter().flat_map(prefixes).collect();
         let owner = owner_of_spi(c.inbound_spi, workers);
-        let inbound = InboundSa::new(InboundSpec {
-            spi: c.inbound_spi,
-            tunnel,
-            owner,
-            key: c.inbound_key.key(),
-            salt: c.inbound_key.salt(),
-            esn: c.esn,
-            replay_window: 1024,
-            allowed_sources: remote.clone(),
-            limits: HardLimits::default(),
-        })
-        .map_err(|e| e.to_string())?;
+        let inbound = t
+            .build_inbound(InboundSpec {
+                spi: c.inbound_spi,
+                tunnel,
+                owner,
+                key: c.inbound_key.key(),
+                salt: c.inbound_key.salt(),
+                esn: c.esn,
+                replay_window: 1024,
+                allowed_sources: remote.clone(),
+                limits: HardLimits::default(),
+            })
+            .map_err(|e| e.to_string())?;
         let mut remote_addr = c.peer;
         let encap = if c.udp_encap {
             Encap::EspInUdp

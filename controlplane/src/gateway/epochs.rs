@@ -188,8 +188,8 @@ impl Epochs {
     /// costs the pass, not a re-arm of every tunnel.
     pub fn notice_traffic(&mut self, now: Instant, tables: &SaTables) {
         for (_, s) in tables.inbound.iter() {
-            if let Some(e) = self.tunnels.get_mut(&s.sa().tunnel) {
-                e.counting += s.sa().counters.packets();
+            if let Some(e) = self.tunnels.get_mut(&s.tunnel) {
+                e.counting += s.counters.packets();
             }
         }
         for e in self.tunnels.values_mut() {

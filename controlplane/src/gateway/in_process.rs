@@ -132,6 +132,11 @@ impl InProcessGateway {
         self.publisher.edit()
     }
 
+    /// The tables as the workers see them now.
+    pub fn published(&self) -> std::sync::Arc<SaTables> {
+        self.publisher.published()
+    }
+
     /// Queues `p` for the driver as a worker does; when the link is full
     /// the driver runs first.
     fn hand_to_control(&mut self, now: Instant, mut p: Packet) {

@@ -1,21 +1,31 @@
 //! Inbound SPIs for negotiated CHILD SAs: a free slot of the data plane's
 //! inbound table and the slot's next generation (see `dataplane::sa::spi`).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use dataplane::sa::spi::{generation_of, make_spi, next_generation, slot_of, SLOT_COUNT};
 
 use crate::ike::sa::SpiAllocator;
 
+/// Released slots that wait before reuse; at a rekey storm's 2,000
+/// rekeys/s, a tenth of a second, many publications.
+const COOLING: usize = 256;
+
 #[derive(Default)]
 struct Slots {
     /// Slots never used yet start here.
     next_fresh: usize,
-    /// Released slots, reused last-in first-out.
-    free: Vec<usize>,
+    /// Released slots, reused first-in first-out once more than
+    /// [`COOLING`] wait: by then the workers have long left the snapshots
+    /// that held the slot's old SA, so the new one is built in the slot's
+    /// cell of the inbound table, not on the heap (see
+    /// `dataplane::sa::inbound_table`).
+    free: VecDeque<usize>,
     /// Last generation used in each slot (index = slot).
     generation: Vec<u8>,
+    /// Whether each slot is in `free` (index = slot).
+    is_free: Vec<bool>,
     /// Slots held by manually keyed SAs (their SPIs are the operator's).
     reserved: HashSet<usize>,
     in_use: usize,
@@ -48,8 +58,12 @@ impl SpiAllocator for SpiSlots {
     fn allocate(&mut self) -> Option<u32> {
         let mut s = self.0.lock().ok()?;
         let slot = loop {
-            let slot = match s.free.pop() {
-                Some(slot) => slot,
+            let cooled = s.free.len() > COOLING || s.next_fresh >= SLOT_COUNT;
+            let slot = match cooled.then(|| s.free.pop_front()).flatten() {
+                Some(slot) => {
+                    s.is_free[slot] = false;
+                    slot
+                }
                 None => {
                     // Slot 0 stays unused: with generation 1 it would give SPI 2^24,
                     // fine, but keeping it free makes a zeroed SPI never valid.
@@ -78,8 +92,14 @@ impl SpiAllocator for SpiSlots {
         let Ok(mut s) = self.0.lock() else { return };
         let slot = slot_of(spi);
         // Only the SPI currently issued for the slot frees it.
-        if s.generation.get(slot) == Some(&generation_of(spi)) && !s.free.contains(&slot) {
-            s.free.push(slot);
+        if s.generation.get(slot) == Some(&generation_of(spi))
+            && !s.is_free.get(slot).is_some_and(|f| *f)
+        {
+            if s.is_free.len() <= slot {
+                s.is_free.resize(slot + 1, false);
+            }
+            s.is_free[slot] = true;
+            s.free.push_back(slot);
             s.in_use = s.in_use.saturating_sub(1);
         }
     }
@@ -99,8 +119,16 @@ mod tests {
         assert!(s1 > 255 && s2 > 255);
         a.release(s1);
         a.release(s1); // twice: no double free
+        assert_eq!(a.in_use(), 1);
+        // Slot 1 cools while COOLING other slots are released after it.
+        let others: Vec<u32> = (0..COOLING).map(|_| a.allocate().unwrap()).collect();
+        assert!(
+            others.iter().all(|s| slot_of(*s) != 1),
+            "a released slot cools first"
+        );
+        others.iter().for_each(|s| a.release(*s));
         let s3 = a.allocate().unwrap();
-        assert_eq!(slot_of(s3), 1);
+        assert_eq!(slot_of(s3), 1, "then the oldest released slot comes back");
         assert_ne!(s3, s1, "a reused slot gets a new generation");
         assert_eq!(a.in_use(), 2);
         a.release(s1); // stale SPI of a reused slot: ignored

@@ -55,11 +55,44 @@ const _: () = assert!(
 );
 
 impl InboundSa {
-    /// The SA, shared as the tables hold it. Its key is expanded once the
-    /// SA is in its place on the heap, so no copy of it is left behind on
-    /// the stack (see `crypto`).
+    /// The SA on the heap, shared. Its key is expanded once the SA is in
+    /// its place, so no copy of it is left behind on the stack (see
+    /// `crypto`). A table builds its SAs in its own cells instead
+    /// ([`SaTables::build_inbound`](super::SaTables::build_inbound)).
     pub fn new(spec: InboundSpec<'_>) -> Result<Arc<InboundSa>, CryptoError> {
-        let mut sa = Arc::new(InboundSa {
+        let key = spec.key;
+        let mut sa = Arc::new(Self::unkeyed(spec)?);
+        keyed_in_place(&mut sa, |s| &mut s.cipher, key)?;
+        Ok(sa)
+    }
+
+    /// Builds the SA at `place` and keys it there, as [`InboundSa::new`]
+    /// does in its `Arc`. On an error `place` is left uninitialized.
+    ///
+    /// # Safety
+    /// `place` is valid, aligned, uninitialized room for an `InboundSa`
+    /// that nothing else reads or writes until this returns.
+    pub(super) unsafe fn build_at(
+        place: *mut InboundSa,
+        spec: InboundSpec<'_>,
+    ) -> Result<(), CryptoError> {
+        let key = spec.key;
+        // SAFETY: the caller's promise.
+        let sa = unsafe {
+            place.write(Self::unkeyed(spec)?);
+            &mut *place
+        };
+        if let Err(e) = sa.cipher.set_key(key) {
+            // SAFETY: written just above and not handed out.
+            unsafe { std::ptr::drop_in_place(place) };
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Everything but the key schedule, which stays zero until keyed in place.
+    fn unkeyed(spec: InboundSpec<'_>) -> Result<InboundSa, CryptoError> {
+        Ok(InboundSa {
             spi: spec.spi,
             tunnel: spec.tunnel,
             owner: spec.owner,
@@ -70,9 +103,7 @@ impl InboundSa {
             allowed_sources: AllowedSources::new(spec.allowed_sources),
             limits: spec.limits,
             counters: SaCounters::default(),
-        });
-        keyed_in_place(&mut sa, |s| &mut s.cipher, spec.key)?;
-        Ok(sa)
+        })
     }
 
     /// Asks the cache for the SA's own lines, key included, but not the

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use super::table::{SaTables, UntaggableAddress};
+use super::table::{ForeignCell, InboundHandle, SaTables};
 use super::{
     owner_of_spi, HardLimits, InboundSa, InboundSpec, IpPrefix, OutboundSa, OutboundSpec, TunnelId,
 };
@@ -19,7 +19,7 @@ pub enum ManualError {
     #[error(transparent)]
     Crypto(#[from] CryptoError),
     #[error(transparent)]
-    Slot(#[from] UntaggableAddress),
+    Table(#[from] ForeignCell),
 }
 
 /// Keys of one direction.
@@ -50,15 +50,12 @@ pub struct ManualTunnel {
 /// back up reuses them, so its sequence numbers and replay window go on
 /// (new SA objects would restart at 1, and the peer would see replays).
 pub struct ManualSas {
-    pub inbound: Arc<InboundSa>,
+    pub inbound: InboundHandle,
     pub outbound: Arc<OutboundSa>,
 }
 
-/// Builds `t`'s SAs for a data plane of `workers` workers. The tunnel
-/// belongs to the worker its inbound SPI steers to.
-pub fn build(t: &ManualTunnel, workers: usize) -> Result<ManualSas, CryptoError> {
-    let owner = owner_of_spi(t.inbound.spi, workers);
-    let inbound = InboundSa::new(InboundSpec {
+fn inbound_spec(t: &ManualTunnel, owner: super::WorkerId) -> InboundSpec<'_> {
+    InboundSpec {
         spi: t.inbound.spi,
         tunnel: t.tunnel,
         owner,
@@ -68,8 +65,11 @@ pub fn build(t: &ManualTunnel, workers: usize) -> Result<ManualSas, CryptoError>
         replay_window: t.replay_window,
         allowed_sources: t.remote_ts.clone(),
         limits: HardLimits::default(),
-    })?;
-    let outbound = OutboundSa::new(OutboundSpec {
+    }
+}
+
+fn outbound(t: &ManualTunnel, owner: super::WorkerId) -> Result<Arc<OutboundSa>, CryptoError> {
+    OutboundSa::new(OutboundSpec {
         spi: t.outbound.spi,
         tunnel: t.tunnel,
         owner,
@@ -79,8 +79,18 @@ pub fn build(t: &ManualTunnel, workers: usize) -> Result<ManualSas, CryptoError>
         remote: t.remote,
         encap: t.encap,
         limits: HardLimits::default(),
-    })?;
-    Ok(ManualSas { inbound, outbound })
+    })
+}
+
+/// Builds `t`'s SAs on the heap, apart from any table: the peer's end
+/// (pktgen's clients). The tunnel belongs to the worker its inbound SPI
+/// steers to.
+pub fn build(
+    t: &ManualTunnel,
+    workers: usize,
+) -> Result<(Arc<InboundSa>, Arc<OutboundSa>), CryptoError> {
+    let owner = owner_of_spi(t.inbound.spi, workers);
+    Ok((InboundSa::new(inbound_spec(t, owner))?, outbound(t, owner)?))
 }
 
 /// Puts built SAs and `t`'s routes into `tables`.
@@ -88,7 +98,7 @@ pub fn install_built(
     tables: &mut SaTables,
     t: &ManualTunnel,
     sas: &ManualSas,
-) -> Result<(), UntaggableAddress> {
+) -> Result<(), ForeignCell> {
     tables.install_inbound(sas.inbound.clone())?;
     tables.install_outbound(sas.outbound.clone());
     for p in &t.remote_ts {
@@ -97,13 +107,18 @@ pub fn install_built(
     Ok(())
 }
 
-/// Builds and installs `t` into `tables` for a data plane of `workers` workers.
+/// Builds `t`'s SAs for a data plane of `workers` workers, the inbound one
+/// in `tables`' cell for its SPI when that is free, and installs them.
 pub fn install(
     tables: &mut SaTables,
     t: &ManualTunnel,
     workers: usize,
 ) -> Result<ManualSas, ManualError> {
-    let sas = build(t, workers)?;
+    let owner = owner_of_spi(t.inbound.spi, workers);
+    let sas = ManualSas {
+        inbound: tables.build_inbound(inbound_spec(t, owner))?,
+        outbound: outbound(t, owner)?,
+    };
     install_built(tables, t, &sas)?;
     Ok(sas)
 }

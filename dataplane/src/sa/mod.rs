@@ -3,7 +3,8 @@
 mod allowed_sources;
 pub mod counters;
 pub mod inbound;
-mod inbound_slot;
+mod inbound_slab;
+mod inbound_table;
 pub mod manual;
 pub mod outbound;
 pub mod prefix;
@@ -19,7 +20,7 @@ pub use inbound::{InboundSa, InboundSpec};
 pub use outbound::{OutboundSa, OutboundSpec};
 pub use prefix::IpPrefix;
 pub use routes::RouteTable;
-pub use table::{SaPublisher, SaReader, SaTables};
+pub use table::{InboundHandle, SaPublisher, SaReader, SaTables};
 
 /// Index of a tunnel (one peer's set of SAs); dense, chosen by the control
 /// plane, below 2^24.

@@ -1,4 +1,6 @@
-//! A persistent array indexed by a 24-bit key, for the SA tables.
+//! A persistent array indexed by a 24-bit key: the outbound SAs and the
+//! holding marks by tunnel. (Inbound SAs have a table of their own,
+//! `inbound_table`, on the same plan.)
 //!
 //! Two levels behind `Arc`s: a root only as long as the highest leaf in
 //! use, and leaves of 1024 entries. Workers read a snapshot; the control
@@ -47,6 +49,17 @@ impl<T: Clone> Default for RadixArray<T> {
     }
 }
 
+/// Lengthens a persistent root to `len` entries, the new ones empty (a new
+/// root: snapshots keep theirs).
+pub(super) fn grow_root<T: Clone>(root: &mut Arc<[Option<T>]>, len: usize) {
+    let more = len.saturating_sub(root.len());
+    *root = root
+        .iter()
+        .cloned()
+        .chain(std::iter::repeat_n(None, more))
+        .collect();
+}
+
 #[inline]
 fn split(key: usize) -> (usize, usize) {
     (key >> LEAF_BITS, key & (FANOUT - 1))
@@ -93,12 +106,7 @@ impl<T: Clone> RadixArray<T> {
         if a >= self.root.len() {
             // Clearing an absent key: nothing to grow for.
             value.as_ref()?;
-            self.root = self
-                .root
-                .iter()
-                .cloned()
-                .chain(std::iter::repeat_n(None, a + 1 - self.root.len()))
-                .collect();
+            grow_root(&mut self.root, a + 1);
         }
         let root = Arc::make_mut(&mut self.root);
         let leaf = root[a].get_or_insert_with(|| {

@@ -11,19 +11,20 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Cache};
 
-use super::inbound::InboundSa;
-pub use super::inbound_slot::{InboundSlot, UntaggableAddress};
+use super::inbound::{InboundSa, InboundSpec};
+pub use super::inbound_slab::InboundHandle;
+pub use super::inbound_table::{ForeignCell, InboundTable};
 use super::outbound::OutboundSa;
 use super::radix::RadixArray;
 use super::routes::RouteTable;
-use super::spi::{generation_of, slot_of};
 use super::TunnelId;
+use crate::crypto::CryptoError;
 
 /// One immutable view of all SAs and routes.
 #[derive(Clone, Default)]
 pub struct SaTables {
-    /// Inbound SAs by SPI slot.
-    pub inbound: RadixArray<InboundSlot>,
+    /// Inbound SAs by SPI.
+    pub inbound: InboundTable,
     /// Each tunnel's current outbound SA, by tunnel id.
     pub outbound: RadixArray<Arc<OutboundSa>>,
     pub routes: RouteTable,
@@ -35,15 +36,11 @@ pub struct SaTables {
 }
 
 impl SaTables {
-    /// The inbound SA for `spi`: slot index, then a compare of the
-    /// generation kept in the slot word, so a stale SPI misses without the
-    /// SA being read.
+    /// The inbound SA for `spi`: the slot's tag, then the SA at an address
+    /// computed from the slot (see [`InboundTable`]).
     #[inline]
     pub fn inbound_sa(&self, spi: u32) -> Option<&InboundSa> {
-        match self.inbound.get(slot_of(spi)) {
-            Some(slot) if slot.generation() == generation_of(spi) => Some(slot.sa()),
-            _ => None,
-        }
+        self.inbound.get(spi)
     }
 
     /// Starts loading the table entry for `spi` into the cache. A worker
@@ -51,9 +48,7 @@ impl SaTables {
     /// cache misses of many SAs overlap instead of queueing (the DPDK way).
     #[inline]
     pub fn prefetch_inbound(&self, spi: u32) {
-        if let Some(p) = self.inbound.entry_ptr(slot_of(spi)) {
-            crate::prefetch::prefetch(p);
-        }
+        self.inbound.prefetch(spi)
     }
 
     /// The outbound SA currently used by `tunnel`.
@@ -62,22 +57,23 @@ impl SaTables {
         self.outbound.get(tunnel as usize)
     }
 
+    /// Builds an inbound SA where this table keeps it: in its slot's cell
+    /// if that is free. Install it with [`SaTables::install_inbound`].
+    pub fn build_inbound(&self, spec: InboundSpec<'_>) -> Result<InboundHandle, CryptoError> {
+        self.inbound.build(spec)
+    }
+
     /// Installs an inbound SA in its slot, returning what was there.
     pub fn install_inbound(
         &mut self,
-        sa: Arc<InboundSa>,
-    ) -> Result<Option<Arc<InboundSa>>, UntaggableAddress> {
-        let at = slot_of(sa.spi);
-        let slot = InboundSlot::new(sa)?;
-        Ok(self.inbound.set(at, Some(slot)).map(InboundSlot::into_arc))
+        sa: impl Into<InboundHandle>,
+    ) -> Result<Option<InboundHandle>, ForeignCell> {
+        self.inbound.install(sa)
     }
 
     /// Removes the inbound SA with exactly this SPI.
-    pub fn remove_inbound(&mut self, spi: u32) -> Option<Arc<InboundSa>> {
-        self.inbound_sa(spi)?;
-        self.inbound
-            .set(slot_of(spi), None)
-            .map(InboundSlot::into_arc)
+    pub fn remove_inbound(&mut self, spi: u32) -> Option<InboundHandle> {
+        self.inbound.remove(spi)
     }
 
     /// Makes `sa` its tunnel's outbound SA (the epoch switch).
@@ -172,7 +168,7 @@ impl SaReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sa::spi::make_spi;
+    use crate::sa::spi::{make_spi, slot_of};
 
     fn sa(spi: u32) -> Arc<InboundSa> {
         crate::testkit::inbound_sa(spi, 1)
@@ -211,5 +207,62 @@ mod tests {
         drop(seen);
         p.reclaim();
         assert_eq!(Arc::strong_count(&a), 1, "no slot still counts the SA");
+    }
+
+    #[test]
+    fn workers_reading_snapshots_never_see_a_reused_cell() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let mut p = SaPublisher::new();
+        let slots = 1..65usize;
+        for slot in slots.clone() {
+            let sa = p
+                .edit()
+                .build_inbound(crate::testkit::inbound_spec(make_spi(slot, 1).unwrap(), 1));
+            p.edit().install_inbound(sa.unwrap()).unwrap();
+        }
+        p.publish();
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (mut reader, stop) = (p.reader(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut seen = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let t = reader.load().clone();
+                        for (slot, sa) in t.inbound.iter() {
+                            assert_eq!(slot_of(sa.spi), slot);
+                            assert!(std::ptr::eq(t.inbound_sa(sa.spi).unwrap(), sa));
+                            seen += sa.counters.packets() + 1;
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        let (mut generation, mut in_cell) = (1u8, 0);
+        for round in 0..3000 {
+            let slot = slots.start + round % slots.len();
+            if slot == slots.start {
+                generation = crate::sa::spi::next_generation(generation);
+            }
+            let old = p
+                .edit()
+                .inbound
+                .iter()
+                .find(|(s, _)| *s == slot)
+                .map(|(_, sa)| sa.spi);
+            p.edit().remove_inbound(old.unwrap());
+            let spec = crate::testkit::inbound_spec(make_spi(slot, generation).unwrap(), 1);
+            let sa = p.edit().build_inbound(spec).unwrap();
+            in_cell += usize::from(sa.in_cell());
+            p.edit().install_inbound(sa).unwrap();
+            p.publish();
+        }
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            assert!(r.join().unwrap() > 0);
+        }
+        assert_eq!(p.published().inbound.len(), slots.len());
+        assert!(in_cell > 0, "freed cells are built into again");
     }
 }

@@ -230,11 +230,11 @@ pub fn manual_keys(spi: u32, b: u8) -> crate::sa::manual::ManualSaKeys {
     }
 }
 
-/// An inbound AES-128-GCM SA of `spi` for `tunnel`, for tests of the tables
-/// (ESN on, a 64-packet window, no allowed inner source: it opens nothing
-/// a worker would pass on).
-pub fn inbound_sa(spi: u32, tunnel: crate::sa::TunnelId) -> std::sync::Arc<crate::sa::InboundSa> {
-    crate::sa::InboundSa::new(crate::sa::InboundSpec {
+/// The spec of an inbound AES-128-GCM SA of `spi` for `tunnel`, for tests
+/// of the tables (ESN on, a 64-packet window, no allowed inner source: it
+/// opens nothing a worker would pass on).
+pub fn inbound_spec(spi: u32, tunnel: crate::sa::TunnelId) -> crate::sa::InboundSpec<'static> {
+    crate::sa::InboundSpec {
         spi,
         tunnel,
         owner: 0,
@@ -244,6 +244,10 @@ pub fn inbound_sa(spi: u32, tunnel: crate::sa::TunnelId) -> std::sync::Arc<crate
         replay_window: 64,
         allowed_sources: Vec::new(),
         limits: crate::sa::HardLimits::default(),
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// That SA ([`inbound_spec`]) on the heap, apart from any table.
+pub fn inbound_sa(spi: u32, tunnel: crate::sa::TunnelId) -> std::sync::Arc<crate::sa::InboundSa> {
+    crate::sa::InboundSa::new(inbound_spec(spi, tunnel)).unwrap_or_else(|e| panic!("{e}"))
 }

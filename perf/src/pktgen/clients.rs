@@ -57,14 +57,15 @@ pub fn from_config(
         // to send on, and the other way round.
         let mirrored = t.mirrored(gw);
         let dp = controlplane::daemon::to_dataplane(&mirrored, id).map_err(fail)?;
-        let sas = dataplane::sa::manual::build(&dp, 1).map_err(|e| fail(e.to_string()))?;
+        let (inbound, outbound) =
+            dataplane::sa::manual::build(&dp, 1).map_err(|e| fail(e.to_string()))?;
         out.push(Client {
             id,
             inner,
             local: t.remote,
             gateway: gw,
-            outbound: sas.outbound,
-            inbound: sas.inbound,
+            outbound,
+            inbound,
         });
     }
     if out.is_empty() {
