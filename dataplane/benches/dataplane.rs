@@ -577,8 +577,9 @@ criterion_group!(group, benches);
 
 /// espritd keeps its heap on transparent huge pages (glibc's `hugetlb`
 /// tunable, which `deploy/systemd/espritd.service` sets): 1M SA slots span
-/// 2048 small pages, more than the TLB holds (without it the 1M lookup
-/// took 4.6-4.7 ns here instead of 3.8-3.9). Re-run under the same setting.
+/// 2048 small pages, more than the TLB holds (with the earlier table of a
+/// pointer per SA, the 1M lookup took 4.6-4.7 ns here without it instead
+/// of 3.8-3.9). Re-run under the same setting.
 fn ensure_huge_pages() {
     let tunable = "glibc.malloc.hugetlb=1";
     if std::env::var("GLIBC_TUNABLES").is_ok_and(|v| v.contains(tunable)) {

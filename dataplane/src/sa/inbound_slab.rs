@@ -114,6 +114,19 @@ impl Chunk {
 struct Mapping(Chunk);
 
 impl Mapping {
+    /// Bytes of the chunk in memory (pages touched), as the kernel counts.
+    fn resident(&self) -> usize {
+        let mut pages = vec![0u8; CHUNK_BYTES.div_ceil(PAGE)];
+        // SAFETY: the mapping is ours and page aligned; `pages` has one
+        // byte per page of it.
+        let r =
+            unsafe { libc::mincore(self.0 .0.as_ptr().cast(), CHUNK_BYTES, pages.as_mut_ptr()) };
+        if r != 0 {
+            return 0;
+        }
+        pages.iter().filter(|p| *p & 1 != 0).count() * PAGE
+    }
+
     /// Anonymous memory, zero until first written: a chunk costs only the
     /// pages its SAs and counts use.
     fn new() -> Option<Mapping> {
@@ -163,6 +176,13 @@ impl Slab {
             chunks[a] = Mapping::new();
         }
         chunks[a].as_ref().map(|m| m.0)
+    }
+
+    /// Bytes of all chunks in memory: what the cells cost, which the
+    /// allocator never sees (the memory bench adds it).
+    pub(super) fn resident_bytes(&self) -> usize {
+        let chunks = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        chunks.iter().flatten().map(Mapping::resident).sum()
     }
 
     /// Builds the SA of `spec` in its slot's cell if the cell is free,

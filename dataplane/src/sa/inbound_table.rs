@@ -135,6 +135,12 @@ impl InboundTable {
         self.len == 0
     }
 
+    /// Bytes of memory the cells take (pages touched), which the allocator
+    /// never sees: the memory bench adds them.
+    pub fn cell_bytes(&self) -> usize {
+        self.slab.resident_bytes()
+    }
+
     /// How many SAs are on the heap rather than in their cells (a scan:
     /// control plane and tests).
     pub fn on_heap(&self) -> usize {
@@ -294,6 +300,11 @@ mod tests {
         let built = t.build(inbound_spec(s, 1)).unwrap();
         assert!(built.in_cell());
         let at: *const InboundSa = &*built;
+        let bytes = t.cell_bytes();
+        assert!(
+            (size_of::<InboundSa>()..3 * 4096 + 4096).contains(&bytes),
+            "{bytes}"
+        );
         assert!(t.install(built).unwrap().is_none());
         assert!(std::ptr::eq(t.get(s).unwrap(), at));
         assert_eq!(t.get(s).map(|sa| sa.spi), Some(s));
