@@ -1,7 +1,7 @@
 //! The inbound table: SPI -> SA, with one 2-byte read per lookup.
 //!
 //! Persistent like [`RadixArray`](super::radix::RadixArray): a root only as
-//! long as the highest leaf in use, leaves of 1024 slots behind `Arc`s,
+//! long as the highest leaf in use, leaves of 2048 slots behind `Arc`s,
 //! and an edit copies only the root and the leaf it touches. A leaf keeps
 //! a tag per slot (the SPI's generation and where the SA is) and its
 //! chunk's address: an SA in its cell is found at an address computed
@@ -73,7 +73,7 @@ impl Leaf {
 
 impl Clone for Leaf {
     /// The copy holds the cells it lists too (counts in the chunk's first
-    /// page: one line per 16 slots, none of them a line a worker writes).
+    /// pages: one line per 16 slots, none of them a line a worker writes).
     fn clone(&self) -> Leaf {
         for (chunk, i) in self.cells() {
             // SAFETY: `self` holds a count of each of its cells.
