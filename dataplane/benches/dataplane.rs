@@ -126,6 +126,77 @@ fn time_pipelined(
     begin.elapsed()
 }
 
+/// One size's table, its lookup order, and the bare array beside it.
+struct LookupCase {
+    name: &'static str,
+    tables: SaTables,
+    order: Vec<u32>,
+    words: Vec<u64>,
+    bare_order: Vec<u32>,
+    starts: (usize, usize),
+}
+
+impl LookupCase {
+    fn new(n: usize, name: &'static str) -> LookupCase {
+        let (tables, order) = tables_with(n);
+        let indices: Vec<u32> = (0..n as u32).collect();
+        LookupCase {
+            name,
+            tables,
+            order,
+            // The reference: one word per SA, as a table of pointers has.
+            words: (0..n as u64).collect(),
+            bare_order: random_order(&indices),
+            starts: (0, 0),
+        }
+    }
+
+    /// ns per lookup and per bare read, after a warm-up of each (the other
+    /// sizes ran in between).
+    fn round(&mut self) -> (f64, f64) {
+        let per_lookup = |d: Duration| d.as_nanos() as f64 / (20_000 * BURST) as f64;
+        let (s, b) = &mut self.starts;
+        time_lookups(&self.tables, &self.order, 2_000, s);
+        let lookup = per_lookup(time_lookups(&self.tables, &self.order, 20_000, s));
+        time_bare_reads(&self.words, &self.bare_order, 2_000, b);
+        let bare = per_lookup(time_bare_reads(&self.words, &self.bare_order, 20_000, b));
+        (lookup, bare)
+    }
+}
+
+/// The lookup at 1k, 100k and 1M SAs, 15 rounds, each round over all three
+/// sizes so all see the same moments of a noisy machine; medians.
+fn lookup_summary() {
+    let mut cases = [
+        LookupCase::new(1_000, "1k"),
+        LookupCase::new(100_000, "100k"),
+        LookupCase::new(1_000_000, "1M"),
+    ];
+    let mut runs = vec![(Vec::new(), Vec::new()); cases.len()];
+    for _ in 0..15 {
+        for (case, (lookups, bare)) in cases.iter_mut().zip(&mut runs) {
+            let (l, b) = case.round();
+            lookups.push(l);
+            bare.push(b);
+        }
+    }
+    let medians: Vec<(f64, f64)> = runs
+        .into_iter()
+        .map(|(l, b)| (median(l), median(b)))
+        .collect();
+    for (case, (m, b)) in cases.iter().zip(&medians) {
+        let name = case.name;
+        println!(
+            "spi lookup, {name:>4} SAs: {m:6.2} ns/lookup; bare read of a {name}-word array: {b:6.2} ns"
+        );
+    }
+    println!(
+        "spi lookup ratio 1M/1k: {:.2}x (target <= 1.5x); the bare array's own 1M/1k: {:.2}x",
+        medians[2].0 / medians[0].0,
+        medians[2].1 / medians[0].1
+    );
+}
+
 fn bench_lookup(c: &mut Criterion, sizes: &[(usize, &str)]) {
     let mut g = c.benchmark_group("spi_lookup");
     g.throughput(Throughput::Elements(BURST as u64));
@@ -473,39 +544,7 @@ fn summary() {
             ring_ns / open
         );
     }
-    let (mut lookup_ns, mut bare_ns) = (Vec::new(), Vec::new());
-    let per_lookup = |d: Duration| d.as_nanos() as f64 / (20_000 * BURST) as f64;
-    for (n, name) in [(1_000usize, "1k"), (100_000, "100k"), (1_000_000, "1M")] {
-        let (t, order) = tables_with(n);
-        // The reference: one word per SA, as the table's slots are.
-        let words: Vec<u64> = (0..n as u64).collect();
-        let indices: Vec<u32> = (0..n as u32).collect();
-        let bare_order = random_order(&indices);
-        let (mut start, mut bare_start) = (0, 0);
-        let mut runs = Vec::new();
-        let mut bare = Vec::new();
-        // Interleaved, so both see the same moments of a noisy machine.
-        for _ in 0..15 {
-            runs.push(per_lookup(time_lookups(&t, &order, 20_000, &mut start)));
-            bare.push(per_lookup(time_bare_reads(
-                &words,
-                &bare_order,
-                20_000,
-                &mut bare_start,
-            )));
-        }
-        let (m, b) = (median(runs), median(bare));
-        lookup_ns.push(m);
-        bare_ns.push(b);
-        println!(
-            "spi lookup, {name:>4} SAs: {m:6.2} ns/lookup; bare read of a {name}-word array: {b:6.2} ns"
-        );
-    }
-    println!(
-        "spi lookup ratio 1M/1k: {:.2}x (target <= 1.5x); the bare array's own 1M/1k: {:.2}x",
-        lookup_ns[2] / lookup_ns[0],
-        bare_ns[2] / bare_ns[0]
-    );
+    lookup_summary();
     // The whole gateway worker with many tunnels, each packet on the next
     // tunnel in turn: every packet meets a different SA, route and key.
     for decrypt in [true, false] {
