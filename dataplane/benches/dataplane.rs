@@ -615,10 +615,10 @@ fn benches(c: &mut Criterion) {
 criterion_group!(group, benches);
 
 /// espritd keeps its heap on transparent huge pages (glibc's `hugetlb`
-/// tunable, which `deploy/systemd/espritd.service` sets): 1M SA slots span
-/// 2048 small pages, more than the TLB holds (with the earlier table of a
-/// pointer per SA, the 1M lookup took 4.6-4.7 ns here without it instead
-/// of 3.8-3.9). Re-run under the same setting.
+/// tunable, which `deploy/systemd/espritd.service` sets): the 1M table's
+/// tags span 512 small pages (a table of a pointer per SA, 2048: its 1M
+/// lookup took 4.6-4.7 ns here without huge pages instead of 3.8-3.9).
+/// Re-run under the same setting.
 fn ensure_huge_pages() {
     let tunable = "glibc.malloc.hugetlb=1";
     if std::env::var("GLIBC_TUNABLES").is_ok_and(|v| v.contains(tunable)) {
