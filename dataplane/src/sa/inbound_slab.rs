@@ -236,13 +236,13 @@ impl CellRef {
         &self.slab
     }
 
-    /// Hands the count over to a table leaf (which releases it).
-    pub(super) fn into_leaf_count(self) -> (Chunk, usize) {
+    /// Hands the count over to the table leaf that now lists the cell
+    /// (and releases it when dropped).
+    pub(super) fn into_leaf_count(self) {
         let me = ManuallyDrop::new(self);
         // SAFETY: read once out of a value that is never dropped; the slab
-        // count it held is dropped here, the cell's goes to the caller.
+        // count it held is dropped here, the cell's goes to the leaf.
         drop(unsafe { std::ptr::read(&me.slab) });
-        (me.chunk, me.index as usize)
     }
 }
 

@@ -228,7 +228,11 @@ impl InboundTable {
         let spi = sa.spi;
         let (a, i) = split(slot_of(spi));
         if let Held::Cell(c) = &sa.0 {
-            if !Arc::ptr_eq(c.slab(), &self.slab) {
+            // Ours, and the cell the SPI's slot picks (as `build` makes it).
+            let ours = Arc::ptr_eq(c.slab(), &self.slab)
+                && c.index as usize == i
+                && self.slab.chunk(a) == Some(c.chunk);
+            if !ours {
                 return Err(ForeignCell { spi });
             }
         }
@@ -238,10 +242,9 @@ impl InboundTable {
         let generation = generation_of(spi) as u16;
         match sa.0 {
             Held::Cell(c) => {
-                let (chunk, index) = c.into_leaf_count();
-                // The slab maps one chunk per leaf, and the cell is the
-                // one the SPI's slot picks.
-                debug_assert!(leaf.chunk == Some(chunk) && index == i);
+                // Checked above: the leaf's chunk (the slab maps one per
+                // leaf) and the slot's index in it.
+                c.into_leaf_count();
                 leaf.tags[i] = IN_CELL | generation;
             }
             Held::Heap(sa) => {
