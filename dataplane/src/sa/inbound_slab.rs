@@ -18,8 +18,7 @@
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::ptr::NonNull;
-use std::sync::atomic::{fence, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::inbound::{InboundSa, InboundSpec};
 use super::spi::slot_of;
@@ -28,9 +27,8 @@ use crate::prefetch::LINE;
 
 /// Slots per table leaf and per chunk. 2048 rather than the 1024 of the
 /// outbound table: the SPI lookup at 1M / 1k SAs measured 1.17-1.26x
-/// against 1.33-1.46x, and a CHILD SA rekey cost the control thread
-/// 17.4 / 28.1 µs at 1k / 100k tunnels against 13.7 / 24.5 (each leaf copy
-/// counts its cells once more).
+/// against 1.33-1.46x; a leaf copy then counts twice the cells (see
+/// [`Counting`] for what that costs a rekey).
 pub(super) const LEAF_BITS: u32 = 11;
 pub(super) const FANOUT: usize = 1 << LEAF_BITS;
 
@@ -39,13 +37,9 @@ pub(super) const FANOUT: usize = 1 << LEAF_BITS;
 pub(super) const CELL: usize = size_of::<InboundSa>().next_multiple_of(LINE);
 const PAGE: usize = 4096;
 /// The counts' page(s), before the cells.
-const COUNTS: usize = (FANOUT * size_of::<AtomicU32>()).next_multiple_of(PAGE);
+const COUNTS: usize = (FANOUT * size_of::<u32>()).next_multiple_of(PAGE);
 const CHUNK_BYTES: usize = COUNTS + FANOUT * CELL;
 const _: () = assert!(align_of::<InboundSa>() <= LINE, "cells are line aligned");
-
-/// Set in a cell's count from its build until its SA has been dropped, so
-/// no build claims the cell while the last holder is still dropping.
-const LIVE: u32 = 1 << 31;
 
 /// Splits a slot into its leaf (chunk) and its index there.
 #[inline]
@@ -53,23 +47,29 @@ pub(super) fn split(slot: usize) -> (usize, usize) {
     (slot >> LEAF_BITS, slot & (FANOUT - 1))
 }
 
+/// Proof that the slab's count lock is held: every count is read and
+/// written under it. One lock for a whole leaf's counts is cheaper than an
+/// atomic operation per cell (the rekey bench, three runs: 12.4-13.4 /
+/// 23.3-28.3 µs of the control thread at 1k / 100k tunnels, against
+/// 17.1-17.4 / 28.1 with atomics), and nothing on a worker's path counts.
+pub(super) type Counting<'a> = MutexGuard<'a, ()>;
+
 /// A chunk's base address; valid while the slab that mapped it lives.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) struct Chunk(NonNull<u8>);
 
-// SAFETY: a chunk is memory shared by design: its counts are atomics, and
-// its cells are InboundSas (Send + Sync), each written only by whoever
-// claimed the cell before anyone else could see it.
+// SAFETY: a chunk is memory shared by design: its counts are only touched
+// under the slab's count lock, and its cells are InboundSas (Send + Sync),
+// each written only by whoever claimed the cell before anyone could see it.
 unsafe impl Send for Chunk {}
 // SAFETY: as above.
 unsafe impl Sync for Chunk {}
 
 impl Chunk {
-    fn count(&self, i: usize) -> &AtomicU32 {
+    fn count(self, i: usize) -> *mut u32 {
         debug_assert!(i < FANOUT);
-        // SAFETY: the first COUNTS bytes of a chunk are FANOUT AtomicU32s,
-        // zeroed by the mapping (a valid 0); the slab keeps them mapped.
-        unsafe { &*self.0.as_ptr().cast::<AtomicU32>().add(i) }
+        // The first COUNTS bytes of a chunk are FANOUT u32s, zero when mapped.
+        self.0.as_ptr().cast::<u32>().wrapping_add(i)
     }
 
     /// The address of cell `i` (its SA, if one lives there).
@@ -79,37 +79,45 @@ impl Chunk {
     }
 
     /// Takes cell `i` for a new SA if nothing holds it; the caller then
-    /// owns one count and must write the SA (or [`Chunk::unclaim`]).
-    fn claim(self, i: usize) -> bool {
-        self.count(i)
-            .compare_exchange(0, LIVE | 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+    /// owns its one count and must write the SA (or give the cell back).
+    fn claim(self, i: usize, _: &Counting<'_>) -> bool {
+        // SAFETY: a count of a mapped chunk, under the count lock.
+        unsafe {
+            let free = *self.count(i) == 0;
+            if free {
+                *self.count(i) = 1;
+            }
+            free
+        }
     }
 
     /// Gives back a claimed cell whose SA could not be built.
-    fn unclaim(self, i: usize) {
-        self.count(i).store(0, Ordering::Release);
+    fn unclaim(self, i: usize, _: &Counting<'_>) {
+        // SAFETY: as in `claim`.
+        unsafe { *self.count(i) = 0 };
     }
 
     /// One more holder of cell `i`'s SA.
     ///
     /// # Safety
     /// The caller already holds a count of the cell.
-    pub(super) unsafe fn retain(self, i: usize) {
-        self.count(i).fetch_add(1, Ordering::Relaxed);
+    pub(super) unsafe fn retain(self, i: usize, _: &Counting<'_>) {
+        // SAFETY: as in `claim`.
+        unsafe { *self.count(i) += 1 };
     }
 
     /// One holder fewer; the last one drops the SA and frees the cell.
     ///
     /// # Safety
     /// The caller gives up a count it holds, and the chunk is still mapped.
-    pub(super) unsafe fn release(self, i: usize) {
-        if self.count(i).fetch_sub(1, Ordering::Release) == LIVE | 1 {
-            // Everything the other holders did to the SA happens before.
-            fence(Ordering::Acquire);
-            // SAFETY: the last count was ours, so the SA is unreachable.
-            unsafe { std::ptr::drop_in_place(self.cell(i)) };
-            self.count(i).store(0, Ordering::Release);
+    pub(super) unsafe fn release(self, i: usize, _: &Counting<'_>) {
+        // SAFETY: as in `claim`; at zero nobody else can reach the SA
+        // (what other holders did to it happened before, by the lock).
+        unsafe {
+            *self.count(i) -= 1;
+            if *self.count(i) == 0 {
+                std::ptr::drop_in_place(self.cell(i));
+            }
         }
     }
 }
@@ -166,9 +174,16 @@ pub(super) struct Slab {
     /// By leaf index; written only by the control plane, when it builds an
     /// SA for a leaf that has none yet.
     chunks: Mutex<Vec<Option<Mapping>>>,
+    /// Guards every cell count of every chunk (see [`Counting`]).
+    counts: Mutex<()>,
 }
 
 impl Slab {
+    /// Takes the count lock (a panic elsewhere does not poison counting).
+    pub(super) fn counting(&self) -> Counting<'_> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The chunk of leaf `a`, mapped on first use; `None` if the mapping
     /// failed (SAs then go on the heap).
     pub(super) fn chunk(&self, a: usize) -> Option<Chunk> {
@@ -196,7 +211,8 @@ impl Slab {
         spec: InboundSpec<'_>,
     ) -> Result<InboundHandle, CryptoError> {
         let (a, i) = split(slot_of(spec.spi));
-        if let Some(chunk) = self.chunk(a).filter(|c| c.claim(i)) {
+        let claimed = self.chunk(a).filter(|c| c.claim(i, &self.counting()));
+        if let Some(chunk) = claimed {
             // SAFETY: the claim made the cell ours alone, and it is
             // line-aligned room for one InboundSa.
             return match unsafe { InboundSa::build_at(chunk.cell(i), spec) } {
@@ -206,7 +222,7 @@ impl Slab {
                     index: i as u16,
                 }))),
                 Err(e) => {
-                    chunk.unclaim(i);
+                    chunk.unclaim(i, &self.counting());
                     Err(e)
                 }
             };
@@ -249,7 +265,10 @@ impl CellRef {
 impl Clone for CellRef {
     fn clone(&self) -> CellRef {
         // SAFETY: `self` holds a count.
-        unsafe { self.chunk.retain(self.index as usize) };
+        unsafe {
+            self.chunk
+                .retain(self.index as usize, &self.slab.counting())
+        };
         CellRef {
             slab: self.slab.clone(),
             chunk: self.chunk,
@@ -261,7 +280,10 @@ impl Clone for CellRef {
 impl Drop for CellRef {
     fn drop(&mut self) {
         // SAFETY: our count; `self.slab` keeps the chunk mapped until after.
-        unsafe { self.chunk.release(self.index as usize) };
+        unsafe {
+            self.chunk
+                .release(self.index as usize, &self.slab.counting())
+        };
     }
 }
 

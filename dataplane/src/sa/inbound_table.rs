@@ -32,6 +32,8 @@ pub struct ForeignCell {
 }
 
 struct Leaf {
+    /// Keeps the chunks mapped, and holds the count lock.
+    slab: Arc<Slab>,
     /// Where this leaf's cells are; `None` only if mapping it failed.
     chunk: Option<Chunk>,
     /// SAs on the heap, by index; allocated when the leaf gets its first.
@@ -40,8 +42,9 @@ struct Leaf {
 }
 
 impl Leaf {
-    fn new(chunk: Option<Chunk>) -> Leaf {
+    fn new(slab: Arc<Slab>, chunk: Option<Chunk>) -> Leaf {
         Leaf {
+            slab,
             chunk,
             heap: None,
             tags: [EMPTY; FANOUT],
@@ -73,13 +76,16 @@ impl Leaf {
 
 impl Clone for Leaf {
     /// The copy holds the cells it lists too (counts in the chunk's first
-    /// pages: one line per 16 slots, none of them a line a worker writes).
+    /// pages, none of them a line a worker reads).
     fn clone(&self) -> Leaf {
+        let counting = self.slab.counting();
         for (chunk, i) in self.cells() {
             // SAFETY: `self` holds a count of each of its cells.
-            unsafe { chunk.retain(i) };
+            unsafe { chunk.retain(i, &counting) };
         }
+        drop(counting);
         Leaf {
+            slab: self.slab.clone(),
             chunk: self.chunk,
             heap: self.heap.clone(),
             tags: self.tags,
@@ -89,10 +95,10 @@ impl Clone for Leaf {
 
 impl Drop for Leaf {
     fn drop(&mut self) {
+        let counting = self.slab.counting();
         for (chunk, i) in self.cells() {
-            // SAFETY: the leaf's own count; the table that held the leaf
-            // drops its slab only after its leaves.
-            unsafe { chunk.release(i) };
+            // SAFETY: the leaf's own count; its slab keeps the chunk mapped.
+            unsafe { chunk.release(i, &counting) };
         }
     }
 }
@@ -108,8 +114,7 @@ struct Branch {
 /// Persistent `SPI -> InboundSa` map; cheap to clone.
 #[derive(Clone)]
 pub struct InboundTable {
-    /// Entry `a` holds slots `a * FANOUT..(a + 1) * FANOUT`. Declared before
-    /// `slab`, so it is dropped first: leaves release cells of the slab.
+    /// Entry `a` holds slots `a * FANOUT..(a + 1) * FANOUT`.
     root: Arc<[Option<Branch>]>,
     slab: Arc<Slab>,
     len: usize,
@@ -194,7 +199,7 @@ impl InboundTable {
         let b = Arc::make_mut(&mut self.root)[a].get_or_insert_with(|| {
             let chunk = slab.chunk(a);
             Branch {
-                leaf: Arc::new(Leaf::new(chunk)),
+                leaf: Arc::new(Leaf::new(slab.clone(), chunk)),
                 chunk,
             }
         });
