@@ -310,6 +310,11 @@ impl Report {
                 "rekey storm: {} rekeys started, {} completed (data moved after the pong), {} failed\n",
                 r.started, r.completed, r.failed
             );
+            t += &format!(
+                "  the generator's own IKE and epoch work: {:.2} s of its traffic thread, {:.1} us a rekey\n",
+                r.generator_work_us as f64 / 1e6,
+                r.generator_work_us as f64 / r.started.max(1) as f64
+            );
         }
         for r in &self.storm_rounds {
             t += &format!(

@@ -28,6 +28,9 @@ pub struct Rekeys {
     pub completed: u64,
     /// Rekeys refused, or whose new pair never answered.
     pub failed: u64,
+    /// The generator's own time on IKE and epochs during the traffic phase
+    /// (the hook's calls), in µs: what the storm takes from its traffic.
+    pub generator_work_us: u64,
 }
 
 /// The clients in `order` rekey at the times `schedule` gives, from `start`.
@@ -189,28 +192,14 @@ impl Handshakes {
     }
 }
 
-impl Hook for Handshakes {
-    fn datagram(&mut self, now: Instant, lane: usize, p: &Packet) {
-        if p.meta.remote == self.target.natt && p.data().get(..4) == Some(&[0, 0, 0, 0]) {
-            self.ep.handle_datagram(
-                now,
-                fake_local(lane, 4500),
-                self.target.endpoint_natt(),
-                p.data(),
-            );
-        }
+impl Handshakes {
+    /// Adds the time since `from` to the generator's storm work.
+    fn worked_since(&mut self, from: Instant) {
+        let us = from.elapsed().as_micros() as u64;
+        self.count(|r| r.generator_work_us += us);
     }
 
-    fn control(&mut self, now: Instant, client: u32, spi: u32, payload: &[u8]) {
-        let i = client as usize;
-        if let Some(m) = self.clients.get_mut(i).and_then(|c| c.machine.as_mut()) {
-            m.handle_control(now, spi, payload);
-        }
-        self.actions(now, i);
-        self.rearm(now, i);
-    }
-
-    fn poll(
+    fn poll_hook(
         &mut self,
         now: Instant,
         edits: &mut Vec<Edit>,
@@ -232,5 +221,41 @@ impl Hook for Handshakes {
         self.flush();
         edits.append(&mut self.edits);
         outbox.append(&mut self.outbox);
+    }
+}
+
+impl Hook for Handshakes {
+    fn datagram(&mut self, now: Instant, lane: usize, p: &Packet) {
+        if p.meta.remote == self.target.natt && p.data().get(..4) == Some(&[0, 0, 0, 0]) {
+            self.ep.handle_datagram(
+                now,
+                fake_local(lane, 4500),
+                self.target.endpoint_natt(),
+                p.data(),
+            );
+            self.worked_since(now);
+        }
+    }
+
+    fn control(&mut self, now: Instant, client: u32, spi: u32, payload: &[u8]) {
+        let i = client as usize;
+        if let Some(m) = self.clients.get_mut(i).and_then(|c| c.machine.as_mut()) {
+            m.handle_control(now, spi, payload);
+        }
+        self.actions(now, i);
+        self.rearm(now, i);
+        self.worked_since(now);
+    }
+
+    fn poll(
+        &mut self,
+        now: Instant,
+        edits: &mut Vec<Edit>,
+        outbox: &mut Vec<(usize, Packet)>,
+        pool: &mut PacketPool,
+    ) {
+        let from = Instant::now();
+        self.poll_hook(now, edits, outbox, pool);
+        self.worked_since(from);
     }
 }
