@@ -1,7 +1,7 @@
 //! The AF_PACKET outside port: raw Ethernet on a real interface without
 //! DPDK. Receive through a TPACKET_V3 ring (one mmap'd ring per worker),
 //! transmit with `sendmmsg`; the sockets of one interface form a
-//! PACKET_FANOUT group steered by SPI ([`fanout`]). L2 (ARP, ICMP echo,
+//! PACKET_FANOUT group steered by SPI (the `fanout` module). L2 (ARP, ICMP echo,
 //! IPv4/UDP framing) is [`super::l2::L2Outside`].
 //!
 //! The kernel keeps its own stack on the interface: give the port's

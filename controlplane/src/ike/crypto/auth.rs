@@ -5,7 +5,7 @@ use super::{Prf, Secret};
 
 const KEY_PAD: &[u8] = b"Key Pad for IKEv2";
 
-/// <SignedOctets> = RealMessage | NonceData of the peer | prf(SK_p, IDx'), where
+/// `<SignedOctets>` = RealMessage | NonceData of the peer | prf(SK_p, IDx'), where
 /// `message` is this side's first message as sent (IKE_SA_INIT), `peer_nonce`
 /// the other side's nonce, `sk_p` this side's SK_pi/SK_pr and `id_body` its ID
 /// payload body.
@@ -20,7 +20,7 @@ pub fn signed_octets(
     [message, peer_nonce, maced_id.as_bytes()].concat()
 }
 
-/// AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>).
+/// `AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>)`.
 pub fn psk_auth(prf: Prf, psk: &Secret, octets: &[u8]) -> Secret {
     let k = prf.prf(psk.as_bytes(), &[KEY_PAD]);
     prf.prf(k.as_bytes(), &[octets])

@@ -52,7 +52,7 @@ impl Prf {
         }
     }
 
-    /// prf(key, parts[0] | parts[1] | ...).
+    /// `prf(key, parts[0] | parts[1] | ...)`.
     pub fn prf(self, key: &[u8], parts: &[&[u8]]) -> Secret {
         Secret::new(match self {
             Prf::HmacSha256 => hmac::<Hmac<Sha256>>(key, parts),

@@ -6,7 +6,7 @@
 //! loop of reads. Opened with offloads ([`TunDevice::open_offloaded`],
 //! `IFF_VNET_HDR` and `TUNSETOFFLOAD`), a read or write may carry a TCP
 //! super-packet of up to 64 KiB instead, or a UDP one (a batch of equal
-//! datagrams): the [`offload`] queue cuts and merges them, so a bulk TCP
+//! datagrams): the `offload` queue cuts and merges them, so a bulk TCP
 //! transfer costs a system call (and a pass of the kernel's stack) per
 //! 64 KiB, not per segment, and a `UDP_SEGMENT` sender's batch one per
 //! batch.
