@@ -312,8 +312,8 @@ impl Report {
             );
             t += &format!(
                 "  the generator's own IKE and epoch work: {:.2} s of its traffic thread, {:.1} us a rekey\n",
-                r.generator_work_us as f64 / 1e6,
-                r.generator_work_us as f64 / r.started.max(1) as f64
+                r.generator_work_ns as f64 / 1e9,
+                r.generator_work_ns as f64 / 1e3 / r.started.max(1) as f64
             );
         }
         for r in &self.storm_rounds {
