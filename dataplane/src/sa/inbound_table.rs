@@ -64,6 +64,17 @@ impl Leaf {
         }
     }
 
+    /// Takes slot `i`'s entry out (a cell's count goes with it).
+    fn take(&mut self, i: usize) -> Option<InboundHandle> {
+        let tag = std::mem::replace(&mut self.tags[i], EMPTY);
+        let held = match tag & KIND {
+            IN_CELL => Held::Cell(CellRef::adopt(self.slab.clone(), self.chunk?, i)),
+            ON_HEAP => Held::Heap(self.heap.as_mut()?[i].take()?),
+            _ => return None,
+        };
+        Some(InboundHandle(held))
+    }
+
     fn cells(&self) -> impl Iterator<Item = (Chunk, usize)> + '_ {
         let chunk = self.chunk;
         self.tags
@@ -212,17 +223,6 @@ impl InboundTable {
         leaf
     }
 
-    /// Takes slot `i`'s entry out of `leaf`.
-    fn take(slab: &Arc<Slab>, leaf: &mut Leaf, i: usize) -> Option<InboundHandle> {
-        let tag = std::mem::replace(&mut leaf.tags[i], EMPTY);
-        let held = match tag & KIND {
-            IN_CELL => Held::Cell(CellRef::adopt(slab.clone(), leaf.chunk?, i)),
-            ON_HEAP => Held::Heap(leaf.heap.as_mut()?[i].take()?),
-            _ => return None,
-        };
-        Some(InboundHandle(held))
-    }
-
     /// Puts `sa` in its slot, returning what was there. An SA built by
     /// this table in its cell goes in as a tag; any other as a pointer.
     pub fn install(
@@ -241,9 +241,8 @@ impl InboundTable {
                 return Err(ForeignCell { spi });
             }
         }
-        let slab = self.slab.clone();
         let leaf = self.leaf_mut(a);
-        let old = Self::take(&slab, leaf, i);
+        let old = leaf.take(i);
         let generation = generation_of(spi) as u16;
         match sa.0 {
             Held::Cell(c) => {
@@ -270,8 +269,7 @@ impl InboundTable {
     pub fn remove(&mut self, spi: u32) -> Option<InboundHandle> {
         self.get(spi)?;
         let (a, i) = split(slot_of(spi));
-        let slab = self.slab.clone();
-        let old = Self::take(&slab, self.leaf_mut(a), i);
+        let old = self.leaf_mut(a).take(i);
         if old.is_some() {
             self.len -= 1;
         }
