@@ -22,7 +22,11 @@
 # TRAIN (packets per client in a row; default 1, round robin),
 # THREADS, SOCKETS, WORKERS (gateway data-plane workers), REKEY_STORM
 # (ike: every client rekeys once while traffic flows, spread over this many
-# seconds), REKEY_ROUNDS (that many storms, a quiet quarter before each), OUT
+# seconds; run DURATION a quiet quarter past the last round so that each
+# round is measured against quiet seconds on both sides), REKEY_ROUNDS
+# (that many storms, a quiet quarter before each), STORM_CONTROL=1 (the
+# storm's rounds timed and measured, but no client rekeys: the noise floor
+# to compare a storm's figures with), OUT
 # (directory for SCENARIO.json and SCENARIO.svg, default ./lab-out),
 # BIN_DIR (where espritd and esprit-pktgen are; default target/release,
 # else target/debug), KEEP=1 keeps the work directory with the logs,
@@ -225,6 +229,7 @@ if [ -n "$COUNT" ]; then RUN+=(--count "$COUNT"); else RUN+=(--duration "$DURATI
 [ "$MODE" = ike ] && RUN+=(--clients "$CLIENTS" --client-ip "$CLIENT_IP" --sockets "$SOCKETS")
 [ "$MODE" = ike ] && [ -n "${REKEY_STORM:-}" ] && RUN+=(--rekey-storm "$REKEY_STORM")
 [ "$MODE" = ike ] && [ -n "${REKEY_ROUNDS:-}" ] && RUN+=(--rekey-rounds "$REKEY_ROUNDS")
+[ "$MODE" = ike ] && [ -n "${REKEY_STORM:-}" ] && [ "${STORM_CONTROL:-0}" = 1 ] && RUN+=(--storm-control)
 echo "lab.sh: esprit-pktgen ${RUN[*]}" >&2
 in_ns "$NS_CL" "${TASKSET[@]}" "$PKTGEN" "${RUN[@]}"
 # The gateway's peak memory, for memory per tunnel (compare runs with

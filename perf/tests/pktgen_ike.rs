@@ -2,7 +2,8 @@
 //! with a pool and a reflecting inside), in process on loopback: 200
 //! clients each run IKEv2, get an inner address, ping on their first epoch
 //! and then send numbered traffic that all comes back, while every client
-//! rekeys once (a rekey storm): no packet is lost to an epoch switch.
+//! rekeys once (a rekey storm): no packet is lost to an epoch switch. A
+//! control run follows, its storm timed but without rekeys.
 //!
 //! One test in this file: the daemon runs its control loop until SIGTERM,
 //! which the test raises at the end (signal-hook turns it into a flag).
@@ -79,6 +80,7 @@ fn two_hundred_ike_clients_come_up_ping_rekey_and_get_every_packet_back() {
             rekey_storm: Some(Duration::from_secs(1)),
             // Two rounds: 0.25-1.25 s and 1.5-2.5 s into the traffic.
             rekey_rounds: 2,
+            storm_control: false,
             peer: None,
             client_id: perf::pktgen::ike::DEFAULT_CLIENT_ID.into(),
         },
@@ -97,12 +99,49 @@ fn two_hundred_ike_clients_come_up_ping_rekey_and_get_every_packet_back() {
             gateway_pid: None,
         },
     );
+    // A control run against the same gateway: a storm's round timed and
+    // measured (4 s after a quiet second, and a quiet second after it),
+    // but no client rekeys.
+    let control = report.is_ok().then(|| {
+        run_ike(
+            &cfg,
+            &IkeOptions {
+                clients: 50,
+                client_ip: "127.0.0.1".parse().unwrap(),
+                client_port: 0,
+                sockets: 2,
+                in_flight: 64,
+                setup_timeout: Duration::from_secs(60),
+                gateway: None,
+                rekey_storm: Some(Duration::from_secs(4)),
+                rekey_rounds: 1,
+                storm_control: true,
+                peer: None,
+                client_id: perf::pktgen::ike::DEFAULT_CLIENT_ID.into(),
+            },
+            &SessionOptions {
+                threads: 1,
+                traffic: TrafficSpec {
+                    size: SizeMix::Fixed(64),
+                    rate: Some(5_000.0),
+                    stop: Stop::After(Duration::from_millis(7_500)),
+                    drain: Duration::from_secs(2),
+                    burst: 32,
+                    window: None,
+                    train: 1,
+                },
+                progress: false,
+                gateway_pid: None,
+            },
+        )
+    });
     // Stop the daemon whatever happened (it registered for SIGTERM before
     // its first control step, so it is listening by now).
     // SAFETY: raise has no preconditions; the handler only sets a flag.
     unsafe { libc::raise(libc::SIGTERM) };
     let joined = gateway.join();
     let r = report.unwrap();
+    let c = control.expect("the storm run failed").unwrap();
     assert!(joined.is_ok(), "gateway thread panicked");
 
     let s = r.setup.as_ref().expect("set-up figures");
@@ -142,4 +181,16 @@ fn two_hundred_ike_clients_come_up_ping_rekey_and_get_every_packet_back() {
         "{} buffers",
         r.generator.buffers_allocated
     );
+
+    // The control run rekeyed nobody and still measured its round, on both
+    // sides: steady paced traffic reads about 1.0x.
+    let k = c.rekeys.expect("control figures");
+    assert!(k.control);
+    assert_eq!((k.started, k.completed, k.failed), (0, 0, 0));
+    assert_eq!(c.received, c.sent, "{}", c.table());
+    assert_eq!(c.storm_rounds.len(), 1, "{}", c.table());
+    let round = &c.storm_rounds[0];
+    assert!(round.quiet_after_mpps.is_some(), "{}", c.table());
+    assert!((0.8..1.25).contains(&round.ratio), "{}", c.table());
+    assert!(c.table().contains("rekey storm control"), "{}", c.table());
 }

@@ -74,9 +74,15 @@ pub struct IkeArgs {
     pub rekey_storm: Option<f64>,
     /// With --rekey-storm: run it this many times, each round after a quiet
     /// quarter of its length; the report gives each round's throughput
-    /// against the quiet seconds before it.
+    /// against the quiet seconds before it and after it (run the traffic a
+    /// quiet quarter past the last round to have the after).
     #[arg(long, default_value_t = 1)]
     pub rekey_rounds: u32,
+    /// With --rekey-storm: a control run. The rounds are timed and measured
+    /// as a storm's, but no client rekeys; compare its figures with a
+    /// storm's to see how much of a storm's drop is the machine's noise.
+    #[arg(long, requires = "rekey_storm")]
+    pub storm_control: bool,
     #[command(flatten)]
     pub traffic: TrafficArgs,
 }
@@ -283,6 +289,7 @@ pub fn run(cli: Cli) -> Result<(), PktgenError> {
                     .rekey_storm
                     .map(|s| Duration::from_secs_f64(s.clamp(0.001, 86_400.0))),
                 rekey_rounds: a.rekey_rounds.clamp(1, 1000),
+                storm_control: a.storm_control,
                 peer: a.peer.clone(),
                 client_id: a.client_id.clone(),
             };

@@ -305,7 +305,12 @@ impl Report {
                 s.tunnels, s.seconds, s.tunnels_per_sec, s.failed, s.pinged
             );
         }
-        if let Some(r) = &self.rekeys {
+        if let Some(r) = self.rekeys.filter(|r| r.control) {
+            t += &format!(
+                "rekey storm control: no client rekeyed; the rounds below are timed as a storm's and show the machine's own drift and noise ({:.2} s of IKE and epoch work in the generator)\n",
+                r.generator_work_ns as f64 / 1e9
+            );
+        } else if let Some(r) = &self.rekeys {
             t += &format!(
                 "rekey storm: {} rekeys started, {} completed (data moved after the pong), {} failed\n",
                 r.started, r.completed, r.failed
@@ -317,10 +322,16 @@ impl Report {
             );
         }
         for r in &self.storm_rounds {
-            t += &format!(
-                "  round {}: {:.3} M round trips/s in the quiet before it, {:.3} during it ({:.2}x)\n",
-                r.round, r.quiet_mpps, r.during_mpps, r.ratio
-            );
+            t += &match r.quiet_after_mpps {
+                Some(after) => format!(
+                    "  round {}: {:.3} M round trips/s in the quiet before it, {:.3} during it, {:.3} in the quiet after: {:.2}x ({:.2}x of the quiet before alone)\n",
+                    r.round, r.quiet_mpps, r.during_mpps, after, r.ratio, r.ratio_to_before
+                ),
+                None => format!(
+                    "  round {}: {:.3} M round trips/s in the quiet before it, {:.3} during it ({:.2}x; the run ended before a quiet second after it)\n",
+                    r.round, r.quiet_mpps, r.during_mpps, r.ratio
+                ),
+            };
             let cpu = [
                 ("generator", r.generator_us),
                 ("gateway", r.gateway_us),

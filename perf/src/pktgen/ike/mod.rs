@@ -38,6 +38,9 @@ pub struct IkeOptions {
     pub rekey_storm: Option<Duration>,
     /// How many times the storm runs, each round after a quiet quarter.
     pub rekey_rounds: u32,
+    /// Time and measure the storm's rounds, but rekey no client: the same
+    /// figures from a run where nothing happens (the method's noise floor).
+    pub storm_control: bool,
     /// The responder `[[peer]]` to connect to; `None`: the first.
     pub peer: Option<String>,
     /// The clients' identity, `{i}` for the index ([`DEFAULT_CLIENT_ID`]).
@@ -91,7 +94,7 @@ pub fn run_ike(
         rounds: opt.rekey_rounds.max(1),
     });
     if let Some(s) = schedule {
-        hs.plan_rekey_storm(s);
+        hs.plan_rekey_storm(s, opt.storm_control);
     }
     let lanes = hs.take_lanes();
     if lanes.iter().all(|l| l.clients.is_empty()) {

@@ -31,6 +31,9 @@ pub struct Rekeys {
     /// The generator's own time on IKE and epochs during the traffic phase
     /// (the hook's calls), in ns: what the storm takes from its traffic.
     pub generator_work_ns: u64,
+    /// A control run: the storm's rounds were timed and measured, but no
+    /// client rekeyed, so its figures are the method's noise floor.
+    pub control: bool,
 }
 
 /// The clients in `order` rekey at the times `schedule` gives, from `start`.
@@ -58,10 +61,11 @@ const IDLE: Duration = Duration::from_secs(3600);
 
 impl Handshakes {
     /// Every client that is up rekeys once a round, as `schedule` has it,
-    /// counted from now. Call before the traffic phase takes the sockets.
-    pub fn plan_rekey_storm(&mut self, schedule: Schedule) {
+    /// counted from now; with `control`, none does, and only the rounds'
+    /// figures are taken. Call before the traffic phase takes the sockets.
+    pub fn plan_rekey_storm(&mut self, schedule: Schedule, control: bool) {
         let order: Vec<usize> = (0..self.clients.len())
-            .filter(|&i| self.clients.get(i).is_some_and(|c| c.phase == Phase::Up))
+            .filter(|&i| !control && self.clients.get(i).is_some_and(|c| c.phase == Phase::Up))
             .collect();
         // The old pair stays until its grace period is over; we delete it.
         self.ep.set_defer_rekeyed_delete(true);
@@ -72,7 +76,10 @@ impl Handshakes {
             order,
             next: 0,
             timers: TimerWheel::new(now, Duration::from_millis(1)),
-            counts: Rekeys::default(),
+            counts: Rekeys {
+                control,
+                ..Rekeys::default()
+            },
         });
     }
 
