@@ -72,10 +72,6 @@ impl<P: Port + ?Sized> Port for Box<P> {
         (**self).readable_fd()
     }
 
-    fn receives_while_idle(&self) -> bool {
-        (**self).receives_while_idle()
-    }
-
     fn rx_dropped(&self) -> u64 {
         (**self).rx_dropped()
     }

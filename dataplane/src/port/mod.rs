@@ -52,13 +52,6 @@ pub trait Port: Send {
         None
     }
 
-    /// Whether packets can arrive while the worker sleeps. A reflecting
-    /// inside holds only what the worker itself sent it, so an idle worker
-    /// need not watch it and can sleep on the other port's fd alone.
-    fn receives_while_idle(&self) -> bool {
-        true
-    }
-
     /// Packets the port dropped on receive so far (too large, malformed
     /// offload headers), for the worker to count with its drops.
     fn rx_dropped(&self) -> u64 {

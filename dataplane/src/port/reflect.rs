@@ -78,12 +78,6 @@ impl Port for ReflectPort {
         self.reflected += sent as u64;
         Ok(sent)
     }
-
-    /// Only what the worker transmitted comes back, and only on its next
-    /// receive: nothing arrives while it sleeps.
-    fn receives_while_idle(&self) -> bool {
-        false
-    }
 }
 
 #[cfg(test)]

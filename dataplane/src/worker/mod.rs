@@ -500,45 +500,26 @@ impl<O: Port, I: Port> Core<O, I> {
             std::hint::spin_loop();
             return;
         }
-        let ports = [
-            (
-                self.outside.readable_fd(),
-                self.outside.receives_while_idle(),
-            ),
-            (self.inside.readable_fd(), self.inside.receives_while_idle()),
-        ];
-        match wake_fds(&ports) {
-            Some(mut fds) => {
-                // SAFETY: `fds` is a valid array of pollfd for the duration
-                // of the call; poll only writes `revents`.
-                unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1) };
-            }
-            // A port without an fd (mem): nap briefly instead.
-            None => std::thread::sleep(Duration::from_micros(100)),
-        }
-    }
-}
-
-/// What an idle worker sleeps on, from each port's `(readable_fd,
-/// receives_while_idle)`: the fds of the ports that can receive while it
-/// sleeps, so that a packet wakes it at once. `None` when one of those has
-/// no fd, or none can receive (the worker then naps).
-fn wake_fds(ports: &[(Option<std::os::fd::RawFd>, bool)]) -> Option<Vec<libc::pollfd>> {
-    let fds: Option<Vec<libc::pollfd>> = ports
-        .iter()
-        .filter(|(_, receives)| *receives)
-        .map(|(fd, _)| {
-            fd.map(|fd| libc::pollfd {
+        let fds: Vec<libc::pollfd> = [self.outside.readable_fd(), self.inside.readable_fd()]
+            .into_iter()
+            .flatten()
+            .map(|fd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,
                 revents: 0,
             })
-        })
-        .collect();
-    fds.filter(|f| !f.is_empty())
+            .collect();
+        if fds.len() == 2 {
+            let mut fds = fds;
+            // SAFETY: `fds` is a valid array of pollfd for the duration of
+            // the call; poll only writes `revents`.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1) };
+        } else {
+            // A port without an fd (mem): nap briefly instead.
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
 }
 
-#[cfg(test)]
-mod idle_tests;
 #[cfg(test)]
 mod tests;
