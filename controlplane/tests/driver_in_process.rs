@@ -235,6 +235,15 @@ fn each_responder_peer_leases_from_its_own_pool_and_a_reload_keeps_the_leases() 
         lease(&mut gw, "c.staff.test", 3, now),
         Some(Ipv4Addr::new(10, 200, 0, 2))
     );
+    // Their host routes are indexed by address in each pool, as espritd
+    // has them, not hashed.
+    let pools: Vec<String> = gw
+        .published()
+        .routes
+        .pools()
+        .map(|(p, hosts)| format!("{p} {hosts}"))
+        .collect();
+    assert_eq!(pools, ["10.128.0.0/10 1", "10.200.0.0/24 2"]);
 
     // A reload that widens the staff's pool: the two staff clients keep
     // their addresses, and the next one gets a free address, not theirs.

@@ -262,9 +262,7 @@ impl Daemon {
     /// and `[dataplane] route_pools` (not yet published). A pool it
     /// refuses still works, hashed.
     fn index_pools(&mut self, cfg: &config::Config) {
-        let leased = crate::gateway::leased_prefixes(&cfg.peers);
-        let nets = cfg.dataplane.route_pools.iter().chain(&leased);
-        let pools: Vec<_> = nets.filter_map(|n| manual::prefix(n).ok()).collect();
+        let pools = crate::gateway::route_pools(cfg);
         for e in self.publisher.edit().routes.set_pools(&pools) {
             tracing::info!("address pool routes hashed, not indexed: {e}");
         }

@@ -54,9 +54,13 @@ impl InProcessGateway {
             .first()
             .copied()
             .unwrap_or(([0, 0, 0, 0], 4500).into());
+        // Host routes in the pools indexed by address, as espritd has them
+        // (a pool the table refuses stays hashed, as there).
+        let mut publisher = SaPublisher::new();
+        let _refused = publisher.edit().routes.set_pools(&super::route_pools(cfg));
         Ok(InProcessGateway {
             driver: IkeDriver::new(cfg, vec![link], SpiSlots::new(), 1)?,
-            publisher: SaPublisher::new(),
+            publisher,
             link: worker_end,
             sealed: Vec::new(),
             ike: SocketAddr::new(natt.ip(), cfg.gateway.ike_port),

@@ -16,6 +16,6 @@ pub use in_process::InProcessGateway;
 pub use own_addresses::OwnAddresses;
 pub use policy::{
     address_pool, address_pool6, identification, leased_prefix, leased_prefix6, leased_prefixes,
-    policy,
+    policy, route_pools,
 };
 pub use spi_slots::SpiSlots;

@@ -192,6 +192,19 @@ pub fn leased_prefixes(peers: &[Peer]) -> Vec<IpNet> {
         .collect()
 }
 
+/// The address pools whose host routes the data plane indexes by address
+/// (`RouteTable::set_pools`): `[dataplane] route_pools` and the prefixes
+/// responders lease addresses from.
+pub fn route_pools(cfg: &config::Config) -> Vec<dataplane::sa::IpPrefix> {
+    let leased = leased_prefixes(&cfg.peers);
+    cfg.dataplane
+        .route_pools
+        .iter()
+        .chain(&leased)
+        .filter_map(|n| dataplane::sa::IpPrefix::new(n.network(), n.prefix_len()))
+        .collect()
+}
+
 /// The prefix of a peer's `pool` that clients lease IPv4 addresses from
 /// (its first IPv4 one), with its place in the list.
 pub fn leased_prefix(peer: &Peer) -> Option<(usize, ipnet::Ipv4Net)> {
