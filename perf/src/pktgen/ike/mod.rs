@@ -31,7 +31,7 @@ pub struct IkeOptions {
     pub sockets: usize,
     pub in_flight: usize,
     pub setup_timeout: Duration,
-    /// Send to this address instead of gateway.outside[0].
+    /// Send to this address instead of `gateway.outside[0]`.
     pub gateway: Option<SocketAddr>,
     /// Every client rekeys once while traffic flows, the rekeys spread
     /// over this long (starting a quarter of it into the traffic).
