@@ -33,6 +33,49 @@ fn natt_address() -> SocketAddr {
     panic!("no free 127.66.x.y:4500");
 }
 
+/// `clients` loopback IKE clients over `sockets` sockets, rekeying in
+/// `rounds` storms of `storm` each (or, with `control`, only timing them).
+fn storm_clients(
+    clients: usize,
+    sockets: usize,
+    storm: Duration,
+    rounds: u32,
+    control: bool,
+) -> IkeOptions {
+    IkeOptions {
+        clients,
+        client_ip: "127.0.0.1".parse().unwrap(),
+        client_port: 0,
+        sockets,
+        in_flight: 64,
+        setup_timeout: Duration::from_secs(60),
+        gateway: None,
+        rekey_storm: Some(storm),
+        rekey_rounds: rounds,
+        storm_control: control,
+        peer: None,
+        client_id: perf::pktgen::ike::DEFAULT_CLIENT_ID.into(),
+    }
+}
+
+/// 64-byte traffic at `rate` packets/s on `threads` threads until `stop`.
+fn paced(threads: usize, rate: f64, stop: Stop) -> SessionOptions {
+    SessionOptions {
+        threads,
+        traffic: TrafficSpec {
+            size: SizeMix::Fixed(64),
+            rate: Some(rate),
+            stop,
+            drain: Duration::from_secs(2),
+            burst: 32,
+            window: None,
+            train: 1,
+        },
+        progress: false,
+        gateway_pid: None,
+    }
+}
+
 #[test]
 fn two_hundred_ike_clients_come_up_ping_rekey_and_get_every_packet_back() {
     let natt = natt_address();
@@ -67,37 +110,11 @@ fn two_hundred_ike_clients_come_up_ping_rekey_and_get_every_packet_back() {
         panic!("gateway: {e}");
     }
 
+    // Two rounds: 0.25-1.25 s and 1.5-2.5 s into the traffic.
     let report = run_ike(
         &cfg,
-        &IkeOptions {
-            clients: 200,
-            client_ip: "127.0.0.1".parse().unwrap(),
-            client_port: 0,
-            sockets: 4,
-            in_flight: 64,
-            setup_timeout: Duration::from_secs(60),
-            gateway: None,
-            rekey_storm: Some(Duration::from_secs(1)),
-            // Two rounds: 0.25-1.25 s and 1.5-2.5 s into the traffic.
-            rekey_rounds: 2,
-            storm_control: false,
-            peer: None,
-            client_id: perf::pktgen::ike::DEFAULT_CLIENT_ID.into(),
-        },
-        &SessionOptions {
-            threads: 2,
-            traffic: TrafficSpec {
-                size: SizeMix::Fixed(64),
-                rate: Some(20_000.0),
-                stop: Stop::Count(70_000),
-                drain: Duration::from_secs(2),
-                burst: 32,
-                window: None,
-                train: 1,
-            },
-            progress: false,
-            gateway_pid: None,
-        },
+        &storm_clients(200, 4, Duration::from_secs(1), 2, false),
+        &paced(2, 20_000.0, Stop::Count(70_000)),
     );
     // A control run against the same gateway: a storm's round timed and
     // measured (4 s after a quiet second, and a quiet second after it),
@@ -105,34 +122,8 @@ fn two_hundred_ike_clients_come_up_ping_rekey_and_get_every_packet_back() {
     let control = report.is_ok().then(|| {
         run_ike(
             &cfg,
-            &IkeOptions {
-                clients: 50,
-                client_ip: "127.0.0.1".parse().unwrap(),
-                client_port: 0,
-                sockets: 2,
-                in_flight: 64,
-                setup_timeout: Duration::from_secs(60),
-                gateway: None,
-                rekey_storm: Some(Duration::from_secs(4)),
-                rekey_rounds: 1,
-                storm_control: true,
-                peer: None,
-                client_id: perf::pktgen::ike::DEFAULT_CLIENT_ID.into(),
-            },
-            &SessionOptions {
-                threads: 1,
-                traffic: TrafficSpec {
-                    size: SizeMix::Fixed(64),
-                    rate: Some(5_000.0),
-                    stop: Stop::After(Duration::from_millis(7_500)),
-                    drain: Duration::from_secs(2),
-                    burst: 32,
-                    window: None,
-                    train: 1,
-                },
-                progress: false,
-                gateway_pid: None,
-            },
+            &storm_clients(50, 2, Duration::from_secs(4), 1, true),
+            &paced(1, 5_000.0, Stop::After(Duration::from_millis(7_500))),
         )
     });
     // Stop the daemon whatever happened (it registered for SIGTERM before
