@@ -305,21 +305,25 @@ impl Report {
                 s.tunnels, s.seconds, s.tunnels_per_sec, s.failed, s.pinged
             );
         }
-        if let Some(r) = self.rekeys.filter(|r| r.control) {
-            t += &format!(
-                "rekey storm control: no client rekeyed; the rounds below are timed as a storm's and show the machine's own drift and noise ({:.2} s of IKE and epoch work in the generator)\n",
-                r.generator_work_ns as f64 / 1e9
-            );
-        } else if let Some(r) = &self.rekeys {
-            t += &format!(
-                "rekey storm: {} rekeys started, {} completed (data moved after the pong), {} failed\n",
-                r.started, r.completed, r.failed
-            );
-            t += &format!(
-                "  the generator's own IKE and epoch work: {:.2} s of its traffic thread, {:.1} us a rekey\n",
-                r.generator_work_ns as f64 / 1e9,
-                r.generator_work_ns as f64 / 1e3 / r.started.max(1) as f64
-            );
+        match self.rekeys {
+            Some(r) if r.control => {
+                t += &format!(
+                    "rekey storm control: no client rekeyed; the rounds below are timed as a storm's and show the machine's own drift and noise ({:.2} s of IKE and epoch work in the generator)\n",
+                    r.generator_work_ns as f64 / 1e9
+                );
+            }
+            Some(r) => {
+                t += &format!(
+                    "rekey storm: {} rekeys started, {} completed (data moved after the pong), {} failed\n",
+                    r.started, r.completed, r.failed
+                );
+                t += &format!(
+                    "  the generator's own IKE and epoch work: {:.2} s of its traffic thread, {:.1} us a rekey\n",
+                    r.generator_work_ns as f64 / 1e9,
+                    r.generator_work_ns as f64 / 1e3 / r.started.max(1) as f64
+                );
+            }
+            None => {}
         }
         for r in &self.storm_rounds {
             t += &match r.quiet_after_mpps {
