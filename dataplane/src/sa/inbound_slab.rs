@@ -48,10 +48,11 @@ pub(super) fn split(slot: usize) -> (usize, usize) {
 }
 
 /// Proof that the count lock of the slab that mapped a chunk is held:
-/// every count is read and written under it. One lock for a whole leaf's counts is cheaper than an
-/// atomic operation per cell (the rekey bench, three runs: 12.4-13.4 /
-/// 23.3-28.3 µs of the control thread at 1k / 100k tunnels, against
-/// 17.1-17.4 / 28.1 with atomics), and nothing on a worker's path counts.
+/// every count is read and written under it. One lock for a whole leaf's
+/// counts is cheaper than an atomic operation per cell (the rekey bench,
+/// three runs: 12.4-13.4 / 23.3-28.3 µs of the control thread at 1k / 100k
+/// tunnels, against 17.1-17.4 / 28.1 with atomics), and nothing on a
+/// worker's path counts.
 pub(super) type Counting<'a> = MutexGuard<'a, ()>;
 
 /// A chunk's base address; valid while the slab that mapped it lives.
