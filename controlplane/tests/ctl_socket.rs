@@ -481,6 +481,8 @@ fn prometheus_metrics_are_scraped() {
     assert!(text.contains("# TYPE esprit_drops_total counter"));
     assert!(text.contains("esprit_drops_total{worker=\"0\",reason=\"replay\"} 0"));
     assert!(text.contains("esprit_tunnels{kind=\"manual\",state=\"up\"} 1"));
+    // Manual tunnels have no epochs.
+    assert!(text.contains("esprit_epoch_switches_total 0"), "{text}");
     assert!(
         text.contains("esprit_tunnel_tx_bytes{tunnel=\"to-a\"}"),
         "{text}"

@@ -186,6 +186,7 @@ impl Daemon {
                 "child_sas_installed": stats.child_sas_installed,
                 "child_sas_removed": stats.child_sas_removed,
                 "peer_moves": stats.peer_moves,
+                "epoch_switches": stats.epoch_switches,
             },
         })
     }

@@ -107,6 +107,12 @@ impl Daemon {
         );
         e.sample("esprit_peer_moves_total", &[], s.peer_moves);
         e.family(
+            "esprit_epoch_switches_total",
+            "counter",
+            "Epoch switches of esp-ping tunnels: data moved to a new CHILD SA pair once its ping was answered.",
+        );
+        e.sample("esprit_epoch_switches_total", &[], s.epoch_switches);
+        e.family(
             "esprit_child_sas_installed_total",
             "counter",
             "CHILD SAs installed in the data plane (rekeys included).",

@@ -77,6 +77,9 @@ pub struct DriverStats {
     pub ike_sas_failed: u64,
     /// Tunnels whose peer was followed to a new NAT mapping.
     pub peer_moves: u64,
+    /// Epoch switches (esp-ping peers): a tunnel's data moved to a new
+    /// CHILD SA pair once its ping was answered, the first pair included.
+    pub epoch_switches: u64,
 }
 
 pub struct IkeDriver {
