@@ -52,6 +52,19 @@ pub trait Port: Send {
         None
     }
 
+    /// Adds every descriptor to wait on for this port's packets to `fds`;
+    /// `false` if some of its packets come with none (the worker then naps
+    /// instead of sleeping). A port made of several (`DualPort`) gives each.
+    fn readable_fds(&self, fds: &mut Vec<RawFd>) -> bool {
+        match self.readable_fd() {
+            Some(fd) => {
+                fds.push(fd);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Packets the port dropped on receive so far (too large, malformed
     /// offload headers), for the worker to count with its drops.
     fn rx_dropped(&self) -> u64 {

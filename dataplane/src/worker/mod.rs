@@ -15,6 +15,7 @@ pub use links::{handoff_mesh, ControlLink, Handoff, Queue, SealRequest};
 pub use stats::{Counter, StatsSnapshot, WorkerStats};
 
 use std::collections::{HashMap, VecDeque};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -91,6 +92,9 @@ struct Core<O: Port, I: Port> {
     icmp_bucket: TokenBucket,
     /// Scratch for the fragments of an inner packet (kept: no allocation).
     fragments: Vec<Packet>,
+    /// Scratch for the descriptors an idle worker sleeps on.
+    wait_fds: Vec<RawFd>,
+    poll_fds: Vec<libc::pollfd>,
 }
 
 impl<O: Port, I: Port> Worker<O, I> {
@@ -129,6 +133,8 @@ impl<O: Port, I: Port> Worker<O, I> {
                 held_total: 0,
                 icmp_bucket,
                 fragments: Vec::new(),
+                wait_fds: Vec::new(),
+                poll_fds: Vec::new(),
             },
         }
     }
@@ -500,20 +506,26 @@ impl<O: Port, I: Port> Core<O, I> {
             std::hint::spin_loop();
             return;
         }
-        let fds: Vec<libc::pollfd> = [self.outside.readable_fd(), self.inside.readable_fd()]
-            .into_iter()
-            .flatten()
-            .map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        if fds.len() == 2 {
-            let mut fds = fds;
-            // SAFETY: `fds` is a valid array of pollfd for the duration of
-            // the call; poll only writes `revents`.
-            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1) };
+        self.wait_fds.clear();
+        let outside = self.outside.readable_fds(&mut self.wait_fds);
+        let inside = self.inside.readable_fds(&mut self.wait_fds);
+        if outside && inside {
+            self.poll_fds.clear();
+            self.poll_fds
+                .extend(self.wait_fds.iter().map(|&fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                }));
+            // SAFETY: `poll_fds` is a valid array of pollfd for the duration
+            // of the call; poll only writes `revents`.
+            unsafe {
+                libc::poll(
+                    self.poll_fds.as_mut_ptr(),
+                    self.poll_fds.len() as libc::nfds_t,
+                    1,
+                )
+            };
         } else {
             // A port without an fd (mem): nap briefly instead.
             std::thread::sleep(Duration::from_micros(100));

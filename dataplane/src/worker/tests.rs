@@ -730,3 +730,43 @@ fn what_a_port_drops_on_receive_is_counted_with_the_workers_drops() {
     assert_eq!(s.drops(DropReason::RxDropped), 12);
     assert_eq!(s.total_drops(), 12);
 }
+
+#[test]
+fn an_idle_worker_on_a_dual_port_sleeps_on_both_sockets_and_wakes_for_either() {
+    use crate::port::dual::DualPort;
+    use crate::port::udp::UdpPort;
+    let bind = || UdpPort::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let (udp, raw, inside) = (bind(), bind(), bind());
+    let raw_addr = raw.local_addr();
+    let publisher = SaPublisher::new();
+    let w = Worker::new(
+        WorkerConfig {
+            spin_before_sleep: 4,
+            ..WorkerConfig::default()
+        },
+        DualPort::new(udp, raw),
+        inside,
+        publisher.reader(),
+        handoff_mesh(1, 64).pop().unwrap(),
+        ControlLink::new(16),
+    );
+    let stats = w.stats();
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = w.spawn(stop.clone()).unwrap();
+    let idle = Duration::from_millis(300);
+    std::thread::sleep(idle);
+    // Sleeping in poll (1 ms) is a few hundred idle polls in 300 ms;
+    // napping 100 µs at a time was thousands.
+    let polls = stats.idle_polls.get();
+    // A datagram on the second socket wakes it.
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sender.send_to(&[0u8; 12], raw_addr).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while stats.outside_rx.get() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    stop.store(true, Ordering::Relaxed);
+    thread.join().unwrap();
+    assert!(polls < 600, "{polls} idle polls in {idle:?}: not sleeping");
+    assert_eq!(stats.outside_rx.get(), 1, "the raw side's datagram");
+}
