@@ -189,6 +189,15 @@ fn a_pair_whose_answer_the_client_never_got_is_deleted_after_the_grace() {
     assert_eq!(gw.driver.tunnels(), 1);
 }
 
+/// The published tables' pools, each with its number of host routes.
+fn pools(gw: &InProcessGateway) -> Vec<String> {
+    gw.published()
+        .routes
+        .pools()
+        .map(|(p, hosts)| format!("{p} {hosts}"))
+        .collect()
+}
+
 /// Two responder templates, each with its own pool: the staff's clients
 /// (`*.staff.test`) and everyone else.
 fn two_pools_config(staff_pool: &str) -> config::Config {
@@ -237,20 +246,14 @@ fn each_responder_peer_leases_from_its_own_pool_and_a_reload_keeps_the_leases() 
     );
     // Their host routes are indexed by address in each pool, as espritd
     // has them, not hashed.
-    let pools: Vec<String> = gw
-        .published()
-        .routes
-        .pools()
-        .map(|(p, hosts)| format!("{p} {hosts}"))
-        .collect();
-    assert_eq!(pools, ["10.128.0.0/10 1", "10.200.0.0/24 2"]);
+    assert_eq!(pools(&gw), ["10.128.0.0/10 1", "10.200.0.0/24 2"]);
 
     // A reload that widens the staff's pool: the two staff clients keep
     // their addresses, and the next one gets a free address, not theirs.
     let wider = two_pools_config("10.200.0.0/16");
     let diff = cfg.diff(&wider);
     assert_eq!(diff.peers.changed, ["staff"]);
-    gw.driver.reconfigure(now, &wider, &diff.peers);
+    gw.reconfigure(now, &wider, &diff.peers);
     assert_eq!(
         lease(&mut gw, "d.staff.test", 4, now),
         Some(Ipv4Addr::new(10, 200, 0, 3))
@@ -260,6 +263,8 @@ fn each_responder_peer_leases_from_its_own_pool_and_a_reload_keeps_the_leases() 
         Some(Ipv4Addr::new(10, 128, 0, 2)),
         "the unchanged pool kept its leases"
     );
+    // The widened pool is indexed as it is now, with all its hosts.
+    assert_eq!(pools(&gw), ["10.128.0.0/10 2", "10.200.0.0/16 3"]);
     assert_eq!(gw.driver.tunnels(), 5);
 }
 
@@ -421,7 +426,7 @@ fn a_reload_turns_unique_replace_on() {
     );
     let diff = old.diff(&new);
     assert!(diff.restart_required.is_empty() && diff.ike_changed);
-    gw.driver.reconfigure(Instant::now(), &new, &diff.peers);
+    gw.reconfigure(Instant::now(), &new, &diff.peers);
     let (first, spis) = second_session_on(&mut gw);
     assert!(first
         .iter()

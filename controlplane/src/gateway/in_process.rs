@@ -68,6 +68,22 @@ impl InProcessGateway {
         })
     }
 
+    /// Applies a reloaded config as espritd does: the pools' host routes
+    /// indexed anew (not yet published), then the driver's peers.
+    pub fn reconfigure(
+        &mut self,
+        now: Instant,
+        cfg: &config::Config,
+        peers: &config::NamedChanges,
+    ) {
+        let _refused = self
+            .publisher
+            .edit()
+            .routes
+            .set_pools(&super::route_pools(cfg));
+        self.driver.reconfigure(now, cfg, peers);
+    }
+
     /// Hands the driver a datagram a peer sent to `t.remote` (our 500 or
     /// 4500), as a worker does: on 500 with the non-ESP marker the port
     /// put in front. When the link is full the driver runs first.
