@@ -36,8 +36,9 @@ pub(super) const FANOUT: usize = 1 << LEAF_BITS;
 /// a line and its look-ahead asks for no line it does not use.
 pub(super) const CELL: usize = size_of::<InboundSa>().next_multiple_of(LINE);
 const PAGE: usize = 4096;
-/// The counts' page(s), before the cells.
-const COUNTS: usize = (FANOUT * size_of::<u32>()).next_multiple_of(PAGE);
+/// The counts' page(s), before the cells: the number of cells in use,
+/// then one count per cell.
+pub(super) const COUNTS: usize = ((1 + FANOUT) * size_of::<u32>()).next_multiple_of(PAGE);
 const CHUNK_BYTES: usize = COUNTS + FANOUT * CELL;
 const _: () = assert!(align_of::<InboundSa>() <= LINE, "cells are line aligned");
 
@@ -69,8 +70,15 @@ unsafe impl Sync for Chunk {}
 impl Chunk {
     fn count(self, i: usize) -> *mut u32 {
         debug_assert!(i < FANOUT);
-        // The first COUNTS bytes of a chunk are FANOUT u32s, zero when mapped.
-        self.0.as_ptr().cast::<u32>().wrapping_add(i)
+        // The first COUNTS bytes of a chunk are 1 + FANOUT u32s, zero when
+        // mapped.
+        self.0.as_ptr().cast::<u32>().wrapping_add(1 + i)
+    }
+
+    /// The number of cells in use (first among the counts, on the page
+    /// the first cells' counts are on).
+    fn live(self) -> *mut u32 {
+        self.0.as_ptr().cast::<u32>()
     }
 
     /// The address of cell `i` (its SA, if one lives there).
@@ -87,15 +95,17 @@ impl Chunk {
             let free = *self.count(i) == 0;
             if free {
                 *self.count(i) = 1;
+                *self.live() += 1;
             }
             free
         }
     }
 
     /// Gives back a claimed cell whose SA could not be built.
-    fn unclaim(self, i: usize, _: &Counting<'_>) {
+    fn unclaim(self, i: usize, c: &Counting<'_>) {
         // SAFETY: as in `claim`.
         unsafe { *self.count(i) = 0 };
+        self.freed(c);
     }
 
     /// One more holder of cell `i`'s SA.
@@ -111,17 +121,47 @@ impl Chunk {
     ///
     /// # Safety
     /// The caller gives up a count it holds, and the chunk is still mapped.
-    pub(super) unsafe fn release(self, i: usize, _: &Counting<'_>) {
+    pub(super) unsafe fn release(self, i: usize, c: &Counting<'_>) {
         // SAFETY: as in `claim`; at zero nobody else can reach the SA
         // (what other holders did to it happened before, by the lock).
         unsafe {
             *self.count(i) -= 1;
             if *self.count(i) == 0 {
                 std::ptr::drop_in_place(self.cell(i));
+                self.freed(c);
             }
         }
     }
+
+    /// One cell fewer in use. When none is, the cells' pages go back to
+    /// the kernel (a later claim gets zero pages), so memory shrinks after
+    /// a peak of tunnels. Whole chunks only: with single pages, a rekeying
+    /// gateway whose SAs move between slots would give pages back and
+    /// fault them in again all the time. Under the count lock, so no cell
+    /// is claimed meanwhile; no worker reads a free cell (a leaf's cells
+    /// are counted).
+    fn freed(self, _: &Counting<'_>) {
+        // SAFETY: counts of a mapped chunk, under the count lock.
+        let live = unsafe {
+            *self.live() -= 1;
+            *self.live()
+        };
+        if live == 0 {
+            // SAFETY: the cells of our own mapping, none in use;
+            // MADV_DONTNEED on private anonymous memory leaves them mapped,
+            // reading zeros.
+            unsafe {
+                libc::madvise(
+                    self.0.as_ptr().add(COUNTS).cast(),
+                    CHUNK_BYTES - COUNTS,
+                    libc::MADV_DONTNEED,
+                )
+            };
+        }
+    }
 }
+
+const _: () = assert!(COUNTS.is_multiple_of(PAGE), "cells start on a page");
 
 /// One mapped chunk, unmapped with its slab.
 struct Mapping(Chunk);

@@ -385,4 +385,36 @@ mod tests {
             .unwrap();
         assert_eq!(a.get(manual).map(|sa| sa.tunnel), Some(3));
     }
+
+    #[test]
+    fn the_pages_of_freed_cells_go_back_to_the_kernel() {
+        let mut t = InboundTable::default();
+        let n = 200;
+        for slot in 0..n {
+            t.install(t.build(inbound_spec(spi(slot, 1), 1)).unwrap())
+                .unwrap();
+        }
+        let full = t.cell_bytes();
+        assert!(full >= n * size_of::<InboundSa>(), "{full}");
+        // Every other SA goes: each page still holds a live one.
+        for slot in (0..n).step_by(2) {
+            t.remove(spi(slot, 1));
+        }
+        assert_eq!(t.cell_bytes(), full);
+        // The rest go: only the counts' pages stay.
+        for slot in (1..n).step_by(2) {
+            t.remove(spi(slot, 1));
+        }
+        let after = t.cell_bytes();
+        assert!(
+            after <= crate::sa::inbound_slab::COUNTS,
+            "{after} of {full}"
+        );
+        // A returned page's cell takes an SA again.
+        let again = t.build(inbound_spec(spi(7, 2), 3)).unwrap();
+        assert!(again.in_cell());
+        t.install(again).unwrap();
+        assert_eq!(t.get(spi(7, 2)).map(|sa| sa.tunnel), Some(3));
+        assert!(t.cell_bytes() > after);
+    }
 }
