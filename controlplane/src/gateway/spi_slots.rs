@@ -1,7 +1,8 @@
 //! Inbound SPIs for negotiated CHILD SAs: a free slot of the data plane's
 //! inbound table and the slot's next generation (see `dataplane::sa::spi`).
 
-use std::collections::{HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use dataplane::sa::spi::{generation_of, make_spi, next_generation, slot_of, SLOT_COUNT};
@@ -16,15 +17,19 @@ const COOLING: usize = 256;
 struct Slots {
     /// Slots never used yet start here.
     next_fresh: usize,
-    /// Released slots, reused first-in first-out once more than
-    /// [`COOLING`] wait: by then the workers have long left the snapshots
-    /// that held the slot's old SA, so the new one is built in the slot's
-    /// cell of the inbound table, not on the heap (see
+    /// Released slots, in the order they were released. One is ready once
+    /// more than [`COOLING`] wait behind it: by then the workers have long
+    /// left the snapshots that held the slot's old SA, so the new one is
+    /// built in the slot's cell of the inbound table, not on the heap (see
     /// `dataplane::sa::inbound_table`).
-    free: VecDeque<usize>,
+    cooling: VecDeque<usize>,
+    /// Cooled slots, the lowest reused first: the SAs gather in the low
+    /// chunks of the inbound table as they are rekeyed, and the chunks
+    /// above empty and give their memory back after a peak of tunnels.
+    ready: BinaryHeap<Reverse<usize>>,
     /// Last generation used in each slot (index = slot).
     generation: Vec<u8>,
-    /// Whether each slot is in `free` (index = slot).
+    /// Whether each slot is cooling or ready (index = slot).
     is_free: Vec<bool>,
     /// Slots held by manually keyed SAs (their SPIs are the operator's).
     reserved: HashSet<usize>,
@@ -57,10 +62,20 @@ impl SpiSlots {
 impl SpiAllocator for SpiSlots {
     fn allocate(&mut self) -> Option<u32> {
         let mut s = self.0.lock().ok()?;
+        // All fresh slots used: the cooling ones are all there is.
+        let cooling = if s.next_fresh >= SLOT_COUNT {
+            0
+        } else {
+            COOLING
+        };
+        while s.cooling.len() > cooling {
+            if let Some(slot) = s.cooling.pop_front() {
+                s.ready.push(Reverse(slot));
+            }
+        }
         let slot = loop {
-            let cooled = s.free.len() > COOLING || s.next_fresh >= SLOT_COUNT;
-            let slot = match cooled.then(|| s.free.pop_front()).flatten() {
-                Some(slot) => {
+            let slot = match s.ready.pop() {
+                Some(Reverse(slot)) => {
                     s.is_free[slot] = false;
                     slot
                 }
@@ -99,7 +114,7 @@ impl SpiAllocator for SpiSlots {
                 s.is_free.resize(slot + 1, false);
             }
             s.is_free[slot] = true;
-            s.free.push_back(slot);
+            s.cooling.push_back(slot);
             s.in_use = s.in_use.saturating_sub(1);
         }
     }
@@ -128,10 +143,36 @@ mod tests {
         );
         others.iter().for_each(|s| a.release(*s));
         let s3 = a.allocate().unwrap();
-        assert_eq!(slot_of(s3), 1, "then the oldest released slot comes back");
+        assert_eq!(slot_of(s3), 1, "then the lowest cooled slot comes back");
         assert_ne!(s3, s1, "a reused slot gets a new generation");
         assert_eq!(a.in_use(), 2);
         a.release(s1); // stale SPI of a reused slot: ignored
         assert_eq!(a.in_use(), 2);
+    }
+
+    #[test]
+    fn rekeyed_sas_gather_in_the_lowest_slots_after_a_peak() {
+        let mut a = SpiSlots::new();
+        // A peak of 4,000, then all but every 20th go.
+        let peak: Vec<u32> = (0..4000).map(|_| a.allocate().unwrap()).collect();
+        // The highest go first (first-in first-out reuse hands those out
+        // first again).
+        for (_, s) in peak.iter().enumerate().rev().filter(|(i, _)| i % 20 != 0) {
+            a.release(*s);
+        }
+        let mut live: Vec<u32> = peak.iter().step_by(20).copied().collect();
+        assert!(live.iter().any(|s| slot_of(*s) > 3900));
+        // Two rounds of rekeys: each a new SPI, then the old one released.
+        for _ in 0..2 {
+            for s in live.iter_mut() {
+                let new = a.allocate().unwrap();
+                a.release(std::mem::replace(s, new));
+            }
+        }
+        // 200 live, in the lowest slots (first-in first-out reuse left
+        // them in the highest).
+        let highest = live.iter().map(|s| slot_of(*s)).max().unwrap();
+        assert!(highest < 1000, "highest live slot {highest}");
+        assert_eq!(a.in_use(), 200);
     }
 }
