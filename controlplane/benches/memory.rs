@@ -164,6 +164,7 @@ fn main() {
     );
     drop((server, tables, book, machines));
     whole_gateway(n);
+    after_a_peak(n);
 }
 
 /// The gateway as espritd runs it: one `IkeDriver` (IKE endpoint, tunnel
@@ -180,16 +181,9 @@ fn whole_gateway(n: usize) {
     let base = live();
     let now = Instant::now();
     for batch in 0..n.div_ceil(1000) {
+        // Each batch of clients goes once up: only the gateway is counted.
         let mut client = client_batch(n, batch, 5000, gw.ike, now);
-        for _ in 0..8 {
-            while let Some(t) = client.poll_transmit() {
-                gw.deliver(now, &t);
-            }
-            for t in gw.poll(now) {
-                client.handle_datagram(now, t.remote, t.local, &t.payload);
-            }
-            while client.poll_event().is_some() {}
-        }
+        exchange(&mut gw, &mut client, now);
     }
     assert_eq!(gw.driver.tunnels(), n, "every client got its tunnel");
     let cells = gw.tables().inbound.cell_bytes() as isize;
@@ -205,4 +199,47 @@ fn whole_gateway(n: usize) {
         if total < 4096.0 { "met" } else { "not met" }
     );
     drop(gw);
+}
+
+/// After a peak of `n` tunnels, all but the first thousand clients go: the
+/// inbound chunks their SAs filled empty and give their pages back.
+fn after_a_peak(n: usize) {
+    let text = common::gateway_config("", "");
+    let cfg = config::parse(&text, "bench").unwrap_or_else(|e| panic!("{e}"));
+    let mut gw = InProcessGateway::new(&cfg).expect("gateway");
+    let now = Instant::now();
+    let mut clients: Vec<IkeEndpoint> = (0..n.div_ceil(1000))
+        .map(|batch| {
+            let mut client = client_batch(n, batch, 5000, gw.ike, now);
+            exchange(&mut gw, &mut client, now);
+            client
+        })
+        .collect();
+    let peak = gw.tables().inbound.cell_bytes();
+    for client in clients.iter_mut().skip(1) {
+        let ids: Vec<IkeSaId> = client.ike_sas().map(|s| s.id).collect();
+        for id in ids {
+            client.delete_ike_sa(now, id);
+        }
+        exchange(&mut gw, client, now);
+    }
+    println!(
+        "inbound SA cells in memory: {:.0} KiB with {n} tunnels, {:.0} KiB once {} are left",
+        peak as f64 / 1024.0,
+        gw.tables().inbound.cell_bytes() as f64 / 1024.0,
+        gw.driver.tunnels()
+    );
+}
+
+/// Rounds of datagrams between a batch of clients and the gateway.
+fn exchange(gw: &mut InProcessGateway, client: &mut IkeEndpoint, now: Instant) {
+    for _ in 0..8 {
+        while let Some(t) = client.poll_transmit() {
+            gw.deliver(now, &t);
+        }
+        for t in gw.poll(now) {
+            client.handle_datagram(now, t.remote, t.local, &t.payload);
+        }
+        while client.poll_event().is_some() {}
+    }
 }
