@@ -217,10 +217,7 @@ fn after_a_peak(n: usize) {
         .collect();
     let peak = gw.tables().inbound.cell_bytes();
     for client in clients.iter_mut().skip(1) {
-        let ids: Vec<IkeSaId> = client.ike_sas().map(|s| s.id).collect();
-        for id in ids {
-            client.delete_ike_sa(now, id);
-        }
+        common::delete_all(client, now);
         exchange(&mut gw, client, now);
     }
     println!(

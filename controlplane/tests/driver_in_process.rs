@@ -468,3 +468,30 @@ fn rekeyed_inbound_sas_are_built_in_their_cells_though_workers_lag() {
     let slot = dataplane::sa::spi::slot_of(current.outbound_spi);
     assert!(slot < 300, "slots are reused (the last one is {slot})");
 }
+
+#[test]
+fn the_inbound_sas_memory_comes_back_when_their_clients_go() {
+    let mut gw = gateway();
+    let now = Instant::now();
+    // 2,100 clients: their SAs fill the first chunk of 2,048 slots and
+    // begin the second.
+    let n: usize = 2100;
+    let mut batches: Vec<IkeEndpoint> = (0..n.div_ceil(1000))
+        .map(|b| {
+            let mut c = bench_common::client_batch(n, b, 7000, gw.ike, now);
+            exchange(&mut gw, &mut c, now);
+            c
+        })
+        .collect();
+    assert_eq!(gw.driver.tunnels(), n);
+    let peak = gw.tables().inbound.cell_bytes();
+    // All but the first thousand go: the second chunk empties.
+    for c in batches.iter_mut().skip(1) {
+        bench_common::delete_all(c, now);
+        exchange(&mut gw, c, now);
+    }
+    assert_eq!(gw.driver.tunnels(), 1000);
+    let after = gw.tables().inbound.cell_bytes();
+    // Slots 2,048-2,100, 53 cells of 704 bytes: 9 pages or more.
+    assert!(after + 32 * 1024 <= peak, "{after} of {peak} bytes");
+}

@@ -105,6 +105,16 @@ pub fn client_batch(
     client
 }
 
+/// Has a batch of clients delete every IKE SA it has (their datagrams
+/// wait in the endpoint).
+#[allow(dead_code)] // not every bench deletes
+pub fn delete_all(client: &mut IkeEndpoint, now: Instant) {
+    let ids: Vec<_> = client.ike_sas().map(|s| s.id).collect();
+    for id in ids {
+        client.delete_ike_sa(now, id);
+    }
+}
+
 /// The client's ping on its pair `c`, handed to the gateway as its worker
 /// hands one over after opening it.
 #[allow(dead_code)] // not every bench pings
