@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{client_batch, endpoint};
+use common::{client_batch, endpoint, exchange};
 use controlplane::gateway::{Epochs, InProcessGateway, TunnelBook};
 use controlplane::ike::crypto::DhGroup;
 use controlplane::ike::sa::IkeSaId;
@@ -226,17 +226,4 @@ fn after_a_peak(n: usize) {
         gw.tables().inbound.cell_bytes() as f64 / 1024.0,
         gw.driver.tunnels()
     );
-}
-
-/// Rounds of datagrams between a batch of clients and the gateway.
-fn exchange(gw: &mut InProcessGateway, client: &mut IkeEndpoint, now: Instant) {
-    for _ in 0..8 {
-        while let Some(t) = client.poll_transmit() {
-            gw.deliver(now, &t);
-        }
-        for t in gw.poll(now) {
-            client.handle_datagram(now, t.remote, t.local, &t.payload);
-        }
-        while client.poll_event().is_some() {}
-    }
 }

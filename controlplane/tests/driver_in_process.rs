@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 #[path = "../benches/common/mod.rs"]
 mod bench_common;
 
+use bench_common::exchange;
 use controlplane::gateway::InProcessGateway;
 use controlplane::ike::crypto::DhGroup;
 use controlplane::ike::sa::{ChildSa, Event, IkeEndpoint};
@@ -41,28 +42,6 @@ fn client(gw: &InProcessGateway, id: &str, seed: u64, now: Instant) -> IkeEndpoi
 /// Without esprit's ping: the client is a bare endpoint.
 fn gateway() -> InProcessGateway {
     gateway_with("off")
-}
-
-/// Moves datagrams both ways until neither side has anything to say;
-/// returns the client's events.
-fn exchange(gw: &mut InProcessGateway, client: &mut IkeEndpoint, now: Instant) -> Vec<Event> {
-    let mut events = Vec::new();
-    for _ in 0..16 {
-        let mut quiet = true;
-        while let Some(t) = client.poll_transmit() {
-            gw.deliver(now, &t);
-            quiet = false;
-        }
-        for t in gw.poll(now) {
-            client.handle_datagram(now, t.remote, t.local, &t.payload);
-            quiet = false;
-        }
-        events.extend(std::iter::from_fn(|| client.poll_event()));
-        if quiet {
-            break;
-        }
-    }
-    events
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use controlplane::gateway::InProcessGateway;
 use controlplane::ike::crypto::{DhGroup, Prf, Secret};
-use controlplane::ike::sa::{ChildSa, IkeEndpoint, Policy, Retransmit, SequentialSpis};
+use controlplane::ike::sa::{ChildSa, Event, IkeEndpoint, Policy, Retransmit, SequentialSpis};
 use controlplane::ike::wire::{Identification, TrafficSelector};
 use controlplane::tunnel::{Kind, PingMsg};
 use rand::SeedableRng;
@@ -103,6 +103,29 @@ pub fn client_batch(
         let _ = client.connect(now, local, server, policy);
     }
     client
+}
+
+/// Moves datagrams both ways between a client endpoint and the gateway
+/// until neither side has anything to say; returns the client's events.
+#[allow(dead_code)] // not every bench exchanges through the gateway
+pub fn exchange(gw: &mut InProcessGateway, client: &mut IkeEndpoint, now: Instant) -> Vec<Event> {
+    let mut events = Vec::new();
+    for _ in 0..16 {
+        let mut quiet = true;
+        while let Some(t) = client.poll_transmit() {
+            gw.deliver(now, &t);
+            quiet = false;
+        }
+        for t in gw.poll(now) {
+            client.handle_datagram(now, t.remote, t.local, &t.payload);
+            quiet = false;
+        }
+        events.extend(std::iter::from_fn(|| client.poll_event()));
+        if quiet {
+            break;
+        }
+    }
+    events
 }
 
 /// Has a batch of clients delete every IKE SA it has (their datagrams
