@@ -173,14 +173,7 @@ fn no_datagram_is_lost_or_duplicated_across_epoch_switches() {
     let tun_dropped = tun_tx_dropped(&c);
     let switches = client.log_text().matches("epoch confirmed").count();
     for (name, cfg) in [("client", &cc), ("server", &sc)] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_espritctl"))
-            .arg("--socket")
-            .arg(Espritd::socket(cfg))
-            .args(["--json", "stats"])
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        println!("{name} drops: {}", v["data"]["drops"]);
+        println!("{name} drops: {}", Espritd::stats(cfg)["data"]["drops"]);
     }
     println!(
         "epoch soak: {total} datagrams in {sent_in:.1?} ({pps}/s), {received} received, {} lost ({tun_dropped} of them dropped by the kernel at the client's TUN queue before esprit saw them), {dups} duplicated, {switches} epoch switches at the client",

@@ -90,25 +90,13 @@ fn esp_ping_epochs_come_up_through_a_linux_nat() {
     // daemons log at debug, an operator's at info).
     for (name, d) in [("client", &client), ("server", &server)] {
         let logged = d.log_text().matches("epoch confirmed").count() as u64;
-        let counted = epoch_switches(&lab.dir.join(format!("{name}.toml")));
+        let stats = common::daemon::Espritd::stats(&lab.dir.join(format!("{name}.toml")));
+        let counted = stats["data"]["ike"]["epoch_switches"].as_u64().unwrap_or(0);
         assert!(
             logged >= 1 && counted >= logged,
             "{name}: {logged} switches logged, {counted} counted"
         );
     }
-}
-
-/// The `epoch_switches` of `espritctl --json stats`, asked of the espritd
-/// started with `config`.
-fn epoch_switches(config: &std::path::Path) -> u64 {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_espritctl"))
-        .arg("--socket")
-        .arg(common::daemon::Espritd::socket(config))
-        .args(["--json", "stats"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["data"]["ike"]["epoch_switches"].as_u64().unwrap_or(0)
 }
 
 /// The budget the issue sets: ping_timeout x (ping_retries + 1), plus one

@@ -93,16 +93,22 @@ impl Espritd {
         config.with_extension("sock")
     }
 
-    /// `key` summed over the workers of `espritctl --json stats`, asked of
-    /// the espritd started with `config`.
-    pub fn worker_total(config: &Path, key: &str) -> u64 {
+    /// `espritctl --json stats`, asked of the espritd started with
+    /// `config` (null if it did not answer in JSON).
+    pub fn stats(config: &Path) -> serde_json::Value {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_espritctl"))
             .arg("--socket")
             .arg(Self::socket(config))
             .args(["--json", "stats"])
             .output()
             .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    /// `key` summed over the workers of `espritctl --json stats`, asked of
+    /// the espritd started with `config`.
+    pub fn worker_total(config: &Path, key: &str) -> u64 {
+        let v = Self::stats(config);
         let workers = v["data"]["workers"].as_array().cloned().unwrap_or_default();
         assert!(!workers.is_empty(), "no stats: {v}");
         workers.iter().map(|w| w[key].as_u64().unwrap_or(0)).sum()
