@@ -54,33 +54,38 @@ impl InProcessGateway {
             .first()
             .copied()
             .unwrap_or(([0, 0, 0, 0], 4500).into());
-        // Host routes in the pools indexed by address, as espritd has them
-        // (a pool the table refuses stays hashed, as there).
-        let mut publisher = SaPublisher::new();
-        let _refused = publisher.edit().routes.set_pools(&super::route_pools(cfg));
-        Ok(InProcessGateway {
+        let mut gw = InProcessGateway {
             driver: IkeDriver::new(cfg, vec![link], SpiSlots::new(), 1)?,
-            publisher,
+            publisher: SaPublisher::new(),
             link: worker_end,
             sealed: Vec::new(),
             ike: SocketAddr::new(natt.ip(), cfg.gateway.ike_port),
             natt,
-        })
+        };
+        gw.index_pools(cfg);
+        Ok(gw)
+    }
+
+    /// Host routes in the pools indexed by address, as espritd has them
+    /// (a pool the table refuses stays hashed, as there); not yet
+    /// published.
+    fn index_pools(&mut self, cfg: &config::Config) {
+        let _refused = self
+            .publisher
+            .edit()
+            .routes
+            .set_pools(&super::route_pools(cfg));
     }
 
     /// Applies a reloaded config as espritd does: the pools' host routes
-    /// indexed anew (not yet published), then the driver's peers.
+    /// indexed anew, then the driver's peers.
     pub fn reconfigure(
         &mut self,
         now: Instant,
         cfg: &config::Config,
         peers: &config::NamedChanges,
     ) {
-        let _refused = self
-            .publisher
-            .edit()
-            .routes
-            .set_pools(&super::route_pools(cfg));
+        self.index_pools(cfg);
         self.driver.reconfigure(now, cfg, peers);
     }
 
