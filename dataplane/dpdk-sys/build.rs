@@ -11,13 +11,22 @@ fn main() {
     println!("cargo:rerun-if-changed=src/wrapper.h");
     println!("cargo::rustc-check-cfg=cfg(dpdk_missing)");
     // Without DPDK the crate builds empty (with a warning), so that
-    // `cargo test --workspace` works on hosts without it; only the
-    // dataplane's `dpdk` feature then fails, naming the missing functions.
+    // `cargo test --workspace` works on hosts without it; the dataplane's
+    // `dpdk` feature asks for `required`, which stops with what to install.
     let lib = match pkg_config::Config::new()
         .atleast_version("22.11")
         .probe("libdpdk")
     {
         Ok(lib) => lib,
+        Err(e) if env::var_os("CARGO_FEATURE_REQUIRED").is_some() => {
+            // A failed build script runs again on the next build, so the
+            // build after installing DPDK finds it (a success with the
+            // empty crate would be kept).
+            panic!(
+                "the dpdk feature needs DPDK >= 22.11, and pkg-config did not find it ({e}). \
+                 On Debian 12: apt-get install libdpdk-dev libclang-dev pkg-config"
+            );
+        }
         Err(e) => {
             println!(
                 "cargo::warning=DPDK >= 22.11 not found ({e}); dpdk-sys is empty. \
