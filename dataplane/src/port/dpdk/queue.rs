@@ -207,6 +207,8 @@ pub struct DpdkPort {
     queue: u16,
     l2: Option<L2Outside>,
     mbufs: Mbufs,
+    /// Fresh mbufs for a burst's frames that must be copied (scratch).
+    fresh: Mbufs,
     frames: Vec<Packet>,
     /// Received frames before L2, kept to avoid an allocation per burst.
     rx_scratch: Vec<Packet>,
@@ -241,6 +243,7 @@ impl DpdkPort {
             queue,
             l2,
             mbufs: Mbufs(Vec::with_capacity(BURST)),
+            fresh: Mbufs(Vec::with_capacity(BURST)),
             frames: Vec::with_capacity(BURST),
             rx_scratch: Vec::with_capacity(BURST),
             stats: DpdkStats::default(),
@@ -325,7 +328,7 @@ impl DpdkPort {
     fn tx_frames(&mut self, frames: &mut Vec<Packet>, pool: &mut PacketPool) -> usize {
         let mut sent_total = 0;
         let mut m = std::mem::take(&mut self.mbufs);
-        let mut fresh: Vec<*mut dpdk_sys::rte_mbuf> = Vec::with_capacity(BURST);
+        let Mbufs(mut fresh) = std::mem::take(&mut self.fresh);
         while !frames.is_empty() {
             let take = frames.len().min(BURST);
             // Frames not already in an mbuf get one, allocated in bulk.
@@ -382,6 +385,7 @@ impl DpdkPort {
         }
         m.0.clear();
         self.mbufs = m;
+        self.fresh = Mbufs(fresh);
         self.stats.tx_frames += sent_total as u64;
         sent_total
     }
