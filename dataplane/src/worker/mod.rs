@@ -318,6 +318,11 @@ impl<O: Port, I: Port> Core<O, I> {
             Ok(o) => match o.next_header {
                 next_header::IPV4 | next_header::IPV6 => match wire::ip_src_dst(p.data()) {
                     Err(_) => self.discard(p, DropReason::Malformed),
+                    // The next header says which IP the packet is (RFC
+                    // 4303 §2.6); a peer that says otherwise is broken.
+                    Ok((src, _)) if src.is_ipv6() != (o.next_header == next_header::IPV6) => {
+                        self.discard(p, DropReason::Malformed)
+                    }
                     Ok((src, _)) if !sa.allows_source(src) => {
                         self.discard(p, DropReason::PolicyMismatch)
                     }

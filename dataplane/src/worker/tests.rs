@@ -199,6 +199,34 @@ fn every_bad_packet_is_dropped_and_counted_by_reason() {
 }
 
 #[test]
+fn esp_whose_next_header_names_the_other_ip_version_is_malformed() {
+    let (mut gw, cl) = pair();
+    let cl_t = gateway_tunnel().mirrored(
+        "192.0.2.1:4500".parse::<SocketAddr>().unwrap(),
+        vec!["10.1.0.0/16".parse().unwrap()],
+    );
+    let (_, out) = crate::sa::manual::build(&cl_t, 1).unwrap();
+    let inner = ipv4_udp(CLIENT_INNER, SERVER_INNER, (1, 2), b"x");
+    for nh in [next_header::IPV6, next_header::IPV4] {
+        let mut p = Packet::from_slice(&inner).unwrap();
+        esp::seal(&out, &mut p, nh).unwrap();
+        p.meta.encap = Encap::EspInUdp;
+        cl.workers[0].core.outside.send(p).ok().unwrap();
+    }
+    run_all(&mut [&mut gw]);
+    assert_eq!(
+        total(&gw).drops(DropReason::Malformed),
+        1,
+        "IPv4 sent as IPv6"
+    );
+    assert_eq!(
+        recv_all(&gw.inside[0]),
+        vec![inner],
+        "the honest one passes"
+    );
+}
+
+#[test]
 fn replayed_esp_is_dropped() {
     let (mut gw, mut cl) = pair();
     send_inner(
