@@ -33,7 +33,9 @@
 # LAB_TAG names the namespaces (default esplab-PID), PIN=1 pins the
 # gateway's workers to the last WORKERS cores (`[dataplane] cores`; espritd
 # then keeps its control thread off them) and pktgen to the cores before;
-# PIN=2 keeps all of espritd on the workers' cores.
+# PIN=2 keeps all of espritd on the workers' cores. INNER6=1 gives manual
+# clients IPv6 inner addresses (fd00:0:0:128::/64, to fd00:0:0:1::1; an
+# IPv6 packet is at least 72 bytes: its headers and pktgen's stamp).
 set -euo pipefail
 
 usage() {
@@ -68,6 +70,13 @@ SOCKETS=${SOCKETS:-4}
 WORKERS=${WORKERS:-1}
 PIN=${PIN:-0}
 case "${PIN:-0}" in 0 | 1 | 2) ;; *) echo "lab.sh: PIN must be 0, 1 or 2" >&2; exit 2 ;; esac
+INNER6=${INNER6:-0}
+case "$INNER6" in
+    0) ;;
+    1) [ "$MODE" = manual ] && [ "$INSIDE" = reflect ] ||
+        { echo "lab.sh: INNER6=1 is for the manual scenarios (smoke, manual-1k)" >&2; exit 2; } ;;
+    *) echo "lab.sh: INNER6 must be 0 or 1" >&2; exit 2 ;;
+esac
 OUT=${OUT:-$PWD/lab-out}
 
 if [ -z "${BIN_DIR:-}" ]; then
@@ -169,6 +178,7 @@ veth "$NS_GW" pn0 192.0.2.1/24 "$NS_PN" pn0 192.0.2.2/24
 GEN=(gen-config --clients "$CLIENTS" --out "$WORK/gateway.toml" --gateway 203.0.113.1:4500
     --workers "$WORKERS" --client-ip "$CLIENT_IP" --sockets "$SOCKETS" --control "$WORK/ctl.sock")
 [ "$MODE" = ike ] && GEN+=(--ike)
+[ "$INNER6" = 1 ] && GEN+=(--inner-ipv6)
 "$PKTGEN" "${GEN[@]}" 2>/dev/null
 
 # PIN=1: workers on the last cores, pktgen (TASKSET) on the others; PIN=2

@@ -143,6 +143,25 @@ fn the_smoke_scenario_runs_and_cleans_up() {
     }
 }
 
+/// The same smoke run with IPv6 inside the tunnels (`INNER6=1`): every
+/// packet comes back through the gateway's IPv6 routes and reflection.
+#[test]
+fn ipv6_inner_traffic_runs_through_the_lab() {
+    if !root() {
+        eprintln!("lab test skipped: needs root");
+        return;
+    }
+    let LabRun {
+        stdout, json: v, ..
+    } = run_lab(
+        "smoke",
+        "inner6",
+        &[("CLIENTS", "20"), ("COUNT", "2000"), ("INNER6", "1")],
+    );
+    assert_eq!(v["sent"], 2000);
+    assert_eq!(v["received"], 2000, "{stdout}");
+}
+
 fn two_cores() -> bool {
     std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
 }
@@ -196,6 +215,16 @@ fn a_bad_pin_is_refused_without_building_anything() {
     assert_refused(
         lab("smoke", &tag).env("PIN", "yes"),
         "PIN must be 0, 1 or 2",
+    );
+    assert_eq!(lab_namespaces(&tag), Vec::<String>::new());
+}
+
+#[test]
+fn ipv6_inner_addresses_are_refused_for_ike_without_building_anything() {
+    let tag = format!("esplab-t{}-inner6", std::process::id());
+    assert_refused(
+        lab("ike-1k", &tag).env("INNER6", "1"),
+        "INNER6=1 is for the manual scenarios",
     );
     assert_eq!(lab_namespaces(&tag), Vec::<String>::new());
 }

@@ -3,10 +3,10 @@
 pub mod udp_gso;
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
 
-use crate::wire::{ipv4, udp};
+use crate::wire::{ipv4, ipv6, udp};
 
 /// Sets the int socket option `level`/`name` on `fd` (buffer sizes, for
 /// tests and floods that must not drop in their own sockets).
@@ -24,11 +24,7 @@ pub fn write_ipv4_udp(
     ports: (u16, u16),
     payload: &[u8],
 ) -> Option<usize> {
-    let udp_repr = udp::Repr {
-        src_port: ports.0,
-        dst_port: ports.1,
-        payload_len: payload.len(),
-    };
+    let udp_repr = udp_repr(ports, payload);
     let ip_repr = ipv4::Repr {
         src_addr: src,
         dst_addr: dst,
@@ -44,12 +40,88 @@ pub fn write_ipv4_udp(
     ip_repr
         .emit(&mut ipv4::Packet::new_unchecked(&mut buf[..]))
         .ok()?;
-    let l4 = &mut buf[ipv4::HEADER_LEN..];
-    l4[udp::HEADER_LEN..].copy_from_slice(payload);
-    udp_repr
-        .emit(&mut udp::Packet::new_unchecked(l4), None)
-        .ok()?;
+    emit_udp(&mut buf[ipv4::HEADER_LEN..], &udp_repr, payload, None)?;
     Some(total)
+}
+
+fn udp_repr(ports: (u16, u16), payload: &[u8]) -> udp::Repr {
+    udp::Repr {
+        src_port: ports.0,
+        dst_port: ports.1,
+        payload_len: payload.len(),
+    }
+}
+
+/// The UDP header and `payload` into `l4`; the checksum over `addrs`.
+fn emit_udp(
+    l4: &mut [u8],
+    repr: &udp::Repr,
+    payload: &[u8],
+    addrs: Option<(IpAddr, IpAddr)>,
+) -> Option<()> {
+    l4.get_mut(udp::HEADER_LEN..)?.copy_from_slice(payload);
+    repr.emit(&mut udp::Packet::new_unchecked(l4), addrs).ok()
+}
+
+/// Writes an IPv6/UDP packet with `payload` into `out` (with its UDP
+/// checksum, which IPv6 requires), returning its length, or `None` if it
+/// does not fit.
+pub fn write_ipv6_udp(
+    out: &mut [u8],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    ports: (u16, u16),
+    payload: &[u8],
+) -> Option<usize> {
+    let udp_repr = udp_repr(ports, payload);
+    let ip_repr = ipv6::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: 17,
+        payload_len: udp_repr.buffer_len(),
+        hop_limit: 64,
+        traffic_class: 0,
+        flow_label: 0,
+    };
+    let total = ip_repr.buffer_len();
+    let buf = out.get_mut(..total)?;
+    ip_repr
+        .emit(&mut ipv6::Packet::new_unchecked(&mut buf[..]))
+        .ok()?;
+    let addrs = Some((src.into(), dst.into()));
+    emit_udp(&mut buf[ipv6::HEADER_LEN..], &udp_repr, payload, addrs)?;
+    Some(total)
+}
+
+/// [`write_ipv4_udp`] or [`write_ipv6_udp`] by the addresses' family;
+/// `None` when they are of different families or the packet does not fit.
+pub fn write_ip_udp(
+    out: &mut [u8],
+    src: IpAddr,
+    dst: IpAddr,
+    ports: (u16, u16),
+    payload: &[u8],
+) -> Option<usize> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => write_ipv4_udp(out, s, d, ports, payload),
+        (IpAddr::V6(s), IpAddr::V6(d)) => write_ipv6_udp(out, s, d, ports, payload),
+        _ => None,
+    }
+}
+
+/// The UDP payload of an IPv4/UDP or IPv6/UDP packet (no extension
+/// headers), by its version nibble.
+pub fn ip_udp_payload(pkt: &[u8]) -> Option<&[u8]> {
+    if pkt.first()? >> 4 != 6 {
+        return ipv4_udp_payload(pkt);
+    }
+    let ip = ipv6::Packet::new_checked(pkt).ok()?;
+    if ip.next_header() != 17 {
+        return None;
+    }
+    let l4 = pkt.get(ipv6::HEADER_LEN..ipv6::HEADER_LEN + usize::from(ip.payload_len()))?;
+    let n = udp::Packet::new_checked(l4).ok()?.len() as usize;
+    l4.get(udp::HEADER_LEN..n)
 }
 
 /// An IPv4/UDP packet as a vector.
@@ -72,6 +144,30 @@ pub fn ipv4_udp_payload(pkt: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builds_a_valid_ipv6_packet_and_reads_it_back() {
+        let (a, b): (Ipv6Addr, Ipv6Addr) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+        let mut buf = [0u8; 128];
+        let n = write_ip_udp(&mut buf, a.into(), b.into(), (1, 2), b"hi").unwrap();
+        assert_eq!(n, 40 + 8 + 2);
+        let p = &buf[..n];
+        let u = udp::Packet::new_checked(&p[40..]).unwrap();
+        assert!(u.checksum() != 0, "IPv6 needs the UDP checksum");
+        assert!(u.verify_checksum(a.into(), b.into()));
+        assert_eq!(ip_udp_payload(p), Some(&b"hi"[..]));
+        let v4 = ipv4_udp(Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, (1, 2), b"v4");
+        assert_eq!(ip_udp_payload(&v4), Some(&b"v4"[..]), "either family");
+        assert_eq!(
+            write_ip_udp(&mut buf, a.into(), Ipv4Addr::LOCALHOST.into(), (1, 2), b"x"),
+            None,
+            "mixed families"
+        );
+        assert_eq!(
+            write_ip_udp(&mut buf[..48], a.into(), b.into(), (1, 2), b"x"),
+            None
+        );
+    }
 
     #[test]
     fn builds_a_valid_packet_and_reads_it_back() {

@@ -121,6 +121,10 @@ pub struct GenArgs {
     /// instead of manual tunnels.
     #[arg(long)]
     pub ike: bool,
+    /// Manual clients with IPv6 inner addresses (fd00:0:0:128::/64),
+    /// sending to fd00:0:0:1::1 on the gateway's protected side.
+    #[arg(long)]
+    pub inner_ipv6: bool,
 }
 
 #[derive(Args, Debug)]
@@ -260,6 +264,7 @@ pub fn run(cli: Cli) -> Result<(), PktgenError> {
                 key_len: a.key_bits / 8,
                 control: a.control,
                 ike: a.ike,
+                inner_ipv6: a.inner_ipv6,
             };
             let text = g.render()?;
             std::fs::write(&a.out, text)

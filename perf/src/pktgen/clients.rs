@@ -2,7 +2,7 @@
 //! socket address its ESP leaves from.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use dataplane::sa::{InboundSa, OutboundSa};
@@ -14,8 +14,8 @@ pub struct Client {
     /// Dense index, carried in every stamp.
     pub id: u32,
     /// The source of its inner packets (the gateway checks it against the
-    /// SA's selectors).
-    pub inner: Ipv4Addr,
+    /// SA's selectors): IPv4, or IPv6 from a gen-config `--inner-ipv6` file.
+    pub inner: IpAddr,
     /// Its outer address: the socket it sends from and the gateway sends to.
     pub local: SocketAddr,
     /// Where its ESP goes.
@@ -48,9 +48,10 @@ pub fn from_config(
         if t.encap != config::Encap::Udp {
             return Err(fail("pktgen sends ESP-in-UDP only".into()));
         }
-        let inner = match t.remote_ts.first().map(|n| n.network()) {
-            Some(IpAddr::V4(a)) => a,
-            _ => return Err(fail("remote_ts must start with an IPv4 prefix".into())),
+        let Some(inner) = t.remote_ts.first().map(|n| n.network()) else {
+            return Err(fail(
+                "remote_ts is empty: the client needs an inner address".into(),
+            ));
         };
         let id = u32::try_from(i).map_err(|_| fail("too many clients".into()))?;
         // The tunnel as the client sees it: the gateway's inbound is ours
@@ -88,7 +89,7 @@ pub fn by_socket(clients: Vec<Client>) -> Vec<(SocketAddr, Vec<Client>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pktgen::gen_config::{inner_address, GenConfig, CLIENT_SPI_BASE};
+    use crate::pktgen::gen_config::{inner_address, inner_address6, GenConfig, CLIENT_SPI_BASE};
 
     #[test]
     fn clients_mirror_the_gateway_config() {
@@ -103,13 +104,26 @@ mod tests {
         let clients = from_config(&cfg, None).unwrap();
         assert_eq!(clients.len(), 6);
         let c = &clients[4];
-        assert_eq!(c.inner, inner_address(4));
+        assert_eq!(c.inner, IpAddr::V4(inner_address(4)));
         assert_eq!(c.inbound.spi, CLIENT_SPI_BASE + 4);
         assert_eq!(c.outbound.spi, cfg.manual_tunnels[4].inbound.spi);
         assert_eq!(c.gateway, "127.0.0.1:4500".parse().unwrap());
         let groups = by_socket(clients);
         assert_eq!(groups.len(), 3);
         assert!(groups.iter().all(|(_, g)| g.len() == 2));
+    }
+
+    #[test]
+    fn ipv6_clients_take_their_inner_addresses_from_the_file() {
+        let g = GenConfig {
+            clients: 3,
+            inner_ipv6: true,
+            ..GenConfig::default()
+        };
+        let cfg = config::parse(&g.render().unwrap(), "gen.toml").unwrap();
+        let clients = from_config(&cfg, None).unwrap();
+        assert_eq!(clients[2].inner, IpAddr::V6(inner_address6(2)));
+        assert_eq!(clients[2].inner, g.inner(2));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! and opens and counts what the gateway reflects back. Nothing is shared
 //! between threads but a few progress counters.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use dataplane::esp::{next_header, open, seal};
 use dataplane::port::udp::UdpPort;
 use dataplane::port::Port;
 use dataplane::sa::{InboundSa, OutboundSa};
-use dataplane::testkit::{ipv4_udp_payload, write_ipv4_udp};
+use dataplane::testkit::{ip_udp_payload, write_ip_udp};
 use dataplane::{DropReason, Packet, PacketPool};
 use rustc_hash::FxHashMap;
 
@@ -27,6 +27,9 @@ use super::traffic::{Pacer, Stamp, Stop, TrafficSpec, MAX_SIZE, STAMP_LEN};
 /// Where the inner packets go: an address on the gateway's protected side
 /// (the reflecting inside sends them back with the endpoints swapped).
 pub const TARGET: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+/// The same for clients with IPv6 inner addresses (in gen-config's
+/// `PROTECTED6`).
+pub const TARGET6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 1, 0, 0, 0, 1);
 const TARGET_PORT: u16 = 7;
 
 /// One socket and the clients that send through it.
@@ -469,24 +472,30 @@ impl Sender {
             seq: *seq,
             sent_ns: now_ns,
         };
+        // IPv4 + UDP headers are 28 bytes, IPv6 + UDP 48: an IPv6 packet
+        // is never shorter than 48 bytes and the stamp.
+        let (target, headers, proto) = match client.inner {
+            IpAddr::V4(_) => (IpAddr::V4(TARGET), 28, next_header::IPV4),
+            IpAddr::V6(_) => (IpAddr::V6(TARGET6), 48, next_header::IPV6),
+        };
         let Some(payload) = self
             .scratch
-            .get_mut(..size.saturating_sub(28).max(STAMP_LEN))
+            .get_mut(..size.saturating_sub(headers).max(STAMP_LEN))
         else {
             return;
         };
         stamp.write(payload);
         let mut p = pool.get();
-        let n = write_ipv4_udp(
+        let n = write_ip_udp(
             p.rx_space(),
             client.inner,
-            TARGET,
+            target,
             (10_000 + (client.id % 50_000) as u16, TARGET_PORT),
             payload,
         )
         .unwrap_or(0);
         p.set_received_len(n);
-        match seal(&client.outbound, &mut p, next_header::IPV4) {
+        match seal(&client.outbound, &mut p, proto) {
             Ok(()) => {
                 out.push(p);
                 if let Some(b) = self.inner_bytes.get_mut(l) {
@@ -651,7 +660,7 @@ fn count_one(
         return;
     };
     match open(sa, p) {
-        Ok(o) if o.next_header == next_header::IPV4 => {}
+        Ok(o) if o.next_header == next_header::IPV4 || o.next_header == next_header::IPV6 => {}
         Ok(o) if o.next_header == next_header::CONTROL && hook.is_some() => {
             if let Some(h) = hook {
                 h.control(Instant::now(), client.id, spi, p.data());
@@ -675,7 +684,7 @@ fn count_one(
             return;
         }
     }
-    match ipv4_udp_payload(p.data()).and_then(Stamp::read) {
+    match ip_udp_payload(p.data()).and_then(Stamp::read) {
         Some(s) if s.client == client.id => res.tally.record(window, &s, p.len(), now_ns),
         _ if is_icmp(p.data()) => res.errors.icmp += 1,
         _ => res.errors.foreign += 1,
@@ -684,7 +693,13 @@ fn count_one(
 
 fn is_icmp(inner: &[u8]) -> bool {
     const ICMP: u8 = 1;
-    dataplane::wire::ipv4::Packet::new_checked(inner).is_ok_and(|ip| ip.next_header() == ICMP)
+    const ICMPV6: u8 = 58;
+    match inner.first().map(|b| b >> 4) {
+        Some(6) => dataplane::wire::ipv6::Packet::new_checked(inner)
+            .is_ok_and(|ip| ip.next_header() == ICMPV6),
+        _ => dataplane::wire::ipv4::Packet::new_checked(inner)
+            .is_ok_and(|ip| ip.next_header() == ICMP),
+    }
 }
 
 /// Sleeps until a socket is readable or `wait` passes.
@@ -737,6 +752,20 @@ mod tests {
         p[9] = 1; // the protocol field: ICMP
         assert!(is_icmp(&p));
         assert!(!is_icmp(&p[..10]), "too short for a header");
+        let mut v6 = [0u8; 64];
+        let n = dataplane::testkit::write_ip_udp(
+            &mut v6,
+            super::TARGET6.into(),
+            super::TARGET6.into(),
+            (7, 7),
+            &[0; 8],
+        )
+        .unwrap();
+        assert!(!is_icmp(&v6[..n]), "UDP over IPv6");
+        v6[6] = 58; // the next header field: ICMPv6
+        assert!(is_icmp(&v6[..n]));
+        v6[6] = 1;
+        assert!(!is_icmp(&v6[..n]), "IPv6 does not carry ICMP for IPv4");
     }
 
     #[test]

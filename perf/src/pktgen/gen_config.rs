@@ -4,7 +4,7 @@
 //! never disagree on a key, an SPI or an address.
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use rand::RngCore;
@@ -21,6 +21,11 @@ pub const CLIENT_SPI_BASE: u32 = 0x0200_0000;
 pub const INNER_BASE: Ipv4Addr = Ipv4Addr::new(10, 128, 0, 0);
 /// The gateway's protected network, where pktgen addresses its packets.
 pub const PROTECTED: &str = "10.1.0.0/16";
+/// With `--inner-ipv6`, client `i` sends from `INNER6_BASE + 1 + i`
+/// (unique local addresses, RFC 4193)...
+pub const INNER6_BASE: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0x128, 0, 0, 0, 0);
+/// ...to the protected network's IPv6 prefix.
+pub const PROTECTED6: &str = "fd00:0:0:1::/64";
 /// Most clients one file can describe (slots of the SPI layout, and the
 /// inner range).
 pub const MAX_CLIENTS: usize = (1 << 23) - 2;
@@ -44,6 +49,9 @@ pub struct GenConfig {
     pub control: Option<PathBuf>,
     /// An IKE responder with an address pool instead of manual tunnels.
     pub ike: bool,
+    /// Manual clients with IPv6 inner addresses (from [`INNER6_BASE`]),
+    /// sending to the protected network's IPv6 prefix.
+    pub inner_ipv6: bool,
 }
 
 impl Default for GenConfig {
@@ -59,6 +67,7 @@ impl Default for GenConfig {
             key_len: 16,
             control: None,
             ike: false,
+            inner_ipv6: false,
         }
     }
 }
@@ -66,6 +75,11 @@ impl Default for GenConfig {
 /// Client `i`'s inner address.
 pub fn inner_address(i: usize) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(INNER_BASE) + 1 + i as u32)
+}
+
+/// Client `i`'s inner address with `--inner-ipv6`.
+pub fn inner_address6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(INNER6_BASE) + 1 + i as u128)
 }
 
 impl GenConfig {
@@ -83,6 +97,11 @@ impl GenConfig {
         if self.client_port == 0 {
             return Err(PktgenError::Option(
                 "--client-port must be fixed: the gateway sends to it".into(),
+            ));
+        }
+        if self.ike && self.inner_ipv6 {
+            return Err(PktgenError::Option(
+                "--inner-ipv6 is for manual clients: IKE clients lease IPv4 addresses".into(),
             ));
         }
         if !matches!(self.key_len, 16 | 32) {
@@ -129,6 +148,11 @@ impl GenConfig {
             self.ike_section(&mut t, algorithm);
             return Ok(t);
         }
+        let (protected, host_len) = if self.inner_ipv6 {
+            (PROTECTED6, 128)
+        } else {
+            (PROTECTED, 32)
+        };
         for i in 0..self.clients {
             let port = usize::from(self.client_port) + i % self.sockets;
             let remote = SocketAddr::new(self.client_ip, port as u16);
@@ -137,12 +161,12 @@ impl GenConfig {
             let _ = write!(
                 t,
                 "\n[[manual_tunnel]]\nname = \"c{i}\"\nremote = \"{remote}\"\n\
-                 local_ts = [\"{PROTECTED}\"]\nremote_ts = [\"{inner}/32\"]\n\
+                 local_ts = [\"{protected}\"]\nremote_ts = [\"{inner}/{host_len}\"]\n\
                  [manual_tunnel.inbound]\nspi = {ispi:#010x}\nalgorithm = \"{algorithm}\"\n\
                  key = \"{ik}\"\nsalt = \"{is}\"\n\
                  [manual_tunnel.outbound]\nspi = {ospi:#010x}\nalgorithm = \"{algorithm}\"\n\
                  key = \"{ok}\"\nsalt = \"{os}\"\n",
-                inner = inner_address(i),
+                inner = self.inner(i),
                 ispi = GATEWAY_SPI_BASE + i as u32,
                 ospi = CLIENT_SPI_BASE + i as u32,
             );
@@ -152,6 +176,15 @@ impl GenConfig {
 }
 
 impl GenConfig {
+    /// Client `i`'s inner address in this config.
+    pub fn inner(&self, i: usize) -> IpAddr {
+        if self.inner_ipv6 {
+            inner_address6(i).into()
+        } else {
+            inner_address(i).into()
+        }
+    }
+
     /// The clients' inner addresses as one route pool: the gateway then
     /// finds each client's /32 by index, as it does for a responder's
     /// leases (IKE mode, whose pool is indexed anyway, lists none).
@@ -159,10 +192,14 @@ impl GenConfig {
         if self.ike {
             return String::new();
         }
+        let prefix = if self.inner_ipv6 {
+            client_prefix6(self.clients).to_string()
+        } else {
+            client_prefix(self.clients).to_string()
+        };
         format!(
             "# The clients' inner addresses: their routes found by index, not hashed.\n\
-             route_pools = [\"{}\"]\n",
-            client_prefix(self.clients)
+             route_pools = [\"{prefix}\"]\n"
         )
     }
 
@@ -194,6 +231,14 @@ pub fn client_prefix(clients: usize) -> ipnet::Ipv4Net {
     let addresses = clients as u64 + 1; // the base itself is no client's
     let host_bits = 64 - (addresses - 1).leading_zeros();
     ipnet::Ipv4Net::new(INNER_BASE, 32 - host_bits.min(32) as u8).expect("a length of 0..=32")
+}
+
+/// The smallest prefix at `INNER6_BASE` holding the first `clients`
+/// IPv6 inner addresses.
+pub fn client_prefix6(clients: usize) -> ipnet::Ipv6Net {
+    let addresses = clients as u64 + 1;
+    let host_bits = 64 - (addresses - 1).leading_zeros();
+    ipnet::Ipv6Net::new(INNER6_BASE, 128 - host_bits.min(128) as u8).expect("a length of 0..=128")
 }
 
 /// The gateway's IKE identity in generated configs.
@@ -244,6 +289,23 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_inner_addresses_are_routed_from_their_own_pool() {
+        let g = GenConfig {
+            clients: 5,
+            inner_ipv6: true,
+            ..GenConfig::default()
+        };
+        let cfg = config::parse(&g.render().unwrap(), "gen.toml").unwrap();
+        let t = &cfg.manual_tunnels[3];
+        assert_eq!(t.remote_ts[0].to_string(), "fd00:0:0:128::4/128");
+        assert_eq!(t.local_ts[0].to_string(), PROTECTED6);
+        assert_eq!(
+            cfg.dataplane.route_pools,
+            vec!["fd00:0:0:128::/125".parse().unwrap()]
+        );
+    }
+
+    #[test]
     fn bad_options_are_refused() {
         for g in [
             GenConfig {
@@ -257,6 +319,11 @@ mod tests {
             GenConfig {
                 client_port: 65535,
                 sockets: 4,
+                ..GenConfig::default()
+            },
+            GenConfig {
+                ike: true,
+                inner_ipv6: true,
                 ..GenConfig::default()
             },
         ] {

@@ -162,6 +162,8 @@ pub struct Report {
     pub sockets: usize,
     /// "64", "1400" or "imix".
     pub size: String,
+    /// The size mix's nominal mean. IPv6 packets are at least 72 bytes,
+    /// so with `--size 64` they are longer; the Gbit/s count what was sent.
     pub mean_inner_bytes: f64,
     /// Offered rate, packets/s; `None` = flat out.
     pub rate_pps: Option<f64>,

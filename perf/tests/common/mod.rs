@@ -45,6 +45,17 @@ impl Drop for Gateway {
 }
 
 pub fn gateway(tag: &str, clients: usize, sockets: usize, workers: usize) -> Gateway {
+    gateway_with(tag, clients, sockets, workers, false)
+}
+
+/// As [`gateway`], the clients' inner addresses IPv6 when `inner_ipv6`.
+pub fn gateway_with(
+    tag: &str,
+    clients: usize,
+    sockets: usize,
+    workers: usize,
+    inner_ipv6: bool,
+) -> Gateway {
     // One probe for all ports: two probes could return overlapping ranges
     // (the first one's ports are released before the second).
     let gw = free_ports(2 + sockets);
@@ -56,6 +67,7 @@ pub fn gateway(tag: &str, clients: usize, sockets: usize, workers: usize) -> Gat
         workers,
         client_port: gw + 2,
         sockets,
+        inner_ipv6,
         ..GenConfig::default()
     };
     let path = std::env::temp_dir().join(format!("pktgen-{tag}-{}.toml", std::process::id()));

@@ -563,7 +563,7 @@ impl Handshakes {
             if let Some(lane) = lanes.get_mut(c.lane) {
                 lane.clients.push(Client {
                     id: i as u32,
-                    inner,
+                    inner: inner.into(),
                     local: lane.port.local_addr(),
                     gateway: self.target.natt,
                     outbound: outbound.clone(),
