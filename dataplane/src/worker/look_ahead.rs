@@ -12,7 +12,12 @@
 //! - opening, against whole-burst passes: 5k tunnels 7.1-7.5 -> 8.3,
 //!   10k 7.0-7.3 -> 8.9-9.1, 100k 5.5-6.1 -> 6.3-6.6;
 //! - sealing, against nothing (passes were slower still): 20k 7.5 -> 6.7,
-//!   40k even, 60k 5.0 -> 6.2, 100k 4.7 -> 5.7: hence the higher threshold.
+//!   40k even, 60k 5.0 -> 6.2, 100k 4.7 -> 5.7. That was before the route
+//!   found ahead was handed to the packet; since, sealing looks ahead at
+//!   any table size (2026-12-07, 3 interleaved rounds against looking
+//!   ahead from 40k SAs: the bench's 1k round robin 10.2-11.5 -> 11.6-12.0,
+//!   one tunnel 10.5-11.3 -> 11.8-11.9; the lab's round trips at 1k
+//!   2.35-2.42 -> 2.92-3.01 M/s, at 10k 2.02-2.11 -> 2.55-2.62).
 
 use std::net::IpAddr;
 
@@ -21,11 +26,10 @@ use crate::sa::{SaTables, TunnelId};
 use crate::wire;
 
 /// From this many inbound SAs on, ESP packets look ahead. Below, a few
-/// thousand SAs stay in the core's caches.
+/// thousand SAs stay in the core's caches (and opening one tunnel's
+/// packets lost 4-7% to the look-ahead's own work in the bench). Clear
+/// packets always look ahead: the route found ahead is the packet's.
 pub(super) const ESP_FROM_SAS: usize = 4096;
-/// From this many outbound SAs on, clear packets look ahead. Below, the
-/// extra route lookup per packet costs more than the misses it hides.
-pub(super) const CLEAR_FROM_SAS: usize = 40_000;
 
 /// An ESP packet's SA is asked for this many packets ahead, and the state
 /// behind it (replay bitmap, allowed sources, an AES-256 key's last line)
@@ -61,21 +65,20 @@ impl LookAhead {
     }
 
     /// Asks for every ESP packet's SA slot (one line each: cheap at any
-    /// table size); then, when the tables are large enough for it to pay,
-    /// notes what each packet of `rx` will need and asks for what the
-    /// first packets need.
+    /// table size); then notes what each packet of `rx` will need (clear
+    /// packets always, ESP packets when the table is large enough for it
+    /// to pay) and asks for what the first packets need.
     pub(super) fn plan(&mut self, t: &SaTables, rx: &[Packet]) {
         self.needs.clear();
         for spi in rx.iter().filter_map(esp_spi) {
             t.prefetch_inbound(spi);
         }
         let inbound = t.inbound.len() >= ESP_FROM_SAS;
-        let outbound = t.outbound.len() >= CLEAR_FROM_SAS;
-        if !inbound && !outbound {
+        if !inbound && !rx.iter().any(|p| p.meta.encap == Encap::Inner) {
             return;
         }
         self.needs.extend(rx.iter().map(|p| match p.meta.encap {
-            Encap::Inner if outbound => {
+            Encap::Inner => {
                 wire::ip_src_dst(p.data()).map_or(Need::Nothing, |(_, dst)| Need::Outbound(dst))
             }
             _ if inbound => esp_spi(p).map_or(Need::Nothing, Need::Inbound),
