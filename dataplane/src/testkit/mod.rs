@@ -109,19 +109,15 @@ pub fn write_ip_udp(
     }
 }
 
-/// The UDP payload of an IPv4/UDP or IPv6/UDP packet (no extension
-/// headers), by its version nibble.
+/// The UDP payload of an IPv4/UDP packet ([`ipv4_udp_payload`]) or of a
+/// whole IPv6/UDP datagram without extension headers, by its version
+/// nibble.
 pub fn ip_udp_payload(pkt: &[u8]) -> Option<&[u8]> {
     if pkt.first()? >> 4 != 6 {
         return ipv4_udp_payload(pkt);
     }
-    let ip = ipv6::Packet::new_checked(pkt).ok()?;
-    if ip.next_header() != 17 {
-        return None;
-    }
-    let l4 = pkt.get(ipv6::HEADER_LEN..ipv6::HEADER_LEN + usize::from(ip.payload_len()))?;
-    let n = udp::Packet::new_checked(l4).ok()?.len() as usize;
-    l4.get(udp::HEADER_LEN..n)
+    let l = crate::offload::UdpLayout::parse(pkt)?;
+    pkt.get(l.header_len()..)
 }
 
 /// An IPv4/UDP packet as a vector.
