@@ -24,6 +24,8 @@ pub(crate) mod sys;
 pub mod tun;
 pub mod udp;
 
+pub use sys::wait_readable;
+
 use std::io;
 use std::os::fd::RawFd;
 

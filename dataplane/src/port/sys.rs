@@ -1,11 +1,13 @@
 //! The few libc calls the socket and TUN ports share: errors that say which
-//! socket failed, socket addresses in their C form, socket options.
+//! socket failed, socket addresses in their C form, socket options, and
+//! waiting for sockets to become readable.
 
 use std::fmt::Display;
 use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 /// The current `errno` as an error that names what failed.
 pub(crate) fn last_error(what: impl Display) -> io::Error {
@@ -187,6 +189,33 @@ pub(crate) fn from_raw(
         }
         _ => None,
     }
+}
+
+/// Sleeps until one of `fds` is readable or `wait` has passed (no fds:
+/// just sleeps). `pollfds` is the caller's scratch, kept so that an idle
+/// loop allocates nothing.
+pub fn wait_readable(fds: &[RawFd], pollfds: &mut Vec<libc::pollfd>, wait: Duration) {
+    pollfds.clear();
+    pollfds.extend(fds.iter().map(|&fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }));
+    let ts = libc::timespec {
+        tv_sec: wait.as_secs() as libc::time_t,
+        tv_nsec: wait.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `pollfds` is a valid array of `pollfds.len()` pollfds for the
+    // call, which only writes their `revents`; `ts` lives across it; a null
+    // signal mask keeps the current one.
+    unsafe {
+        libc::ppoll(
+            pollfds.as_mut_ptr(),
+            pollfds.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        )
+    };
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use crate::drop_reason::DropReason;
 use crate::esp::{self, next_header};
 use crate::packet::{Encap, Packet, PacketPool};
 use crate::pmtu::{self, PmtuConfig, TokenBucket};
-use crate::port::Port;
+use crate::port::{self, Port};
 use crate::sa::{SaReader, SaTables, TunnelId, WorkerId};
 
 /// Packets held per tunnel while its first epoch is probed.
@@ -515,22 +515,7 @@ impl<O: Port, I: Port> Core<O, I> {
         let outside = self.outside.readable_fds(&mut self.wait_fds);
         let inside = self.inside.readable_fds(&mut self.wait_fds);
         if outside && inside {
-            self.poll_fds.clear();
-            self.poll_fds
-                .extend(self.wait_fds.iter().map(|&fd| libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                }));
-            // SAFETY: `poll_fds` is a valid array of pollfd for the duration
-            // of the call; poll only writes `revents`.
-            unsafe {
-                libc::poll(
-                    self.poll_fds.as_mut_ptr(),
-                    self.poll_fds.len() as libc::nfds_t,
-                    1,
-                )
-            };
+            port::wait_readable(&self.wait_fds, &mut self.poll_fds, Duration::from_millis(1));
         } else {
             // A port without an fd (mem): nap briefly instead.
             std::thread::sleep(Duration::from_micros(100));

@@ -254,6 +254,7 @@ pub fn run(
         inner_bytes: vec![0; lanes.len()],
     };
     let fds: Vec<RawFd> = lanes.iter().filter_map(|l| l.port.readable_fd()).collect();
+    let mut pollfds = Vec::with_capacity(fds.len());
     let mut rx = Vec::with_capacity(64);
     let mut res = ThreadResult {
         sent: 0,
@@ -337,7 +338,7 @@ pub fn run(
             } else {
                 Duration::from_millis(1)
             };
-            wait_readable(&fds, wait);
+            dataplane::port::wait_readable(&fds, &mut pollfds, wait);
         }
     }
     res.cpu = CpuTime::of_this_thread().since(cpu_at_start);
@@ -700,32 +701,6 @@ fn is_icmp(inner: &[u8]) -> bool {
         _ => dataplane::wire::ipv4::Packet::new_checked(inner)
             .is_ok_and(|ip| ip.next_header() == ICMP),
     }
-}
-
-/// Sleeps until a socket is readable or `wait` passes.
-pub(crate) fn wait_readable(fds: &[RawFd], wait: Duration) {
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    let ts = libc::timespec {
-        tv_sec: wait.as_secs() as libc::time_t,
-        tv_nsec: wait.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: `pfds` is a valid array of `pfds.len()` pollfds for the call;
-    // `ts` lives across it; a null signal mask keeps the current one.
-    unsafe {
-        libc::ppoll(
-            pfds.as_mut_ptr(),
-            pfds.len() as libc::nfds_t,
-            &ts,
-            std::ptr::null(),
-        )
-    };
 }
 
 /// Progress of all threads.

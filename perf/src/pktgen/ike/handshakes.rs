@@ -205,7 +205,7 @@ impl Handshakes {
                     .unwrap_or(Duration::MAX)
                     .clamp(Duration::from_micros(50), Duration::from_millis(2));
                 let fds: Vec<_> = self.ports.iter().filter_map(|p| p.readable_fd()).collect();
-                crate::pktgen::engine::wait_readable(&fds, wait);
+                dataplane::port::wait_readable(&fds, &mut Vec::new(), wait);
             }
         }
         // Whoever is not up by now does not take part.
@@ -603,7 +603,7 @@ impl Handshakes {
             while self.ep.poll_event().is_some() {}
             if sent == 0 && got == 0 {
                 let fds: Vec<_> = self.ports.iter().filter_map(|p| p.readable_fd()).collect();
-                crate::pktgen::engine::wait_readable(&fds, Duration::from_millis(2));
+                dataplane::port::wait_readable(&fds, &mut Vec::new(), Duration::from_millis(2));
             }
         }
         let left = self.ep.ike_sa_count();
