@@ -148,10 +148,10 @@ impl GenConfig {
             self.ike_section(&mut t, algorithm);
             return Ok(t);
         }
-        let (protected, host_len) = if self.inner_ipv6 {
-            (PROTECTED6, 128)
+        let protected = if self.inner_ipv6 {
+            PROTECTED6
         } else {
-            (PROTECTED, 32)
+            PROTECTED
         };
         for i in 0..self.clients {
             let port = usize::from(self.client_port) + i % self.sockets;
@@ -161,12 +161,13 @@ impl GenConfig {
             let _ = write!(
                 t,
                 "\n[[manual_tunnel]]\nname = \"c{i}\"\nremote = \"{remote}\"\n\
-                 local_ts = [\"{protected}\"]\nremote_ts = [\"{inner}/{host_len}\"]\n\
+                 local_ts = [\"{protected}\"]\nremote_ts = [\"{inner}\"]\n\
                  [manual_tunnel.inbound]\nspi = {ispi:#010x}\nalgorithm = \"{algorithm}\"\n\
                  key = \"{ik}\"\nsalt = \"{is}\"\n\
                  [manual_tunnel.outbound]\nspi = {ospi:#010x}\nalgorithm = \"{algorithm}\"\n\
                  key = \"{ok}\"\nsalt = \"{os}\"\n",
-                inner = self.inner(i),
+                // A host prefix: /32 or /128.
+                inner = ipnet::IpNet::from(self.inner(i)),
                 ispi = GATEWAY_SPI_BASE + i as u32,
                 ospi = CLIENT_SPI_BASE + i as u32,
             );
@@ -225,20 +226,22 @@ impl GenConfig {
     }
 }
 
+/// The host bits that number `clients` inner addresses after the base
+/// (the base itself is no client's).
+fn host_bits(clients: usize) -> u8 {
+    (u64::BITS - (clients as u64).leading_zeros()) as u8
+}
+
 /// The smallest prefix at `INNER_BASE` holding the first `clients`
 /// inner addresses.
 pub fn client_prefix(clients: usize) -> ipnet::Ipv4Net {
-    let addresses = clients as u64 + 1; // the base itself is no client's
-    let host_bits = 64 - (addresses - 1).leading_zeros();
-    ipnet::Ipv4Net::new(INNER_BASE, 32 - host_bits.min(32) as u8).expect("a length of 0..=32")
+    ipnet::Ipv4Net::new(INNER_BASE, 32 - host_bits(clients).min(32)).expect("a length of 0..=32")
 }
 
 /// The smallest prefix at `INNER6_BASE` holding the first `clients`
 /// IPv6 inner addresses.
 pub fn client_prefix6(clients: usize) -> ipnet::Ipv6Net {
-    let addresses = clients as u64 + 1;
-    let host_bits = 64 - (addresses - 1).leading_zeros();
-    ipnet::Ipv6Net::new(INNER6_BASE, 128 - host_bits.min(128) as u8).expect("a length of 0..=128")
+    ipnet::Ipv6Net::new(INNER6_BASE, 128 - host_bits(clients)).expect("a length of 0..=128")
 }
 
 /// The gateway's IKE identity in generated configs.
