@@ -194,39 +194,39 @@ fn ike_clients_behind_a_nat_come_up_and_get_their_traffic_back() {
     assert!(stderr.contains("NAT 1"));
 }
 
-/// Runs `cmd` and asserts lab.sh refused it (exit 2) saying `why`, or,
-/// not as root, that it needs root.
-fn assert_refused(cmd: &mut Command, why: &str) {
-    let out = cmd.output().unwrap();
+/// Runs lab.sh's `scenario` with `vars` and asserts it refused (exit 2)
+/// saying `why`, or, not as root, that it needs root; either way it built
+/// no namespace.
+fn assert_refused(scenario: &str, short: &str, vars: &[(&str, &str)], why: &str) {
+    let tag = format!("esplab-t{}-{short}", std::process::id());
+    let out = lab(scenario, &tag)
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(why) || err.contains("run as root"), "{err}");
+    assert_eq!(lab_namespaces(&tag), Vec::<String>::new());
 }
 
 #[test]
 fn an_unknown_scenario_is_refused_without_building_anything() {
-    let tag = format!("esplab-t{}-unknown", std::process::id());
-    assert_refused(&mut lab("no-such-scenario", &tag), "unknown scenario");
+    assert_refused("no-such-scenario", "unknown", &[], "unknown scenario");
 }
 
 #[test]
 fn a_bad_pin_is_refused_without_building_anything() {
-    let tag = format!("esplab-t{}-pin", std::process::id());
-    assert_refused(
-        lab("smoke", &tag).env("PIN", "yes"),
-        "PIN must be 0, 1 or 2",
-    );
-    assert_eq!(lab_namespaces(&tag), Vec::<String>::new());
+    assert_refused("smoke", "pin", &[("PIN", "yes")], "PIN must be 0, 1 or 2");
 }
 
 #[test]
 fn ipv6_inner_addresses_are_refused_for_ike_without_building_anything() {
-    let tag = format!("esplab-t{}-inner6", std::process::id());
     assert_refused(
-        lab("ike-1k", &tag).env("INNER6", "1"),
+        "ike-1k",
+        "inner6",
+        &[("INNER6", "1")],
         "INNER6=1 is for the manual scenarios",
     );
-    assert_eq!(lab_namespaces(&tag), Vec::<String>::new());
 }
 
 /// `protected`: the gateway's inside is a TUN device routed to a UDP echo
