@@ -6,7 +6,8 @@ use dataplane::crypto::{AesGcm, TAG_LEN};
 
 use super::{CryptoError, Secret};
 use crate::ike::wire::{
-    emit_chain, parse_chain, Header, Message, Payload, PayloadType, GENERIC_HEADER_LEN, HEADER_LEN,
+    chain_type, emit_chain, parse_chain, set_len, Header, Message, Payload, PayloadType,
+    MESSAGE_ROOM,
 };
 
 const IV_LEN: usize = 8;
@@ -61,30 +62,34 @@ impl SkCipher {
     }
 
     /// Emits `header` with one SK payload holding `inner`. The IV must never
-    /// repeat under one key: callers pass a per-SA counter.
+    /// repeat under one key: callers pass a per-SA counter. The inner
+    /// payloads are written into the message and encrypted where they lie:
+    /// no second buffer to grow, copy, or leave plaintext in.
     pub fn seal(&self, header: &Header, inner: &[Payload], iv: u64) -> Vec<u8> {
-        let mut plain = Vec::new();
-        let first_inner = emit_chain(inner, &mut plain);
-        plain.push(0); // Pad Length: GCM needs no padding (RFC 5282 §3).
-        let sk_len = GENERIC_HEADER_LEN + IV_LEN + plain.len() + TAG_LEN;
         let mut h = header.clone();
         h.next_payload = PayloadType::SK;
-        h.length = (HEADER_LEN + sk_len) as u32;
-        let mut out = Vec::with_capacity(HEADER_LEN + sk_len);
+        let mut out = Vec::with_capacity(MESSAGE_ROOM);
         h.emit(&mut out);
-        out.push(first_inner.0);
-        out.push(0);
-        out.extend_from_slice(&(sk_len as u16).to_be_bytes());
+        let sk_start = out.len();
+        out.extend_from_slice(&[chain_type(inner).0, 0, 0, 0]);
         let aad_end = out.len();
         let iv = iv.to_be_bytes();
         out.extend_from_slice(&iv);
         let body_start = out.len();
-        out.extend_from_slice(&plain);
+        emit_chain(inner, &mut out);
+        out.push(0); // Pad Length: GCM needs no padding (RFC 5282 §3).
+
+        // The lengths count the tag that the seal appends; the AAD (header
+        // and SK header) must hold them before it is sealed.
+        let length = out.len() + TAG_LEN;
+        Header::patch_length(&mut out, length);
+        set_len(&mut out, sk_start, length - sk_start);
         let (aad, rest) = out.split_at_mut(aad_end);
         let data = rest.get_mut(IV_LEN..).unwrap_or_default();
         let tag = self.aead().seal_in_place(&self.nonce(&iv), aad, data);
         debug_assert_eq!(body_start, aad_end + IV_LEN);
         out.extend_from_slice(&tag);
+        debug_assert_eq!(out.len(), length);
         out
     }
 

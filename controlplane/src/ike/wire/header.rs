@@ -6,6 +6,13 @@ use super::{ExchangeType, ParseError, PayloadType};
 /// Length of the fixed IKE header.
 pub const HEADER_LEN: usize = 28;
 
+/// Where the header's Length field starts.
+const LENGTH_AT: usize = 24;
+
+/// Room a message's buffer starts with: an IKE_AUTH or CREATE_CHILD_SA
+/// fits, so building one does not grow (and copy) its buffer.
+pub const MESSAGE_ROOM: usize = 512;
+
 /// Header flags (RFC 7296 §3.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Flags(pub u8);
@@ -72,6 +79,15 @@ impl Header {
             message_id: r.u32()?,
             length: r.u32()?,
         })
+    }
+
+    /// Writes `length` into the Length field of the header that starts
+    /// `msg`: messages are written header first, and their length is known
+    /// last.
+    pub fn patch_length(msg: &mut [u8], length: usize) {
+        if let Some(field) = msg.get_mut(LENGTH_AT..HEADER_LEN) {
+            field.copy_from_slice(&(length as u32).to_be_bytes());
+        }
     }
 
     pub fn emit(&self, out: &mut Vec<u8>) {

@@ -1,7 +1,7 @@
 //! A whole IKE message: header plus payload chain (RFC 7296 §3).
 
-use super::header::HEADER_LEN;
-use super::payload::{emit_chain, parse_chain};
+use super::header::{HEADER_LEN, MESSAGE_ROOM};
+use super::payload::{chain_type, emit_chain, parse_chain};
 use super::{Header, Notify, NotifyType, ParseError, Payload};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,12 +28,13 @@ impl Message {
     /// Emits the message; the header's Next Payload and Length are
     /// recomputed (and stored back).
     pub fn emit(&mut self) -> Vec<u8> {
-        let mut body = Vec::new();
-        self.header.next_payload = emit_chain(&self.payloads, &mut body);
-        self.header.length = (HEADER_LEN + body.len()) as u32;
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+        self.header.next_payload = chain_type(&self.payloads);
+        let mut out = Vec::with_capacity(MESSAGE_ROOM);
         self.header.emit(&mut out);
-        out.extend_from_slice(&body);
+        emit_chain(&self.payloads, &mut out);
+        let length = out.len();
+        self.header.length = length as u32;
+        Header::patch_length(&mut out, length);
         out
     }
 

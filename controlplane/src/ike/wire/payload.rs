@@ -162,6 +162,12 @@ pub fn emit_chain(payloads: &[Payload], out: &mut Vec<u8>) -> PayloadType {
         p.emit_body(out);
         put_len(out, start);
     }
+    chain_type(payloads)
+}
+
+/// The type of a chain: its first payload's, for the Next Payload field
+/// before it.
+pub fn chain_type(payloads: &[Payload]) -> PayloadType {
     payloads
         .first()
         .map_or(PayloadType::NONE, Payload::payload_type)

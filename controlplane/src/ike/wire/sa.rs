@@ -192,10 +192,16 @@ impl SecurityAssociation {
     }
 }
 
-/// Writes the length of the structure that starts at `start` into its bytes 2..4.
+/// Writes the length of the structure that starts at `start` and ends
+/// `out` into its bytes 2..4.
 pub(crate) fn put_len(out: &mut [u8], start: usize) {
-    let len = (out.len() - start) as u16;
+    set_len(out, start, out.len() - start);
+}
+
+/// Writes `len` into bytes 2..4 of the structure (payload, proposal or
+/// transform) that starts at `start`.
+pub(crate) fn set_len(out: &mut [u8], start: usize, len: usize) {
     if let Some(b) = out.get_mut(start + 2..start + 4) {
-        b.copy_from_slice(&len.to_be_bytes());
+        b.copy_from_slice(&(len as u16).to_be_bytes());
     }
 }
