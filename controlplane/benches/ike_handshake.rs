@@ -11,6 +11,10 @@ use controlplane::ike::wire::{ExchangeType, Header, Nonce, Payload};
 use criterion::{criterion_group, criterion_main, Criterion};
 mod common;
 
+/// espritd's allocator, so the figures are the daemon's (see espritd.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use common::endpoint;
 
 /// One handshake to completion; returns the number of CHILD SAs (2).

@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+/// espritd's allocator, so the figures are the daemon's (see espritd.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use common::client_batch;
 use controlplane::gateway::InProcessGateway;
 use controlplane::ike::sa::{ChildSa, Event, IkeEndpoint, IkeSaId, Transmit};

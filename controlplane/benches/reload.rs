@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use controlplane::daemon::Daemon;
 
+/// espritd's allocator, so the figures are the daemon's (see espritd.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Tunnels configured; `ESPRIT_BENCH_TUNNELS` overrides (quick checks).
 fn tunnels() -> usize {
     std::env::var("ESPRIT_BENCH_TUNNELS")

@@ -8,6 +8,10 @@ use std::time::Duration;
 use clap::Parser;
 use perf::demo::{print_table, run, DemoOptions};
 
+/// The gateway in this process allocates as espritd does (see espritd).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "esprit-demo", version, about)]
 struct Args {

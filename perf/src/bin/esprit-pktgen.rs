@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use perf::pktgen::cli::{run, Cli};
 
+/// The IKE clients allocate per message as espritd's control thread
+/// does, and take the same allocator (see espritd).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
