@@ -19,7 +19,8 @@
 # Environment (defaults per scenario): CLIENTS, RATE (packets/s, empty =
 # flat out), SIZE (64, 1400, imix), DURATION (s), COUNT (packets, instead of
 # DURATION), WINDOW (packets in flight per thread at most: closed loop),
-# TRAIN (packets per client in a row; default 1, round robin),
+# TRAIN (packets per client in a row; default 1, round robin), SHUFFLE=1
+# (clients take turns in a fixed random order, not their set-up order),
 # THREADS, SOCKETS, WORKERS (gateway data-plane workers), REKEY_STORM
 # (ike: every client rekeys once while traffic flows, spread over this many
 # seconds; run DURATION a quiet quarter past the last round so that each
@@ -235,6 +236,7 @@ RUN=("$MODE" --config "$WORK/gateway.toml" --threads "$THREADS" --size "$SIZE"
 [ -n "$RATE" ] && RUN+=(--rate "$RATE")
 [ -n "${WINDOW:-}" ] && RUN+=(--window "$WINDOW")
 [ -n "${TRAIN:-}" ] && RUN+=(--train "$TRAIN")
+[ "${SHUFFLE:-0}" = 1 ] && RUN+=(--shuffle)
 if [ -n "$COUNT" ]; then RUN+=(--count "$COUNT"); else RUN+=(--duration "$DURATION"); fi
 [ "$MODE" = ike ] && RUN+=(--clients "$CLIENTS" --client-ip "$CLIENT_IP" --sockets "$SOCKETS")
 [ "$MODE" = ike ] && [ -n "${REKEY_STORM:-}" ] && RUN+=(--rekey-storm "$REKEY_STORM")

@@ -70,6 +70,7 @@ fn paced(threads: usize, rate: f64, stop: Stop) -> SessionOptions {
             burst: 32,
             window: None,
             train: 1,
+            shuffle: false,
         },
         progress: false,
         gateway_pid: None,

@@ -34,6 +34,7 @@ fn windowed(
             burst: 32,
             window,
             train: 1,
+            shuffle: false,
         },
         progress: false,
         gateway_pid: None,
@@ -120,6 +121,48 @@ fn ipv6_inner_clients_get_every_packet_back() {
             "the gateway opened and sealed each IPv6 packet once"
         );
     }
+}
+
+#[test]
+fn shuffled_clients_take_their_turns_out_of_set_up_order() {
+    // 150 packets over 100 clients: one round, then the first 50 clients
+    // of the send order again. The gateway's inbound SA counters show
+    // which clients those were.
+    let twice = |shuffle: bool| {
+        let mut gw = common::gateway(if shuffle { "shuffled" } else { "ordered" }, 100, 1, 1);
+        let mut opt = options(SizeMix::Fixed(64), Some(20_000.0), 150, 1);
+        opt.traffic.shuffle = shuffle;
+        let r = run_manual(&gw.config, None, &opt).unwrap();
+        assert_eq!(r.shuffled, shuffle);
+        assert_eq!((r.sent, r.received, r.lost), (150, 150, 0), "{}", r.table());
+        let reply = gw.daemon.handle(Request::Sas {});
+        assert!(reply.ok, "{reply:?}");
+        let inbound: Vec<_> = reply
+            .data
+            .as_array()
+            .expect("a list of SAs")
+            .iter()
+            .filter(|sa| sa["direction"] == "in")
+            .map(|sa| {
+                (
+                    sa["tunnel"].as_u64().unwrap(),
+                    sa["packets"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(inbound.len(), 100);
+        let mut got_two: Vec<u64> = inbound.iter().filter(|x| x.1 == 2).map(|x| x.0).collect();
+        got_two.sort_unstable();
+        assert_eq!(got_two.len(), 50, "{inbound:?}");
+        let mut tunnels: Vec<u64> = inbound.iter().map(|x| x.0).collect();
+        tunnels.sort_unstable();
+        got_two == tunnels[..50]
+    };
+    assert!(
+        twice(false),
+        "in set-up order the first 50 tunnels go twice"
+    );
+    assert!(!twice(true), "shuffled, another 50 do");
 }
 
 #[test]

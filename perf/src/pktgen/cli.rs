@@ -171,6 +171,10 @@ pub struct TrafficArgs {
     /// (1: round robin, every packet on another tunnel).
     #[arg(long, default_value_t = 1)]
     pub train: usize,
+    /// Clients take turns in a fixed random order, not their set-up order
+    /// (whose state the cores' prefetchers can stream at both ends).
+    #[arg(long)]
+    pub shuffle: bool,
     /// Write the report as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -216,6 +220,7 @@ impl TrafficArgs {
                 burst: self.burst.clamp(1, 1024),
                 window: self.window.map(|w| w.clamp(1, 1 << 20)),
                 train: self.train.clamp(1, 1 << 16),
+                shuffle: self.shuffle,
             },
             progress: !self.quiet,
             gateway_pid: self.gateway_pid,

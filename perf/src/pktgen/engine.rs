@@ -195,6 +195,18 @@ impl Turns {
     }
 }
 
+/// Puts each lane's clients in a random order, the same in every run (the
+/// seed is fixed), so runs compare. The lanes keep their turns: shuffling
+/// across them would split every send burst between sockets, and measure
+/// smaller batches instead of colder tunnels.
+fn shuffle(order: &mut [(usize, usize)]) {
+    use rand::{seq::SliceRandom, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    for lane in order.chunk_by_mut(|a, b| a.0 == b.0) {
+        lane.shuffle(&mut rng);
+    }
+}
+
 struct Sender {
     /// (lane, client) in send order: round robin over all clients.
     order: Vec<(usize, usize)>,
@@ -242,6 +254,9 @@ pub fn run(
         .collect();
     let mut tx: Vec<Vec<Packet>> = lanes.iter().map(|_| Vec::new()).collect();
     let mut hook_tx: Vec<Vec<Packet>> = lanes.iter().map(|_| Vec::new()).collect();
+    if spec.shuffle {
+        shuffle(&mut order);
+    }
     let look_ahead = LookAhead::for_clients(order.len());
     let mut sender = Sender {
         look_ahead,
@@ -716,7 +731,7 @@ pub fn totals(all: &[Arc<Progress>]) -> (u64, u64, u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_icmp, Turns};
+    use super::{is_icmp, shuffle, Turns};
     use dataplane::testkit::ipv4_udp;
 
     #[test]
@@ -741,6 +756,26 @@ mod tests {
         assert!(is_icmp(&v6[..n]));
         v6[6] = 1;
         assert!(!is_icmp(&v6[..n]), "IPv6 does not carry ICMP for IPv4");
+    }
+
+    #[test]
+    fn a_shuffled_order_mixes_each_lanes_clients_and_repeats() {
+        let ordered: Vec<(usize, usize)> =
+            (0..2).flat_map(|l| (0..500).map(move |c| (l, c))).collect();
+        let mut a = ordered.clone();
+        shuffle(&mut a);
+        let moved = a.iter().zip(&ordered).filter(|(x, y)| x != y).count();
+        assert!(moved > 900, "only {moved} of 1000 moved");
+        assert!(
+            a.iter().take(500).all(|x| x.0 == 0) && a.iter().skip(500).all(|x| x.0 == 1),
+            "each lane's turns stay together"
+        );
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, ordered, "a permutation");
+        let mut b = ordered.clone();
+        shuffle(&mut b);
+        assert_eq!(a, b, "the same order every run");
     }
 
     #[test]

@@ -172,6 +172,8 @@ pub struct Report {
     pub window: Option<usize>,
     /// Packets per client in a row (1: round robin).
     pub train: usize,
+    /// Whether the clients took turns in a random order (`--shuffle`).
+    pub shuffled: bool,
     /// The send phase, seconds.
     pub seconds: f64,
     pub sent: u64,
@@ -255,6 +257,7 @@ impl Report {
             },
             window: spec.window,
             train: spec.train,
+            shuffled: spec.shuffle,
             seconds: secs,
             sent,
             received,

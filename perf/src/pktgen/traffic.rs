@@ -89,6 +89,12 @@ pub struct TrafficSpec {
     /// the caches at both ends); more models traffic that comes in bursts
     /// per flow, as TCP windows do.
     pub train: usize,
+    /// Clients take their turns in a fixed random order instead of their
+    /// set-up order. In set-up order each tunnel's state, at both ends,
+    /// tends to lie just after the previous one's, and the cores'
+    /// prefetchers stream it; shuffled, every turn is a fresh miss, as
+    /// with clients that send when they please.
+    pub shuffle: bool,
 }
 
 /// Bytes of the stamp at the start of each inner UDP payload.
