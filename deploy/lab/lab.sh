@@ -34,9 +34,10 @@
 # LAB_TAG names the namespaces (default esplab-PID), PIN=1 pins the
 # gateway's workers to the last WORKERS cores (`[dataplane] cores`; espritd
 # then keeps its control thread off them) and pktgen to the cores before;
-# PIN=2 keeps all of espritd on the workers' cores. INNER6=1 gives manual
-# clients IPv6 inner addresses (fd00:0:0:128::/64, to fd00:0:0:1::1; an
-# IPv6 packet is at least 72 bytes: its headers and pktgen's stamp).
+# PIN=2 keeps all of espritd on the workers' cores. INNER6=1 gives the
+# clients IPv6 inner addresses (manual ones in fd00:0:0:128::/64, IKE ones
+# leased from fd00:0:0:128::/105; to fd00:0:0:1::1; an IPv6 packet is at
+# least 72 bytes: its headers and pktgen's stamp).
 set -euo pipefail
 
 usage() {
@@ -74,8 +75,8 @@ case "${PIN:-0}" in 0 | 1 | 2) ;; *) echo "lab.sh: PIN must be 0, 1 or 2" >&2; e
 INNER6=${INNER6:-0}
 case "$INNER6" in
     0) ;;
-    1) [ "$MODE" = manual ] && [ "$INSIDE" = reflect ] ||
-        { echo "lab.sh: INNER6=1 is for the manual scenarios (smoke, manual-1k)" >&2; exit 2; } ;;
+    1) [ "$INSIDE" = reflect ] ||
+        { echo "lab.sh: INNER6=1 needs the reflecting inside (every scenario but protected)" >&2; exit 2; } ;;
     *) echo "lab.sh: INNER6 must be 0 or 1" >&2; exit 2 ;;
 esac
 OUT=${OUT:-$PWD/lab-out}

@@ -121,8 +121,9 @@ pub struct GenArgs {
     /// instead of manual tunnels.
     #[arg(long)]
     pub ike: bool,
-    /// Manual clients with IPv6 inner addresses (fd00:0:0:128::/64),
-    /// sending to fd00:0:0:1::1 on the gateway's protected side.
+    /// IPv6 inner addresses (manual clients in fd00:0:0:128::/64; with
+    /// --ike a pool in fd00:0:0:128::/105 the clients lease from), sending
+    /// to fd00:0:0:1::1 on the gateway's protected side.
     #[arg(long)]
     pub inner_ipv6: bool,
 }

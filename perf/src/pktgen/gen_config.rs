@@ -99,11 +99,6 @@ impl GenConfig {
                 "--client-port must be fixed: the gateway sends to it".into(),
             ));
         }
-        if self.ike && self.inner_ipv6 {
-            return Err(PktgenError::Option(
-                "--inner-ipv6 is for manual clients: IKE clients lease IPv4 addresses".into(),
-            ));
-        }
         if !matches!(self.key_len, 16 | 32) {
             return Err(PktgenError::Option("--key-bits must be 128 or 256".into()));
         }
@@ -205,9 +200,15 @@ impl GenConfig {
     }
 
     /// `[ike]` and one responder `[[peer]]` for every client: any
-    /// identity with the PSK, inner addresses from a pool in 10.128.0.0/9,
-    /// esprit's ping on every epoch.
+    /// identity with the PSK, inner addresses from a pool in 10.128.0.0/9
+    /// (fd00:0:0:128::/105 with IPv6 inside: as many addresses), esprit's
+    /// ping on every epoch.
     fn ike_section(&self, t: &mut String, algorithm: &str) {
+        let (protected, pool) = if self.inner_ipv6 {
+            (PROTECTED6, format!("{INNER6_BASE}/105"))
+        } else {
+            (PROTECTED, format!("{INNER_BASE}/9"))
+        };
         let mut psk = [0u8; 24];
         rand::rng().fill_bytes(&mut psk);
         let _ = write!(
@@ -216,7 +217,7 @@ impl GenConfig {
              proposals = [\"{algorithm}-prfsha256-x25519\"]\nesp_proposals = [\"{algorithm}\"]\n\
              cookie_threshold = {cookie}\n\n\
              [[peer]]\nname = \"pktgen\"\nrole = \"responder\"\nremote_id = \"any\"\n\
-             psk = \"{psk}\"\nlocal_ts = [\"{PROTECTED}\"]\npool = \"{INNER_BASE}/9\"\n\
+             psk = \"{psk}\"\nlocal_ts = [\"{protected}\"]\npool = \"{pool}\"\n\
              liveness = \"esp-ping\"\n",
             // pktgen keeps at most a few thousand handshakes in flight:
             // no cookies (RFC 7296 2.6) below that.
@@ -289,6 +290,14 @@ mod tests {
         assert_eq!(p.pool[0].to_string(), "10.128.0.0/9");
         assert_eq!(p.liveness.mode, config::schema::peer::LivenessMode::EspPing);
         assert!(p.psk.len() >= 24);
+        let g6 = GenConfig {
+            inner_ipv6: true,
+            ..g
+        };
+        let cfg = config::parse(&g6.render().unwrap(), "gen6.toml").unwrap();
+        let p = &cfg.peers[0];
+        assert_eq!(p.pool[0].to_string(), "fd00:0:0:128::/105");
+        assert_eq!(p.local_ts[0].to_string(), PROTECTED6);
     }
 
     #[test]
@@ -322,11 +331,6 @@ mod tests {
             GenConfig {
                 client_port: 65535,
                 sockets: 4,
-                ..GenConfig::default()
-            },
-            GenConfig {
-                ike: true,
-                inner_ipv6: true,
                 ..GenConfig::default()
             },
         ] {

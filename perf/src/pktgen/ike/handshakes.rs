@@ -58,7 +58,7 @@ struct ClientState {
     lane: usize,
     phase: Phase,
     ike: Option<IkeSaId>,
-    inner: Option<Ipv4Addr>,
+    inner: Option<IpAddr>,
     sas: Option<(Arc<InboundSa>, Arc<OutboundSa>)>,
     machine: Option<Tunnel>,
     /// A rekey's new pair, until its pong moves the data there.
@@ -350,7 +350,8 @@ impl Handshakes {
             return;
         };
         let built = self.build_sas(i, c);
-        let (Ok(sas), Some(vip)) = (built, c.virtual_ip) else {
+        let leased = c.virtual_ip.map(IpAddr::V4);
+        let (Ok(sas), Some(vip)) = (built, leased.or(c.virtual_ip6.map(IpAddr::V6))) else {
             self.fail(i);
             return;
         };
@@ -563,7 +564,7 @@ impl Handshakes {
             if let Some(lane) = lanes.get_mut(c.lane) {
                 lane.clients.push(Client {
                     id: i as u32,
-                    inner: inner.into(),
+                    inner,
                     local: lane.port.local_addr(),
                     gateway: self.target.natt,
                     outbound: outbound.clone(),

@@ -2,7 +2,7 @@
 //! responder `[[peer]]`, with an identity of its own and a request for an
 //! inner address.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use controlplane::ike::sa::{Policy, Retransmit};
@@ -130,6 +130,9 @@ impl ClientPolicy {
         let first = accepted(0)?;
         accepted(spec.clients.saturating_sub(1))?;
         let gw = controlplane::gateway::policy(peer, &cfg.ike.retransmit);
+        // Each client leases one inner address: IPv6 if the responder's
+        // pool has only IPv6 (gen-config --inner-ipv6), else IPv4.
+        let v6 = !peer.pool.is_empty() && peer.pool.iter().all(|n| n.addr().is_ipv6());
         let template = Policy {
             // Client 0's; `for_client` gives each its own.
             local_id: controlplane::gateway::identification(&first),
@@ -140,13 +143,20 @@ impl ClientPolicy {
             ike_groups: gw.ike_groups.clone(),
             esp_encr_bits: gw.esp_encr_bits.clone(),
             esp_groups: gw.esp_groups.clone(),
-            local_ts: vec![TrafficSelector::range(
-                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                IpAddr::V4(Ipv4Addr::BROADCAST),
-            )],
+            local_ts: vec![if v6 {
+                TrafficSelector::range(
+                    IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                    IpAddr::V6(Ipv6Addr::from(u128::MAX)),
+                )
+            } else {
+                TrafficSelector::range(
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    IpAddr::V4(Ipv4Addr::BROADCAST),
+                )
+            }],
             remote_ts: gw.local_ts.clone(),
-            request_virtual_ip: true,
-            request_virtual_ip6: false,
+            request_virtual_ip: !v6,
+            request_virtual_ip6: v6,
             dns: Vec::new(),
             pool: None,
             // Thousands of clients start within a second: jitter keeps a
@@ -202,8 +212,22 @@ mod tests {
             .for_client(7);
         assert_eq!(p.local_id, Identification::fqdn("c7.pktgen.esprit"));
         assert_eq!(p.remote_id, Some(Identification::fqdn("gw.pktgen.esprit")));
-        assert!(p.request_virtual_ip);
+        assert!(p.request_virtual_ip && !p.request_virtual_ip6);
         assert_eq!(p.esp_encr_bits, vec![128]);
+        // An IPv6 pool: the clients ask for an IPv6 address instead.
+        let text6 = GenConfig {
+            ike: true,
+            inner_ipv6: true,
+            ..GenConfig::default()
+        }
+        .render()
+        .unwrap();
+        let cfg6 = config::parse(&text6, "gen6.toml").unwrap();
+        let p6 = ClientPolicy::from_config(&cfg6, &spec)
+            .unwrap()
+            .for_client(7);
+        assert!(p6.request_virtual_ip6 && !p6.request_virtual_ip);
+        assert!(p6.local_ts.iter().all(|t| t.start_addr.is_ipv6()));
         let t = Target::from_config(&cfg, None).unwrap();
         assert_eq!(t.ike, "127.0.0.1:45001".parse().unwrap());
         assert_eq!(t.wire("127.0.0.1:4500".parse().unwrap()), t.natt);
