@@ -227,6 +227,21 @@ impl RouteTable {
         }
     }
 
+    /// Asks for the cell that [`RouteTable::lookup`] will read for `dst`
+    /// when a pool holds it (hashed routes are left alone): a worker asks a
+    /// few packets ahead, so that the lookup finds its cell in the cache.
+    #[inline]
+    pub fn prefetch(&self, dst: IpAddr) {
+        for pool in self.pools.iter() {
+            if let Some(off) = offset_in(&pool.prefix, dst) {
+                if let Some(cell) = pool.hosts.entry_ptr(off) {
+                    crate::prefetch::prefetch(cell);
+                }
+                return;
+            }
+        }
+    }
+
     /// The tunnel for `dst`: a pool host route first, then the longest prefix.
     #[inline]
     pub fn lookup(&self, dst: IpAddr) -> Option<TunnelId> {

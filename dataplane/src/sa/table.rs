@@ -51,6 +51,15 @@ impl SaTables {
         self.inbound.prefetch(spi)
     }
 
+    /// Asks for the cell of `tunnel` that [`SaTables::outbound_sa`] reads
+    /// (the pointer to its SA), a few packets before it is read.
+    #[inline]
+    pub fn prefetch_outbound_cell(&self, tunnel: TunnelId) {
+        if let Some(cell) = self.outbound.entry_ptr(tunnel as usize) {
+            crate::prefetch::prefetch(cell);
+        }
+    }
+
     /// The outbound SA currently used by `tunnel`.
     #[inline]
     pub fn outbound_sa(&self, tunnel: TunnelId) -> Option<&Arc<OutboundSa>> {
