@@ -451,11 +451,11 @@ impl Sender {
     /// Before the `i`th packet of the burst is sealed: asks for the SAs of
     /// the clients whose turns come next (see `look_ahead`).
     fn before(&self, lanes: &[Lane], i: usize) {
-        let sa_of = |j: usize| {
+        let client_of = |j: usize| {
             let &(l, c) = self.order.get(*self.upcoming.get(j)?)?;
-            lanes.get(l)?.clients.get(c).map(|cl| &cl.outbound)
+            lanes.get(l)?.clients.get(c)
         };
-        self.look_ahead.before_seal(sa_of, i);
+        self.look_ahead.before_seal(client_of, i);
     }
 
     /// Builds, stamps and seals the next packet of the client in `slot`.

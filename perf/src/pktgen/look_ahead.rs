@@ -5,13 +5,17 @@
 //! line-fill buffers and were most of the generator's own time in a
 //! profile; asking a few packets ahead keeps only a few SAs in flight.
 //! With few clients everything is in the caches already and the asking
-//! only costs, so it is off below `FROM_CLIENTS`.
+//! only costs, so it is off below `FROM_CLIENTS`. Sealing asks for the
+//! client some packets before its SA (2026-12-08, lab round robin over
+//! 100k tunnels in a shuffled order, two rounds: 1.27 / 1.34 -> 1.57 /
+//! 1.54 M round trips/s, pktgen's user time 0.58 -> 0.45 µs a round trip).
 
 use std::sync::Arc;
 
 use dataplane::prefetch::prefetch_value;
-use dataplane::sa::{InboundSa, OutboundSa};
+use dataplane::sa::InboundSa;
 
+use super::clients::Client;
 use super::receiver::SeqWindow;
 
 /// The client (lane, index) an inbound SPI belongs to, and the SA: during
@@ -27,6 +31,10 @@ const FROM_CLIENTS: usize = 4096;
 /// before, once the SA has arrived to say where that state is.
 const AHEAD: usize = 3;
 const STATE_AHEAD: usize = 1;
+/// A client to seal for is asked for this many packets ahead, so that its
+/// SA's address is in the cache when the SA is asked for: in a shuffled
+/// order the client, then its SA, were two misses in a row.
+const CLIENT_AHEAD: usize = 6;
 
 /// Whether one thread looks ahead.
 #[derive(Clone, Copy)]
@@ -42,27 +50,28 @@ impl LookAhead {
         }
     }
 
-    /// Before the `i`th seal of a burst; `sa_of(j)` is the outbound SA of
-    /// the burst's `j`th packet. The AES-NI key is inline in the SA: its
-    /// lines, then (an AES-256 key's last line) its state, are all there
-    /// is to ask for.
+    /// Before the `i`th seal of a burst; `client_of(j)` is the client of
+    /// the burst's `j`th packet (a place in memory, not yet read). The
+    /// AES-NI key is inline in the SA: the client, the SA's lines, then
+    /// (an AES-256 key's last line) its state, are all there is to ask for.
     #[inline]
-    pub(super) fn before_seal<'a>(
-        self,
-        sa_of: impl Fn(usize) -> Option<&'a Arc<OutboundSa>>,
-        i: usize,
-    ) {
+    pub(super) fn before_seal<'a>(self, client_of: impl Fn(usize) -> Option<&'a Client>, i: usize) {
         if !self.on {
             return;
         }
+        for j in first(i, CLIENT_AHEAD)..=i + CLIENT_AHEAD {
+            if let Some(c) = client_of(j) {
+                prefetch_value(c);
+            }
+        }
         for j in first(i, AHEAD)..=i + AHEAD {
-            if let Some(sa) = sa_of(j) {
-                sa.prefetch();
+            if let Some(c) = client_of(j) {
+                c.outbound.prefetch();
             }
         }
         for j in first(i, STATE_AHEAD)..=i + STATE_AHEAD {
-            if let Some(sa) = sa_of(j) {
-                sa.prefetch_state();
+            if let Some(c) = client_of(j) {
+                c.outbound.prefetch_state();
             }
         }
     }
