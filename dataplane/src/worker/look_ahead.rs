@@ -79,9 +79,10 @@ impl LookAhead {
     }
 
     /// Asks for every ESP packet's SA slot and every clear packet's route
-    /// cell (one line each: cheap at any table size); then notes what each packet of `rx` will need (clear
-    /// packets always, ESP packets when the table is large enough for it
-    /// to pay) and asks for what the first packets need.
+    /// cell (one line each: cheap at any table size); then notes what each
+    /// packet of `rx` will need (clear packets always, ESP packets when the
+    /// table is large enough for it to pay) and asks for what the first
+    /// packets need.
     pub(super) fn plan(&mut self, t: &SaTables, rx: &[Packet]) {
         self.needs.clear();
         for p in rx {
