@@ -87,31 +87,33 @@ impl LookAhead {
     /// packets need.
     pub(super) fn plan(&mut self, t: &SaTables, rx: &[Packet]) {
         self.needs.clear();
-        for p in rx {
-            match p.meta.encap {
-                Encap::Inner => {
-                    if let Ok((_, dst)) = wire::ip_src_dst(p.data()) {
-                        t.routes.prefetch(dst);
-                    }
-                }
-                _ => {
-                    if let Some(spi) = esp_spi(p) {
-                        t.prefetch_inbound(spi);
-                    }
-                }
-            }
-        }
         let inbound = t.inbound.len() >= ESP_FROM_SAS;
-        if !inbound && !rx.iter().any(|p| p.meta.encap == Encap::Inner) {
+        let mut clear = false;
+        for p in rx {
+            let need = match p.meta.encap {
+                Encap::Inner => {
+                    clear = true;
+                    wire::ip_src_dst(p.data()).map_or(Need::Nothing, |(_, dst)| {
+                        t.routes.prefetch(dst);
+                        Need::Outbound(dst)
+                    })
+                }
+                _ => esp_spi(p).map_or(Need::Nothing, |spi| {
+                    t.prefetch_inbound(spi);
+                    if inbound {
+                        Need::Inbound(spi)
+                    } else {
+                        Need::Nothing
+                    }
+                }),
+            };
+            self.needs.push(need);
+        }
+        // Nothing to look ahead for: `before` then returns at once.
+        if !inbound && !clear {
+            self.needs.clear();
             return;
         }
-        self.needs.extend(rx.iter().map(|p| match p.meta.encap {
-            Encap::Inner => {
-                wire::ip_src_dst(p.data()).map_or(Need::Nothing, |(_, dst)| Need::Outbound(dst))
-            }
-            _ if inbound => esp_spi(p).map_or(Need::Nothing, Need::Inbound),
-            _ => Need::Nothing,
-        }));
         for i in 0..ESP_AHEAD.max(ROUTE_AHEAD) {
             self.ask(t, i, i < ESP_STATE_AHEAD);
         }
