@@ -488,11 +488,19 @@ impl Sender {
             seq: *seq,
             sent_ns: now_ns,
         };
-        // IPv4 + UDP headers are 28 bytes, IPv6 + UDP 48: an IPv6 packet
-        // is never shorter than 48 bytes and the stamp.
+        // An IPv6 packet is never shorter than its headers and the stamp.
+        use dataplane::wire::{ipv4, ipv6, udp};
         let (target, headers, proto) = match client.inner {
-            IpAddr::V4(_) => (IpAddr::V4(TARGET), 28, next_header::IPV4),
-            IpAddr::V6(_) => (IpAddr::V6(TARGET6), 48, next_header::IPV6),
+            IpAddr::V4(_) => (
+                IpAddr::V4(TARGET),
+                ipv4::HEADER_LEN + udp::HEADER_LEN,
+                next_header::IPV4,
+            ),
+            IpAddr::V6(_) => (
+                IpAddr::V6(TARGET6),
+                ipv6::HEADER_LEN + udp::HEADER_LEN,
+                next_header::IPV6,
+            ),
         };
         let Some(payload) = self
             .scratch
